@@ -1,0 +1,181 @@
+//! Wires the parts together: opens the store, registry, templates and transport from a
+//! [`Config`], drains the inbox through the pipeline, delivers the outbox, and runs the
+//! daemon loop until shutdown.
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::ingest::Maildir;
+use crate::notify::Templates;
+use crate::outbox::{self, DeliveryReport, Transport};
+use crate::pipeline::{Outcome, Pipeline, RawMail, Report};
+use crate::registry::RegistryFile;
+use crate::store::{self, Store};
+use anyhow::Context;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct App {
+    pub cfg: Arc<Config>,
+    pub store: Box<dyn Store>,
+    pub pipeline: Pipeline,
+    pub transport: Transport,
+    pub clock: SharedClock,
+}
+
+/// What a run did, for the summary line.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct RunSummary {
+    pub inbound: Report,
+    pub delivery: DeliveryReport,
+}
+
+impl App {
+    /// Opens everything the configuration names; every failure says which part and why.
+    pub fn open(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
+        let cfg = Arc::new(cfg);
+        let registry = RegistryFile::open(&cfg.registry_path)?;
+        let templates = Templates::load(cfg.templates_dir.as_deref())
+            .context("loading templates (templates.dir)")?;
+        let store =
+            store::open(&cfg.database_url).context("opening the database (database.url)")?;
+        let transport = Transport::from_config(&cfg.outbound).map_err(anyhow::Error::msg)?;
+        let pipeline = Pipeline::new(cfg.clone(), Arc::new(registry), templates, clock.clone());
+        Ok(App {
+            cfg,
+            store,
+            pipeline,
+            transport,
+            clock,
+        })
+    }
+
+    /// Processes one message (the `ingest` command and MTA pipes).
+    pub fn ingest(&mut self, raw: RawMail) -> Result<Outcome, store::StoreError> {
+        let (_, mut outcomes) = self
+            .pipeline
+            .process(self.store.as_mut(), std::slice::from_ref(&raw))?;
+        Ok(outcomes.pop().unwrap_or(Outcome::Duplicate))
+    }
+
+    /// Processes everything waiting in the Maildir, batch by batch. A batch's files leave
+    /// `new/` only after its transaction committed.
+    pub fn drain_maildir(&mut self, md: &Maildir) -> anyhow::Result<Report> {
+        let mut total = Report::default();
+        let mut unreadable = 0usize;
+        loop {
+            let paths = md
+                .pending(self.cfg.inbound.batch_size + unreadable)
+                .with_context(|| format!("listing {}", md.root().join("new").display()))?;
+            let mut mails = Vec::with_capacity(paths.len());
+            let mut done = Vec::with_capacity(paths.len());
+            for p in paths.into_iter().skip(unreadable) {
+                match md.read(&p) {
+                    Ok(m) => {
+                        mails.push(m);
+                        done.push(p);
+                    }
+                    Err(e) => {
+                        unreadable += 1;
+                        tracing::error!(path = %p.display(), error = %e,
+                            "cannot read inbound mail file; left in place: check its permissions");
+                    }
+                }
+            }
+            if mails.is_empty() {
+                return Ok(total);
+            }
+            let (report, _) = self
+                .pipeline
+                .process(self.store.as_mut(), &mails)
+                .context("storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)")?;
+            for p in &done {
+                if let Err(e) = md.mark_done(p) {
+                    tracing::error!(path = %p.display(), error = %e,
+                        "mail committed but not moved to cur/; it will be seen as a duplicate next time");
+                }
+            }
+            total.add(&report);
+        }
+    }
+
+    pub async fn deliver(&mut self) -> Result<DeliveryReport, store::StoreError> {
+        outbox::deliver_due(
+            self.store.as_mut(),
+            &self.transport,
+            &self.cfg.outbound,
+            self.clock.as_ref(),
+        )
+        .await
+    }
+
+    /// The daemon's main job. With `once`, processes what is waiting, delivers what is due,
+    /// and returns; otherwise repeats until `shutdown` completes.
+    pub async fn run(
+        &mut self,
+        once: bool,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<RunSummary> {
+        let md = Maildir::open(&self.cfg.inbound.maildir).with_context(|| {
+            format!(
+                "opening the inbox (inbound.maildir = {})",
+                self.cfg.inbound.maildir.display()
+            )
+        })?;
+        let mut summary = RunSummary::default();
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        loop {
+            let pass = async {
+                let r = self.drain_maildir(&md)?;
+                let d = self.deliver().await?;
+                anyhow::Ok((r, d))
+            }
+            .await;
+            match pass {
+                Ok((r, d)) => {
+                    failures = 0;
+                    summary.inbound.add(&r);
+                    summary.delivery.sent += d.sent;
+                    summary.delivery.retried += d.retried;
+                    summary.delivery.failed += d.failed;
+                    if r.mails() > 0 || d.sent + d.retried + d.failed > 0 {
+                        tracing::info!(
+                            created = r.created,
+                            appended = r.appended,
+                            quarantined = r.quarantined,
+                            duplicates = r.duplicates,
+                            sent = d.sent,
+                            retried = d.retried,
+                            failed = d.failed,
+                            "pass done"
+                        );
+                    }
+                }
+                Err(e) if once => return Err(e),
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(error = format!("{e:#}"), failures, "pass failed; retrying");
+                }
+            }
+            if once {
+                return Ok(summary);
+            }
+            let mut wait = self.cfg.inbound.poll_interval;
+            if failures > 0 {
+                wait = wait.max(Duration::from_secs(u64::from(failures.min(6)) * 5));
+            }
+            if let Ok(Some(due)) = self.store.next_due() {
+                let until = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                wait = wait.min(until.max(Duration::from_millis(50)));
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("shutdown requested; stopping after the last committed batch");
+                    return Ok(summary);
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}

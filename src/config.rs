@@ -1,0 +1,814 @@
+//! Typed settings, validated once at start. Every error names the key that is wrong and what
+//! to do about it; secrets are read from the environment or a file and never printed.
+
+use regex::Regex;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration problem, always tied to the key it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error at `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// A secret value: shows as `***` in every `Debug` or log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the settings came from: a file, or the embedded default.
+    pub source: ConfigSource,
+    pub database_url: String,
+    pub inbound: InboundConfig,
+    pub outbound: OutboundConfig,
+    pub tickets: TicketsConfig,
+    pub loops: LoopConfig,
+    pub registry_path: PathBuf,
+    pub templates_dir: Option<PathBuf>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    EmbeddedDefault,
+}
+
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    pub maildir: PathBuf,
+    pub poll_interval: Duration,
+    pub batch_size: usize,
+    pub max_message_bytes: usize,
+    pub max_attachment_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    /// `From:` of every mail we send, e.g. `Support <support@example.test>`.
+    pub from: lettre::message::Mailbox,
+    pub message_id_domain: String,
+    pub transport: TransportConfig,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum TransportConfig {
+    /// Each message written as an `.eml` file in this folder.
+    File {
+        dir: PathBuf,
+    },
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text: only for a relay on the same machine or network.
+    None,
+    StartTls,
+    Implicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub helo_name: Option<String>,
+    /// Envelope sender (bounce address); the `From:` address when unset.
+    pub envelope_from: Option<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TicketsConfig {
+    pub reference_prefix: String,
+    pub key_pattern: Regex,
+    pub default_language: String,
+    /// Told to senders whose key is missing or wrong: where they find theirs.
+    pub key_help: String,
+    pub acknowledge_followups: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Lower-case addresses that are ours: mail from them is never answered or ticketed.
+    pub own_addresses: Vec<String>,
+    pub auto_reply_limit: u32,
+    pub auto_reply_window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+// ---- the file's shape --------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    inbound: RawInbound,
+    #[serde(default)]
+    outbound: RawOutbound,
+    #[serde(default)]
+    tickets: RawTickets,
+    #[serde(default)]
+    loops: RawLoops,
+    #[serde(default)]
+    registry: RawRegistry,
+    #[serde(default)]
+    templates: RawTemplates,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    maildir: Option<String>,
+    poll_interval: Option<String>,
+    batch_size: Option<usize>,
+    max_message_size: Option<String>,
+    max_attachment_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    from: Option<String>,
+    message_id_domain: Option<String>,
+    transport: Option<String>,
+    dir: Option<String>,
+    max_attempts: Option<u32>,
+    retry_base: Option<String>,
+    retry_max: Option<String>,
+    concurrency: Option<usize>,
+    #[serde(default)]
+    smtp: Option<RawSmtp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    helo_name: Option<String>,
+    envelope_from: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTickets {
+    reference_prefix: Option<String>,
+    key_pattern: Option<String>,
+    default_language: Option<String>,
+    key_help: Option<String>,
+    acknowledge_followups: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoops {
+    own_addresses: Option<Vec<String>>,
+    auto_reply_limit: Option<u32>,
+    auto_reply_window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplates {
+    dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// The default key pattern: four groups of four letters or digits, e.g. `ACME-7Q2M-4KX9-0001`.
+pub const DEFAULT_KEY_PATTERN: &str = r"(?i)\b([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})\b";
+
+impl Config {
+    /// Loads `path`, or `./ticketgate.toml` when present, or the embedded default.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => Self::from_file(p),
+            None => {
+                let local = Path::new("ticketgate.toml");
+                if local.exists() {
+                    Self::from_file(local)
+                } else {
+                    Self::embedded_default()
+                }
+            }
+        }
+    }
+
+    /// SQLite in `var/`, a Maildir inbox in `var/inbox`, `.eml` files in `var/outbox`,
+    /// customers in `customers.toml`, all relative to the working directory.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Self::build(
+            RawConfig::default(),
+            Path::new("."),
+            ConfigSource::EmbeddedDefault,
+            &|name| std::env::var(name).ok(),
+        )
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(
+                "--config",
+                format!("cannot read {}: {e}; check the path", path.display()),
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base, ConfigSource::File(path.to_path_buf()))
+    }
+
+    /// Parses settings from TOML text; relative paths are taken from `base`.
+    pub fn from_toml(text: &str, base: &Path, source: ConfigSource) -> Result<Config, ConfigError> {
+        Self::from_toml_with_env(text, base, source, &|name| std::env::var(name).ok())
+    }
+
+    pub fn from_toml_with_env(
+        text: &str,
+        base: &Path,
+        source: ConfigSource,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&e))?;
+        Self::build(raw, base, source, env)
+    }
+
+    fn build(
+        raw: RawConfig,
+        base: &Path,
+        source: ConfigSource,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let path = |p: &str| -> PathBuf {
+            let p = PathBuf::from(p);
+            if p.is_absolute() || base == Path::new(".") {
+                p
+            } else {
+                base.join(p)
+            }
+        };
+
+        let database_url = raw
+            .database
+            .url
+            .unwrap_or_else(|| "sqlite:var/ticketgate.db".to_string());
+        let database_url = match database_url.split_once(':') {
+            Some(("sqlite", rest)) => {
+                let file = rest.trim_start_matches("//");
+                if file.is_empty() {
+                    return Err(err(
+                        "database.url",
+                        "names no file: write e.g. sqlite:var/ticketgate.db",
+                    ));
+                }
+                format!("sqlite:{}", path(file).display())
+            }
+            Some(("postgres" | "postgresql", _)) => {
+                return Err(err(
+                    "database.url",
+                    "PostgreSQL is not available in this build yet; use a sqlite: URL",
+                ));
+            }
+            _ => {
+                return Err(err(
+                    "database.url",
+                    format!("`{database_url}` is not a database URL: write sqlite:PATH"),
+                ));
+            }
+        };
+
+        let inbound = InboundConfig {
+            maildir: path(raw.inbound.maildir.as_deref().unwrap_or("var/inbox")),
+            poll_interval: duration(
+                "inbound.poll_interval",
+                raw.inbound.poll_interval.as_deref().unwrap_or("1s"),
+            )?,
+            batch_size: match raw.inbound.batch_size.unwrap_or(256) {
+                0 => return Err(err("inbound.batch_size", "must be at least 1")),
+                n => n,
+            },
+            max_message_bytes: size(
+                "inbound.max_message_size",
+                raw.inbound.max_message_size.as_deref().unwrap_or("25MB"),
+            )?,
+            max_attachment_bytes: size(
+                "inbound.max_attachment_size",
+                raw.inbound.max_attachment_size.as_deref().unwrap_or("10MB"),
+            )?,
+        };
+
+        let from_text = raw
+            .outbound
+            .from
+            .unwrap_or_else(|| "Support <support@support.example.test>".to_string());
+        let from: lettre::message::Mailbox = from_text.parse().map_err(|e| {
+            err(
+                "outbound.from",
+                format!("`{from_text}` is not an address ({e}); write e.g. \"Support <support@example.com>\""),
+            )
+        })?;
+        let message_id_domain = raw
+            .outbound
+            .message_id_domain
+            .unwrap_or_else(|| from.email.domain().to_string());
+        if message_id_domain.is_empty()
+            || !message_id_domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(err(
+                "outbound.message_id_domain",
+                "must be a plain domain name such as support.example.com",
+            ));
+        }
+        let transport = match raw.outbound.transport.as_deref().unwrap_or("file") {
+            "file" => {
+                if raw.outbound.smtp.is_some() {
+                    return Err(err(
+                        "outbound.smtp",
+                        "is set but outbound.transport is \"file\": set transport = \"smtp\" or remove the [outbound.smtp] table",
+                    ));
+                }
+                TransportConfig::File {
+                    dir: path(raw.outbound.dir.as_deref().unwrap_or("var/outbox")),
+                }
+            }
+            "smtp" => {
+                let smtp = raw.outbound.smtp.ok_or_else(|| {
+                    err("outbound.smtp", "transport is \"smtp\" but there is no [outbound.smtp] table with at least `host`")
+                })?;
+                TransportConfig::Smtp(smtp_config(smtp, &path, env)?)
+            }
+            other => {
+                return Err(err(
+                    "outbound.transport",
+                    format!("`{other}` is not a transport: use \"file\" or \"smtp\""),
+                ));
+            }
+        };
+        let outbound = OutboundConfig {
+            from,
+            message_id_domain,
+            transport,
+            max_attempts: match raw.outbound.max_attempts.unwrap_or(8) {
+                0 => return Err(err("outbound.max_attempts", "must be at least 1")),
+                n => n,
+            },
+            retry_base: duration(
+                "outbound.retry_base",
+                raw.outbound.retry_base.as_deref().unwrap_or("30s"),
+            )?,
+            retry_max: duration(
+                "outbound.retry_max",
+                raw.outbound.retry_max.as_deref().unwrap_or("1h"),
+            )?,
+            concurrency: match raw.outbound.concurrency.unwrap_or(8) {
+                0 => return Err(err("outbound.concurrency", "must be at least 1")),
+                n => n,
+            },
+        };
+
+        let prefix = raw
+            .tickets
+            .reference_prefix
+            .unwrap_or_else(|| "TKT".to_string());
+        if prefix.is_empty()
+            || prefix.len() > 16
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(err(
+                "tickets.reference_prefix",
+                "must be 1 to 16 ASCII letters or digits, e.g. TKT",
+            ));
+        }
+        let pattern = raw
+            .tickets
+            .key_pattern
+            .unwrap_or_else(|| DEFAULT_KEY_PATTERN.to_string());
+        let key_pattern = Regex::new(&pattern).map_err(|e| {
+            err(
+                "tickets.key_pattern",
+                format!("is not a valid regular expression: {e}"),
+            )
+        })?;
+        if key_pattern.captures_len() < 2 {
+            return Err(err(
+                "tickets.key_pattern",
+                "needs one capture group around the key itself, e.g. Support-Key: ([A-Z0-9-]+)",
+            ));
+        }
+        let default_language = raw
+            .tickets
+            .default_language
+            .unwrap_or_else(|| "en".to_string());
+        if !crate::notify::LANGUAGES.contains(&default_language.as_str()) {
+            return Err(err(
+                "tickets.default_language",
+                format!(
+                    "`{default_language}` has no templates: use one of {:?}",
+                    crate::notify::LANGUAGES
+                ),
+            ));
+        }
+        let tickets = TicketsConfig {
+            reference_prefix: prefix.to_ascii_uppercase(),
+            key_pattern,
+            default_language,
+            key_help: raw.tickets.key_help.unwrap_or_else(|| {
+                "Your support key is in the welcome mail of your support subscription; \
+                 your company's support contact can also give it to you."
+                    .to_string()
+            }),
+            acknowledge_followups: raw.tickets.acknowledge_followups.unwrap_or(false),
+        };
+
+        let mut own: Vec<String> = raw
+            .loops
+            .own_addresses
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect();
+        for (i, a) in own.iter().enumerate() {
+            if !a.contains('@') {
+                return Err(err(
+                    &format!("loops.own_addresses[{i}]"),
+                    format!("`{a}` is not a mail address"),
+                ));
+            }
+        }
+        let from_addr = outbound.from.email.to_string().to_ascii_lowercase();
+        if !own.contains(&from_addr) {
+            own.push(from_addr);
+        }
+        let loops = LoopConfig {
+            own_addresses: own,
+            auto_reply_limit: raw.loops.auto_reply_limit.unwrap_or(10),
+            auto_reply_window: duration(
+                "loops.auto_reply_window",
+                raw.loops.auto_reply_window.as_deref().unwrap_or("3h"),
+            )?,
+        };
+
+        let log = LogConfig {
+            format: match raw.log.format.as_deref().unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(err(
+                        "log.format",
+                        format!("`{other}` is not a log format: use \"text\" or \"json\""),
+                    ));
+                }
+            },
+            level: {
+                let level = raw.log.level.unwrap_or_else(|| "info".to_string());
+                tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+                    err("log.level", format!("`{level}` is not a level or filter ({e}); use e.g. info or ticketgate=debug"))
+                })?;
+                level
+            },
+        };
+
+        Ok(Config {
+            source,
+            database_url,
+            inbound,
+            outbound,
+            tickets,
+            loops,
+            registry_path: path(raw.registry.path.as_deref().unwrap_or("customers.toml")),
+            templates_dir: raw.templates.dir.as_deref().map(path),
+            log,
+        })
+    }
+}
+
+fn smtp_config(
+    raw: RawSmtp,
+    path: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SmtpConfig, ConfigError> {
+    let host = raw.host.filter(|h| !h.trim().is_empty()).ok_or_else(|| {
+        err(
+            "outbound.smtp.host",
+            "is required when transport = \"smtp\"",
+        )
+    })?;
+    let tls = match raw.tls.as_deref().unwrap_or("starttls") {
+        "none" => SmtpTls::None,
+        "starttls" => SmtpTls::StartTls,
+        "tls" | "implicit" => SmtpTls::Implicit,
+        other => {
+            return Err(err(
+                "outbound.smtp.tls",
+                format!(
+                    "`{other}` is not a mode: use \"starttls\", \"tls\" (implicit, port 465) or \"none\" (local relay only)"
+                ),
+            ));
+        }
+    };
+    let port = raw.port.unwrap_or(match tls {
+        SmtpTls::Implicit => 465,
+        SmtpTls::StartTls => 587,
+        SmtpTls::None => 25,
+    });
+    let password = match (raw.password_env, raw.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "outbound.smtp.password_env",
+                "and password_file are both set: keep one",
+            ));
+        }
+        (Some(var), None) => Some(Secret(env(&var).ok_or_else(|| {
+            err(
+                "outbound.smtp.password_env",
+                format!("names the environment variable {var}, which is not set"),
+            )
+        })?)),
+        (None, Some(file)) => {
+            let p = path(&file);
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                err(
+                    "outbound.smtp.password_file",
+                    format!("cannot read {}: {e}", p.display()),
+                )
+            })?;
+            Some(Secret(text.trim_end_matches(['\r', '\n']).to_string()))
+        }
+        (None, None) => None,
+    };
+    if password.is_some() && raw.username.is_none() {
+        return Err(err(
+            "outbound.smtp.username",
+            "is required when a password is given",
+        ));
+    }
+    Ok(SmtpConfig {
+        host,
+        port,
+        tls,
+        username: raw.username,
+        password,
+        helo_name: raw.helo_name,
+        envelope_from: raw.envelope_from,
+        timeout: duration(
+            "outbound.smtp.timeout",
+            raw.timeout.as_deref().unwrap_or("30s"),
+        )?,
+    })
+}
+
+/// Turns a toml error into one that names the key.
+fn toml_error(e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().to_string();
+    // serde's unknown-field message: "unknown field `x`, expected one of ..."
+    let key = msg
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| "(file)".to_string());
+    let at = e
+        .span()
+        .map(|s| format!(" (at byte {})", s.start))
+        .unwrap_or_default();
+    err(&key, format!("{msg}{at}"))
+}
+
+/// Parses `500ms`, `30s`, `5m`, `3h`, `2d`.
+pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        err(
+            key,
+            format!("`{text}` is not a duration: write e.g. 30s, 5m, 3h, 2d"),
+        )
+    })?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" | "" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => {
+            return Err(err(
+                key,
+                format!("`{text}` has an unknown unit: use ms, s, m, h or d"),
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses `512KB`, `25MB`, `1GB` or a byte count.
+pub fn size(key: &str, text: &str) -> Result<usize, ConfigError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| {
+        err(
+            key,
+            format!("`{text}` is not a size: write e.g. 512KB or 25MB"),
+        )
+    })?;
+    let mul = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" => 1024,
+        "MB" | "M" => 1024 * 1024,
+        "GB" | "G" => 1024 * 1024 * 1024,
+        _ => {
+            return Err(err(
+                key,
+                format!("`{text}` has an unknown unit: use B, KB, MB or GB"),
+            ));
+        }
+    };
+    Ok(n * mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(
+            text,
+            Path::new("/etc/tg"),
+            ConfigSource::EmbeddedDefault,
+            &|v| (v == "SMTP_PW").then(|| "hunter2".to_string()),
+        )
+    }
+
+    #[test]
+    fn embedded_default_uses_var_folders() {
+        let c = Config::embedded_default().unwrap();
+        assert_eq!(c.database_url, "sqlite:var/ticketgate.db");
+        assert_eq!(c.inbound.maildir, PathBuf::from("var/inbox"));
+        assert!(
+            matches!(c.outbound.transport, TransportConfig::File { ref dir } if dir == Path::new("var/outbox"))
+        );
+        assert_eq!(c.registry_path, PathBuf::from("customers.toml"));
+        assert_eq!(c.loops.auto_reply_limit, 10);
+        assert_eq!(c.loops.auto_reply_window, Duration::from_secs(3 * 3600));
+        assert!(
+            c.loops
+                .own_addresses
+                .contains(&"support@support.example.test".to_string())
+        );
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let c = parse("[inbound]\nmaildir = \"mail/in\"\n[database]\nurl = \"sqlite:db/tg.db\"")
+            .unwrap();
+        assert_eq!(c.inbound.maildir, PathBuf::from("/etc/tg/mail/in"));
+        assert_eq!(c.database_url, "sqlite:/etc/tg/db/tg.db");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[inbound]\nmail_dir = \"x\"").unwrap_err();
+        assert_eq!(e.key, "mail_dir");
+        assert!(e.problem.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (
+                "[inbound]\npoll_interval = \"soon\"",
+                "inbound.poll_interval",
+            ),
+            (
+                "[inbound]\nmax_message_size = \"25XB\"",
+                "inbound.max_message_size",
+            ),
+            ("[outbound]\nfrom = \"not an address\"", "outbound.from"),
+            ("[outbound]\ntransport = \"pigeon\"", "outbound.transport"),
+            ("[outbound]\ntransport = \"smtp\"", "outbound.smtp"),
+            (
+                "[outbound]\ntransport = \"smtp\"\n[outbound.smtp]\nhost = \"mx\"\ntls = \"maybe\"",
+                "outbound.smtp.tls",
+            ),
+            (
+                "[outbound]\ntransport = \"smtp\"\n[outbound.smtp]\nhost = \"mx\"\nusername = \"u\"\npassword_env = \"NOPE\"",
+                "outbound.smtp.password_env",
+            ),
+            (
+                "[tickets]\nkey_pattern = \"(unclosed\"",
+                "tickets.key_pattern",
+            ),
+            ("[tickets]\nkey_pattern = \"[A-Z]+\"", "tickets.key_pattern"),
+            (
+                "[tickets]\nreference_prefix = \"T K\"",
+                "tickets.reference_prefix",
+            ),
+            (
+                "[tickets]\ndefault_language = \"de\"",
+                "tickets.default_language",
+            ),
+            (
+                "[loops]\nown_addresses = [\"nobody\"]",
+                "loops.own_addresses[0]",
+            ),
+            ("[database]\nurl = \"mysql://x\"", "database.url"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn smtp_password_comes_from_env_and_is_never_printed() {
+        let c = parse(
+            "[outbound]\ntransport = \"smtp\"\n[outbound.smtp]\nhost = \"mx.example\"\nusername = \"tg\"\npassword_env = \"SMTP_PW\"",
+        )
+        .unwrap();
+        let TransportConfig::Smtp(s) = &c.outbound.transport else {
+            panic!("smtp expected")
+        };
+        assert_eq!(s.password.as_ref().unwrap().expose(), "hunter2");
+        assert_eq!(s.port, 587);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(duration("k", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(duration("k", "2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(size("k", "25MB").unwrap(), 25 * 1024 * 1024);
+        assert!(size("k", "-1").is_err());
+    }
+}

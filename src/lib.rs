@@ -1,0 +1,29 @@
+//! ticketgate: an email-driven support-ticket gateway.
+//!
+//! # Layout
+//! Modules in the order a mail flows through them:
+//! - [`config`]: typed settings, validated at start; errors name the key.
+//! - [`registry`]: support keys → customers → plans, re-read when the file changes.
+//! - [`ingest`]: where mail comes from (a Maildir today); removes a mail only after commit.
+//! - [`parse`]: raw bytes → [`parse::InboundMail`]; never panics.
+//! - [`route`]: one mail + the store → a [`route::Decision`]; loop rules in [`route::loops`].
+//! - [`pipeline`]: a batch in one transaction: parse, route, apply, render outbound mail.
+//! - [`notify`]: templates (en, fr; overridable) and composing RFC 5322 messages.
+//! - [`store`]: the only module with SQL; SQLite behind the [`store::Store`] trait.
+//! - [`outbox`]: claims due messages, delivers them (SMTP or files), retries, records.
+//! - [`app`]: wires the parts and runs the daemon loop.
+//! - [`clock`]: the one source of "now".
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod notify;
+pub mod outbox;
+pub mod parse;
+pub mod pipeline;
+pub mod registry;
+pub mod route;
+pub mod samples;
+pub mod store;

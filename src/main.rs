@@ -1,0 +1,380 @@
+//! The `ticketgate` command: the daemon, the MTA pipe, and the operator's listings.
+
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use ticketgate::app::App;
+use ticketgate::clock::{SharedClock, SystemClock};
+use ticketgate::config::{Config, ConfigSource, LogFormat};
+use ticketgate::ingest::Maildir;
+use ticketgate::pipeline::{self, RawMail};
+use ticketgate::store::{self, OutboxRow, TicketRow};
+
+/// sysexits: temporary failure, the MTA should retry.
+const EX_TEMPFAIL: u8 = 75;
+/// sysexits: configuration error.
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "ticketgate",
+    version,
+    about = "Email-driven support-ticket gateway"
+)]
+struct Cli {
+    /// Configuration file. Default: ./ticketgate.toml if present, else the embedded default
+    /// (SQLite and folders under ./var, customers in ./customers.toml).
+    #[arg(long, global = true, env = "TICKETGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: read the inbox, update tickets, deliver the outbox.
+    Run {
+        /// Process what is waiting, deliver what is due, and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Process one raw message from FILE or standard input, as an MTA pipe delivers it.
+    /// Exits 0 once its effects are committed (or it is quarantined), 75 when it could not be
+    /// stored and the MTA should retry.
+    Ingest { file: Option<PathBuf> },
+    /// List or show tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+    /// Outbound mail.
+    Outbox {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// Inbound mail that made no ticket change, with the reason.
+    Quarantine {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Validate the configuration and the customer registry, then exit.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum TicketsCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    Show {
+        /// Ticket reference, e.g. TKT-000123.
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_ingest = matches!(cli.command, Command::Ingest { .. });
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ticketgate: {e}");
+            return ExitCode::from(if is_ingest { EX_TEMPFAIL } else { EX_CONFIG });
+        }
+    };
+    init_logging(&cfg);
+    match dispatch(cli.command, cfg) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ticketgate: {e:#}");
+            ExitCode::from(if is_ingest { EX_TEMPFAIL } else { 1 })
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+fn clock() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
+    let prefix = cfg.tickets.reference_prefix.clone();
+    match command {
+        Command::Run { once } => {
+            let embedded = cfg.source == ConfigSource::EmbeddedDefault;
+            let inbox_is_new = !cfg.inbound.maildir.exists();
+            let mut app = App::open(cfg, clock())?;
+            if embedded && inbox_is_new {
+                let md = Maildir::open(&app.cfg.inbound.maildir)?;
+                let n = ticketgate::samples::seed(&md)?;
+                println!(
+                    "embedded default: created {} with {n} sample mails",
+                    md.root().display()
+                );
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let summary = rt.block_on(app.run(once, shutdown_signal()))?;
+            let r = summary.inbound;
+            let d = summary.delivery;
+            let dest = match &app.cfg.outbound.transport {
+                ticketgate::config::TransportConfig::File { dir } => {
+                    format!("written to {}", dir.display())
+                }
+                ticketgate::config::TransportConfig::Smtp(s) => {
+                    format!("sent to {}:{}", s.host, s.port)
+                }
+            };
+            println!(
+                "processed {} mails: {} tickets created, {} follow-ups added, {} quarantined, {} duplicates",
+                r.mails(),
+                r.created,
+                r.appended,
+                r.quarantined,
+                r.duplicates
+            );
+            println!(
+                "outbound: {} mails {dest}, {} waiting to retry, {} failed{}",
+                d.sent,
+                d.retried,
+                d.failed,
+                if r.suppressed > 0 {
+                    format!(", {} suppressed by the auto-reply cap", r.suppressed)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { file } => {
+            let mut bytes = Vec::new();
+            match &file {
+                Some(p) => {
+                    bytes = std::fs::read(p)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?
+                }
+                None => {
+                    std::io::stdin().read_to_end(&mut bytes)?;
+                }
+            }
+            let source = file.map_or("stdin".to_string(), |p| format!("file:{}", p.display()));
+            let mut app = App::open(cfg, clock())?;
+            match app.ingest(RawMail { source, bytes }) {
+                Ok(outcome) => {
+                    println!("{}", serde_json::to_string(&outcome)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("ticketgate: could not store the message, retry later: {e}");
+                    Ok(ExitCode::from(EX_TEMPFAIL))
+                }
+            }
+        }
+        Command::Tickets { command } => {
+            let mut st = store::open(&cfg.database_url)?;
+            match command {
+                TicketsCommand::List { json, limit } => {
+                    let rows: Vec<_> = st
+                        .tickets(limit)?
+                        .iter()
+                        .map(|t| ticket_json(&prefix, t))
+                        .collect();
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&rows)?);
+                    } else {
+                        for t in st.tickets(limit)? {
+                            println!(
+                                "{}  {:<20} sev {}  {:<12} {}",
+                                pipeline::reference(&prefix, t.id),
+                                t.status,
+                                t.severity,
+                                t.customer,
+                                t.subject
+                            );
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                TicketsCommand::Show { reference, json } => {
+                    let Some(id) = pipeline::parse_reference(&prefix, &reference) else {
+                        anyhow::bail!(
+                            "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
+                        );
+                    };
+                    let Some((t, articles)) = st.ticket_with_articles(id)? else {
+                        anyhow::bail!("no ticket {reference}");
+                    };
+                    let mut v = ticket_json(&prefix, &t);
+                    v["articles"] = serde_json::to_value(&articles)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        println!(
+                            "{}  [{}] sev {}  {}  {}",
+                            v["reference"].as_str().unwrap_or(""),
+                            t.status,
+                            t.severity,
+                            t.customer,
+                            t.subject
+                        );
+                        for a in articles {
+                            println!(
+                                "\n--- {} {} {}\n{}",
+                                a.created_at.to_rfc3339(),
+                                a.kind,
+                                a.author,
+                                a.body
+                            );
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Outbox {
+            command: ListCommand::List { json, limit },
+        } => {
+            let mut st = store::open(&cfg.database_url)?;
+            let rows = st.outbox(limit)?;
+            if json {
+                let v: Vec<_> = rows.iter().map(|o| outbox_json(&prefix, o)).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for o in rows {
+                    println!(
+                        "{:>6}  {:<10} {:<20} {:<32} {}",
+                        o.id, o.state, o.kind, o.recipient, o.subject
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine {
+            command: ListCommand::List { json, limit },
+        } => {
+            let mut st = store::open(&cfg.database_url)?;
+            let rows = st.quarantine(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for q in rows {
+                    println!(
+                        "{:>6}  {:<22} {:<32} {}",
+                        q.id,
+                        q.reason_code,
+                        q.from.as_deref().unwrap_or("-"),
+                        q.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            store::open(&cfg.database_url)?;
+            println!("database {} is up to date", cfg.database_url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let reg = ticketgate::registry::RegistryFile::open(&cfg.registry_path)?;
+            ticketgate::notify::Templates::load(cfg.templates_dir.as_deref())?;
+            ticketgate::outbox::Transport::from_config(&cfg.outbound)
+                .map_err(anyhow::Error::msg)?;
+            let source = match &cfg.source {
+                ConfigSource::File(p) => p.display().to_string(),
+                ConfigSource::EmbeddedDefault => "embedded default".to_string(),
+            };
+            println!(
+                "configuration OK ({source}); {} customers in {}",
+                reg.current().customer_count(),
+                cfg.registry_path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn ticket_json(prefix: &str, t: &TicketRow) -> serde_json::Value {
+    serde_json::json!({
+        "reference": pipeline::reference(prefix, t.id),
+        "status": t.status,
+        "severity": t.severity,
+        "stated_severity": t.stated_severity,
+        "customer": t.customer,
+        "plan": t.plan,
+        "language": t.language,
+        "subject": t.subject,
+        "requester": t.requester,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+    })
+}
+
+fn outbox_json(prefix: &str, o: &OutboxRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": o.id,
+        "kind": o.kind,
+        "to": o.recipient,
+        "subject": o.subject,
+        "ticket": o.ticket_id.map(|id| pipeline::reference(prefix, id)),
+        "state": o.state,
+        "attempts": o.attempts,
+        "message_id": o.message_id,
+        "last_error": o.last_error,
+        "created_at": o.created_at,
+        "next_attempt_at": o.next_attempt_at,
+        "sent_at": o.sent_at,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,217 @@
+//! Delivers the outbox: claims due messages, sends them through the configured transport
+//! (SMTP, or `.eml` files on the embedded default), and records each outcome. Transient
+//! failures are retried with growing, jittered backoff; permanent ones (SMTP 5xx) and
+//! messages out of attempts end as `failed` with the reason. One log line per attempt.
+
+use crate::clock::Clock;
+use crate::config::{OutboundConfig, SmtpTls, TransportConfig};
+use crate::store::{OutboxMail, Store, StoreError};
+use chrono::{DateTime, Utc};
+use lettre::address::Envelope;
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a claimed message stays ours before another sender may take it over.
+const LEASE: Duration = Duration::from_secs(300);
+
+pub enum Transport {
+    File {
+        dir: PathBuf,
+    },
+    Smtp {
+        mailer: AsyncSmtpTransport<Tokio1Executor>,
+        envelope_from: Address,
+    },
+}
+
+/// Why one delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Try again later (4xx, connection trouble, a full disk).
+    Transient(String),
+    /// Will never succeed (5xx, a recipient that is not an address).
+    Permanent(String),
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeliveryReport {
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+impl Transport {
+    pub fn from_config(cfg: &OutboundConfig) -> Result<Transport, String> {
+        match &cfg.transport {
+            TransportConfig::File { dir } => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create outbound folder {}: {e}", dir.display()))?;
+                Ok(Transport::File { dir: dir.clone() })
+            }
+            TransportConfig::Smtp(s) => {
+                let builder = match s.tls {
+                    SmtpTls::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+                    }
+                    SmtpTls::StartTls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
+                            .map_err(|e| format!("outbound.smtp: {e}"))?
+                    }
+                    SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)
+                        .map_err(|e| format!("outbound.smtp: {e}"))?,
+                };
+                let mut builder = builder
+                    .port(s.port)
+                    .timeout(Some(s.timeout))
+                    .pool_config(PoolConfig::new().max_size(cfg.concurrency as u32));
+                if let (Some(u), Some(p)) = (&s.username, &s.password) {
+                    builder =
+                        builder.credentials(Credentials::new(u.clone(), p.expose().to_string()));
+                }
+                if let Some(h) = &s.helo_name {
+                    builder = builder.hello_name(ClientId::Domain(h.clone()));
+                }
+                let envelope_from = match &s.envelope_from {
+                    Some(a) => a.parse().map_err(|e| {
+                        format!("outbound.smtp.envelope_from: `{a}` is not an address ({e})")
+                    })?,
+                    None => cfg.from.email.clone(),
+                };
+                Ok(Transport::Smtp {
+                    mailer: builder.build(),
+                    envelope_from,
+                })
+            }
+        }
+    }
+
+    pub async fn send(&self, mail: &OutboxMail) -> Result<(), SendError> {
+        match self {
+            Transport::File { dir } => {
+                let name = format!("{:08}-{}.eml", mail.id, mail.kind);
+                let tmp = dir.join(format!(".{name}.tmp"));
+                std::fs::write(&tmp, &mail.body)
+                    .and_then(|_| std::fs::rename(&tmp, dir.join(&name)))
+                    .map_err(|e| {
+                        SendError::Transient(format!(
+                            "cannot write {}: {e}",
+                            dir.join(&name).display()
+                        ))
+                    })
+            }
+            Transport::Smtp {
+                mailer,
+                envelope_from,
+            } => {
+                let to: Address = mail.recipient.parse().map_err(|e| {
+                    SendError::Permanent(format!(
+                        "recipient `{}` is not an address: {e}",
+                        mail.recipient
+                    ))
+                })?;
+                let envelope = Envelope::new(Some(envelope_from.clone()), vec![to])
+                    .map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
+                match mailer.send_raw(&envelope, &mail.body).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_permanent() => Err(SendError::Permanent(smtp_error_text(&e))),
+                    Err(e) => Err(SendError::Transient(smtp_error_text(&e))),
+                }
+            }
+        }
+    }
+}
+
+fn smtp_error_text(e: &lettre::transport::smtp::Error) -> String {
+    match e.status() {
+        Some(code) => format!("SMTP {code}: {e}"),
+        None => format!("SMTP: {e}"),
+    }
+}
+
+/// The wait before attempt `attempt + 1`: base × 2^(attempt−1), capped, with ±20 % jitter.
+pub fn backoff(cfg: &OutboundConfig, attempt: i64) -> Duration {
+    let exp = attempt.clamp(1, 30) as u32 - 1;
+    let raw = cfg
+        .retry_base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(cfg.retry_max);
+    let mut r = [0u8; 2];
+    let jitter = if getrandom::fill(&mut r).is_ok() {
+        (u16::from_le_bytes(r) as f64 / u16::MAX as f64) * 0.4 - 0.2
+    } else {
+        0.0
+    };
+    raw.mul_f64(1.0 + jitter)
+}
+
+/// Sends everything due now, `cfg.concurrency` at a time, until nothing due is left.
+pub async fn deliver_due(
+    store: &mut dyn Store,
+    transport: &Transport,
+    cfg: &OutboundConfig,
+    clock: &dyn Clock,
+) -> Result<DeliveryReport, StoreError> {
+    let mut report = DeliveryReport::default();
+    loop {
+        let now = clock.now();
+        let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::minutes(5));
+        let batch = store.claim_due(now, now + lease, cfg.concurrency)?;
+        if batch.is_empty() {
+            return Ok(report);
+        }
+        let results = futures_util::future::join_all(batch.iter().map(|m| transport.send(m))).await;
+        let now = clock.now();
+        for (mail, result) in batch.iter().zip(results) {
+            record(store, cfg, mail, result, now, &mut report)?;
+        }
+    }
+}
+
+fn record(
+    store: &mut dyn Store,
+    cfg: &OutboundConfig,
+    mail: &OutboxMail,
+    result: Result<(), SendError>,
+    now: DateTime<Utc>,
+    report: &mut DeliveryReport,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(()) => {
+            store.mark_sent(mail.id, now)?;
+            report.sent += 1;
+            tracing::info!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
+                attempt = mail.attempts, result = "sent", "delivery attempt");
+        }
+        Err(SendError::Transient(e)) if mail.attempts < cfg.max_attempts as i64 => {
+            let wait = backoff(cfg, mail.attempts);
+            let next = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
+            store.mark_retry(mail.id, next, &e)?;
+            report.retried += 1;
+            tracing::warn!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
+                attempt = mail.attempts, result = "retry", error = %e, next_attempt_at = %next.to_rfc3339(),
+                "delivery attempt failed; will retry");
+        }
+        Err(SendError::Transient(e)) => {
+            let e = format!(
+                "gave up after {} attempts (outbound.max_attempts); last error: {e}",
+                mail.attempts
+            );
+            store.mark_failed(mail.id, &e)?;
+            report.failed += 1;
+            tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
+                attempt = mail.attempts, result = "failed", error = %e, "delivery failed");
+        }
+        Err(SendError::Permanent(e)) => {
+            store.mark_failed(mail.id, &e)?;
+            report.failed += 1;
+            tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
+                attempt = mail.attempts, result = "failed", error = %e, "delivery refused by the server; not retried");
+        }
+    }
+    Ok(())
+}

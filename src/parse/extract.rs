@@ -1,0 +1,314 @@
+//! What routing needs from a message's words: support-key candidates, ticket references and
+//! the severity the customer stated (SPEC §3).
+
+use regex::Regex;
+
+/// The severity a customer wrote, mapped to 1–4, with the words as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatedSeverity {
+    pub level: u8,
+    pub as_written: String,
+}
+
+/// Compiled patterns, built once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Patterns {
+    key: Regex,
+    subject_tag: Regex,
+    body_ref: Regex,
+    labelled: Regex,
+    code: Regex,
+    subject_word: Regex,
+}
+
+/// SPEC §3 vocabulary, folded to lower case without accents.
+const WORDS: [(&str, u8); 26] = [
+    ("critical", 1),
+    ("blocker", 1),
+    ("catastrophic", 1),
+    ("bloquant", 1),
+    ("critique", 1),
+    ("high", 2),
+    ("major", 2),
+    ("urgent", 2),
+    ("majeur", 2),
+    ("medium", 3),
+    ("minor", 3),
+    ("serious", 3),
+    ("routine", 3),
+    ("mineur", 3),
+    ("normal", 3),
+    ("moyen", 3),
+    ("low", 4),
+    ("none", 4),
+    ("info", 4),
+    ("trivial", 4),
+    ("general", 4),
+    ("aucune", 4),
+    ("faible", 4),
+    ("urgente", 2),
+    ("majeure", 2),
+    ("mineure", 3),
+];
+
+fn word_level(w: &str) -> Option<u8> {
+    let w = fold(w);
+    WORDS.iter().find(|(k, _)| *k == w).map(|(_, l)| *l)
+}
+
+/// Lower case without the French accents, so `Sévérité` matches `severite`.
+fn fold(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'é' | 'è' | 'ê' | 'ë' | 'É' | 'È' | 'Ê' => 'e',
+            'à' | 'â' | 'À' => 'a',
+            'î' | 'ï' => 'i',
+            'ô' => 'o',
+            'û' | 'ù' => 'u',
+            'ç' => 'c',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+impl Patterns {
+    /// `key` must have one capture group around the key; `prefix` is the ticket reference
+    /// prefix (`TKT` → `[TKT-000123]`).
+    pub fn new(key: Regex, prefix: &str) -> Patterns {
+        let p = regex::escape(prefix);
+        Patterns {
+            key,
+            // built from an escaped prefix: always a valid pattern
+            subject_tag: Regex::new(&format!(r"(?i)\[\s*{p}-(\d{{1,12}})\s*\]")).expect("valid"),
+            body_ref: Regex::new(&format!(r"(?i)\b{p}-(\d{{1,12}})\b")).expect("valid"),
+            labelled: Regex::new(
+                r"(?im)^[\s*>]*(?:severity|s[ée]v[ée]rit[ée]|priority|priorit[ée]|urgency|urgence|impact|criticality|criticit[ée])\s*:\s*(.{1,60})$",
+            )
+            .expect("valid"),
+            code: Regex::new(r"(?i)\b(?:s[ée]v(?:[ée]rit[ée]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))\b").expect("valid"),
+            subject_word: Regex::new(r"(?i)(?:^|[\[(])\s*([a-zéèê]+)\s*(?:[\])]|\s*[:!\-–]|$)").expect("valid"),
+        }
+    }
+
+    /// Key-shaped strings in the subject, then the new text, upper-cased, without repeats.
+    pub fn key_candidates(&self, subject: &str, text: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for hay in [subject, text] {
+            for c in self.key.captures_iter(hay) {
+                if let Some(m) = c.get(1) {
+                    let k = m.as_str().trim().to_ascii_uppercase();
+                    if !out.contains(&k) {
+                        out.push(k);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn subject_refs(&self, subject: &str) -> Vec<u64> {
+        numbers(&self.subject_tag, subject)
+    }
+
+    pub fn body_refs(&self, text: &str) -> Vec<u64> {
+        numbers(&self.body_ref, text)
+    }
+
+    /// The severity the customer stated, by these rules (first match wins):
+    /// 1. a labelled line (`Severity: High`, `Sévérité : Majeur`, `Priority: P1`) in the subject
+    ///    or the new text;
+    /// 2. a code in the subject (`Sev1`, `Severity 2`, `S1`, `P3`, `L4`), or a vocabulary word
+    ///    that starts the subject or stands in brackets (`CRITICAL - …`, `[Urgent]`);
+    /// 3. an explicit `Severity N` / `Sev N` in the new text.
+    ///
+    /// Bare words in running text ("high CPU") do not count: they are too often not meant.
+    pub fn severity(&self, subject: &str, text: &str) -> Option<StatedSeverity> {
+        for hay in [subject, text] {
+            if let Some(c) = self.labelled.captures(hay) {
+                let value = c.get(1).map_or("", |m| m.as_str()).trim();
+                if let Some(level) = self.level_in_value(value) {
+                    return Some(StatedSeverity {
+                        level,
+                        as_written: value.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(s) = self.code_in(subject) {
+            return Some(s);
+        }
+        for c in self.subject_word.captures_iter(subject) {
+            if let Some(m) = c.get(1)
+                && let Some(level) = word_level(m.as_str())
+            {
+                return Some(StatedSeverity {
+                    level,
+                    as_written: m.as_str().to_string(),
+                });
+            }
+        }
+        // A shouted vocabulary word anywhere in the subject: "Export URGENT".
+        for w in subject.split(|c: char| !c.is_alphabetic()) {
+            if w.len() >= 4
+                && w.chars().all(|c| c.is_uppercase())
+                && let Some(level) = word_level(w)
+            {
+                return Some(StatedSeverity {
+                    level,
+                    as_written: w.to_string(),
+                });
+            }
+        }
+        self.code_in(text)
+            .filter(|s| fold(&s.as_written).starts_with("sev"))
+    }
+
+    fn code_in(&self, hay: &str) -> Option<StatedSeverity> {
+        let c = self.code.captures(hay)?;
+        let digit = c.get(1).or_else(|| c.get(3))?;
+        Some(StatedSeverity {
+            level: digit.as_str().parse().ok()?,
+            as_written: c.get(0)?.as_str().to_string(),
+        })
+    }
+
+    fn level_in_value(&self, value: &str) -> Option<u8> {
+        if let Some(s) = self.code_in(value) {
+            return Some(s.level);
+        }
+        let first = value.trim_start_matches(|c: char| !c.is_alphanumeric());
+        if let Some(d) = first.chars().next().and_then(|c| c.to_digit(10))
+            && (1..=4).contains(&d)
+        {
+            return Some(d as u8);
+        }
+        value
+            .split(|c: char| !c.is_alphanumeric())
+            .find_map(word_level)
+    }
+}
+
+fn numbers(re: &Regex, hay: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for c in re.captures_iter(hay) {
+        if let Some(n) = c.get(1).and_then(|m| m.as_str().parse().ok())
+            && !out.contains(&n)
+        {
+            out.push(n);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> Patterns {
+        Patterns::new(
+            Regex::new(crate::config::DEFAULT_KEY_PATTERN).unwrap(),
+            "TKT",
+        )
+    }
+
+    fn sev(subject: &str, text: &str) -> Option<u8> {
+        p().severity(subject, text).map(|s| s.level)
+    }
+
+    #[test]
+    fn spec_vocabulary_maps_to_levels() {
+        let cases = [
+            ("Severity 1", 1),
+            ("Sev1", 1),
+            ("S1", 1),
+            ("P1", 1),
+            ("L1", 1),
+            ("Critical", 1),
+            ("Blocker", 1),
+            ("Catastrophic", 1),
+            ("Bloquant", 1),
+            ("Critique", 1),
+            ("Severity 2", 2),
+            ("P2", 2),
+            ("L2", 2),
+            ("High", 2),
+            ("Major", 2),
+            ("Urgent", 2),
+            ("Majeur", 2),
+            ("Severity 3", 3),
+            ("P3", 3),
+            ("L3", 3),
+            ("Medium", 3),
+            ("Minor", 3),
+            ("Serious", 3),
+            ("Routine", 3),
+            ("Mineur", 3),
+            ("Severity 4", 4),
+            ("P4", 4),
+            ("L4", 4),
+            ("Low", 4),
+            ("None", 4),
+            ("Info", 4),
+            ("Trivial", 4),
+            ("General", 4),
+            ("Aucune", 4),
+        ];
+        for (word, level) in cases {
+            assert_eq!(
+                sev("", &format!("Severity: {word}")),
+                Some(level),
+                "labelled {word}"
+            );
+            assert_eq!(
+                sev(&format!("[{word}] export fails"), ""),
+                Some(level),
+                "subject {word}"
+            );
+        }
+    }
+
+    #[test]
+    fn french_labels_and_accents() {
+        assert_eq!(sev("", "Bonjour,\nSévérité : Majeur\nMerci"), Some(2));
+        assert_eq!(sev("", "Priorité : critique"), Some(1));
+    }
+
+    #[test]
+    fn subject_forms() {
+        assert_eq!(sev("CRITICAL - production platform down", ""), Some(1));
+        assert_eq!(sev("Sev2: Export job fails", ""), Some(2));
+        assert_eq!(sev("Errors in nightly import [P3]", ""), Some(3));
+        assert_eq!(sev("Export URGENT please", ""), Some(2));
+    }
+
+    #[test]
+    fn running_text_does_not_set_severity() {
+        assert_eq!(
+            sev(
+                "Question about high CPU",
+                "We see high load and a minor glitch."
+            ),
+            None
+        );
+        assert_eq!(
+            sev("Dashboard", "See section S1 of the manual and page P2."),
+            None
+        );
+        assert_eq!(sev("", "This is a severity 2 problem for us."), Some(2));
+    }
+
+    #[test]
+    fn keys_and_refs() {
+        let p = p();
+        assert_eq!(
+            p.key_candidates(
+                "[acme-7q2m-4kx9-0001] help",
+                "Support-Key: ACME-7Q2M-4KX9-0001\nalso GLBX-2R8D-77QP-0002"
+            ),
+            vec!["ACME-7Q2M-4KX9-0001", "GLBX-2R8D-77QP-0002"]
+        );
+        assert_eq!(p.subject_refs("Re: [TKT-000123] x [ tkt-7 ]"), vec![123, 7]);
+        assert_eq!(p.body_refs("about TKT-000042, thanks"), vec![42]);
+        assert!(p.subject_refs("TKT-000123 without brackets").is_empty());
+    }
+}

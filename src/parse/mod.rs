@@ -1,0 +1,342 @@
+//! Raw bytes → [`InboundMail`]. This module never panics and never fails: a message that
+//! mail-parser cannot read, or that makes it panic, becomes a [`ParseFailure`] with the reason,
+//! which the pipeline quarantines.
+
+mod extract;
+mod quote;
+
+pub use extract::{Patterns, StatedSeverity};
+pub use quote::split_quoted;
+
+use chrono::{DateTime, Utc};
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
+use sha2::{Digest, Sha256};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// One inbound message, read and reduced to what routing needs. Owned: it outlives the raw
+/// buffer's parse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMail {
+    /// `mid:<Message-ID>`, or `sha256:<hex of the raw bytes>` when there is no Message-ID.
+    pub dedup_key: String,
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Lower-case sender address (`From:`), if there is one that looks like an address.
+    pub from: Option<String>,
+    pub from_name: Option<String>,
+    pub subject: String,
+    pub date: Option<DateTime<Utc>>,
+    /// The new text of the message (the text part, or HTML converted to text).
+    pub text: String,
+    /// Quoted history of earlier messages, separated from `text`.
+    pub quoted: String,
+    pub attachments: Vec<Attachment>,
+    pub auto: AutoSignals,
+    /// Support-key candidates in the order they appear (subject, then new text).
+    pub key_candidates: Vec<String>,
+    /// Ticket numbers named by a subject tag, then by the new text.
+    pub subject_refs: Vec<u64>,
+    pub body_refs: Vec<u64>,
+    pub severity: Option<StatedSeverity>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub size: usize,
+    /// `None` when the attachment was larger than the configured limit and was not kept.
+    pub data: Option<Vec<u8>>,
+}
+
+/// The headers that tell an automatic or list message from a person's (RFC 3834 and practice).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AutoSignals {
+    /// Value of `Auto-Submitted` when present and not `no`.
+    pub auto_submitted: Option<String>,
+    /// `Precedence: bulk | junk | list`.
+    pub precedence: Option<String>,
+    /// `List-Id` or `List-Unsubscribe` present.
+    pub list: bool,
+    /// `X-Auto-Response-Suppress` with `All` or `OOF`.
+    pub suppress: bool,
+    /// `Return-Path: <>`.
+    pub null_sender: bool,
+}
+
+/// Why a message could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseFailure {
+    pub dedup_key: String,
+    pub reason: String,
+}
+
+/// Limits applied while reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_attachment_bytes: usize,
+}
+
+/// Reads one raw message. Never panics.
+pub fn parse(raw: &[u8], patterns: &Patterns, limits: Limits) -> Result<InboundMail, ParseFailure> {
+    match catch_unwind(AssertUnwindSafe(|| parse_inner(raw, patterns, limits))) {
+        Ok(r) => r,
+        Err(_) => Err(ParseFailure {
+            dedup_key: content_key(raw),
+            reason: "the MIME parser failed on this message (internal panic caught); it is kept for replay".into(),
+        }),
+    }
+}
+
+/// The de-duplication key of a message with no usable Message-ID.
+pub fn content_key(raw: &[u8]) -> String {
+    let digest = Sha256::digest(raw);
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn parse_inner(
+    raw: &[u8],
+    patterns: &Patterns,
+    limits: Limits,
+) -> Result<InboundMail, ParseFailure> {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Err(ParseFailure {
+            dedup_key: content_key(raw),
+            reason: "not a mail message: no header section could be read".into(),
+        });
+    };
+    if msg.headers().is_empty() {
+        return Err(ParseFailure {
+            dedup_key: content_key(raw),
+            reason: "not a mail message: no header fields".into(),
+        });
+    }
+
+    let message_id = msg
+        .message_id()
+        .map(clean_id)
+        .filter(|id| !id.is_empty() && id.len() <= 998);
+    let dedup_key = match &message_id {
+        Some(id) => format!("mid:{id}"),
+        None => content_key(raw),
+    };
+    let (from, from_name) = match msg.from().and_then(|a| a.first()) {
+        Some(addr) => (
+            addr.address
+                .as_deref()
+                .map(|a| a.trim().to_ascii_lowercase())
+                .filter(|a| a.contains('@') && !a.contains(char::is_whitespace)),
+            addr.name.as_deref().map(one_line).filter(|n| !n.is_empty()),
+        ),
+        None => (None, None),
+    };
+    let subject = one_line(msg.subject().unwrap_or(""));
+    let date = msg
+        .date()
+        .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
+        .map(|d| d.with_timezone(&Utc));
+
+    let body = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+    let body = body.replace("\r\n", "\n");
+    let (text, quoted) = split_quoted(&body);
+
+    let attachments = msg
+        .attachments()
+        .map(|part| {
+            let contents = part.contents();
+            let content_type = part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into())
+                .to_ascii_lowercase();
+            Attachment {
+                filename: part
+                    .attachment_name()
+                    .map(one_line)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "attachment".into()),
+                content_type,
+                size: contents.len(),
+                data: (contents.len() <= limits.max_attachment_bytes).then(|| contents.to_vec()),
+            }
+        })
+        .collect();
+
+    let auto = AutoSignals {
+        auto_submitted: msg
+            .header_raw("Auto-Submitted")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty() && !v.starts_with("no")),
+        precedence: msg
+            .header_raw("Precedence")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| matches!(v.as_str(), "bulk" | "junk" | "list")),
+        list: msg.header_raw("List-Id").is_some() || msg.header_raw("List-Unsubscribe").is_some(),
+        suppress: msg.header_raw("X-Auto-Response-Suppress").is_some_and(|v| {
+            v.split(',')
+                .any(|t| matches!(t.trim().to_ascii_lowercase().as_str(), "all" | "oof"))
+        }),
+        null_sender: msg.header_raw("Return-Path").is_some_and(|v| {
+            v.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .trim()
+                .is_empty()
+        }),
+    };
+
+    let key_candidates = patterns.key_candidates(&subject, &text);
+    let subject_refs = patterns.subject_refs(&subject);
+    let body_refs = patterns.body_refs(&text);
+    let severity = patterns.severity(&subject, &text);
+
+    Ok(InboundMail {
+        dedup_key,
+        message_id,
+        in_reply_to: id_list(msg.in_reply_to()),
+        references: id_list(msg.references()),
+        from,
+        from_name,
+        subject,
+        date,
+        text,
+        quoted,
+        attachments,
+        auto,
+        key_candidates,
+        subject_refs,
+        body_refs,
+        severity,
+    })
+}
+
+fn clean_id(id: &str) -> String {
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
+}
+
+fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
+    let ids: Vec<String> = match v {
+        HeaderValue::Text(t) => vec![clean_id(t)],
+        HeaderValue::TextList(list) => list.iter().map(|t| clean_id(t)).collect(),
+        _ => Vec::new(),
+    };
+    ids.into_iter()
+        .filter(|i| !i.is_empty() && i.len() <= 998)
+        .collect()
+}
+
+/// One line of text: control characters (CR, LF, tabs…) become spaces, runs of white space
+/// fold, and the result is at most 250 characters. Anything a sender writes passes through
+/// this before it can reach a header of ours.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(256));
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_control() || c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        if out.len() >= 250 {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns() -> Patterns {
+        Patterns::new(
+            regex::Regex::new(crate::config::DEFAULT_KEY_PATTERN).unwrap(),
+            "TKT",
+        )
+    }
+
+    const LIMITS: Limits = Limits {
+        max_attachment_bytes: 1024,
+    };
+
+    #[test]
+    fn garbage_is_a_clear_failure_not_a_panic() {
+        for raw in [&b""[..], b"\x00\x01\x02", b"\r\n\r\n", &[0xff; 64]] {
+            let r = parse(raw, &patterns(), LIMITS);
+            if let Err(f) = r {
+                assert!(f.dedup_key.starts_with("sha256:"));
+                assert!(!f.reason.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn deeply_nested_multipart_does_not_stop_parsing() {
+        let mut raw = String::from("From: a@b.example\r\nSubject: nest\r\nMessage-ID: <n@b>\r\n");
+        for i in 0..300 {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        raw.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
+        let r = parse(raw.as_bytes(), &patterns(), LIMITS);
+        assert!(r.is_ok() || r.is_err()); // reached: no panic escaped
+    }
+
+    #[test]
+    fn header_injection_is_folded_away() {
+        assert_eq!(
+            one_line("Hello\r\nBcc: victim@x.example"),
+            "Hello Bcc: victim@x.example"
+        );
+        assert_eq!(one_line("  a\t\tb  "), "a b");
+        assert_eq!(one_line(&"x".repeat(1000)).len(), 250);
+    }
+
+    #[test]
+    fn auto_signals_are_read() {
+        let raw = b"From: MAILER-DAEMON@mx.example\r\nReturn-Path: <>\r\nAuto-Submitted: auto-replied\r\nPrecedence: bulk\r\nList-Id: <l.example>\r\nX-Auto-Response-Suppress: DR, OOF\r\nSubject: x\r\n\r\nbody\r\n";
+        let m = parse(raw, &patterns(), LIMITS).unwrap();
+        assert_eq!(m.auto.auto_submitted.as_deref(), Some("auto-replied"));
+        assert_eq!(m.auto.precedence.as_deref(), Some("bulk"));
+        assert!(m.auto.list && m.auto.suppress && m.auto.null_sender);
+        let human = parse(
+            b"From: a@b.example\r\nAuto-Submitted: no\r\nSubject: x\r\n\r\nhi\r\n",
+            &patterns(),
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(human.auto, AutoSignals::default());
+    }
+
+    #[test]
+    fn no_message_id_falls_back_to_content_hash() {
+        let raw = b"From: a@b.example\r\nSubject: x\r\n\r\nhi\r\n";
+        let m = parse(raw, &patterns(), LIMITS).unwrap();
+        assert_eq!(m.dedup_key, content_key(raw));
+        let m2 = parse(
+            b"From: a@b.example\r\nMessage-ID: <abc@b.example>\r\n\r\nhi\r\n",
+            &patterns(),
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(m2.dedup_key, "mid:abc@b.example");
+    }
+}

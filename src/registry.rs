@@ -1,0 +1,464 @@
+//! The customer registry: support keys → customer → plan. Read from a TOML file named by the
+//! configuration and re-read when the file changes, so keys can be added, revoked or expired
+//! without a restart. A registry that fails to load at start stops the start; one that fails
+//! on a later reload is logged and the last good one stays in force.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+/// What a support key entitles a customer to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub language: String,
+    pub profile: String,
+    pub default_severity: u8,
+    /// Response targets per severity 1–4, as written (e.g. "2h", "1d"); counted by the SLA clock.
+    pub response_targets: [Option<String>; 4],
+    /// Offered for severity 1–2 in the acknowledgement when set.
+    pub phone: Option<String>,
+    /// Copies of new tickets and customer updates go here when set.
+    pub agent_team: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub plan: Arc<Plan>,
+    /// Lower-case addresses (`jane@acme.example`) or domains (`@acme.example`). Empty: any
+    /// sender holding a valid key may open tickets.
+    pub allowed_senders: Vec<String>,
+}
+
+impl Customer {
+    pub fn allows(&self, sender: &str) -> bool {
+        let sender = sender.to_ascii_lowercase();
+        self.allowed_senders.is_empty()
+            || self.allowed_senders.iter().any(|a| {
+                if a.starts_with('@') {
+                    sender.ends_with(a.as_str())
+                } else {
+                    *a == sender
+                }
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct KeyEntry {
+    customer: Arc<Customer>,
+    expires: Option<DateTime<Utc>>,
+    revoked: Option<DateTime<Utc>>,
+}
+
+/// The state of a support key at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyStatus {
+    Active(Arc<Customer>),
+    Revoked(Arc<Customer>),
+    Expired(Arc<Customer>),
+    Unknown,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registry {
+    keys: HashMap<String, KeyEntry>,
+    customers: HashMap<String, Arc<Customer>>,
+}
+
+impl Registry {
+    pub fn key_status(&self, key: &str, now: DateTime<Utc>) -> KeyStatus {
+        match self.keys.get(&key.to_ascii_uppercase()) {
+            None => KeyStatus::Unknown,
+            Some(e) if e.revoked.is_some_and(|r| r <= now) => {
+                KeyStatus::Revoked(e.customer.clone())
+            }
+            Some(e) if e.expires.is_some_and(|x| x <= now) => {
+                KeyStatus::Expired(e.customer.clone())
+            }
+            Some(e) => KeyStatus::Active(e.customer.clone()),
+        }
+    }
+
+    pub fn customer(&self, id: &str) -> Option<&Arc<Customer>> {
+        self.customers.get(id)
+    }
+
+    pub fn customer_count(&self) -> usize {
+        self.customers.len()
+    }
+
+    pub fn parse(text: &str) -> Result<Registry, RegistryError> {
+        let raw: RawRegistry = toml::from_str(text).map_err(|e| RegistryError {
+            key: "(file)".into(),
+            problem: e.to_string(),
+        })?;
+        let mut plans = HashMap::new();
+        for (name, p) in raw.plans {
+            let key = |k: &str| format!("plans.{name}.{k}");
+            let language = p.language.unwrap_or_else(|| "en".into());
+            if !crate::notify::LANGUAGES.contains(&language.as_str()) {
+                return Err(RegistryError::new(
+                    key("language"),
+                    format!(
+                        "`{language}` has no templates: use one of {:?}",
+                        crate::notify::LANGUAGES
+                    ),
+                ));
+            }
+            let default_severity = p.default_severity.unwrap_or(3);
+            if !(1..=4).contains(&default_severity) {
+                return Err(RegistryError::new(
+                    key("default_severity"),
+                    "must be 1, 2, 3 or 4",
+                ));
+            }
+            let mut targets: [Option<String>; 4] = Default::default();
+            for (sev, t) in p.response_targets {
+                let i = match sev.trim_start_matches("sev").parse::<usize>() {
+                    Ok(n @ 1..=4) => n - 1,
+                    _ => {
+                        return Err(RegistryError::new(
+                            key("response_targets"),
+                            format!("`{sev}` is not a severity: use keys 1 to 4"),
+                        ));
+                    }
+                };
+                crate::config::duration(&key("response_targets"), &t)
+                    .map_err(|e| RegistryError::new(e.key, e.problem))?;
+                targets[i] = Some(t);
+            }
+            if let Some(a) = &p.agent_team
+                && a.parse::<lettre::Address>().is_err()
+            {
+                return Err(RegistryError::new(
+                    key("agent_team"),
+                    format!("`{a}` is not a mail address"),
+                ));
+            }
+            plans.insert(
+                name.clone(),
+                Arc::new(Plan {
+                    name,
+                    language,
+                    profile: p.profile.unwrap_or_else(|| "exo".into()),
+                    default_severity,
+                    response_targets: targets,
+                    phone: p.phone.filter(|s| !s.trim().is_empty()),
+                    agent_team: p.agent_team,
+                }),
+            );
+        }
+        let mut reg = Registry::default();
+        for (i, c) in raw.customers.into_iter().enumerate() {
+            let at = |k: &str| format!("customers[{i}].{k}");
+            if c.id.trim().is_empty() {
+                return Err(RegistryError::new(at("id"), "must not be empty"));
+            }
+            let plan = plans.get(&c.plan).cloned().ok_or_else(|| {
+                RegistryError::new(
+                    at("plan"),
+                    format!(
+                        "names plan `{}`, which no [plans.{}] table defines",
+                        c.plan, c.plan
+                    ),
+                )
+            })?;
+            let customer = Arc::new(Customer {
+                name: c.name.unwrap_or_else(|| c.id.clone()),
+                id: c.id.clone(),
+                plan,
+                allowed_senders: c
+                    .allowed_senders
+                    .into_iter()
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .collect(),
+            });
+            if reg
+                .customers
+                .insert(c.id.clone(), customer.clone())
+                .is_some()
+            {
+                return Err(RegistryError::new(
+                    at("id"),
+                    format!("`{}` is used by two customers", c.id),
+                ));
+            }
+            for (j, k) in c.keys.into_iter().enumerate() {
+                let kat = |f: &str| at(&format!("keys[{j}].{f}"));
+                let norm = k.key.trim().to_ascii_uppercase();
+                if norm.is_empty() {
+                    return Err(RegistryError::new(kat("key"), "must not be empty"));
+                }
+                let entry = KeyEntry {
+                    customer: customer.clone(),
+                    expires: k
+                        .expires
+                        .as_deref()
+                        .map(|t| instant(&kat("expires"), t))
+                        .transpose()?,
+                    revoked: k
+                        .revoked
+                        .as_deref()
+                        .map(|t| instant(&kat("revoked"), t))
+                        .transpose()?,
+                };
+                if reg.keys.insert(norm.clone(), entry).is_some() {
+                    return Err(RegistryError::new(
+                        kat("key"),
+                        format!("`{norm}` is listed twice"),
+                    ));
+                }
+            }
+        }
+        Ok(reg)
+    }
+}
+
+/// `2027-01-31` (the key counts through that whole day, UTC) or an RFC 3339 instant.
+fn instant(key: &str, text: &str) -> Result<DateTime<Utc>, RegistryError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        // A key valid "until 2027-01-31" still works all that day (UTC).
+        let next = d.succ_opt().unwrap_or(d);
+        return Ok(next.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    Err(RegistryError::new(
+        key,
+        format!("`{text}` is not a date: write 2027-01-31 or an RFC 3339 instant"),
+    ))
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("customer registry error at `{key}`: {problem}")]
+pub struct RegistryError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl RegistryError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        RegistryError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    #[serde(default)]
+    plans: HashMap<String, RawPlan>,
+    #[serde(default)]
+    customers: Vec<RawCustomer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    language: Option<String>,
+    profile: Option<String>,
+    default_severity: Option<u8>,
+    #[serde(default)]
+    response_targets: HashMap<String, String>,
+    phone: Option<String>,
+    agent_team: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomer {
+    id: String,
+    name: Option<String>,
+    plan: String,
+    #[serde(default)]
+    allowed_senders: Vec<String>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    key: String,
+    expires: Option<String>,
+    revoked: Option<String>,
+}
+
+/// The registry file and the last good registry read from it. `current()` re-reads the file
+/// when its modification time or size changed.
+pub struct RegistryFile {
+    path: PathBuf,
+    state: RwLock<(Option<(SystemTime, u64)>, Arc<Registry>)>,
+}
+
+impl RegistryFile {
+    /// Loads the file; a missing file is an empty registry (no customers yet).
+    pub fn open(path: &Path) -> Result<RegistryFile, RegistryError> {
+        let stamp = stamp(path);
+        let reg = load(path)?;
+        Ok(RegistryFile {
+            path: path.to_path_buf(),
+            state: RwLock::new((stamp, Arc::new(reg))),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The registry in force, re-read first if the file changed since the last read.
+    pub fn current(&self) -> Arc<Registry> {
+        let now_stamp = stamp(&self.path);
+        {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if st.0 == now_stamp {
+                return st.1.clone();
+            }
+        }
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if st.0 != now_stamp {
+            match load(&self.path) {
+                Ok(reg) => {
+                    tracing::info!(
+                        path = %self.path.display(),
+                        customers = reg.customer_count(),
+                        "customer registry reloaded"
+                    );
+                    st.1 = Arc::new(reg);
+                }
+                Err(e) => tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "customer registry not reloaded: fix the file; the previous registry stays in force"
+                ),
+            }
+            st.0 = now_stamp;
+        }
+        st.1.clone()
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn load(path: &Path) -> Result<Registry, RegistryError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Registry::parse(&text).map_err(|e| RegistryError {
+            key: e.key,
+            problem: format!("{} (in {})", e.problem, path.display()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+        Err(e) => Err(RegistryError::new(
+            "registry.path",
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[plans.standard]
+language = "en"
+response_targets = { 1 = "2h", 2 = "1d" }
+
+[plans.fr]
+language = "fr"
+phone = "+33 1 00 00 00 00"
+
+[[customers]]
+id = "acme"
+name = "ACME"
+plan = "standard"
+allowed_senders = ["@acme.example", "boss@partner.example"]
+keys = [
+  { key = "ACME-0000-0000-0001" },
+  { key = "acme-0000-0000-0002", revoked = "2026-06-01" },
+  { key = "ACME-0000-0000-0003", expires = "2026-10-31" },
+]
+"#;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn key_states_follow_dates() {
+        let r = Registry::parse(SAMPLE).unwrap();
+        let now = at("2026-11-22T12:00:00Z");
+        assert!(
+            matches!(r.key_status("acme-0000-0000-0001", now), KeyStatus::Active(c) if c.id == "acme")
+        );
+        assert!(matches!(
+            r.key_status("ACME-0000-0000-0002", now),
+            KeyStatus::Revoked(_)
+        ));
+        assert!(matches!(
+            r.key_status("ACME-0000-0000-0002", at("2026-05-31T23:00:00Z")),
+            KeyStatus::Active(_)
+        ));
+        assert!(matches!(
+            r.key_status("ACME-0000-0000-0003", now),
+            KeyStatus::Expired(_)
+        ));
+        // valid through the whole expiry day
+        assert!(matches!(
+            r.key_status("ACME-0000-0000-0003", at("2026-10-31T23:59:00Z")),
+            KeyStatus::Active(_)
+        ));
+        assert_eq!(r.key_status("ZZZZ-0000-0000-0009", now), KeyStatus::Unknown);
+    }
+
+    #[test]
+    fn allowed_senders_by_address_and_domain() {
+        let r = Registry::parse(SAMPLE).unwrap();
+        let c = r.customer("acme").unwrap();
+        assert!(c.allows("Jane@ACME.example"));
+        assert!(c.allows("boss@partner.example"));
+        assert!(!c.allows("intern@partner.example"));
+        assert!(!c.allows("x@notacme.example"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Registry::parse("[[customers]]\nid = \"a\"\nplan = \"gold\"").unwrap_err();
+        assert_eq!(e.key, "customers[0].plan");
+        let e = Registry::parse("[plans.p]\nlanguage = \"de\"").unwrap_err();
+        assert_eq!(e.key, "plans.p.language");
+        let e = Registry::parse("[plans.p]\n[[customers]]\nid = \"a\"\nplan = \"p\"\nkeys = [{ key = \"K\", expires = \"someday\" }]").unwrap_err();
+        assert_eq!(e.key, "customers[0].keys[0].expires");
+    }
+
+    #[test]
+    fn file_edits_are_picked_up_and_bad_edits_keep_the_last_good_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("customers.toml");
+        let file = RegistryFile::open(&path).unwrap();
+        assert_eq!(
+            file.current().customer_count(),
+            0,
+            "missing file means no customers"
+        );
+        std::fs::write(&path, SAMPLE).unwrap();
+        assert_eq!(file.current().customer_count(), 1);
+        std::fs::write(&path, "this is = = not toml, and longer than before").unwrap();
+        assert_eq!(
+            file.current().customer_count(),
+            1,
+            "last good registry stays"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The only module that speaks SQL. The pipeline and the CLI see the [`Store`] and
+//! [`WriteTx`] traits; SQLite implements them today and PostgreSQL will implement the same
+//! traits with its own migrations. Times cross this boundary as `DateTime<Utc>`.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open the database at {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Opens the store named by a URL (`sqlite:PATH`), creating its folder, and migrates it.
+pub fn open(url: &str) -> Result<Box<dyn Store>> {
+    match url.split_once(':') {
+        Some(("sqlite", path)) => {
+            let mut s = SqliteStore::open(std::path::Path::new(path))?;
+            s.migrate()?;
+            Ok(Box::new(s))
+        }
+        _ => Err(StoreError::Other(format!(
+            "unsupported database URL `{url}`: use sqlite:PATH"
+        ))),
+    }
+}
+
+/// A ticket as routing and rendering need it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketRow {
+    pub id: i64,
+    pub customer: String,
+    pub support_key: String,
+    pub plan: String,
+    pub language: String,
+    pub status: String,
+    pub severity: u8,
+    pub stated_severity: Option<String>,
+    pub subject: String,
+    pub requester: String,
+    pub requester_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArticleRow {
+    pub id: i64,
+    pub kind: String,
+    pub author: String,
+    pub body: String,
+    pub quoted: String,
+    pub created_at: DateTime<Utc>,
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttachmentInfo {
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub kept: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub ticket_id: Option<i64>,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub message_id: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A claimed outbound message, ready to deliver.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub message_id: String,
+    pub attempts: i64,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub source: String,
+    pub from: Option<String>,
+    pub subject: String,
+    pub message_id: Option<String>,
+    pub reason_code: String,
+    pub reason: String,
+    pub size: i64,
+}
+
+pub struct NewTicket<'a> {
+    pub customer: &'a str,
+    pub support_key: &'a str,
+    pub plan: &'a str,
+    pub language: &'a str,
+    pub status: &'a str,
+    pub severity: u8,
+    pub stated_severity: Option<&'a str>,
+    pub subject: &'a str,
+    pub requester: &'a str,
+    pub requester_name: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+pub struct NewInbound<'a> {
+    pub dedup_key: &'a str,
+    pub message_id: Option<&'a str>,
+    pub source: &'a str,
+    pub received_at: DateTime<Utc>,
+    pub from: Option<&'a str>,
+    pub subject: &'a str,
+    pub raw: &'a [u8],
+    pub outcome: &'a str,
+    pub reason_code: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub ticket_id: Option<i64>,
+}
+
+pub struct NewArticle<'a> {
+    pub ticket_id: i64,
+    pub inbound_id: Option<i64>,
+    pub kind: &'a str,
+    pub author: &'a str,
+    pub body: &'a str,
+    pub quoted: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+pub struct NewOutbound<'a> {
+    pub ticket_id: Option<i64>,
+    pub inbound_id: Option<i64>,
+    pub kind: &'a str,
+    pub recipient: &'a str,
+    pub subject: &'a str,
+    pub message_id: &'a str,
+    pub automatic: bool,
+    pub body: &'a [u8],
+    /// `pending`, or `suppressed` with `note` saying why.
+    pub state: &'a str,
+    pub note: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// One write transaction. Dropped without `commit`, it rolls back.
+pub trait WriteTx {
+    /// Marks a point the pipeline can return to when one mail of a batch fails.
+    fn savepoint(&mut self) -> Result<()>;
+    fn release_savepoint(&mut self) -> Result<()>;
+    fn rollback_to_savepoint(&mut self) -> Result<()>;
+
+    fn inbound_exists(&mut self, dedup_key: &str) -> Result<bool>;
+    fn ticket_for_message_id(&mut self, message_id: &str) -> Result<Option<i64>>;
+    fn ticket(&mut self, id: i64) -> Result<Option<TicketRow>>;
+    /// Automatic mails to `recipient` created at or after `since` and not suppressed.
+    fn automatic_sent_since(&mut self, recipient: &str, since: DateTime<Utc>) -> Result<u32>;
+
+    fn insert_ticket(&mut self, t: &NewTicket<'_>) -> Result<i64>;
+    fn touch_ticket(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    fn insert_inbound(&mut self, m: &NewInbound<'_>) -> Result<i64>;
+    fn insert_article(&mut self, a: &NewArticle<'_>) -> Result<i64>;
+    fn insert_attachment(
+        &mut self,
+        article_id: i64,
+        filename: &str,
+        content_type: &str,
+        size: usize,
+        data: Option<&[u8]>,
+    ) -> Result<()>;
+    /// Records that `message_id` belongs to `ticket_id`; a known id keeps its first ticket.
+    fn link_message_id(&mut self, message_id: &str, ticket_id: i64) -> Result<()>;
+    fn enqueue(&mut self, m: &NewOutbound<'_>) -> Result<i64>;
+
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A ticketgate database.
+pub trait Store: Send {
+    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`).
+    fn write(&mut self) -> Result<Box<dyn WriteTx + '_>>;
+
+    fn tickets(&mut self, limit: usize) -> Result<Vec<TicketRow>>;
+    fn ticket_with_articles(&mut self, id: i64) -> Result<Option<(TicketRow, Vec<ArticleRow>)>>;
+    fn outbox(&mut self, limit: usize) -> Result<Vec<OutboxRow>>;
+    fn quarantine(&mut self, limit: usize) -> Result<Vec<QuarantineRow>>;
+
+    /// Claims up to `limit` messages due at `now` (pending, retry, or a lapsed claim):
+    /// marks them `sending` until `lease_until` and counts the attempt before it is made, so a
+    /// message that always crashes the sender still runs out of attempts.
+    fn claim_due(
+        &mut self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>>;
+    fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()>;
+    fn mark_failed(&mut self, id: i64, error: &str) -> Result<()>;
+    /// The earliest time any undelivered message is due, for the sender's sleep.
+    fn next_due(&mut self) -> Result<Option<DateTime<Utc>>>;
+}

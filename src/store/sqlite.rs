@@ -1,0 +1,442 @@
+//! The SQLite store: the embedded default. WAL journal with `synchronous = FULL`, so a
+//! committed batch survives power loss; one write transaction per batch of mails.
+
+use super::*;
+use crate::clock::to_rfc3339;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::path::Path;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn ts(at: DateTime<Utc>) -> String {
+    to_rfc3339(at)
+}
+
+fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                detail: format!("cannot create folder {}: {e}", dir.display()),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(SqliteStore { conn })
+    }
+
+    pub fn migrate(&mut self) -> Result<()> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (version, sql) in MIGRATIONS {
+            let done: bool = tx
+                .query_row(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?1",
+                    [version],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !done {
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, datetime('now'))",
+                    [version],
+                )?;
+                tracing::info!(version, "database migration applied");
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+struct SqliteTx<'c> {
+    tx: rusqlite::Transaction<'c>,
+}
+
+const TICKET_COLUMNS: &str = "id, customer, support_key, plan, language, status, severity, stated_severity, \
+     subject, requester, requester_name, created_at, updated_at";
+
+fn ticket_row(r: &Row<'_>) -> rusqlite::Result<TicketRow> {
+    Ok(TicketRow {
+        id: r.get(0)?,
+        customer: r.get(1)?,
+        support_key: r.get(2)?,
+        plan: r.get(3)?,
+        language: r.get(4)?,
+        status: r.get(5)?,
+        severity: r.get(6)?,
+        stated_severity: r.get(7)?,
+        subject: r.get(8)?,
+        requester: r.get(9)?,
+        requester_name: r.get(10)?,
+        created_at: parse_ts(&r.get::<_, String>(11)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(12)?)?,
+    })
+}
+
+fn ticket(conn: &Connection, id: i64) -> Result<Option<TicketRow>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"
+        ))?
+        .query_row([id], ticket_row)
+        .optional()?)
+}
+
+impl WriteTx for SqliteTx<'_> {
+    fn savepoint(&mut self) -> Result<()> {
+        self.tx.execute_batch("SAVEPOINT mail")?;
+        Ok(())
+    }
+
+    fn release_savepoint(&mut self) -> Result<()> {
+        self.tx.execute_batch("RELEASE mail")?;
+        Ok(())
+    }
+
+    fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.tx.execute_batch("ROLLBACK TO mail; RELEASE mail")?;
+        Ok(())
+    }
+
+    fn inbound_exists(&mut self, dedup_key: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM inbound WHERE dedup_key = ?1")?
+            .exists([dedup_key])?)
+    }
+
+    fn ticket_for_message_id(&mut self, message_id: &str) -> Result<Option<i64>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT ticket_id FROM message_ids WHERE message_id = ?1")?
+            .query_row([message_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn ticket(&mut self, id: i64) -> Result<Option<TicketRow>> {
+        ticket(&self.tx, id)
+    }
+
+    fn automatic_sent_since(&mut self, recipient: &str, since: DateTime<Utc>) -> Result<u32> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT count(*) FROM outbox WHERE recipient = ?1 AND created_at >= ?2 \
+                 AND automatic = 1 AND state <> 'suppressed'",
+            )?
+            .query_row(params![recipient, ts(since)], |r| r.get(0))?)
+    }
+
+    fn insert_ticket(&mut self, t: &NewTicket<'_>) -> Result<i64> {
+        let now = ts(t.now);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO tickets (customer, support_key, plan, language, status, severity, stated_severity, \
+                 subject, requester, requester_name, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            )?
+            .execute(params![
+                t.customer,
+                t.support_key,
+                t.plan,
+                t.language,
+                t.status,
+                t.severity,
+                t.stated_severity,
+                t.subject,
+                t.requester,
+                t.requester_name,
+                now
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn touch_ticket(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE tickets SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, ts(now)])?;
+        Ok(())
+    }
+
+    fn insert_inbound(&mut self, m: &NewInbound<'_>) -> Result<i64> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO inbound (dedup_key, message_id, source, received_at, from_addr, subject, size, raw, \
+                 outcome, reason_code, reason, ticket_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                m.dedup_key,
+                m.message_id,
+                m.source,
+                ts(m.received_at),
+                m.from,
+                m.subject,
+                m.raw.len() as i64,
+                m.raw,
+                m.outcome,
+                m.reason_code,
+                m.reason,
+                m.ticket_id
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn insert_article(&mut self, a: &NewArticle<'_>) -> Result<i64> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO articles (ticket_id, inbound_id, kind, author, body, quoted, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![a.ticket_id, a.inbound_id, a.kind, a.author, a.body, a.quoted, ts(a.now)])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn insert_attachment(
+        &mut self,
+        article_id: i64,
+        filename: &str,
+        content_type: &str,
+        size: usize,
+        data: Option<&[u8]>,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO attachments (article_id, filename, content_type, size, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![article_id, filename, content_type, size as i64, data])?;
+        Ok(())
+    }
+
+    fn link_message_id(&mut self, message_id: &str, ticket_id: i64) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO message_ids (message_id, ticket_id) VALUES (?1, ?2)",
+            )?
+            .execute(params![message_id, ticket_id])?;
+        Ok(())
+    }
+
+    fn enqueue(&mut self, m: &NewOutbound<'_>) -> Result<i64> {
+        let now = ts(m.now);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outbox (ticket_id, inbound_id, kind, recipient, subject, message_id, automatic, body, \
+                 state, next_attempt_at, last_error, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10)",
+            )?
+            .execute(params![
+                m.ticket_id,
+                m.inbound_id,
+                m.kind,
+                m.recipient,
+                m.subject,
+                m.message_id,
+                m.automatic,
+                m.body,
+                m.state,
+                now,
+                m.note
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn write(&mut self) -> Result<Box<dyn WriteTx + '_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+
+    fn tickets(&mut self, limit: usize) -> Result<Vec<TicketRow>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets ORDER BY id LIMIT ?1"
+        ))?;
+        let rows = st.query_map([limit as i64], ticket_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn ticket_with_articles(&mut self, id: i64) -> Result<Option<(TicketRow, Vec<ArticleRow>)>> {
+        let Some(t) = ticket(&self.conn, id)? else {
+            return Ok(None);
+        };
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, kind, author, body, quoted, created_at FROM articles WHERE ticket_id = ?1 ORDER BY id",
+        )?;
+        let mut articles: Vec<ArticleRow> = st
+            .query_map([id], |r| {
+                Ok(ArticleRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    author: r.get(2)?,
+                    body: r.get(3)?,
+                    quoted: r.get(4)?,
+                    created_at: parse_ts(&r.get::<_, String>(5)?)?,
+                    attachments: Vec::new(),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT filename, content_type, size, data IS NOT NULL FROM attachments WHERE article_id = ?1 ORDER BY id",
+        )?;
+        for a in &mut articles {
+            a.attachments = st
+                .query_map([a.id], |r| {
+                    Ok(AttachmentInfo {
+                        filename: r.get(0)?,
+                        content_type: r.get(1)?,
+                        size: r.get(2)?,
+                        kept: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+        }
+        Ok(Some((t, articles)))
+    }
+
+    fn outbox(&mut self, limit: usize) -> Result<Vec<OutboxRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, ticket_id, kind, recipient, subject, message_id, state, attempts, next_attempt_at, \
+             last_error, created_at, sent_at FROM outbox ORDER BY id LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit as i64], |r| {
+            Ok(OutboxRow {
+                id: r.get(0)?,
+                ticket_id: r.get(1)?,
+                kind: r.get(2)?,
+                recipient: r.get(3)?,
+                subject: r.get(4)?,
+                message_id: r.get(5)?,
+                state: r.get(6)?,
+                attempts: r.get(7)?,
+                next_attempt_at: parse_ts(&r.get::<_, String>(8)?)?,
+                last_error: r.get(9)?,
+                created_at: parse_ts(&r.get::<_, String>(10)?)?,
+                sent_at: r
+                    .get::<_, Option<String>>(11)?
+                    .map(|s| parse_ts(&s))
+                    .transpose()?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn quarantine(&mut self, limit: usize) -> Result<Vec<QuarantineRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, received_at, source, from_addr, subject, message_id, reason_code, reason, size \
+             FROM inbound WHERE outcome = 'quarantined' ORDER BY id LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit as i64], |r| {
+            Ok(QuarantineRow {
+                id: r.get(0)?,
+                received_at: parse_ts(&r.get::<_, String>(1)?)?,
+                source: r.get(2)?,
+                from: r.get(3)?,
+                subject: r.get(4)?,
+                message_id: r.get(5)?,
+                reason_code: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                reason: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                size: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn claim_due(
+        &mut self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let claimed = {
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, next_attempt_at = ?2 \
+                 WHERE id IN (SELECT id FROM outbox WHERE state IN ('pending', 'retry', 'sending') \
+                              AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?3) \
+                 RETURNING id, kind, recipient, message_id, attempts, body",
+            )?;
+            st.query_map(params![ts(now), ts(lease_until), limit as i64], |r| {
+                Ok(OutboxMail {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    recipient: r.get(2)?,
+                    message_id: r.get(3)?,
+                    attempts: r.get(4)?,
+                    body: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
+            )?
+            .execute(params![id, ts(now)])?;
+        Ok(())
+    }
+
+    fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE outbox SET state = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
+            .execute(params![id, ts(next_at), error])?;
+        Ok(())
+    }
+
+    fn mark_failed(&mut self, id: i64, error: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1")?
+            .execute(params![id, error])?;
+        Ok(())
+    }
+
+    fn next_due(&mut self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT min(next_attempt_at) FROM outbox WHERE state IN ('pending', 'retry', 'sending')",
+            )?
+            .query_row([], |r| r.get(0))?;
+        Ok(next.map(|s| parse_ts(&s)).transpose()?)
+    }
+}
