@@ -82,7 +82,7 @@ impl Patterns {
             subject_tag: Regex::new(&format!(r"(?i)\[\s*{p}-(\d{{1,12}})\s*\]")).expect("valid"),
             body_ref: Regex::new(&format!(r"(?i)\b{p}-(\d{{1,12}})\b")).expect("valid"),
             labelled: Regex::new(
-                r"(?im)^[\s*>]*(?:severity|s[ée]v[ée]rit[ée]|priority|priorit[ée]|urgency|urgence|impact|criticality|criticit[ée])\s*:\s*(.{1,60})$",
+                r"(?im)^[\s*>•-]*(?:severity|s[ée]v[ée]rit[ée]|priority|priorit[ée]|urgency|urgence|impact|criticality|criticit[ée])\s*:\s*(.{1,60})",
             )
             .expect("valid"),
             code: Regex::new(r"(?i)\b(?:s[ée]v(?:[ée]rit[ée]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))\b").expect("valid"),

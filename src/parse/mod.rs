@@ -3,6 +3,7 @@
 //! which the pipeline quarantines.
 
 mod extract;
+mod html;
 mod quote;
 
 pub use extract::{Patterns, StatedSeverity};
@@ -142,7 +143,26 @@ fn parse_inner(
         .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
         .map(|d| d.with_timezone(&Utc));
 
-    let body = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+    // HTML alone is converted by our own converter, which keeps block structure as lines.
+    let body = match msg.text_part(0) {
+        Some(part) if part.is_text_html() => html::to_text(part.text_contents().unwrap_or_default()),
+        Some(part) => {
+            let text = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+            let ct = part.content_type();
+            let flowed = ct
+                .and_then(|c| c.attribute("format"))
+                .is_some_and(|f| f.eq_ignore_ascii_case("flowed"));
+            if flowed {
+                let delsp = ct
+                    .and_then(|c| c.attribute("delsp"))
+                    .is_some_and(|d| d.eq_ignore_ascii_case("yes"));
+                unflow(&text, delsp)
+            } else {
+                text
+            }
+        }
+        None => String::new(),
+    };
     let body = body.replace("\r\n", "\n");
     let (text, quoted) = split_quoted(&body);
 
@@ -217,6 +237,36 @@ fn parse_inner(
         body_refs,
         severity,
     })
+}
+
+/// Joins the soft line breaks of `format=flowed` text (RFC 3676): a line that ends in a space
+/// continues on the next one. Quoted lines keep their `>` depth; the signature separator
+/// `-- ` stays a line of its own.
+pub fn unflow(text: &str, delsp: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut open = false; // the previous line was soft-broken
+    for raw in text.replace("\r\n", "\n").split('\n') {
+        let depth = raw.chars().take_while(|c| *c == '>').count();
+        let mut line = &raw[depth..];
+        if let Some(stripped) = line.strip_prefix(' ') {
+            line = stripped; // space-stuffing
+        }
+        if !open {
+            out.extend(std::iter::repeat_n('>', depth));
+            if depth > 0 {
+                out.push(' ');
+            }
+        }
+        let soft = line.ends_with(' ') && line != "-- ";
+        if soft {
+            out.push_str(if delsp { &line[..line.len() - 1] } else { line });
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+        open = soft;
+    }
+    out.trim_end_matches('\n').to_string()
 }
 
 fn clean_id(id: &str) -> String {
@@ -298,6 +348,15 @@ mod tests {
         raw.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
         let r = parse(raw.as_bytes(), &patterns(), LIMITS);
         assert!(r.is_ok() || r.is_err()); // reached: no panic escaped
+    }
+
+    #[test]
+    fn flowed_text_is_joined() {
+        assert_eq!(
+            unflow("The report emails are \naccepted by the relay.\n\n> quoted and \n> joined\n-- \nsig", false),
+            "The report emails are accepted by the relay.\n\n> quoted and joined\n-- \nsig"
+        );
+        assert_eq!(unflow("abc \ndef", true), "abcdef");
     }
 
     #[test]

@@ -206,6 +206,10 @@ pub trait Store: Send {
     fn ticket_with_articles(&mut self, id: i64) -> Result<Option<(TicketRow, Vec<ArticleRow>)>>;
     fn outbox(&mut self, limit: usize) -> Result<Vec<OutboxRow>>;
     fn quarantine(&mut self, limit: usize) -> Result<Vec<QuarantineRow>>;
+    /// The raw bytes of an inbound mail, exactly as received.
+    fn inbound_raw(&mut self, id: i64) -> Result<Option<Vec<u8>>>;
+    /// The whole composed message of an outbox row.
+    fn outbox_body(&mut self, id: i64) -> Result<Option<Vec<u8>>>;
 
     /// Claims up to `limit` messages due at `now` (pending, retry, or a lapsed claim):
     /// marks them `sending` until `lease_until` and counts the attempt before it is made, so a

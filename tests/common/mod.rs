@@ -1,0 +1,160 @@
+//! Shared test setup: a real SQLite database, registry file and outbox folder in a temporary
+//! directory, and a clock the test moves.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+use std::sync::Arc;
+use ticketgate::app::App;
+use ticketgate::clock::ManualClock;
+use ticketgate::config::{Config, ConfigSource};
+use ticketgate::pipeline::{Outcome, RawMail};
+use ticketgate::store::OutboxRow;
+
+pub const REGISTRY: &str = r#"
+[plans.standard]
+language = "en"
+default_severity = 3
+
+[plans.premium]
+language = "en"
+phone = "+1 214 555 0142"
+agent_team = "agents@support.example.test"
+
+[plans.fr]
+language = "fr"
+phone = "+33 1 86 95 00 00"
+
+[[customers]]
+id = "acme"
+name = "ACME"
+plan = "standard"
+allowed_senders = ["@acme.example"]
+keys = [{ key = "ACME-0000-0000-0001" }]
+
+[[customers]]
+id = "globex"
+name = "Globex"
+plan = "premium"
+keys = [{ key = "GLBX-0000-0000-0002" }]
+
+[[customers]]
+id = "initech"
+name = "Société Initech"
+plan = "fr"
+keys = [{ key = "INIT-0000-0000-0003" }]
+
+[[customers]]
+id = "umbrella"
+plan = "standard"
+keys = [
+  { key = "UMBR-0000-0000-0004", revoked = "2026-01-01" },
+  { key = "UMBR-0000-0000-0005", expires = "2026-06-30" },
+]
+"#;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub app: App,
+    pub clock: ManualClock,
+}
+
+pub fn start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-20T16:30:00-06:00").unwrap().with_timezone(&Utc)
+}
+
+pub fn env() -> Env {
+    env_with("")
+}
+
+/// An app on a fresh database; `extra` is appended to the configuration file.
+pub fn env_with(extra: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
+    let text = format!(
+        "[database]\nurl = \"sqlite:tg.db\"\n[inbound]\nmaildir = \"inbox\"\nmax_attachment_size = \"2KB\"\n\
+         [outbound]\ndir = \"outbox\"\n[registry]\npath = \"customers.toml\"\n{extra}"
+    );
+    let cfg = Config::from_toml(&text, dir.path(), ConfigSource::File(dir.path().join("t.toml"))).unwrap();
+    let clock = ManualClock::new(start());
+    let app = App::open(cfg, Arc::new(clock.clone())).unwrap();
+    Env { dir, app, clock }
+}
+
+impl Env {
+    pub fn ingest(&mut self, raw: &str) -> Outcome {
+        self.app
+            .ingest(RawMail {
+                source: "test".into(),
+                bytes: raw.as_bytes().to_vec(),
+            })
+            .unwrap()
+    }
+
+    pub fn outbox(&mut self) -> Vec<OutboxRow> {
+        self.app.store.outbox(10_000).unwrap()
+    }
+
+    pub fn body(&mut self, row: &OutboxRow) -> String {
+        String::from_utf8(self.app.store.outbox_body(row.id).unwrap().unwrap()).unwrap()
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+/// A plain mail as a person's client writes it.
+pub fn mail(from: &str, subject: &str, body: &str) -> MailBuilder {
+    MailBuilder {
+        headers: vec![
+            format!("From: {from}"),
+            "To: support@support.example.test".into(),
+            format!("Subject: {subject}"),
+            "Date: Fri, 20 Nov 2026 16:30:00 -0600".into(),
+        ],
+        body: body.to_string(),
+        message_id: Some(format!("<{}@client.example>", unique())),
+    }
+}
+
+pub struct MailBuilder {
+    headers: Vec<String>,
+    body: String,
+    message_id: Option<String>,
+}
+
+impl MailBuilder {
+    pub fn header(mut self, h: &str) -> Self {
+        self.headers.push(h.to_string());
+        self
+    }
+    pub fn id(mut self, id: &str) -> Self {
+        self.message_id = Some(format!("<{id}>"));
+        self
+    }
+    pub fn no_id(mut self) -> Self {
+        self.message_id = None;
+        self
+    }
+    pub fn build(&self) -> String {
+        let mut s = String::new();
+        for h in &self.headers {
+            s.push_str(h);
+            s.push_str("\r\n");
+        }
+        if let Some(id) = &self.message_id {
+            s.push_str(&format!("Message-ID: {id}\r\n"));
+        }
+        s.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+        s.push_str(&self.body.replace('\n', "\r\n"));
+        s.push_str("\r\n");
+        s
+    }
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("m{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
