@@ -296,7 +296,7 @@ impl Config {
         source: ConfigSource,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&e))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, text))?;
         Self::build(raw, base, source, env)
     }
 
@@ -627,7 +627,7 @@ fn smtp_config(
 }
 
 /// Turns a toml error into one that names the key.
-fn toml_error(e: &toml::de::Error) -> ConfigError {
+fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
     let msg = e.message().to_string();
     // serde's unknown-field message: "unknown field `x`, expected one of ..."
     let key = msg
@@ -637,7 +637,12 @@ fn toml_error(e: &toml::de::Error) -> ConfigError {
         .unwrap_or_else(|| "(file)".to_string());
     let at = e
         .span()
-        .map(|s| format!(" (at byte {})", s.start))
+        .map(|s| {
+            let before = &text[..s.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" (line {line}, column {col})")
+        })
         .unwrap_or_default();
     err(&key, format!("{msg}{at}"))
 }
@@ -810,5 +815,33 @@ mod tests {
         assert_eq!(duration("k", "2d").unwrap(), Duration::from_secs(172_800));
         assert_eq!(size("k", "25MB").unwrap(), 25 * 1024 * 1024);
         assert!(size("k", "-1").is_err());
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The documented example must stay a valid configuration that sets every key.
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ticketgate.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::from_toml_with_env(
+            &text,
+            Path::new("/srv/tg"),
+            ConfigSource::File(path),
+            &|v| (v == "TICKETGATE_SMTP_PASSWORD").then(|| "pw".to_string()),
+        )
+        .unwrap();
+        assert!(
+            matches!(c.outbound.transport, TransportConfig::Smtp(ref s) if s.host == "smtp.example.com")
+        );
+        assert_eq!(
+            c.loops.own_addresses.len(),
+            2,
+            "from is among own_addresses already"
+        );
+        assert_eq!(c.templates_dir, Some(PathBuf::from("/srv/tg/templates")));
     }
 }

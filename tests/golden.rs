@@ -10,8 +10,17 @@ use ticketgate::parse::{self, Limits, Patterns};
 
 fn summary(raw: &[u8]) -> serde_json::Value {
     let cfg = Config::embedded_default().unwrap();
-    let patterns = Patterns::new(cfg.tickets.key_pattern.clone(), &cfg.tickets.reference_prefix);
-    match parse::parse(raw, &patterns, Limits { max_attachment_bytes: 4096 }) {
+    let patterns = Patterns::new(
+        cfg.tickets.key_pattern.clone(),
+        &cfg.tickets.reference_prefix,
+    );
+    match parse::parse(
+        raw,
+        &patterns,
+        Limits {
+            max_attachment_bytes: 4096,
+        },
+    ) {
         Err(f) => json!({ "failure": f.reason }),
         Ok(m) => json!({
             "message_id": m.message_id,
@@ -75,7 +84,10 @@ fn fixtures_parse_as_expected() {
             failed.push(eml.file_name().unwrap().to_string_lossy().into_owned());
         }
     }
-    assert!(failed.is_empty(), "golden mismatch (see *.failed.json): {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "golden mismatch (see *.failed.json): {failed:?}"
+    );
 }
 
 /// The facts the fixtures were written to carry, asserted directly, so that a bad blessing
@@ -90,10 +102,22 @@ fn fixtures_key_facts() {
     assert_eq!(o["severity"]["level"], 1);
 
     let g = get("gmail_reply.eml");
-    assert_eq!(g["in_reply_to"], json!(["tg.TKT-000042.abc123@support.example.test"]));
+    assert_eq!(
+        g["in_reply_to"],
+        json!(["tg.TKT-000042.abc123@support.example.test"])
+    );
     assert_eq!(g["subject_refs"], json!([42]));
-    assert!(g["quoted_starts"].as_str().unwrap().starts_with("On Sun, 22 Nov 2026"));
-    assert_eq!(g["severity"], serde_json::Value::Null, "severity in quoted history must not count");
+    assert!(
+        g["quoted_starts"]
+            .as_str()
+            .unwrap()
+            .starts_with("On Sun, 22 Nov 2026")
+    );
+    assert_eq!(
+        g["severity"],
+        serde_json::Value::Null,
+        "severity in quoted history must not count"
+    );
 
     let a = get("apple_mail_reply.eml");
     assert_eq!(a["severity"], serde_json::Value::Null);
@@ -104,23 +128,43 @@ fn fixtures_key_facts() {
     assert_eq!(t["references"].as_array().unwrap().len(), 2);
 
     let r = get("outlook_reply.eml");
-    assert_eq!(r["severity"], serde_json::Value::Null, "High is only in the quoted part");
+    assert_eq!(
+        r["severity"],
+        serde_json::Value::Null,
+        "High is only in the quoted part"
+    );
     assert_eq!(r["subject_refs"], json!([61]));
 
     let f = get("french_iso8859.eml");
-    assert_eq!(f["subject"], "Re: [TKT-000077] Échec de la synchronisation des données");
+    assert_eq!(
+        f["subject"],
+        "Re: [TKT-000077] Échec de la synchronisation des données"
+    );
     assert_eq!(f["from_name"], "Julien Lefèvre");
     assert_eq!(f["severity"]["level"], 1);
     assert_eq!(f["key_candidates"], json!(["INIT-5FJ3-9WQA-0003"]));
-    assert!(f["quoted_starts"].as_str().unwrap().starts_with("Le 22 nov. 2026"));
+    assert!(
+        f["quoted_starts"]
+            .as_str()
+            .unwrap()
+            .starts_with("Le 22 nov. 2026")
+    );
 
     let h = get("html_only.eml");
     let text = h["text"].as_str().unwrap();
-    assert!(text.contains("é") && !text.contains("&eacute;") && !text.contains("<br"), "{text}");
+    assert!(
+        text.contains("é") && !text.contains("&eacute;") && !text.contains("<br"),
+        "{text}"
+    );
     assert_eq!(h["severity"]["level"], 3);
 
     let at = get("attachment.eml");
-    let names: Vec<_> = at["attachments"].as_array().unwrap().iter().map(|a| a["filename"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> = at["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["filename"].as_str().unwrap().to_string())
+        .collect();
     assert!(names.contains(&"invoice-2026.pdf".to_string()), "{names:?}");
 
     let w = get("windows1252_no_msgid.eml");
@@ -135,6 +179,9 @@ fn fixtures_key_facts() {
     assert_eq!(l["auto"]["precedence"], "list");
 
     let m = get("malformed_mime.eml");
-    assert!(m.get("failure").is_none(), "malformed MIME still yields the readable text part");
+    assert!(
+        m.get("failure").is_none(),
+        "malformed MIME still yields the readable text part"
+    );
     assert_eq!(m["key_candidates"], json!(["ACME-7Q2M-4KX9-0001"]));
 }

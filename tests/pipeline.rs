@@ -23,7 +23,12 @@ fn quarantined(o: &Outcome) -> String {
 #[test]
 fn new_request_with_a_valid_key_opens_a_ticket_and_acknowledges_it() {
     let mut e = env();
-    let m = mail("Jane Doe <jane@acme.example>", "Sev2: export fails", "Support-Key: ACME-0000-0000-0001\nIt fails.").id("req1@acme.example");
+    let m = mail(
+        "Jane Doe <jane@acme.example>",
+        "Sev2: export fails",
+        "Support-Key: ACME-0000-0000-0001\nIt fails.",
+    )
+    .id("req1@acme.example");
     let t = created(&e.ingest(&m.build()));
     assert_eq!(t, "TKT-000001");
 
@@ -40,7 +45,11 @@ fn new_request_with_a_valid_key_opens_a_ticket_and_acknowledges_it() {
     assert_eq!(out[0].recipient, "jane@acme.example");
     assert_eq!(out[0].state, "pending");
     assert_eq!(out[0].ticket_id, Some(1));
-    assert!(out[0].subject.starts_with("[TKT-000001]"), "{}", out[0].subject);
+    assert!(
+        out[0].subject.starts_with("[TKT-000001]"),
+        "{}",
+        out[0].subject
+    );
     let body = e.body(&out[0]);
     assert!(body.contains("TKT-000001"));
     assert!(body.contains("In-Reply-To: <req1@acme.example>"), "{body}");
@@ -51,7 +60,16 @@ fn new_request_with_a_valid_key_opens_a_ticket_and_acknowledges_it() {
 #[test]
 fn severity_defaults_to_the_plan_when_not_stated() {
     let mut e = env();
-    created(&e.ingest(&mail("a@acme.example", "Question", "Support-Key: ACME-0000-0000-0001\nhow do I?").build()));
+    created(
+        &e.ingest(
+            &mail(
+                "a@acme.example",
+                "Question",
+                "Support-Key: ACME-0000-0000-0001\nhow do I?",
+            )
+            .build(),
+        ),
+    );
     assert_eq!(e.app.store.tickets(1).unwrap()[0].severity, 3);
 }
 
@@ -59,8 +77,21 @@ fn severity_defaults_to_the_plan_when_not_stated() {
 fn phone_number_is_offered_for_severity_1_and_2_only_on_a_plan_with_a_phone_line() {
     let mut e = env();
     created(&e.ingest(&mail("bob@globex.example", "[P1] all down", "GLBX-0000-0000-0002").build()));
-    created(&e.ingest(&mail("bob@globex.example", "[P3] small thing", "GLBX-0000-0000-0002").build()));
-    let acks: Vec<_> = e.outbox().into_iter().filter(|o| o.kind == "acknowledgement").collect();
+    created(
+        &e.ingest(
+            &mail(
+                "bob@globex.example",
+                "[P3] small thing",
+                "GLBX-0000-0000-0002",
+            )
+            .build(),
+        ),
+    );
+    let acks: Vec<_> = e
+        .outbox()
+        .into_iter()
+        .filter(|o| o.kind == "acknowledgement")
+        .collect();
     let (b1, b3) = (e.body(&acks[0]), e.body(&acks[1]));
     assert!(b1.contains("+1 214 555 0142"), "{b1}");
     assert!(!b3.contains("+1 214 555 0142"), "{b3}");
@@ -69,11 +100,26 @@ fn phone_number_is_offered_for_severity_1_and_2_only_on_a_plan_with_a_phone_line
 #[test]
 fn a_french_plan_is_answered_in_french() {
     let mut e = env();
-    created(&e.ingest(&mail("amelie@initech.example", "Problème", "Clé de support : INIT-0000-0000-0003\nSévérité : Bloquant").build()));
+    created(
+        &e.ingest(
+            &mail(
+                "amelie@initech.example",
+                "Problème",
+                "Clé de support : INIT-0000-0000-0003\nSévérité : Bloquant",
+            )
+            .build(),
+        ),
+    );
     let out = e.outbox();
     let body = e.body(&out[0]);
-    assert!(body.contains("r=C3=A9f=C3=A9rence") || body.contains("référence"), "{body}");
-    assert!(body.contains("+33 1 86 95 00 00"), "severity 1 on a plan with phone: {body}");
+    assert!(
+        body.contains("r=C3=A9f=C3=A9rence") || body.contains("référence"),
+        "{body}"
+    );
+    assert!(
+        body.contains("+33 1 86 95 00 00"),
+        "severity 1 on a plan with phone: {body}"
+    );
 }
 
 #[test]
@@ -81,12 +127,25 @@ fn a_reply_to_our_acknowledgement_lands_on_the_ticket_and_headers_win_over_the_s
     let mut e = env();
     created(&e.ingest(&mail("jane@acme.example", "first", "ACME-0000-0000-0001").build()));
     created(&e.ingest(&mail("jane@acme.example", "second", "ACME-0000-0000-0001").build()));
-    let ack1 = e.outbox().into_iter().find(|o| o.ticket_id == Some(1)).unwrap();
+    let ack1 = e
+        .outbox()
+        .into_iter()
+        .find(|o| o.ticket_id == Some(1))
+        .unwrap();
     // Threaded to ticket 1's acknowledgement, but the subject names ticket 2.
-    let reply = mail("jane@acme.example", "Re: [TKT-000002] first", "more details")
-        .header(&format!("In-Reply-To: <{}>", ack1.message_id))
-        .build();
-    assert_eq!(e.ingest(&reply), Outcome::Appended { ticket: "TKT-000001".into() });
+    let reply = mail(
+        "jane@acme.example",
+        "Re: [TKT-000002] first",
+        "more details",
+    )
+    .header(&format!("In-Reply-To: <{}>", ack1.message_id))
+    .build();
+    assert_eq!(
+        e.ingest(&reply),
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
+    );
     let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
     assert_eq!(articles.len(), 2);
     assert_eq!(articles[1].body, "more details");
@@ -98,11 +157,22 @@ fn a_subject_tag_or_a_reference_in_the_text_finds_the_ticket() {
     created(&e.ingest(&mail("jane@acme.example", "first", "ACME-0000-0000-0001").build()));
     assert_eq!(
         e.ingest(&mail("jane@acme.example", "Re: [TKT-000001] first", "tag").build()),
-        Outcome::Appended { ticket: "TKT-000001".into() }
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
     );
     assert_eq!(
-        e.ingest(&mail("jane@acme.example", "about my ticket", "This is about TKT-000001, thanks").build()),
-        Outcome::Appended { ticket: "TKT-000001".into() }
+        e.ingest(
+            &mail(
+                "jane@acme.example",
+                "about my ticket",
+                "This is about TKT-000001, thanks"
+            )
+            .build()
+        ),
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
     );
 }
 
@@ -112,10 +182,14 @@ fn a_colleague_from_an_allowed_domain_may_add_to_a_ticket_but_a_stranger_may_not
     created(&e.ingest(&mail("jane@acme.example", "first", "ACME-0000-0000-0001").build()));
     assert_eq!(
         e.ingest(&mail("mark@acme.example", "Re: [TKT-000001] first", "me too").build()),
-        Outcome::Appended { ticket: "TKT-000001".into() }
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
     );
     let before = e.outbox().len();
-    let code = quarantined(&e.ingest(&mail("eve@evil.example", "Re: [TKT-000001] first", "let me in").build()));
+    let code = quarantined(
+        &e.ingest(&mail("eve@evil.example", "Re: [TKT-000001] first", "let me in").build()),
+    );
     assert_eq!(code, "not_allowed_on_ticket");
     assert_eq!(e.outbox().len(), before, "nothing is sent to a stranger");
     let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
@@ -126,7 +200,9 @@ fn a_colleague_from_an_allowed_domain_may_add_to_a_ticket_but_a_stranger_may_not
 fn on_a_customer_without_a_sender_list_only_the_requester_may_follow_up() {
     let mut e = env();
     created(&e.ingest(&mail("bob@globex.example", "first", "GLBX-0000-0000-0002").build()));
-    let code = quarantined(&e.ingest(&mail("someone@else.example", "Re: [TKT-000001] first", "hi").build()));
+    let code = quarantined(
+        &e.ingest(&mail("someone@else.example", "Re: [TKT-000001] first", "hi").build()),
+    );
     assert_eq!(code, "not_allowed_on_ticket");
 }
 
@@ -135,14 +211,33 @@ fn missing_unknown_revoked_and_expired_keys_are_rejected_with_the_precise_reason
     let mut e = env();
     let cases = [
         ("no key here", "no_key", "does not contain a support key"),
-        ("Support-Key: ZZZZ-9999-9999-9999", "unknown_key", "ZZZZ-9999-9999-9999"),
-        ("Support-Key: UMBR-0000-0000-0004", "revoked_key", "has been revoked"),
-        ("Support-Key: UMBR-0000-0000-0005", "expired_key", "has expired"),
+        (
+            "Support-Key: ZZZZ-9999-9999-9999",
+            "unknown_key",
+            "ZZZZ-9999-9999-9999",
+        ),
+        (
+            "Support-Key: UMBR-0000-0000-0004",
+            "revoked_key",
+            "has been revoked",
+        ),
+        (
+            "Support-Key: UMBR-0000-0000-0005",
+            "expired_key",
+            "has expired",
+        ),
     ];
     for (i, (body, code, says)) in cases.iter().enumerate() {
         let from = format!("user{i}@somewhere.example");
-        assert_eq!(quarantined(&e.ingest(&mail(&from, "help", body).build())), *code);
-        let reply = e.outbox().into_iter().find(|o| o.recipient == from).expect("a rejection reply");
+        assert_eq!(
+            quarantined(&e.ingest(&mail(&from, "help", body).build())),
+            *code
+        );
+        let reply = e
+            .outbox()
+            .into_iter()
+            .find(|o| o.recipient == from)
+            .expect("a rejection reply");
         assert_eq!(reply.kind, "rejection");
         assert_eq!(reply.ticket_id, None);
         let text = e.body(&reply).replace("=\r\n", "");
@@ -151,13 +246,19 @@ fn missing_unknown_revoked_and_expired_keys_are_rejected_with_the_precise_reason
     }
     assert!(e.app.store.tickets(10).unwrap().is_empty());
     let q = e.app.store.quarantine(10).unwrap();
-    assert_eq!(q.iter().map(|r| r.reason_code.as_str()).collect::<Vec<_>>(), ["no_key", "unknown_key", "revoked_key", "expired_key"]);
+    assert_eq!(
+        q.iter().map(|r| r.reason_code.as_str()).collect::<Vec<_>>(),
+        ["no_key", "unknown_key", "revoked_key", "expired_key"]
+    );
 }
 
 #[test]
 fn a_valid_key_from_an_address_the_customer_does_not_allow_opens_nothing() {
     let mut e = env();
-    assert_eq!(quarantined(&e.ingest(&mail("x@gmail.example", "help", "ACME-0000-0000-0001").build())), "sender_not_allowed");
+    assert_eq!(
+        quarantined(&e.ingest(&mail("x@gmail.example", "help", "ACME-0000-0000-0001").build())),
+        "sender_not_allowed"
+    );
     assert!(e.app.store.tickets(10).unwrap().is_empty());
     assert_eq!(e.outbox()[0].kind, "rejection");
 }
@@ -178,7 +279,13 @@ fn automatic_list_and_bounce_mail_never_gets_an_automatic_reply() {
         "Return-Path: <>",
     ];
     for (i, h) in headers.iter().enumerate() {
-        let m = mail(&format!("robot{i}@somewhere.example"), "Automatic reply", "I am away").header(h).build();
+        let m = mail(
+            &format!("robot{i}@somewhere.example"),
+            "Automatic reply",
+            "I am away",
+        )
+        .header(h)
+        .build();
         quarantined(&e.ingest(&m));
     }
     quarantined(&e.ingest(&mail("MAILER-DAEMON@mx.example", "Undelivered", "bounce").build()));
@@ -189,7 +296,9 @@ fn automatic_list_and_bounce_mail_never_gets_an_automatic_reply() {
 #[test]
 fn an_automatic_mail_with_a_valid_key_opens_a_ticket_without_acknowledgement() {
     let mut e = env();
-    let m = mail("monitor@acme.example", "disk full", "ACME-0000-0000-0001").header("Auto-Submitted: auto-generated").build();
+    let m = mail("monitor@acme.example", "disk full", "ACME-0000-0000-0001")
+        .header("Auto-Submitted: auto-generated")
+        .build();
     created(&e.ingest(&m));
     assert!(e.outbox().is_empty());
 }
@@ -197,8 +306,14 @@ fn an_automatic_mail_with_a_valid_key_opens_a_ticket_without_acknowledgement() {
 #[test]
 fn mail_from_our_own_address_is_never_processed() {
     let mut e = env_with("[loops]\nown_addresses = [\"helpdesk@support.example.test\"]\n");
-    for from in ["support@support.example.test", "Helpdesk@Support.example.test"] {
-        assert_eq!(quarantined(&e.ingest(&mail(from, "x", "ACME-0000-0000-0001").build())), "own_mail");
+    for from in [
+        "support@support.example.test",
+        "Helpdesk@Support.example.test",
+    ] {
+        assert_eq!(
+            quarantined(&e.ingest(&mail(from, "x", "ACME-0000-0000-0001").build())),
+            "own_mail"
+        );
     }
     assert!(e.outbox().is_empty());
     assert!(e.app.store.tickets(10).unwrap().is_empty());
@@ -211,8 +326,15 @@ fn automatic_replies_per_recipient_are_capped_and_the_cap_window_moves_with_time
         quarantined(&e.ingest(&mail("loop@robot.example", "hi", "no key").build()));
     }
     let states: Vec<_> = e.outbox().into_iter().map(|o| o.state).collect();
-    assert_eq!(states, ["pending", "pending", "pending", "suppressed", "suppressed"]);
-    let suppressed = e.outbox().into_iter().find(|o| o.state == "suppressed").unwrap();
+    assert_eq!(
+        states,
+        ["pending", "pending", "pending", "suppressed", "suppressed"]
+    );
+    let suppressed = e
+        .outbox()
+        .into_iter()
+        .find(|o| o.state == "suppressed")
+        .unwrap();
     assert!(suppressed.last_error.unwrap().contains("auto_reply_limit"));
     e.clock.advance(chrono::Duration::minutes(61));
     quarantined(&e.ingest(&mail("loop@robot.example", "hi", "no key").build()));
@@ -222,13 +344,20 @@ fn automatic_replies_per_recipient_are_capped_and_the_cap_window_moves_with_time
 #[test]
 fn the_same_mail_twice_changes_nothing_the_second_time() {
     let mut e = env();
-    let m = mail("jane@acme.example", "x", "ACME-0000-0000-0001").id("same@acme.example").build();
+    let m = mail("jane@acme.example", "x", "ACME-0000-0000-0001")
+        .id("same@acme.example")
+        .build();
     created(&e.ingest(&m));
     assert_eq!(e.ingest(&m), Outcome::Duplicate);
     // Same Message-ID, different bytes (re-delivered with another Received header).
-    assert_eq!(e.ingest(&format!("Received: from relay2\r\n{m}")), Outcome::Duplicate);
+    assert_eq!(
+        e.ingest(&format!("Received: from relay2\r\n{m}")),
+        Outcome::Duplicate
+    );
     // No Message-ID: the content decides.
-    let n = mail("jane@acme.example", "y", "ACME-0000-0000-0001").no_id().build();
+    let n = mail("jane@acme.example", "y", "ACME-0000-0000-0001")
+        .no_id()
+        .build();
     created(&e.ingest(&n));
     assert_eq!(e.ingest(&n), Outcome::Duplicate);
     assert_eq!(e.app.store.tickets(10).unwrap().len(), 2);
@@ -241,7 +370,10 @@ fn raw_bytes_of_every_inbound_mail_are_kept() {
     let m = mail("nokey@x.example", "x", "no key").build();
     quarantined(&e.ingest(&m));
     let q = e.app.store.quarantine(1).unwrap();
-    assert_eq!(e.app.store.inbound_raw(q[0].id).unwrap().unwrap(), m.as_bytes());
+    assert_eq!(
+        e.app.store.inbound_raw(q[0].id).unwrap().unwrap(),
+        m.as_bytes()
+    );
 }
 
 #[test]
@@ -249,15 +381,31 @@ fn garbage_is_quarantined_and_does_not_stop_the_rest_of_the_batch() {
     let mut e = env();
     let good = mail("jane@acme.example", "x", "ACME-0000-0000-0001").build();
     let batch = vec![
-        ticketgate::pipeline::RawMail { source: "a".into(), bytes: vec![0xff, 0x00, 0x13, 0x37] },
-        ticketgate::pipeline::RawMail { source: "b".into(), bytes: good.into_bytes() },
+        ticketgate::pipeline::RawMail {
+            source: "a".into(),
+            bytes: vec![0xff, 0x00, 0x13, 0x37],
+        },
+        ticketgate::pipeline::RawMail {
+            source: "b".into(),
+            bytes: good.into_bytes(),
+        },
     ];
-    let (report, outcomes) = e.app.pipeline.process(e.app.store.as_mut(), &batch).unwrap();
+    let (report, outcomes) = e
+        .app
+        .pipeline
+        .process(e.app.store.as_mut(), &batch)
+        .unwrap();
     assert_eq!(report.created, 1);
     assert_eq!(report.quarantined, 1);
     // Binary noise has no readable sender: quarantined with that reason, kept for replay.
-    assert!(matches!(&outcomes[0], Outcome::Quarantined { code, .. } if code == "unparseable" || code == "no_sender"), "{outcomes:?}");
-    assert!(matches!(&outcomes[1], Outcome::Created { .. }), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[0], Outcome::Quarantined { code, .. } if code == "unparseable" || code == "no_sender"),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], Outcome::Created { .. }),
+        "{outcomes:?}"
+    );
 }
 
 #[test]
@@ -287,10 +435,20 @@ fn attachments_are_stored_and_those_over_the_limit_are_recorded_but_not_kept() {
     let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
     let a = &articles[0].attachments;
     assert_eq!(a.len(), 2);
-    assert_eq!((a[0].filename.as_str(), a[0].size, a[0].kept), ("small.txt", 11, true));
-    assert_eq!((a[1].filename.as_str(), a[1].size, a[1].kept), ("big.bin", 3000, false));
+    assert_eq!(
+        (a[0].filename.as_str(), a[0].size, a[0].kept),
+        ("small.txt", 11, true)
+    );
+    assert_eq!(
+        (a[1].filename.as_str(), a[1].size, a[1].kept),
+        ("big.bin", 3000, false)
+    );
     // The agent team's copy carries the attachment that was kept.
-    let copy = e.outbox().into_iter().find(|o| o.kind == "agent_notification").expect("agent copy");
+    let copy = e
+        .outbox()
+        .into_iter()
+        .find(|o| o.kind == "agent_notification")
+        .expect("agent copy");
     assert_eq!(copy.recipient, "agents@support.example.test");
     let body = e.body(&copy);
     assert!(body.contains("filename=\"small.txt\""), "{body}");
@@ -302,23 +460,44 @@ fn every_customer_update_is_copied_to_the_agent_team_threaded_to_the_ticket() {
     let mut e = env();
     created(&e.ingest(&mail("bob@globex.example", "down", "GLBX-0000-0000-0002").build()));
     e.ingest(&mail("bob@globex.example", "Re: [TKT-000001] down", "still down").build());
-    let copies: Vec<_> = e.outbox().into_iter().filter(|o| o.kind == "agent_notification").collect();
+    let copies: Vec<_> = e
+        .outbox()
+        .into_iter()
+        .filter(|o| o.kind == "agent_notification")
+        .collect();
     assert_eq!(copies.len(), 2);
     assert!(copies.iter().all(|c| c.subject.contains("[TKT-000001]")));
     // An agent's reply to the copy threads back to the ticket.
-    let reply = mail("bob@globex.example", "no tag", "via thread").header(&format!("In-Reply-To: <{}>", copies[1].message_id)).build();
-    assert_eq!(e.ingest(&reply), Outcome::Appended { ticket: "TKT-000001".into() });
+    let reply = mail("bob@globex.example", "no tag", "via thread")
+        .header(&format!("In-Reply-To: <{}>", copies[1].message_id))
+        .build();
+    assert_eq!(
+        e.ingest(&reply),
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
+    );
 }
 
 #[test]
 fn nothing_a_sender_writes_can_inject_headers_into_our_mail() {
     let mut e = env();
-    let m = mail("\"Eve\r\n Bcc: victim@x.example\" <eve@acme.example>", "=?utf-8?q?hi=0D=0ABcc:_victim@x.example?=", "ACME-0000-0000-0001").build();
+    let m = mail(
+        "\"Eve\r\n Bcc: victim@x.example\" <eve@acme.example>",
+        "=?utf-8?q?hi=0D=0ABcc:_victim@x.example?=",
+        "ACME-0000-0000-0001",
+    )
+    .build();
     created(&e.ingest(&m));
     let ack = e.outbox().remove(0);
     let body = e.body(&ack);
     let headers = body.split("\r\n\r\n").next().unwrap();
-    assert!(!headers.lines().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "{headers}");
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+        "{headers}"
+    );
     assert_eq!(headers.lines().filter(|l| l.starts_with("To:")).count(), 1);
 }
 

@@ -52,8 +52,9 @@ pub fn to_text(html: &str) -> String {
                 newline(&mut out);
                 out.push_str("- ");
             }
-            "p" | "div" | "tr" | "table" | "ul" | "ol" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote"
-            | "pre" | "hr" | "li" | "section" | "article" | "header" | "footer" => newline(&mut out),
+            "p" | "div" | "tr" | "table" | "ul" | "ol" | "h1" | "h2" | "h3" | "h4" | "h5"
+            | "h6" | "blockquote" | "pre" | "hr" | "li" | "section" | "article" | "header"
+            | "footer" => newline(&mut out),
             "td" | "th" if closing => out.push(' '),
             _ => {}
         }
@@ -188,7 +189,15 @@ mod tests {
 
     #[test]
     fn broken_markup_does_not_panic() {
-        for s in ["<", "<p", "&", "&#99999999999;", "<!--", "<style>never closed", "é<é>é"] {
+        for s in [
+            "<",
+            "<p",
+            "&",
+            "&#99999999999;",
+            "<!--",
+            "<style>never closed",
+            "é<é>é",
+        ] {
             let _ = to_text(s);
         }
         assert_eq!(to_text("a<b"), "a");

@@ -145,7 +145,9 @@ fn parse_inner(
 
     // HTML alone is converted by our own converter, which keeps block structure as lines.
     let body = match msg.text_part(0) {
-        Some(part) if part.is_text_html() => html::to_text(part.text_contents().unwrap_or_default()),
+        Some(part) if part.is_text_html() => {
+            html::to_text(part.text_contents().unwrap_or_default())
+        }
         Some(part) => {
             let text = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
             let ct = part.content_type();
@@ -353,7 +355,10 @@ mod tests {
     #[test]
     fn flowed_text_is_joined() {
         assert_eq!(
-            unflow("The report emails are \naccepted by the relay.\n\n> quoted and \n> joined\n-- \nsig", false),
+            unflow(
+                "The report emails are \naccepted by the relay.\n\n> quoted and \n> joined\n-- \nsig",
+                false
+            ),
             "The report emails are accepted by the relay.\n\n> quoted and joined\n-- \nsig"
         );
         assert_eq!(unflow("abc \ndef", true), "abcdef");

@@ -60,7 +60,9 @@ pub struct Env {
 }
 
 pub fn start() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-20T16:30:00-06:00").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-20T16:30:00-06:00")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub fn env() -> Env {
@@ -71,11 +73,22 @@ pub fn env() -> Env {
 pub fn env_with(extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
+    // A test that sets [outbound] keys gets `dir = "outbox"` inside its own table.
+    let extra = if extra.contains("[outbound]\n") {
+        extra.replacen("[outbound]\n", "[outbound]\ndir = \"outbox\"\n", 1)
+    } else {
+        format!("[outbound]\ndir = \"outbox\"\n{extra}")
+    };
     let text = format!(
         "[database]\nurl = \"sqlite:tg.db\"\n[inbound]\nmaildir = \"inbox\"\nmax_attachment_size = \"2KB\"\n\
-         [outbound]\ndir = \"outbox\"\n[registry]\npath = \"customers.toml\"\n{extra}"
+         [registry]\npath = \"customers.toml\"\n{extra}"
     );
-    let cfg = Config::from_toml(&text, dir.path(), ConfigSource::File(dir.path().join("t.toml"))).unwrap();
+    let cfg = Config::from_toml(
+        &text,
+        dir.path(),
+        ConfigSource::File(dir.path().join("t.toml")),
+    )
+    .unwrap();
     let clock = ManualClock::new(start());
     let app = App::open(cfg, Arc::new(clock.clone())).unwrap();
     Env { dir, app, clock }
@@ -156,5 +169,9 @@ impl MailBuilder {
 fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("m{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "m{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

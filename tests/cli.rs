@@ -1,0 +1,209 @@
+//! The `ticketgate` binary as a user runs it: the embedded default with sample mail, the JSON
+//! listings, `ingest` exit codes, and configuration errors.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn tg(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("TICKETGATE_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn repo_registry(dir: &Path) {
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("customers.toml"),
+        dir.join("customers.toml"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_embedded_default_turns_the_sample_mail_into_tickets_and_acknowledgements() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_registry(dir.path());
+    let out = tg(dir.path(), &["run", "--once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("processed 8 mails: 4 tickets created, 1 follow-ups added, 3 quarantined"),
+        "{stdout}"
+    );
+
+    let tickets = json(&tg(dir.path(), &["tickets", "list", "--json"]));
+    let tickets = tickets.as_array().unwrap();
+    assert_eq!(tickets.len(), 4);
+    for t in tickets {
+        for field in [
+            "reference",
+            "status",
+            "severity",
+            "customer",
+            "subject",
+            "created_at",
+        ] {
+            assert!(!t[field].is_null(), "{field} missing in {t}");
+        }
+        chrono::DateTime::parse_from_rfc3339(t["created_at"].as_str().unwrap()).unwrap();
+    }
+    assert_eq!(tickets[0]["reference"], "TKT-000001");
+    assert_eq!(tickets[1]["severity"], 1, "the Globex outage says Critical");
+
+    let show = json(&tg(
+        dir.path(),
+        &["tickets", "show", "TKT-000001", "--json"],
+    ));
+    assert_eq!(
+        show["articles"].as_array().unwrap().len(),
+        2,
+        "request and follow-up"
+    );
+
+    let outbox = json(&tg(dir.path(), &["outbox", "list", "--json"]));
+    let outbox = outbox.as_array().unwrap();
+    let acks = outbox
+        .iter()
+        .filter(|o| o["kind"] == "acknowledgement")
+        .count();
+    assert_eq!(acks, 4);
+    for o in outbox {
+        for field in ["kind", "to", "subject", "state", "message_id"] {
+            assert!(!o[field].is_null(), "{field} missing in {o}");
+        }
+        assert_eq!(o["state"], "sent");
+        assert!(o.get("ticket").is_some());
+    }
+    let files = std::fs::read_dir(dir.path().join("var/outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(files, outbox.len(), "one .eml file per outbound mail");
+
+    let q = json(&tg(dir.path(), &["quarantine", "list", "--json"]));
+    let codes: Vec<_> = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason_code"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(codes, ["no_key", "revoked_key", "no_key"]);
+
+    // Running it twice works and does nothing new.
+    let again = tg(dir.path(), &["run", "--once"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("processed 0 mails"));
+    assert_eq!(
+        json(&tg(dir.path(), &["tickets", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn ingest_reads_standard_input_and_reports_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_registry(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+        .args(["ingest"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"From: jane@acme.example\r\nSubject: help\r\nMessage-ID: <x1@acme.example>\r\n\r\nSupport-Key: ACME-7Q2M-4KX9-0001\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "created");
+    assert_eq!(v["ticket"], "TKT-000001");
+}
+
+#[test]
+fn ingest_asks_the_mta_to_retry_when_the_mail_cannot_be_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.eml"),
+        b"From: a@b.example\r\nSubject: x\r\n\r\nhi\r\n",
+    )
+    .unwrap();
+    // The database path is a folder: nothing can be stored.
+    std::fs::create_dir_all(dir.path().join("db.sqlite")).unwrap();
+    std::fs::write(
+        dir.path().join("ticketgate.toml"),
+        "[database]\nurl = \"sqlite:db.sqlite\"\n",
+    )
+    .unwrap();
+    let out = tg(dir.path(), &["ingest", "m.eml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_configuration_stops_the_start_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[inbound]\npoll_interval = \"often\"\n",
+    )
+    .unwrap();
+    for args in [
+        &["--config", "bad.toml", "check-config"][..],
+        &["--config", "bad.toml", "run", "--once"],
+    ] {
+        let out = tg(dir.path(), args);
+        assert_eq!(out.status.code(), Some(78));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("inbound.poll_interval"), "{err}");
+    }
+    // A broken registry is caught at start too, with its key.
+    std::fs::write(
+        dir.path().join("customers.toml"),
+        "[[customers]]\nid = \"a\"\nplan = \"nope\"\n",
+    )
+    .unwrap();
+    let out = tg(dir.path(), &["check-config"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("customers[0].plan"));
+    // A good one passes.
+    repo_registry(dir.path());
+    let out = tg(dir.path(), &["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 customers"));
+}

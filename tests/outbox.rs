@@ -1,0 +1,82 @@
+//! Delivery through the `.eml` file transport: sent, retried with backoff when the folder
+//! cannot be written, failed after the last attempt.
+
+mod common;
+
+use common::{env_with, mail};
+use ticketgate::clock::Clock;
+
+#[tokio::test]
+async fn delivery_writes_one_file_per_message_and_marks_it_sent() {
+    let mut e = env_with("");
+    e.ingest(&mail("jane@acme.example", "x", "ACME-0000-0000-0001").build());
+    let r = e.app.deliver().await.unwrap();
+    assert_eq!((r.sent, r.retried, r.failed), (1, 0, 0));
+    let row = &e.outbox()[0];
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.attempts, 1);
+    let file = e
+        .path("outbox")
+        .join(format!("{:08}-acknowledgement.eml", row.id));
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(bytes, e.app.store.outbox_body(row.id).unwrap().unwrap());
+    // Nothing is due any more: a second pass sends nothing twice.
+    let r = e.app.deliver().await.unwrap();
+    assert_eq!(r.sent, 0);
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_after_backoff_and_then_given_up() {
+    let mut e =
+        env_with("[outbound]\nmax_attempts = 3\nretry_base = \"1m\"\nretry_max = \"10m\"\n");
+    e.ingest(&mail("jane@acme.example", "x", "ACME-0000-0000-0001").build());
+    // The outbound folder becomes a file: every write fails.
+    let out = e.path("outbox");
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::write(&out, b"not a folder").unwrap();
+
+    let r = e.app.deliver().await.unwrap();
+    assert_eq!(r.retried, 1);
+    let row = e.outbox().remove(0);
+    assert_eq!((row.state.as_str(), row.attempts), ("retry", 1));
+    assert!(row.last_error.as_deref().unwrap().contains("cannot write"));
+    let wait = row.next_attempt_at - e.clock.now();
+    assert!(
+        wait >= chrono::Duration::seconds(48) && wait <= chrono::Duration::seconds(72),
+        "1m ±20 %: {wait}"
+    );
+
+    // Not due yet: nothing happens until the clock moves.
+    assert_eq!(e.app.deliver().await.unwrap().retried, 0);
+    e.clock.advance(chrono::Duration::minutes(2));
+    assert_eq!(e.app.deliver().await.unwrap().retried, 1);
+    let row = e.outbox().remove(0);
+    assert_eq!(row.attempts, 2);
+    let wait = row.next_attempt_at - e.clock.now();
+    assert!(
+        wait >= chrono::Duration::seconds(96),
+        "backoff grows: {wait}"
+    );
+
+    e.clock.advance(chrono::Duration::minutes(10));
+    let r = e.app.deliver().await.unwrap();
+    assert_eq!(r.failed, 1);
+    let row = e.outbox().remove(0);
+    assert_eq!(row.state, "failed");
+    assert!(row.last_error.unwrap().contains("gave up after 3 attempts"));
+}
+
+#[tokio::test]
+async fn the_folder_coming_back_delivers_what_waited() {
+    let mut e = env_with("");
+    e.ingest(&mail("jane@acme.example", "x", "ACME-0000-0000-0001").build());
+    let out = e.path("outbox");
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::write(&out, b"x").unwrap();
+    assert_eq!(e.app.deliver().await.unwrap().retried, 1);
+    std::fs::remove_file(&out).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    e.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(e.app.deliver().await.unwrap().sent, 1);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}
