@@ -297,7 +297,7 @@ struct RawKey {
 /// when its modification time or size changed.
 pub struct RegistryFile {
     path: PathBuf,
-    state: RwLock<(Option<(SystemTime, u64)>, Arc<Registry>)>,
+    state: RwLock<(Option<Stamp>, Arc<Registry>)>,
 }
 
 impl RegistryFile {
@@ -347,7 +347,10 @@ impl RegistryFile {
     }
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// Modification time and size: what tells that the file changed.
+type Stamp = (SystemTime, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
