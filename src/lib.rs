@@ -27,3 +27,4 @@ pub mod registry;
 pub mod route;
 pub mod samples;
 pub mod store;
+pub mod workflow;

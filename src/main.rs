@@ -102,7 +102,20 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cfg);
-    match dispatch(cli.command, cfg) {
+    // lettre's SMTP pool spawns tasks when it is built and dropped: the runtime must exist
+    // for the whole command, not only while the daemon runs.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ticketgate: cannot start the async runtime: {e}");
+            return ExitCode::from(if is_ingest { EX_TEMPFAIL } else { 1 });
+        }
+    };
+    let _guard = rt.enter();
+    match dispatch(cli.command, cfg, &rt) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ticketgate: {e:#}");
@@ -128,7 +141,11 @@ fn clock() -> SharedClock {
     Arc::new(SystemClock)
 }
 
-fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
+fn dispatch(
+    command: Command,
+    cfg: Config,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     let prefix = cfg.tickets.reference_prefix.clone();
     match command {
         Command::Run { once } => {

@@ -126,11 +126,9 @@ impl Transport {
     }
 }
 
+/// lettre's text already carries the reply code ("permanent error (550): 5.1.1 …").
 fn smtp_error_text(e: &lettre::transport::smtp::Error) -> String {
-    match e.status() {
-        Some(code) => format!("SMTP {code}: {e}"),
-        None => format!("SMTP: {e}"),
-    }
+    format!("SMTP: {e}")
 }
 
 /// The wait before attempt `attempt + 1`: base × 2^(attempt−1), capped, with ±20 % jitter.

@@ -1,0 +1,283 @@
+//! Outbound delivery over real SMTP: the outbox is sent to Postfix's `smtp-sink`, started by
+//! each test on its own loopback port. Checks what arrives and what the outbox records for
+//! success, a server that is down, 4xx and 5xx answers, and running out of attempts.
+//! Needs `smtp-sink` (Debian `postfix`); `scripts/test` installs it.
+
+mod common;
+mod support;
+
+use chrono::Duration;
+use common::{REGISTRY, mail, start};
+use std::sync::Arc;
+use support::smtp_sink::{SmtpSink, free_port};
+use ticketgate::app::App;
+use ticketgate::clock::{Clock, ManualClock};
+use ticketgate::config::{Config, ConfigSource};
+use ticketgate::outbox::DeliveryReport;
+use ticketgate::pipeline::{Outcome, RawMail};
+use ticketgate::store::OutboxRow;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    app: App,
+    clock: ManualClock,
+}
+
+/// An app on a fresh database that sends through SMTP to 127.0.0.1:`port`; `extra` lines
+/// go into `[outbound]`. Must run inside a Tokio runtime (lettre's pool spawns a task).
+fn env(port: u16, extra: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
+    let text = format!(
+        "[database]\nurl = \"sqlite:tg.db\"\n[inbound]\nmaildir = \"inbox\"\n\
+         [registry]\npath = \"customers.toml\"\n\
+         [outbound]\ntransport = \"smtp\"\n{extra}\n\
+         [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"10s\"\n"
+    );
+    let cfg = Config::from_toml(
+        &text,
+        dir.path(),
+        ConfigSource::File(dir.path().join("t.toml")),
+    )
+    .unwrap();
+    let clock = ManualClock::new(start());
+    let app = App::open(cfg, Arc::new(clock.clone())).unwrap();
+    Env {
+        _dir: dir,
+        app,
+        clock,
+    }
+}
+
+impl Env {
+    /// A new request from `from` (an ACME address): opens a ticket and queues one
+    /// acknowledgement.
+    fn request(&mut self, from: &str, subject: &str) {
+        let raw = mail(from, subject, "Support-Key: ACME-0000-0000-0001\nIt fails.").build();
+        let outcome = self
+            .app
+            .ingest(RawMail {
+                source: "test".into(),
+                bytes: raw.into_bytes(),
+            })
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Created { .. }), "{outcome:?}");
+    }
+
+    fn outbox(&mut self) -> Vec<OutboxRow> {
+        self.app.store.outbox(10_000).unwrap()
+    }
+
+    fn only_row(&mut self) -> OutboxRow {
+        let mut rows = self.outbox();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows.remove(0)
+    }
+
+    async fn deliver(&mut self) -> DeliveryReport {
+        self.app.deliver().await.unwrap()
+    }
+
+    /// Moves the clock just past the row's next attempt.
+    fn advance_past(&self, row: &OutboxRow) {
+        let now = self.clock.now();
+        self.clock
+            .advance(row.next_attempt_at - now + Duration::seconds(1));
+    }
+}
+
+fn report(sent: usize, retried: usize, failed: usize) -> DeliveryReport {
+    DeliveryReport {
+        sent,
+        retried,
+        failed,
+    }
+}
+
+#[tokio::test]
+async fn an_acknowledgement_is_delivered_over_smtp_and_marked_sent() {
+    let sink = SmtpSink::start(&[]);
+    let mut e = env(sink.port, "");
+    e.request("Jane Doe <jane@acme.example>", "Export fails");
+    let ack = e.only_row();
+    assert_eq!(
+        (ack.kind.as_str(), ack.state.as_str()),
+        ("acknowledgement", "pending")
+    );
+
+    assert_eq!(e.deliver().await, report(1, 0, 0));
+
+    let got = sink.wait_for(1);
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert!(
+        m.contains(&format!("Message-ID: <{}>", ack.message_id)),
+        "{m}"
+    );
+    assert!(m.contains(&format!("Subject: {}", ack.subject)), "{m}");
+    assert!(ack.subject.starts_with("[TKT-000001]"), "{}", ack.subject);
+    assert!(m.contains("X-Rcpt-Args: <jane@acme.example>"), "{m}");
+    assert!(
+        m.contains("X-Mail-Args: <support@support.example.test>"),
+        "{m}"
+    );
+
+    let row = e.only_row();
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.last_error, None);
+    assert!(row.sent_at.is_some());
+    // Nothing is due any more: another pass sends nothing.
+    assert_eq!(e.deliver().await, report(0, 0, 0));
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn thirty_mails_go_out_concurrently_in_one_pass() {
+    // The sink waits 1 s before answering each DATA: one connection at a time would take
+    // 30 s; 15 at a time takes about 2.
+    let sink = SmtpSink::start(&["-w", "1"]);
+    let mut e = env(sink.port, "concurrency = 15");
+    for i in 0..30 {
+        e.request(&format!("user{i}@acme.example"), &format!("Problem {i}"));
+    }
+    assert_eq!(e.outbox().len(), 30);
+
+    let started = std::time::Instant::now();
+    assert_eq!(e.deliver().await, report(30, 0, 0));
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(12),
+        "30 mails took {took:?}: not sent concurrently"
+    );
+
+    let got = sink.wait_for(30);
+    assert_eq!(got.len(), 30);
+    let rows = e.outbox();
+    assert!(
+        rows.iter().all(|r| r.state == "sent" && r.attempts == 1),
+        "{rows:?}"
+    );
+    for r in &rows {
+        let id = format!("Message-ID: <{}>", r.message_id);
+        assert_eq!(
+            got.iter().filter(|m| m.contains(&id)).count(),
+            1,
+            "{} arrived once",
+            r.message_id
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_means_retry_later_and_the_mail_goes_out_once_it_is_back() {
+    let port = free_port();
+    let mut e = env(port, "");
+    e.request("jane@acme.example", "Export fails");
+
+    assert_eq!(e.deliver().await, report(0, 1, 0));
+    let row = e.only_row();
+    assert_eq!(row.state, "retry");
+    assert_eq!(row.attempts, 1);
+    let err = row.last_error.clone().unwrap();
+    assert!(err.to_lowercase().contains("connection"), "{err}");
+    let now = e.clock.now();
+    assert!(row.next_attempt_at > now, "{} > {now}", row.next_attempt_at);
+    assert_eq!(row.sent_at, None);
+
+    // Not due yet: nothing is tried.
+    assert_eq!(e.deliver().await, report(0, 0, 0));
+
+    let sink = SmtpSink::start_on(port, &[]);
+    e.advance_past(&row);
+    assert_eq!(e.deliver().await, report(1, 0, 0));
+    let row = e.only_row();
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.attempts, 2);
+    let got = sink.wait_for(1);
+    assert_eq!(got.len(), 1, "exactly one copy");
+    assert!(got[0].contains(&format!("Message-ID: <{}>", row.message_id)));
+
+    e.clock.advance(Duration::days(2));
+    assert_eq!(e.deliver().await, report(0, 0, 0));
+    assert_eq!(sink.messages().len(), 1, "still exactly one copy");
+}
+
+#[tokio::test]
+async fn a_4xx_answer_is_retried_later() {
+    // -r: soft-reject (450 4.3.0) every RCPT TO.
+    let sink = SmtpSink::start(&["-r", "rcpt"]);
+    let mut e = env(sink.port, "");
+    e.request("jane@acme.example", "Export fails");
+
+    assert_eq!(e.deliver().await, report(0, 1, 0));
+    let row = e.only_row();
+    assert_eq!(row.state, "retry");
+    assert_eq!(row.attempts, 1);
+    let err = row.last_error.clone().unwrap();
+    assert!(err.contains("450"), "{err}");
+    assert!(row.next_attempt_at > e.clock.now());
+
+    // Still refused on the next attempt: retried again, not failed.
+    e.advance_past(&row);
+    assert_eq!(e.deliver().await, report(0, 1, 0));
+    let row = e.only_row();
+    assert_eq!((row.state.as_str(), row.attempts), ("retry", 2));
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_5xx_answer_fails_the_mail_for_good_with_the_servers_words() {
+    // -f: hard-reject every RCPT TO, with the reply given by -B.
+    let sink = SmtpSink::start(&[
+        "-f",
+        "rcpt",
+        "-B",
+        "550 5.1.1 Recipient address rejected: no such user",
+    ]);
+    let mut e = env(sink.port, "");
+    e.request("jane@acme.example", "Export fails");
+
+    assert_eq!(e.deliver().await, report(0, 0, 1));
+    let row = e.only_row();
+    assert_eq!(row.state, "failed");
+    assert_eq!(row.attempts, 1);
+    let err = row.last_error.clone().unwrap();
+    assert!(err.contains("550"), "{err}");
+    assert!(
+        err.contains("Recipient address rejected: no such user"),
+        "{err}"
+    );
+
+    e.clock.advance(Duration::days(7));
+    assert_eq!(e.deliver().await, report(0, 0, 0));
+    let row = e.only_row();
+    assert_eq!((row.state.as_str(), row.attempts), ("failed", 1));
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_mail_out_of_attempts_fails_saying_so() {
+    let port = free_port();
+    let mut e = env(port, "max_attempts = 2");
+    e.request("jane@acme.example", "Export fails");
+
+    assert_eq!(e.deliver().await, report(0, 1, 0));
+    let row = e.only_row();
+    assert_eq!((row.state.as_str(), row.attempts), ("retry", 1));
+
+    e.advance_past(&row);
+    assert_eq!(e.deliver().await, report(0, 0, 1));
+    let row = e.only_row();
+    assert_eq!((row.state.as_str(), row.attempts), ("failed", 2));
+    let err = row.last_error.clone().unwrap();
+    assert!(err.contains("gave up after 2 attempts"), "{err}");
+    assert!(
+        err.to_lowercase().contains("connection"),
+        "the last error is kept: {err}"
+    );
+
+    e.clock.advance(Duration::days(7));
+    assert_eq!(e.deliver().await, report(0, 0, 0));
+    assert_eq!(e.only_row().attempts, 2);
+}

@@ -1,0 +1,3 @@
+//! Real servers for integration tests.
+
+pub mod smtp_sink;
