@@ -27,6 +27,8 @@ pub struct App {
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct RunSummary {
     pub inbound: Report,
+    /// Timers fired (reminders, warnings, closes, escalations).
+    pub timers: usize,
     pub delivery: DeliveryReport,
 }
 
@@ -128,13 +130,20 @@ impl App {
         loop {
             let pass = async {
                 let r = self.drain_maildir(&md)?;
+                let fired = crate::timers::tick(
+                    &self.pipeline,
+                    self.store.as_mut(),
+                    self.clock.now(),
+                    false,
+                )?;
                 let d = self.deliver().await?;
-                anyhow::Ok((r, d))
+                anyhow::Ok((r, fired.len(), d))
             }
             .await;
             match pass {
-                Ok((r, d)) => {
+                Ok((r, fired, d)) => {
                     failures = 0;
+                    summary.timers += fired;
                     summary.inbound.add(&r);
                     summary.delivery.sent += d.sent;
                     summary.delivery.retried += d.retried;
@@ -165,7 +174,9 @@ impl App {
             if failures > 0 {
                 wait = wait.max(Duration::from_secs(u64::from(failures.min(6)) * 5));
             }
-            if let Ok(Some(due)) = self.store.next_due() {
+            let next_mail = self.store.next_due().ok().flatten();
+            let next_timer = self.store.next_timer().ok().flatten();
+            if let Some(due) = next_mail.into_iter().chain(next_timer).min() {
                 let until = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
                 wait = wait.min(until.max(Duration::from_millis(50)));
             }

@@ -16,9 +16,12 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod lifecycle;
+pub mod mailer;
 pub mod notify;
 pub mod outbox;
 pub mod parse;
@@ -26,5 +29,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod route;
 pub mod samples;
+pub mod sla;
 pub mod store;
+pub mod timers;
 pub mod workflow;

@@ -59,6 +59,33 @@ enum Command {
         #[command(subcommand)]
         command: ListCommand,
     },
+    /// Act on a ticket as an agent: the same actions as commands in an agent's reply.
+    Ticket {
+        /// Ticket reference, e.g. TKT-000123.
+        reference: String,
+        /// Who acts (recorded in the history and shown to the customer).
+        #[arg(long = "as", default_value = "cli")]
+        author: String,
+        #[command(subcommand)]
+        action: TicketAction,
+    },
+    /// Show a ticket's SLA clock: started, paused, elapsed business time, due at, breached.
+    Sla {
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every timer (reminders, closure warnings, closes, escalations) as of an instant.
+    Tick {
+        /// RFC 3339 instant; default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// List what would fire; change and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade the database schema.
     Migrate,
     /// Validate the configuration and the customer registry, then exit.
@@ -78,6 +105,28 @@ enum TicketsCommand {
         reference: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketAction {
+    /// Change the status (a name of the ticket's workflow, e.g. suspended, "in progress").
+    Status { status: String },
+    /// Requalify the severity (1-4).
+    Severity { severity: String },
+    /// A public answer, relayed to the customer (the first one stops the SLA clock).
+    Reply { text: String },
+    /// An internal note, not relayed.
+    Note { text: String },
+    /// Resolve with a reason (e.g. workaround), optionally with an explanation.
+    Resolve {
+        reason: String,
+        text: Option<String>,
+    },
+    /// Close with a reason (e.g. duplicate), optionally with an explanation.
+    Close {
+        reason: String,
+        text: Option<String>,
     },
 }
 
@@ -182,6 +231,12 @@ fn dispatch(
                 r.quarantined,
                 r.duplicates
             );
+            if summary.timers > 0 {
+                println!(
+                    "timers: {} fired (reminders, warnings, closes, escalations)",
+                    summary.timers
+                );
+            }
             println!(
                 "outbound: {} mails {dest}, {} waiting to retry, {} failed{}",
                 d.sent,
@@ -315,6 +370,156 @@ fn dispatch(
                         q.reason
                     );
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ticket {
+            reference,
+            author,
+            action,
+        } => {
+            let Some(id) = pipeline::parse_reference(&prefix, &reference) else {
+                anyhow::bail!(
+                    "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
+                );
+            };
+            let mut app = App::open(cfg, clock())?;
+            let t = app.store.ticket_with_articles(id)?.map(|(t, _)| t);
+            let Some(t) = t else {
+                anyhow::bail!("no ticket {reference}")
+            };
+            let profile = ticketgate::workflow::Profile::parse(&t.profile)
+                .unwrap_or(ticketgate::workflow::Profile::Exo);
+            let (line, text) = match &action {
+                TicketAction::Status { status } => (format!("#status {status}"), String::new()),
+                TicketAction::Severity { severity } => {
+                    (format!("#severity {severity}"), String::new())
+                }
+                TicketAction::Reply { text } => (String::new(), text.clone()),
+                TicketAction::Note { text } => ("#note".to_string(), text.clone()),
+                TicketAction::Resolve { reason, text } => (
+                    format!("#resolve {reason}"),
+                    text.clone().unwrap_or_default(),
+                ),
+                TicketAction::Close { reason, text } => {
+                    (format!("#close {reason}"), text.clone().unwrap_or_default())
+                }
+            };
+            let am = ticketgate::workflow::parse_agent_mail(profile, &format!("{line}\n{text}"));
+            match app
+                .pipeline
+                .agent_action(app.store.as_mut(), id, &am, &author)?
+            {
+                Ok(t) => {
+                    let d = rt.block_on(app.deliver())?;
+                    println!(
+                        "{}: {} (severity {}); {} mail(s) delivered",
+                        pipeline::reference(&prefix, t.id),
+                        profile.display(
+                            ticketgate::workflow::Status::parse(&t.status)
+                                .unwrap_or(ticketgate::workflow::Status::Open)
+                        ),
+                        t.severity,
+                        d.sent
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("ticketgate: {e}");
+                    }
+                    eprintln!("ticketgate: nothing was applied");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Sla { reference, json } => {
+            let Some(id) = pipeline::parse_reference(&prefix, &reference) else {
+                anyhow::bail!(
+                    "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
+                );
+            };
+            let registry = ticketgate::registry::RegistryFile::open(&cfg.registry_path)?;
+            let mut st = store::open(&cfg.database_url)?;
+            let Some((t, _)) = st.ticket_with_articles(id)? else {
+                anyhow::bail!("no ticket {reference}")
+            };
+            let plan = registry.current().plan(&t.plan);
+            let now = clock().now();
+            let view = ticketgate::sla::view(&t.sla, &plan.calendar, now);
+            let escalations = st.escalations(id)?;
+            if json {
+                let mut v = serde_json::to_value(&view)?;
+                v["reference"] = serde_json::json!(pipeline::reference(&prefix, id));
+                v["calendar"] = serde_json::json!(plan.calendar_name);
+                v["severity"] = serde_json::json!(t.severity);
+                v["escalations"] = serde_json::json!(escalations.iter().map(|(at, sev, due)| serde_json::json!({"at": at, "severity": sev, "due_at": due})).collect::<Vec<_>>());
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let local = |at: Option<chrono::DateTime<chrono::Utc>>| {
+                    at.map_or("-".to_string(), |a| plan.calendar.local_text(a))
+                };
+                println!(
+                    "{}  severity {}  calendar {}",
+                    pipeline::reference(&prefix, id),
+                    t.severity,
+                    plan.calendar_name
+                );
+                println!(
+                    "  target:    {}",
+                    view.target
+                        .as_deref()
+                        .unwrap_or("none (as soon as possible)")
+                );
+                println!("  state:     {}", view.state);
+                println!("  started:   {}", local(view.started_at));
+                println!("  elapsed:   {} of business time", view.elapsed);
+                println!("  due at:    {}", local(view.due_at));
+                println!("  responded: {}", local(view.responded_at));
+                println!(
+                    "  breached:  {}",
+                    if view.breached {
+                        local(view.breached_at.or(view.due_at))
+                    } else {
+                        "no".into()
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tick { at, dry_run, json } => {
+            let now = match at {
+                Some(a) => chrono::DateTime::parse_from_rfc3339(&a)
+                    .map_err(|e| anyhow::anyhow!("--at `{a}` is not an RFC 3339 instant ({e}); write e.g. 2026-11-23T15:30:00Z"))?
+                    .with_timezone(&chrono::Utc),
+                None => clock().now(),
+            };
+            let mut app = App::open(cfg, clock())?;
+            let fired = ticketgate::timers::tick(&app.pipeline, app.store.as_mut(), now, dry_run)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&fired)?);
+            } else {
+                for f in &fired {
+                    println!(
+                        "{}  {:<9} due {}  {}",
+                        f.ticket,
+                        f.timer,
+                        f.due_at.to_rfc3339(),
+                        f.action
+                    );
+                }
+                println!(
+                    "{} timer(s) {}",
+                    fired.len(),
+                    if dry_run {
+                        "would fire (dry run: nothing changed or sent)"
+                    } else {
+                        "fired"
+                    }
+                );
+            }
+            if !dry_run {
+                rt.block_on(app.deliver())?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -5,13 +5,15 @@
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::notify::{self, Automatic, Outgoing, Templates};
+use crate::lifecycle::{Engine, Update};
+use crate::mailer::{Letter, MailError, Mailer, Sent};
+use crate::notify::{Automatic, Templates};
 use crate::parse::{self, InboundMail, Limits, ParseFailure, Patterns};
+use crate::registry::{Customer, KeyStatus};
 use crate::registry::{Registry, RegistryFile};
 use crate::route::{self, Decision, Quarantine, loops};
-use crate::store::{
-    self, NewArticle, NewInbound, NewOutbound, NewTicket, Store, TicketRow, WriteTx,
-};
+use crate::store::{self, NewArticle, NewInbound, Store, TicketRow, WriteTx};
+use crate::workflow::{self, Profile, Status};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -199,6 +201,51 @@ impl Pipeline {
         Ok((report, outcomes))
     }
 
+    pub fn engine<'a>(&'a self, registry: &'a Registry, now: DateTime<Utc>) -> Engine<'a> {
+        Engine {
+            cfg: &self.cfg,
+            registry,
+            mailer: self.mailer(),
+            now,
+        }
+    }
+
+    /// An agent's action from the CLI or the API, applied like a reply by mail: all commands
+    /// checked first, nothing applied when one is wrong (the errors are returned).
+    pub fn agent_action(
+        &self,
+        store: &mut dyn Store,
+        ticket_id: i64,
+        action: &workflow::AgentMail,
+        author: &str,
+    ) -> Result<Result<TicketRow, Vec<String>>, ActionError> {
+        let registry = self.registry.current();
+        let now = self.clock.now();
+        let engine = self.engine(&registry, now);
+        let mut tx = store.write()?;
+        let Some(mut t) = tx.ticket(ticket_id)? else {
+            return Err(ActionError::NoTicket(self.reference(ticket_id)));
+        };
+        let errors = engine.agent_update(tx.as_mut(), &mut t, action, author, None, None)?;
+        if !errors.is_empty() {
+            return Ok(Err(errors)); // dropped: rolled back
+        }
+        tx.commit()?;
+        Ok(Ok(t))
+    }
+
+    pub fn mailer(&self) -> Mailer<'_> {
+        Mailer {
+            cfg: &self.cfg,
+            templates: &self.templates,
+            prefix: &self.cfg.tickets.reference_prefix,
+        }
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.current()
+    }
+
     fn apply(
         &self,
         tx: &mut dyn WriteTx,
@@ -253,76 +300,17 @@ impl Pipeline {
             return self.quarantine(tx, raw, mail, q, now, report);
         }
 
+        let engine = self.engine(registry, now);
         match route::route(mail, &self.cfg, registry, tx, now)? {
             Decision::NewTicket {
                 customer,
                 key,
                 severity,
-            } => {
-                let plan = &customer.plan;
-                let from = mail.from.as_deref().unwrap_or_default();
-                let subject = if mail.subject.is_empty() {
-                    "(no subject)"
-                } else {
-                    &mail.subject
-                };
-                let ticket_id = tx.insert_ticket(&NewTicket {
-                    customer: &customer.id,
-                    support_key: &key,
-                    plan: &plan.name,
-                    language: &plan.language,
-                    status: "new",
-                    severity,
-                    stated_severity: mail.severity.as_ref().map(|s| s.as_written.as_str()),
-                    subject,
-                    requester: from,
-                    requester_name: mail.from_name.as_deref(),
-                    now,
-                })?;
-                let reference = self.reference(ticket_id);
-                let inbound_id = self.insert_inbound(
-                    tx,
-                    raw,
-                    &mail.dedup_key,
-                    Some(mail),
-                    now,
-                    "created",
-                    None,
-                    Some(ticket_id),
-                )?;
-                self.add_article(tx, ticket_id, inbound_id, mail, now)?;
-                let ticket = tx
-                    .ticket(ticket_id)?
-                    .ok_or(ApplyError::Vanished(ticket_id))?;
-                let phone = plan.phone.as_deref().filter(|_| severity <= 2);
-                let ctx = json!({
-                    "reference": reference,
-                    "subject": ticket.subject,
-                    "severity": severity,
-                    "stated_severity": ticket.stated_severity,
-                    "phone": phone,
-                    "contact_name": mail.from_name,
-                    "contact_email": from,
-                    "customer_name": customer.name,
-                    "support_name": self.support_name(),
-                });
-                self.auto_reply(
-                    tx,
-                    mail,
-                    Some(&ticket),
-                    inbound_id,
-                    "acknowledgement",
-                    &plan.language,
-                    &ctx,
-                    now,
-                    report,
-                )?;
-                self.agent_copy(tx, mail, &ticket, inbound_id, "new", registry, now, report)?;
-                report.created += 1;
-                tracing::info!(source = %raw.source, ticket = %reference, customer = %customer.id, severity, "ticket created");
-                Ok(Outcome::Created { ticket: reference })
-            }
+            } => self.open_ticket(
+                tx, raw, mail, &engine, &customer, &key, severity, None, report,
+            ),
             Decision::FollowUp { ticket } => {
+                let mut ticket = *ticket;
                 let inbound_id = self.insert_inbound(
                     tx,
                     raw,
@@ -333,36 +321,219 @@ impl Pipeline {
                     None,
                     Some(ticket.id),
                 )?;
-                self.add_article(tx, ticket.id, inbound_id, mail, now)?;
-                tx.touch_ticket(ticket.id, now)?;
-                let reference = self.reference(ticket.id);
+                self.add_article(tx, ticket.id, Some(inbound_id), mail, now)?;
+                if engine.customer_update(tx, &mut ticket, mail, inbound_id)?
+                    == Update::NeedsNewTicket
+                {
+                    // eXo: a closed ticket stays closed; the customer's mail opens a new one
+                    // that refers to it, under the key's current state.
+                    let customer = match registry.key_status(&ticket.support_key, now) {
+                        KeyStatus::Active(c) => c,
+                        _ => {
+                            tx.touch_ticket(ticket.id, now)?;
+                            report.appended += 1;
+                            tracing::info!(source = %raw.source, ticket = %self.reference(ticket.id),
+                                "reply to a closed ticket kept on it: its support key is no longer active");
+                            return Ok(Outcome::Appended {
+                                ticket: self.reference(ticket.id),
+                            });
+                        }
+                    };
+                    let severity = mail.severity.as_ref().map_or(ticket.severity, |s| s.level);
+                    return self.open_ticket(
+                        tx,
+                        raw,
+                        mail,
+                        &engine,
+                        &customer,
+                        &ticket.support_key,
+                        severity,
+                        Some(ticket.id),
+                        report,
+                    );
+                }
                 if self.cfg.tickets.acknowledge_followups {
                     let ctx = json!({
-                        "reference": reference,
+                        "reference": self.reference(ticket.id),
                         "subject": ticket.subject,
                         "contact_name": mail.from_name,
-                        "support_name": self.support_name(),
+                        "support_name": engine.mailer.support_name(),
                     });
-                    self.auto_reply(
-                        tx,
-                        mail,
-                        Some(&ticket),
-                        inbound_id,
-                        "followup_received",
-                        &ticket.language,
-                        &ctx,
-                        now,
+                    self.count(
                         report,
-                    )?;
+                        engine.mailer.send(
+                            tx,
+                            Letter {
+                                kind: "followup_received",
+                                lang: &ticket.language,
+                                ctx: &ctx,
+                                to: mail.from.as_deref().unwrap_or_default(),
+                                to_name: mail.from_name.as_deref(),
+                                ticket: Some(&ticket),
+                                inbound_id: Some(inbound_id),
+                                answers: Some(mail),
+                                automatic: Automatic::Replied,
+                                from_name: None,
+                                attachments: &[],
+                            },
+                            now,
+                        )?,
+                    );
                 }
                 self.agent_copy(
-                    tx, mail, &ticket, inbound_id, "update", registry, now, report,
+                    tx,
+                    mail,
+                    &ticket,
+                    Some(inbound_id),
+                    "update",
+                    registry,
+                    now,
+                    report,
                 )?;
                 report.appended += 1;
-                tracing::info!(source = %raw.source, ticket = %reference, "follow-up added");
+                let reference = self.reference(ticket.id);
+                tracing::info!(source = %raw.source, ticket = %reference, status = %ticket.status, "follow-up added");
+                Ok(Outcome::Appended { ticket: reference })
+            }
+            Decision::AgentMail { ticket } => {
+                let mut ticket = *ticket;
+                let profile = Profile::parse(&ticket.profile).unwrap_or(Profile::Exo);
+                let am = workflow::parse_agent_mail(profile, &mail.text);
+                let author = mail.from.as_deref().unwrap_or_default();
+                let reference = self.reference(ticket.id);
+                // Checked before anything is written, so a bad command applies nothing.
+                let inbound_id = self.insert_inbound(
+                    tx,
+                    raw,
+                    &mail.dedup_key,
+                    Some(mail),
+                    now,
+                    "appended",
+                    None,
+                    Some(ticket.id),
+                )?;
+                if let Some(id) = &mail.message_id {
+                    tx.link_message_id(id, ticket.id)?;
+                }
+                let errors = engine.agent_update(
+                    tx,
+                    &mut ticket,
+                    &am,
+                    author,
+                    mail.from_name.as_deref(),
+                    Some(inbound_id),
+                )?;
+                if !errors.is_empty() {
+                    let reason = format!("agent commands not applied: {}", errors.join("; "));
+                    tx.set_inbound_outcome(
+                        inbound_id,
+                        "quarantined",
+                        Some("agent_command_error"),
+                        Some(&reason),
+                    )?;
+                    report.quarantined += 1;
+                    tracing::warn!(source = %raw.source, ticket = %reference, reason = %reason, "agent mail refused");
+                    return Ok(Outcome::Quarantined {
+                        code: "agent_command_error".into(),
+                        reason,
+                    });
+                }
+                report.appended += 1;
+                tracing::info!(source = %raw.source, ticket = %reference, agent = author, status = %ticket.status, "agent update applied");
                 Ok(Outcome::Appended { ticket: reference })
             }
             Decision::Quarantine(q) => self.quarantine(tx, raw, mail, q, now, report),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_ticket(
+        &self,
+        tx: &mut dyn WriteTx,
+        raw: &RawMail,
+        mail: &InboundMail,
+        engine: &Engine<'_>,
+        customer: &Customer,
+        key: &str,
+        severity: u8,
+        parent_id: Option<i64>,
+        report: &mut Report,
+    ) -> Result<Outcome, ApplyError> {
+        let now = engine.now;
+        let plan = &customer.plan;
+        let ticket = engine.new_ticket(tx, customer, key, severity, mail, parent_id)?;
+        let reference = self.reference(ticket.id);
+        let inbound_id = match parent_id {
+            // The follow-up's inbound row exists already (on the closed ticket).
+            Some(_) => None,
+            None => Some(self.insert_inbound(
+                tx,
+                raw,
+                &mail.dedup_key,
+                Some(mail),
+                now,
+                "created",
+                None,
+                Some(ticket.id),
+            )?),
+        };
+        self.add_article(tx, ticket.id, inbound_id, mail, now)?;
+        let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
+        let ctx = json!({
+            "reference": reference,
+            "subject": ticket.subject,
+            "severity": ticket.severity,
+            "stated_severity": ticket.stated_severity,
+            "phone": phone,
+            "missing": ticket.missing_info,
+            "parent_reference": parent_id.map(|p| self.reference(p)),
+            "status_name": plan.profile.display(Status::parse(&ticket.status).unwrap_or(Status::New)),
+            "contact_name": mail.from_name,
+            "contact_email": mail.from,
+            "customer_name": customer.name,
+            "support_name": engine.mailer.support_name(),
+        });
+        self.count(
+            report,
+            engine.mailer.send(
+                tx,
+                Letter {
+                    kind: "acknowledgement",
+                    lang: &plan.language,
+                    ctx: &ctx,
+                    to: mail.from.as_deref().unwrap_or_default(),
+                    to_name: mail.from_name.as_deref(),
+                    ticket: Some(&ticket),
+                    inbound_id,
+                    answers: Some(mail),
+                    automatic: Automatic::Replied,
+                    from_name: None,
+                    attachments: &[],
+                },
+                now,
+            )?,
+        );
+        self.agent_copy(
+            tx,
+            mail,
+            &ticket,
+            inbound_id,
+            "new",
+            engine.registry,
+            now,
+            report,
+        )?;
+        report.created += 1;
+        tracing::info!(source = %raw.source, ticket = %reference, customer = %customer.id, severity = ticket.severity,
+            status = %ticket.status, parent = ?parent_id, "ticket created");
+        Ok(Outcome::Created { ticket: reference })
+    }
+
+    fn count(&self, report: &mut Report, sent: Sent) {
+        match sent {
+            Sent::Pending => report.outbound += 1,
+            Sent::Suppressed => report.suppressed += 1,
+            Sent::Skipped => {}
         }
     }
 
@@ -396,6 +567,7 @@ impl Pipeline {
                 .language
                 .as_deref()
                 .unwrap_or(&self.cfg.tickets.default_language);
+            let mailer = self.mailer();
             let ctx = json!({
                 "reason": q.code,
                 "key": info.key,
@@ -404,19 +576,28 @@ impl Pipeline {
                 "contact_email": mail.from,
                 "key_help": self.cfg.tickets.key_help,
                 "limit": format!("{} MB", self.cfg.inbound.max_message_bytes / (1024 * 1024)),
-                "support_name": self.support_name(),
+                "support_name": mailer.support_name(),
             });
-            self.auto_reply(
-                tx,
-                mail,
-                None,
-                inbound_id,
-                "rejection",
-                lang,
-                &ctx,
-                now,
+            self.count(
                 report,
-            )?;
+                mailer.send(
+                    tx,
+                    Letter {
+                        kind: "rejection",
+                        lang,
+                        ctx: &ctx,
+                        to: mail.from.as_deref().unwrap_or_default(),
+                        to_name: mail.from_name.as_deref(),
+                        ticket: None,
+                        inbound_id: Some(inbound_id),
+                        answers: Some(mail),
+                        automatic: Automatic::Replied,
+                        from_name: None,
+                        attachments: &[],
+                    },
+                    now,
+                )?,
+            );
         }
         tracing::info!(source = %raw.source, code = q.code, reason = %q.reason, "mail quarantined");
         report.quarantined += 1;
@@ -424,15 +605,6 @@ impl Pipeline {
             code: q.code.to_string(),
             reason: q.reason,
         })
-    }
-
-    fn support_name(&self) -> String {
-        self.cfg
-            .outbound
-            .from
-            .name
-            .clone()
-            .unwrap_or_else(|| "Support".to_string())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -466,13 +638,13 @@ impl Pipeline {
         &self,
         tx: &mut dyn WriteTx,
         ticket_id: i64,
-        inbound_id: i64,
+        inbound_id: Option<i64>,
         mail: &InboundMail,
         now: DateTime<Utc>,
     ) -> store::Result<()> {
         let article = tx.insert_article(&NewArticle {
             ticket_id,
-            inbound_id: Some(inbound_id),
+            inbound_id,
             kind: "customer",
             author: mail.from.as_deref().unwrap_or_default(),
             body: &mail.text,
@@ -494,106 +666,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Renders and enqueues an automatic answer to the sender of `mail`, unless loop rules
-    /// forbid it (then nothing is written) or the per-recipient cap is reached (then the row
-    /// is written as `suppressed`, so the operator sees it).
-    #[allow(clippy::too_many_arguments)]
-    fn auto_reply<S: Serialize>(
-        &self,
-        tx: &mut dyn WriteTx,
-        mail: &InboundMail,
-        ticket: Option<&TicketRow>,
-        inbound_id: i64,
-        kind: &str,
-        lang: &str,
-        ctx: &S,
-        now: DateTime<Utc>,
-        report: &mut Report,
-    ) -> Result<(), ApplyError> {
-        let Some(to) = mail.from.as_deref() else {
-            return Ok(());
-        };
-        if let Some(why) = loops::no_auto_reply(mail, &self.cfg.loops) {
-            tracing::info!(to, kind, why = %why, "no automatic reply");
-            return Ok(());
-        }
-        let window = chrono::Duration::from_std(self.cfg.loops.auto_reply_window)
-            .unwrap_or(chrono::Duration::hours(3));
-        let sent = tx.automatic_sent_since(to, now - window)?;
-        let capped = sent >= self.cfg.loops.auto_reply_limit;
-        let (subject, body) = self.templates.render(kind, lang, ctx)?;
-        let mut references: Vec<String> = mail
-            .references
-            .iter()
-            .rev()
-            .take(9)
-            .rev()
-            .cloned()
-            .collect();
-        if let Some(id) = &mail.message_id {
-            references.push(id.clone());
-        }
-        let tag = ticket
-            .map(|t| self.reference(t.id))
-            .unwrap_or_else(|| kind.to_string());
-        let composed = match notify::compose(
-            &self.cfg.outbound,
-            now,
-            &Outgoing {
-                tag: &tag,
-                to,
-                to_name: mail.from_name.as_deref(),
-                from_name: None,
-                subject: &subject,
-                body: &body,
-                in_reply_to: mail.message_id.as_deref(),
-                references: &references,
-                automatic: Automatic::Replied,
-                attachments: &[],
-            },
-        ) {
-            Ok(c) => c,
-            Err(notify::NotifyError::BadRecipient(a)) => {
-                tracing::warn!(to = %a, kind, "no automatic reply: the sender address cannot be written to");
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let note = capped.then(|| {
-            format!(
-                "not sent: {sent} automatic mails to {to} in the last {:?} reach loops.auto_reply_limit ({})",
-                self.cfg.loops.auto_reply_window, self.cfg.loops.auto_reply_limit
-            )
-        });
-        tx.enqueue(&NewOutbound {
-            ticket_id: ticket.map(|t| t.id),
-            inbound_id: Some(inbound_id),
-            kind,
-            recipient: to,
-            subject: &subject,
-            message_id: &composed.message_id,
-            automatic: true,
-            body: &composed.bytes,
-            state: if capped { "suppressed" } else { "pending" },
-            note: note.as_deref(),
-            now,
-        })?;
-        if let Some(t) = ticket {
-            tx.link_message_id(&composed.message_id, t.id)?;
-        }
-        if capped {
-            tracing::warn!(
-                to,
-                kind,
-                "automatic reply suppressed by the per-recipient cap"
-            );
-            report.suppressed += 1;
-        } else {
-            report.outbound += 1;
-        }
-        Ok(())
-    }
-
     /// Copies a new ticket or a customer update to the plan's agent team, with attachments,
     /// threaded so that an agent's reply comes back to the support mailbox and the ticket.
     #[allow(clippy::too_many_arguments)]
@@ -602,7 +674,7 @@ impl Pipeline {
         tx: &mut dyn WriteTx,
         mail: &InboundMail,
         ticket: &TicketRow,
-        inbound_id: i64,
+        inbound_id: Option<i64>,
         update: &str,
         registry: &Registry,
         now: DateTime<Utc>,
@@ -614,7 +686,7 @@ impl Pipeline {
         let Some(team) = customer.plan.agent_team.as_deref() else {
             return Ok(());
         };
-        let reference = self.reference(ticket.id);
+        let mailer = self.mailer();
         let contact = match &mail.from_name {
             Some(n) => format!("{n} <{}>", mail.from.as_deref().unwrap_or_default()),
             None => mail.from.clone().unwrap_or_default(),
@@ -625,55 +697,41 @@ impl Pipeline {
             format!("{}\n\n{}", mail.text, mail.quoted)
         };
         let ctx = json!({
-            "reference": reference,
+            "reference": self.reference(ticket.id),
             "subject": ticket.subject,
             "severity": ticket.severity,
             "update": update,
             "contact_display": contact,
             "customer_name": customer.name,
             "plan": customer.plan.name,
+            "status": ticket.status,
             "text": text,
         });
-        let (subject, body) =
-            self.templates
-                .render("agent_notification", &ticket.language, &ctx)?;
         let from_name = format!(
             "{} via {}",
             mail.from_name.as_deref().unwrap_or(contact.as_str()),
-            self.support_name()
+            mailer.support_name()
         );
-        let references: Vec<String> = mail.message_id.iter().cloned().collect();
-        let composed = notify::compose(
-            &self.cfg.outbound,
-            now,
-            &Outgoing {
-                tag: &reference,
-                to: team,
-                to_name: None,
-                from_name: Some(&from_name),
-                subject: &subject,
-                body: &body,
-                in_reply_to: mail.message_id.as_deref(),
-                references: &references,
-                automatic: Automatic::Generated,
-                attachments: &mail.attachments,
-            },
-        )?;
-        tx.enqueue(&NewOutbound {
-            ticket_id: Some(ticket.id),
-            inbound_id: Some(inbound_id),
-            kind: "agent_notification",
-            recipient: team,
-            subject: &subject,
-            message_id: &composed.message_id,
-            automatic: false,
-            body: &composed.bytes,
-            state: "pending",
-            note: None,
-            now,
-        })?;
-        tx.link_message_id(&composed.message_id, ticket.id)?;
-        report.outbound += 1;
+        self.count(
+            report,
+            mailer.send(
+                tx,
+                Letter {
+                    kind: "agent_notification",
+                    lang: &ticket.language,
+                    ctx: &ctx,
+                    to: team,
+                    to_name: None,
+                    ticket: Some(ticket),
+                    inbound_id,
+                    answers: Some(mail),
+                    automatic: Automatic::Generated,
+                    from_name: Some(&from_name),
+                    attachments: &mail.attachments,
+                },
+                now,
+            )?,
+        );
         Ok(())
     }
 }
@@ -702,11 +760,19 @@ fn header_end(raw: &[u8]) -> usize {
 }
 
 #[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("no ticket {0}")]
+    NoTicket(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+}
+
+#[derive(Debug, thiserror::Error)]
 enum ApplyError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
-    Notify(#[from] notify::NotifyError),
-    #[error("ticket {0} vanished inside its own transaction")]
-    Vanished(i64),
+    Mail(#[from] MailError),
 }

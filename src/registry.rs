@@ -3,6 +3,8 @@
 //! without a restart. A registry that fails to load at start stops the start; one that fails
 //! on a later reload is logged and the last good one stays in force.
 
+use crate::calendar::{Calendar, CalendarSpec};
+use crate::workflow::Profile;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -11,21 +13,124 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 /// What a support key entitles a customer to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub name: String,
     pub language: String,
-    pub profile: String,
+    pub profile: Profile,
     pub default_severity: u8,
     /// Response targets per severity 1–4, as written (e.g. "2h", "1d"); counted by the SLA clock.
     pub response_targets: [Option<String>; 4],
+    /// The same targets as working time in the plan's calendar (`None`: as soon as possible).
+    pub targets: [Option<chrono::Duration>; 4],
+    /// Business calendar the targets and reminder intervals are counted in.
+    pub calendar: Arc<Calendar>,
+    pub calendar_name: String,
+    /// Receive escalations and close confirmations.
+    pub managers: Vec<String>,
+    /// Required-information checklist (SPEC §3).
+    pub required: Vec<RequiredItem>,
+    pub reminders: ReminderPolicy,
+    /// Resolution and closure notices ask for a 1–5 score.
+    pub survey: bool,
     /// Offered for severity 1–2 in the acknowledgement when set.
     pub phone: Option<String>,
     /// Copies of new tickets and customer updates go here when set.
     pub agent_team: Option<String>,
 }
 
+impl Plan {
+    /// The defaults of a plan the registry does not define.
+    pub fn fallback(name: &str) -> Plan {
+        Plan {
+            name: name.to_string(),
+            language: "en".into(),
+            profile: Profile::Exo,
+            default_severity: 3,
+            response_targets: Default::default(),
+            targets: Default::default(),
+            calendar: Arc::new(Calendar::Always),
+            calendar_name: "24/7".into(),
+            managers: Vec::new(),
+            required: Vec::new(),
+            reminders: ReminderPolicy {
+                interval: chrono::Duration::days(3),
+                interval_text: "3d".into(),
+                count: 3,
+                closure_warning: None,
+                closure_warning_text: None,
+                confirm_close: false,
+            },
+            survey: true,
+            phone: None,
+            agent_team: None,
+        }
+    }
+
+    /// The response target of a severity, in working seconds.
+    pub fn target_secs(&self, severity: u8) -> Option<i64> {
+        self.targets
+            .get(usize::from(severity.clamp(1, 4)) - 1)
+            .copied()
+            .flatten()
+            .map(|d| d.num_seconds())
+    }
+}
+
+/// One item of the required-information checklist: present when the customer writes a line
+/// `LABEL: value` with one of its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredItem {
+    pub name: String,
+    labels: Vec<String>,
+}
+
+impl RequiredItem {
+    /// Whether `text` has a line `label: something` for this item (case and accents ignored).
+    pub fn present_in(&self, text: &str) -> bool {
+        text.lines().any(|line| {
+            let l = fold(line.trim_start_matches(|c: char| {
+                c.is_whitespace() || matches!(c, '-' | '*' | '•' | '>')
+            }));
+            self.labels.iter().any(|label| {
+                l.strip_prefix(label.as_str())
+                    .map(|rest| rest.trim_start())
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .is_some_and(|value| !value.trim().is_empty())
+            })
+        })
+    }
+}
+
+fn fold(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'é' | 'è' | 'ê' | 'ë' | 'É' | 'È' => 'e',
+            'à' | 'â' => 'a',
+            'ô' => 'o',
+            'î' | 'ï' => 'i',
+            'û' | 'ù' => 'u',
+            'ç' => 'c',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Reminders while a ticket waits on the customer or for acceptance (SPEC §6).
 #[derive(Debug, Clone, PartialEq)]
+pub struct ReminderPolicy {
+    /// Working time between reminders (and after the last one, before the next step).
+    pub interval: chrono::Duration,
+    pub interval_text: String,
+    pub count: i64,
+    /// XMPro: after the last reminder, warn "closed within PERIOD", then close after it.
+    pub closure_warning: Option<chrono::Duration>,
+    pub closure_warning_text: Option<String>,
+    /// Ask a manager to confirm instead of closing automatically.
+    pub confirm_close: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct Customer {
     pub id: String,
     pub name: String,
@@ -49,7 +154,7 @@ impl Customer {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct KeyEntry {
     customer: Arc<Customer>,
     expires: Option<DateTime<Utc>>,
@@ -57,7 +162,7 @@ struct KeyEntry {
 }
 
 /// The state of a support key at one instant.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum KeyStatus {
     Active(Arc<Customer>),
     Revoked(Arc<Customer>),
@@ -65,10 +170,13 @@ pub enum KeyStatus {
     Unknown,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Registry {
     keys: HashMap<String, KeyEntry>,
     customers: HashMap<String, Arc<Customer>>,
+    plans: HashMap<String, Arc<Plan>>,
+    /// Support staff: addresses or `@domains` whose mail about a ticket is an agent's.
+    agents: Vec<String>,
 }
 
 impl Registry {
@@ -93,11 +201,39 @@ impl Registry {
         self.customers.len()
     }
 
+    /// The plan of that name, or the defaults (24/7, eXo, English) when the registry no longer
+    /// has it: a ticket outlives registry edits.
+    pub fn plan(&self, name: &str) -> Arc<Plan> {
+        self.plans
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Plan::fallback(name)))
+    }
+
+    pub fn is_agent(&self, address: &str) -> bool {
+        let a = address.to_ascii_lowercase();
+        self.agents.iter().any(|x| {
+            if x.starts_with('@') {
+                a.ends_with(x.as_str())
+            } else {
+                *x == a
+            }
+        })
+    }
+
     pub fn parse(text: &str) -> Result<Registry, RegistryError> {
         let raw: RawRegistry = toml::from_str(text).map_err(|e| RegistryError {
             key: "(file)".into(),
             problem: e.to_string(),
         })?;
+        let mut calendars: HashMap<String, Arc<Calendar>> = HashMap::new();
+        calendars.insert("24/7".into(), Arc::new(Calendar::Always));
+        for (name, spec) in &raw.calendars {
+            let cal = Calendar::from_spec(spec).map_err(|e| {
+                RegistryError::new(format!("calendars.{name}.{}", e.field), e.problem)
+            })?;
+            calendars.insert(name.clone(), Arc::new(cal));
+        }
         let mut plans = HashMap::new();
         for (name, p) in raw.plans {
             let key = |k: &str| format!("plans.{name}.{k}");
@@ -111,6 +247,13 @@ impl Registry {
                     ),
                 ));
             }
+            let profile_name = p.profile.unwrap_or_else(|| "exo".into());
+            let profile = Profile::parse(&profile_name).ok_or_else(|| {
+                RegistryError::new(
+                    key("profile"),
+                    format!("`{profile_name}` is not a workflow profile: use \"exo\" or \"wso2\""),
+                )
+            })?;
             let default_severity = p.default_severity.unwrap_or(3);
             if !(1..=4).contains(&default_severity) {
                 return Err(RegistryError::new(
@@ -118,7 +261,15 @@ impl Registry {
                     "must be 1, 2, 3 or 4",
                 ));
             }
-            let mut targets: [Option<String>; 4] = Default::default();
+            let calendar_name = p.calendar.unwrap_or_else(|| "24/7".into());
+            let calendar = calendars.get(&calendar_name).cloned().ok_or_else(|| {
+                RegistryError::new(
+                    key("calendar"),
+                    format!("names calendar `{calendar_name}`, which no [calendars.{calendar_name}] table defines (or write \"24/7\")"),
+                )
+            })?;
+            let mut texts: [Option<String>; 4] = Default::default();
+            let mut targets: [Option<chrono::Duration>; 4] = Default::default();
             for (sev, t) in p.response_targets {
                 let i = match sev.trim_start_matches("sev").parse::<usize>() {
                     Ok(n @ 1..=4) => n - 1,
@@ -129,9 +280,13 @@ impl Registry {
                         ));
                     }
                 };
-                crate::config::duration(&key("response_targets"), &t)
-                    .map_err(|e| RegistryError::new(e.key, e.problem))?;
-                targets[i] = Some(t);
+                if t.trim().eq_ignore_ascii_case("asap") {
+                    continue;
+                }
+                targets[i] = Some(calendar.parse_target(&t).map_err(|e| {
+                    RegistryError::new(format!("{}.{sev}", key("response_targets")), e)
+                })?);
+                texts[i] = Some(t);
             }
             if let Some(a) = &p.agent_team
                 && a.parse::<lettre::Address>().is_err()
@@ -141,20 +296,83 @@ impl Registry {
                     format!("`{a}` is not a mail address"),
                 ));
             }
+            for (i, m) in p.managers.iter().enumerate() {
+                if m.parse::<lettre::Address>().is_err() {
+                    return Err(RegistryError::new(
+                        format!("{}[{i}]", key("managers")),
+                        format!("`{m}` is not a mail address"),
+                    ));
+                }
+            }
+            let r = p.reminders.unwrap_or_default();
+            let interval_text = r.interval.unwrap_or_else(|| "3d".into());
+            let interval = calendar
+                .parse_target(&interval_text)
+                .map_err(|e| RegistryError::new(key("reminders.interval"), e))?;
+            let closure_warning = r
+                .closure_warning
+                .as_deref()
+                .map(|w| calendar.parse_target(w))
+                .transpose()
+                .map_err(|e| RegistryError::new(key("reminders.closure_warning"), e))?;
+            let count = r.count.unwrap_or(3);
+            if !(1..=20).contains(&count) {
+                return Err(RegistryError::new(
+                    key("reminders.count"),
+                    "must be from 1 to 20",
+                ));
+            }
             plans.insert(
                 name.clone(),
                 Arc::new(Plan {
                     name,
                     language,
-                    profile: p.profile.unwrap_or_else(|| "exo".into()),
+                    profile,
                     default_severity,
-                    response_targets: targets,
+                    response_targets: texts,
+                    targets,
+                    calendar,
+                    calendar_name,
+                    managers: p.managers.iter().map(|m| m.to_ascii_lowercase()).collect(),
+                    required: p
+                        .required_information
+                        .iter()
+                        .map(|item| {
+                            let labels: Vec<String> = item
+                                .split('|')
+                                .map(|l| fold(l.trim()))
+                                .filter(|l| !l.is_empty())
+                                .collect();
+                            RequiredItem {
+                                name: item.split('|').next().unwrap_or(item).trim().to_string(),
+                                labels,
+                            }
+                        })
+                        .filter(|i| !i.labels.is_empty())
+                        .collect(),
+                    reminders: ReminderPolicy {
+                        interval,
+                        interval_text,
+                        count,
+                        closure_warning,
+                        closure_warning_text: r.closure_warning,
+                        confirm_close: r.confirm_close.unwrap_or(false),
+                    },
+                    survey: p.survey.unwrap_or(true),
                     phone: p.phone.filter(|s| !s.trim().is_empty()),
                     agent_team: p.agent_team,
                 }),
             );
         }
-        let mut reg = Registry::default();
+        let mut reg = Registry {
+            agents: raw
+                .agents
+                .iter()
+                .map(|a| a.trim().to_ascii_lowercase())
+                .collect(),
+            plans: plans.clone(),
+            ..Registry::default()
+        };
         for (i, c) in raw.customers.into_iter().enumerate() {
             let at = |k: &str| format!("customers[{i}].{k}");
             if c.id.trim().is_empty() {
@@ -256,6 +474,10 @@ impl RegistryError {
 #[serde(deny_unknown_fields)]
 struct RawRegistry {
     #[serde(default)]
+    agents: Vec<String>,
+    #[serde(default)]
+    calendars: HashMap<String, CalendarSpec>,
+    #[serde(default)]
     plans: HashMap<String, RawPlan>,
     #[serde(default)]
     customers: Vec<RawCustomer>,
@@ -271,6 +493,22 @@ struct RawPlan {
     response_targets: HashMap<String, String>,
     phone: Option<String>,
     agent_team: Option<String>,
+    calendar: Option<String>,
+    #[serde(default)]
+    managers: Vec<String>,
+    #[serde(default)]
+    required_information: Vec<String>,
+    reminders: Option<RawReminders>,
+    survey: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReminders {
+    interval: Option<String>,
+    count: Option<i64>,
+    closure_warning: Option<String>,
+    confirm_close: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -422,7 +660,10 @@ keys = [
             r.key_status("ACME-0000-0000-0003", at("2026-10-31T23:59:00Z")),
             KeyStatus::Active(_)
         ));
-        assert_eq!(r.key_status("ZZZZ-0000-0000-0009", now), KeyStatus::Unknown);
+        assert!(matches!(
+            r.key_status("ZZZZ-0000-0000-0009", now),
+            KeyStatus::Unknown
+        ));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct Patterns {
     labelled: Regex,
     code: Regex,
     subject_word: Regex,
+    issue_type: Regex,
 }
 
 /// SPEC §3 vocabulary, folded to lower case without accents.
@@ -86,6 +87,10 @@ impl Patterns {
             )
             .expect("valid"),
             code: Regex::new(r"(?i)\b(?:s[ée]v(?:[ée]rit[ée]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))\b").expect("valid"),
+            issue_type: Regex::new(
+                r"(?im)^[\s*>•-]*(?:issue type|request type|ticket type|type de demande|type d'incident|type)\s*:\s*([^\n]{1,40})",
+            )
+            .expect("valid"),
             subject_word: Regex::new(r"(?i)(?:^|[\[(])\s*([a-zéèê]+)\s*(?:[\])]|\s*[:!\-–]|$)").expect("valid"),
         }
     }
@@ -161,6 +166,41 @@ impl Patterns {
         }
         self.code_in(text)
             .filter(|s| fold(&s.as_written).starts_with("sev"))
+    }
+
+    /// The issue type (WSO2) from a labelled line (`Type: query`), as one of `incident`,
+    /// `hosting_incident`, `query`, `bug`, `task`; `None` when not stated (an incident).
+    pub fn issue_type(&self, text: &str) -> Option<&'static str> {
+        let value = fold(self.issue_type.captures(text)?.get(1)?.as_str().trim());
+        let v = value.as_str();
+        Some(if v.starts_with("hosting") {
+            "hosting_incident"
+        } else if v.starts_with("incident") {
+            "incident"
+        } else if [
+            "query",
+            "question",
+            "how",
+            "information",
+            "demande d'information",
+        ]
+        .iter()
+        .any(|w| v.starts_with(w))
+        {
+            "query"
+        } else if ["bug", "defect", "anomalie"]
+            .iter()
+            .any(|w| v.starts_with(w))
+        {
+            "bug"
+        } else if ["task", "tache", "service request", "request"]
+            .iter()
+            .any(|w| v.starts_with(w))
+        {
+            "task"
+        } else {
+            return None;
+        })
     }
 
     fn code_in(&self, hay: &str) -> Option<StatedSeverity> {
@@ -295,6 +335,19 @@ mod tests {
             None
         );
         assert_eq!(sev("", "This is a severity 2 problem for us."), Some(2));
+    }
+
+    #[test]
+    fn issue_types() {
+        let p = p();
+        assert_eq!(p.issue_type("Type: Query\nhow do I export?"), Some("query"));
+        assert_eq!(
+            p.issue_type("Issue type: Hosting incident"),
+            Some("hosting_incident")
+        );
+        assert_eq!(p.issue_type("Type de demande : Tâche"), Some("task"));
+        assert_eq!(p.issue_type("- Type: bug"), Some("bug"));
+        assert_eq!(p.issue_type("no type here"), None);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct InboundMail {
     pub subject_refs: Vec<u64>,
     pub body_refs: Vec<u64>,
     pub severity: Option<StatedSeverity>,
+    /// `incident`, `hosting_incident`, `query`, `bug` or `task` when the mail states one.
+    pub issue_type: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +222,7 @@ fn parse_inner(
     let subject_refs = patterns.subject_refs(&subject);
     let body_refs = patterns.body_refs(&text);
     let severity = patterns.severity(&subject, &text);
+    let issue_type = patterns.issue_type(&text);
 
     Ok(InboundMail {
         dedup_key,
@@ -238,6 +241,7 @@ fn parse_inner(
         subject_refs,
         body_refs,
         severity,
+        issue_type,
     })
 }
 

@@ -21,6 +21,10 @@ pub enum Decision {
     FollowUp {
         ticket: Box<TicketRow>,
     },
+    /// An agent's mail about a ticket: commands and an answer to relay, or a note.
+    AgentMail {
+        ticket: Box<TicketRow>,
+    },
     Quarantine(Quarantine),
 }
 
@@ -67,11 +71,13 @@ fn rejection(
 
 /// The rules, in order (SPEC §3, §10):
 /// 1. no sender address, our own address, or a bounce → quarantined, no reply;
-/// 2. a ticket named by `In-Reply-To`/`References` (first), else by a subject tag, else by a
+/// 2. an agent's mail (registry `agents`) about a ticket → `AgentMail`; about none →
+///    quarantined;
+/// 3. a ticket named by `In-Reply-To`/`References` (first), else by a subject tag, else by a
 ///    reference in the new text → a follow-up, if the sender is the requester or an allowed
 ///    sender of the ticket's customer; otherwise quarantined with no reply, so nothing about
 ///    the ticket leaks;
-/// 3. otherwise a new request: the first active key among the candidates opens a ticket
+/// 4. otherwise a new request: the first active key among the candidates opens a ticket
 ///    when the sender is allowed for that customer; a revoked, expired, unknown or missing key
 ///    is quarantined with a reply that says which.
 pub fn route(
@@ -100,6 +106,20 @@ pub fn route(
                 "delivery status notification from {from}: kept for the operator, not answered"
             ),
         ));
+    }
+
+    if registry.is_agent(from) {
+        return Ok(match find_ticket(mail, tx)? {
+            Some(t) => Decision::AgentMail {
+                ticket: Box::new(t),
+            },
+            None => quarantine(
+                "agent_no_ticket",
+                format!(
+                    "mail from agent {from} names no ticket: reply to the ticket's mail or keep its [REF] tag in the subject"
+                ),
+            ),
+        });
     }
 
     if let Some(ticket) = find_ticket(mail, tx)? {

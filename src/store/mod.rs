@@ -35,7 +35,8 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
     }
 }
 
-/// A ticket as routing and rendering need it.
+/// A ticket: everything the lifecycle, the SLA clock and the timers work on. The pipeline
+/// changes it in memory and writes it back whole with [`WriteTx::save_ticket`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TicketRow {
     pub id: i64,
@@ -43,14 +44,54 @@ pub struct TicketRow {
     pub support_key: String,
     pub plan: String,
     pub language: String,
+    pub profile: String,
+    pub issue_type: String,
     pub status: String,
     pub severity: u8,
     pub stated_severity: Option<String>,
     pub subject: String,
     pub requester: String,
     pub requester_name: Option<String>,
+    /// Reason of the last resolve or close.
+    pub reason: Option<String>,
+    /// The closed ticket this one continues (eXo: closed is final).
+    pub parent_id: Option<i64>,
+    /// Required information still missing.
+    pub missing_info: Vec<String>,
+    /// Start of the current wait on the customer (or of the last reminder).
+    pub followup_base_at: Option<DateTime<Utc>>,
+    /// Reminders sent in the current wait; beyond the plan's count: warning sent, then
+    /// waiting for a manager's confirmation.
+    pub followup_stage: i64,
+    pub survey_score: Option<u8>,
+    pub sla: SlaState,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The first-response clock, in working seconds of the plan's calendar.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SlaState {
+    /// `None`: no target for this severity ("as soon as possible").
+    pub target_secs: Option<i64>,
+    /// When the request was complete and the clock started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Start of the current running segment; `None` while paused or stopped.
+    pub running_since: Option<DateTime<Utc>>,
+    /// Working seconds counted in finished segments.
+    pub elapsed_secs: i64,
+    /// When the target is missed, while running.
+    pub due_at: Option<DateTime<Utc>>,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub breached_at: Option<DateTime<Utc>>,
+}
+
+/// An armed timer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timer {
+    pub ticket_id: i64,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -112,20 +153,6 @@ pub struct QuarantineRow {
     pub size: i64,
 }
 
-pub struct NewTicket<'a> {
-    pub customer: &'a str,
-    pub support_key: &'a str,
-    pub plan: &'a str,
-    pub language: &'a str,
-    pub status: &'a str,
-    pub severity: u8,
-    pub stated_severity: Option<&'a str>,
-    pub subject: &'a str,
-    pub requester: &'a str,
-    pub requester_name: Option<&'a str>,
-    pub now: DateTime<Utc>,
-}
-
 pub struct NewInbound<'a> {
     pub dedup_key: &'a str,
     pub message_id: Option<&'a str>,
@@ -178,10 +205,43 @@ pub trait WriteTx {
     /// Automatic mails to `recipient` created at or after `since` and not suppressed.
     fn automatic_sent_since(&mut self, recipient: &str, since: DateTime<Utc>) -> Result<u32>;
 
-    fn insert_ticket(&mut self, t: &NewTicket<'_>) -> Result<i64>;
+    /// Inserts `t` (its `id` is ignored) and returns the new id.
+    fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64>;
+    /// Writes every field of `t` back.
+    fn save_ticket(&mut self, t: &TicketRow) -> Result<()>;
     fn touch_ticket(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    fn insert_history(
+        &mut self,
+        ticket_id: i64,
+        at: DateTime<Utc>,
+        from: &str,
+        to: &str,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<()>;
+    fn insert_escalation(
+        &mut self,
+        ticket_id: i64,
+        at: DateTime<Utc>,
+        severity: u8,
+        due_at: DateTime<Utc>,
+        target_secs: i64,
+    ) -> Result<()>;
+    /// Arms (or moves) the ticket's timer of this kind.
+    fn set_timer(&mut self, ticket_id: i64, kind: &str, due_at: DateTime<Utc>) -> Result<()>;
+    fn clear_timer(&mut self, ticket_id: i64, kind: &str) -> Result<()>;
+    /// Timers due at `now`, earliest first, at most `limit`.
+    fn due_timers(&mut self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>>;
     fn insert_inbound(&mut self, m: &NewInbound<'_>) -> Result<i64>;
     fn insert_article(&mut self, a: &NewArticle<'_>) -> Result<i64>;
+    /// Changes what an inbound mail is recorded to have done.
+    fn set_inbound_outcome(
+        &mut self,
+        id: i64,
+        outcome: &str,
+        reason_code: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<()>;
     fn insert_attachment(
         &mut self,
         article_id: i64,
@@ -225,4 +285,9 @@ pub trait Store: Send {
     fn mark_failed(&mut self, id: i64, error: &str) -> Result<()>;
     /// The earliest time any undelivered message is due, for the sender's sleep.
     fn next_due(&mut self) -> Result<Option<DateTime<Utc>>>;
+    /// The earliest armed timer.
+    fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>>;
+    fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>>;
+    /// Escalations of a ticket: (at, severity, due_at).
+    fn escalations(&mut self, ticket_id: i64) -> Result<Vec<(DateTime<Utc>, u8, DateTime<Utc>)>>;
 }

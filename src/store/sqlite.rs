@@ -6,7 +6,13 @@ use crate::clock::to_rfc3339;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
+    ),
+];
 
 pub struct SqliteStore {
     conn: Connection,
@@ -14,6 +20,14 @@ pub struct SqliteStore {
 
 fn ts(at: DateTime<Utc>) -> String {
     to_rfc3339(at)
+}
+
+fn opt_ts(at: Option<DateTime<Utc>>) -> Option<String> {
+    at.map(to_rfc3339)
+}
+
+fn parse_opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    s.map(|s| parse_ts(&s)).transpose()
 }
 
 fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
@@ -80,24 +94,89 @@ struct SqliteTx<'c> {
     tx: rusqlite::Transaction<'c>,
 }
 
-const TICKET_COLUMNS: &str = "id, customer, support_key, plan, language, status, severity, stated_severity, \
-     subject, requester, requester_name, created_at, updated_at";
+const TICKET_COLUMNS: &str = "id, customer, support_key, plan, language, profile, issue_type, status, severity, \
+     stated_severity, subject, requester, requester_name, reason, parent_id, missing_info, followup_base_at, \
+     followup_stage, survey_score, sla_target_secs, sla_started_at, sla_running_since, sla_elapsed_secs, \
+     sla_due_at, responded_at, breached_at, created_at, updated_at";
 
 fn ticket_row(r: &Row<'_>) -> rusqlite::Result<TicketRow> {
+    let missing: String = r.get(15)?;
     Ok(TicketRow {
         id: r.get(0)?,
         customer: r.get(1)?,
         support_key: r.get(2)?,
         plan: r.get(3)?,
         language: r.get(4)?,
-        status: r.get(5)?,
-        severity: r.get(6)?,
-        stated_severity: r.get(7)?,
-        subject: r.get(8)?,
-        requester: r.get(9)?,
-        requester_name: r.get(10)?,
-        created_at: parse_ts(&r.get::<_, String>(11)?)?,
-        updated_at: parse_ts(&r.get::<_, String>(12)?)?,
+        profile: r.get(5)?,
+        issue_type: r.get(6)?,
+        status: r.get(7)?,
+        severity: r.get(8)?,
+        stated_severity: r.get(9)?,
+        subject: r.get(10)?,
+        requester: r.get(11)?,
+        requester_name: r.get(12)?,
+        reason: r.get(13)?,
+        parent_id: r.get(14)?,
+        missing_info: missing
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        followup_base_at: parse_opt_ts(r.get(16)?)?,
+        followup_stage: r.get(17)?,
+        survey_score: r.get(18)?,
+        sla: SlaState {
+            target_secs: r.get(19)?,
+            started_at: parse_opt_ts(r.get(20)?)?,
+            running_since: parse_opt_ts(r.get(21)?)?,
+            elapsed_secs: r.get(22)?,
+            due_at: parse_opt_ts(r.get(23)?)?,
+            responded_at: parse_opt_ts(r.get(24)?)?,
+            breached_at: parse_opt_ts(r.get(25)?)?,
+        },
+        created_at: parse_ts(&r.get::<_, String>(26)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(27)?)?,
+    })
+}
+
+/// The 27 writable ticket columns in `TICKET_COLUMNS` order (all but `id`).
+fn ticket_params(t: &TicketRow) -> [Box<dyn rusqlite::ToSql + '_>; 27] {
+    [
+        Box::new(&t.customer),
+        Box::new(&t.support_key),
+        Box::new(&t.plan),
+        Box::new(&t.language),
+        Box::new(&t.profile),
+        Box::new(&t.issue_type),
+        Box::new(&t.status),
+        Box::new(t.severity),
+        Box::new(&t.stated_severity),
+        Box::new(&t.subject),
+        Box::new(&t.requester),
+        Box::new(&t.requester_name),
+        Box::new(&t.reason),
+        Box::new(t.parent_id),
+        Box::new(t.missing_info.join("\n")),
+        Box::new(opt_ts(t.followup_base_at)),
+        Box::new(t.followup_stage),
+        Box::new(t.survey_score),
+        Box::new(t.sla.target_secs),
+        Box::new(opt_ts(t.sla.started_at)),
+        Box::new(opt_ts(t.sla.running_since)),
+        Box::new(t.sla.elapsed_secs),
+        Box::new(opt_ts(t.sla.due_at)),
+        Box::new(opt_ts(t.sla.responded_at)),
+        Box::new(opt_ts(t.sla.breached_at)),
+        Box::new(ts(t.created_at)),
+        Box::new(ts(t.updated_at)),
+    ]
+}
+
+fn timer_row(r: &Row<'_>) -> rusqlite::Result<Timer> {
+    Ok(Timer {
+        ticket_id: r.get(0)?,
+        kind: r.get(1)?,
+        due_at: parse_ts(&r.get::<_, String>(2)?)?,
     })
 }
 
@@ -155,28 +234,95 @@ impl WriteTx for SqliteTx<'_> {
             .query_row(params![recipient, ts(since)], |r| r.get(0))?)
     }
 
-    fn insert_ticket(&mut self, t: &NewTicket<'_>) -> Result<i64> {
-        let now = ts(t.now);
+    fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64> {
+        let cols = TICKET_COLUMNS.trim_start_matches("id, ");
+        let marks = (1..=27)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let params = ticket_params(t);
+        self.tx
+            .prepare_cached(&format!("INSERT INTO tickets ({cols}) VALUES ({marks})"))?
+            .execute(rusqlite::params_from_iter(params.iter()))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn save_ticket(&mut self, t: &TicketRow) -> Result<()> {
+        let sets = TICKET_COLUMNS
+            .trim_start_matches("id, ")
+            .split(", ")
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let params = ticket_params(t);
+        let mut all: Vec<&dyn rusqlite::ToSql> = params
+            .iter()
+            .map(|b| b.as_ref() as &dyn rusqlite::ToSql)
+            .collect();
+        all.push(&t.id);
+        self.tx
+            .prepare_cached(&format!("UPDATE tickets SET {sets} WHERE id = ?28"))?
+            .execute(all.as_slice())?;
+        Ok(())
+    }
+
+    fn insert_history(
+        &mut self,
+        ticket_id: i64,
+        at: DateTime<Utc>,
+        from: &str,
+        to: &str,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO tickets (customer, support_key, plan, language, status, severity, stated_severity, \
-                 subject, requester, requester_name, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                "INSERT INTO status_history (ticket_id, at, from_status, to_status, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![
-                t.customer,
-                t.support_key,
-                t.plan,
-                t.language,
-                t.status,
-                t.severity,
-                t.stated_severity,
-                t.subject,
-                t.requester,
-                t.requester_name,
-                now
-            ])?;
-        Ok(self.tx.last_insert_rowid())
+            .execute(params![ticket_id, ts(at), from, to, actor, reason])?;
+        Ok(())
+    }
+
+    fn insert_escalation(
+        &mut self,
+        ticket_id: i64,
+        at: DateTime<Utc>,
+        severity: u8,
+        due_at: DateTime<Utc>,
+        target_secs: i64,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO escalations (ticket_id, at, severity, due_at, target_secs) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![ticket_id, ts(at), severity, ts(due_at), target_secs])?;
+        Ok(())
+    }
+
+    fn set_timer(&mut self, ticket_id: i64, kind: &str, due_at: DateTime<Utc>) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO timers (ticket_id, kind, due_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = excluded.due_at",
+            )?
+            .execute(params![ticket_id, kind, ts(due_at)])?;
+        Ok(())
+    }
+
+    fn clear_timer(&mut self, ticket_id: i64, kind: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM timers WHERE ticket_id = ?1 AND kind = ?2")?
+            .execute(params![ticket_id, kind])?;
+        Ok(())
+    }
+
+    fn due_timers(&mut self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT ticket_id, kind, due_at FROM timers WHERE due_at <= ?1 ORDER BY due_at, ticket_id LIMIT ?2")?;
+        let rows = st.query_map(params![ts(now), limit as i64], timer_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn touch_ticket(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
@@ -217,6 +363,21 @@ impl WriteTx for SqliteTx<'_> {
             )?
             .execute(params![a.ticket_id, a.inbound_id, a.kind, a.author, a.body, a.quoted, ts(a.now)])?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    fn set_inbound_outcome(
+        &mut self,
+        id: i64,
+        outcome: &str,
+        reason_code: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE inbound SET outcome = ?2, reason_code = ?3, reason = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, outcome, reason_code, reason])?;
+        Ok(())
     }
 
     fn insert_attachment(
@@ -444,6 +605,36 @@ impl Store for SqliteStore {
             .prepare_cached("UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1")?
             .execute(params![id, error])?;
         Ok(())
+    }
+
+    fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<String> = self
+            .conn
+            .prepare_cached("SELECT min(due_at) FROM timers")?
+            .query_row([], |r| r.get(0))?;
+        Ok(parse_opt_ts(next)?)
+    }
+
+    fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ticket_id, kind, due_at FROM timers WHERE ticket_id = ?1 ORDER BY kind",
+        )?;
+        let rows = st.query_map([ticket_id], timer_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn escalations(&mut self, ticket_id: i64) -> Result<Vec<(DateTime<Utc>, u8, DateTime<Utc>)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT at, severity, due_at FROM escalations WHERE ticket_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([ticket_id], |r| {
+            Ok((
+                parse_ts(&r.get::<_, String>(0)?)?,
+                r.get(1)?,
+                parse_ts(&r.get::<_, String>(2)?)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn next_due(&mut self) -> Result<Option<DateTime<Utc>>> {

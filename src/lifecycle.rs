@@ -1,0 +1,682 @@
+//! Runs the support process on a ticket (SPEC §3–§6): creating it with its checklist and SLA
+//! clock, what customers' and agents' mail does, status changes with their side effects
+//! (clock paused or resumed, reminders reset), and the timers: reminders, closure warnings,
+//! automatic closes and escalations. Everything happens inside the caller's transaction and
+//! every mail goes through the [`Mailer`].
+
+use crate::config::Config;
+use crate::mailer::{Letter, MailError, Mailer};
+use crate::notify::Automatic;
+use crate::parse::InboundMail;
+use crate::pipeline::reference;
+use crate::registry::{Customer, Plan, Registry};
+use crate::sla;
+use crate::store::{self, NewArticle, SlaState, TicketRow, Timer, WriteTx};
+use crate::workflow::{AgentMail, Command, CustomerEffect, Profile, Status};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::sync::Arc;
+
+pub type Result<T> = std::result::Result<T, MailError>;
+
+/// Timer kinds.
+pub const SLA: &str = "sla";
+pub const FOLLOWUP: &str = "followup";
+
+pub struct Engine<'a> {
+    pub cfg: &'a Config,
+    pub registry: &'a Registry,
+    pub mailer: Mailer<'a>,
+    pub now: DateTime<Utc>,
+}
+
+/// What a customer's follow-up did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    Appended,
+    /// eXo: the ticket was closed; the pipeline opens a new ticket that refers to it.
+    NeedsNewTicket,
+}
+
+fn status(t: &TicketRow) -> Status {
+    Status::parse(&t.status).unwrap_or(Status::Open)
+}
+
+impl Engine<'_> {
+    pub fn plan(&self, t: &TicketRow) -> Arc<Plan> {
+        self.registry.plan(&t.plan)
+    }
+
+    fn profile(t: &TicketRow) -> Profile {
+        Profile::parse(&t.profile).unwrap_or(Profile::Exo)
+    }
+
+    pub fn reference(&self, t: &TicketRow) -> String {
+        reference(self.mailer.prefix, t.id)
+    }
+
+    fn status_name(t: &TicketRow) -> &'static str {
+        Self::profile(t).display(status(t))
+    }
+
+    /// A new ticket from a customer's first mail: severity (the lowest target for anything
+    /// but an incident), the required-information checklist, the SLA clock when complete.
+    pub fn new_ticket(
+        &self,
+        tx: &mut dyn WriteTx,
+        customer: &Customer,
+        key: &str,
+        severity: u8,
+        mail: &InboundMail,
+        parent_id: Option<i64>,
+    ) -> Result<TicketRow> {
+        let plan = &customer.plan;
+        let issue_type = mail.issue_type.unwrap_or("incident");
+        let severity = if matches!(issue_type, "incident" | "hosting_incident") {
+            severity
+        } else {
+            4
+        };
+        let words = format!("{}\n{}", mail.subject, mail.text);
+        let missing: Vec<String> = plan
+            .required
+            .iter()
+            .filter(|i| !i.present_in(&words))
+            .map(|i| i.name.clone())
+            .collect();
+        let waiting = !missing.is_empty();
+        let mut t = TicketRow {
+            id: 0,
+            customer: customer.id.clone(),
+            support_key: key.to_string(),
+            plan: plan.name.clone(),
+            language: plan.language.clone(),
+            profile: plan.profile.name().to_string(),
+            issue_type: issue_type.to_string(),
+            status: if waiting {
+                Status::WaitingOnCustomer
+            } else {
+                Status::New
+            }
+            .as_str()
+            .to_string(),
+            severity,
+            stated_severity: mail.severity.as_ref().map(|s| s.as_written.clone()),
+            subject: if mail.subject.is_empty() {
+                "(no subject)".into()
+            } else {
+                mail.subject.clone()
+            },
+            requester: mail.from.clone().unwrap_or_default(),
+            requester_name: mail.from_name.clone(),
+            reason: None,
+            parent_id,
+            missing_info: missing,
+            followup_base_at: waiting.then_some(self.now),
+            followup_stage: 0,
+            survey_score: None,
+            sla: SlaState {
+                target_secs: plan.target_secs(severity),
+                ..SlaState::default()
+            },
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        if !waiting {
+            sla::start(&mut t.sla, &plan.calendar, self.now);
+        }
+        t.id = tx.insert_ticket(&t)?;
+        self.arm(tx, &t, plan)?;
+        Ok(t)
+    }
+
+    /// Moves a ticket to `to` with its side effects: history, SLA pause/resume, reminders
+    /// started or reset.
+    pub fn set_status(
+        &self,
+        tx: &mut dyn WriteTx,
+        t: &mut TicketRow,
+        plan: &Plan,
+        to: Status,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> store::Result<()> {
+        let from = status(t);
+        if from == to {
+            return Ok(());
+        }
+        tx.insert_history(t.id, self.now, from.as_str(), to.as_str(), actor, reason)?;
+        if to == Status::WaitingOnCustomer {
+            sla::pause(&mut t.sla, &plan.calendar, self.now);
+        } else if from == Status::WaitingOnCustomer {
+            sla::resume(&mut t.sla, &plan.calendar, self.now);
+        }
+        if matches!(to, Status::WaitingOnCustomer | Status::Resolved) {
+            t.followup_base_at = Some(self.now);
+        } else {
+            t.followup_base_at = None;
+        }
+        t.followup_stage = 0;
+        if matches!(to, Status::Resolved | Status::Closed) {
+            t.reason = reason.map(str::to_string);
+        }
+        t.status = to.as_str().to_string();
+        t.updated_at = self.now;
+        Ok(())
+    }
+
+    /// Arms or clears the ticket's timers to match its state.
+    pub fn arm(&self, tx: &mut dyn WriteTx, t: &TicketRow, plan: &Plan) -> store::Result<()> {
+        match (t.sla.due_at, t.sla.breached_at) {
+            (Some(due), None) => tx.set_timer(t.id, SLA, due)?,
+            _ => tx.clear_timer(t.id, SLA)?,
+        }
+        match self.followup_due(t, plan) {
+            Some(due) => tx.set_timer(t.id, FOLLOWUP, due)?,
+            None => tx.clear_timer(t.id, FOLLOWUP)?,
+        }
+        Ok(())
+    }
+
+    fn followup_due(&self, t: &TicketRow, plan: &Plan) -> Option<DateTime<Utc>> {
+        let base = t.followup_base_at?;
+        let r = &plan.reminders;
+        let wait = match status(t) {
+            Status::WaitingOnCustomer if t.followup_stage <= r.count => r.interval,
+            Status::WaitingOnCustomer if t.followup_stage == r.count + 1 => r.closure_warning?,
+            Status::Resolved if t.followup_stage <= r.count => r.interval,
+            _ => return None,
+        };
+        Some(plan.calendar.add(base, wait))
+    }
+
+    /// A customer's follow-up (its article is already added).
+    pub fn customer_update(
+        &self,
+        tx: &mut dyn WriteTx,
+        t: &mut TicketRow,
+        mail: &InboundMail,
+        inbound_id: i64,
+    ) -> Result<Update> {
+        let plan = self.plan(t);
+        let actor = mail.from.clone().unwrap_or_default();
+        // The checklist: what this mail brings.
+        if !t.missing_info.is_empty() {
+            let words = format!("{}\n{}", mail.subject, mail.text);
+            t.missing_info.retain(|name| {
+                plan.required
+                    .iter()
+                    .find(|i| &i.name == name)
+                    .is_none_or(|i| !i.present_in(&words))
+            });
+            if t.missing_info.is_empty() && t.sla.started_at.is_none() {
+                // Correctly logged now (XMPro §2): the clock starts.
+                let to = match Self::profile(t) {
+                    Profile::Exo => Status::Open,
+                    Profile::Wso2 => Status::WaitingOnSupport,
+                };
+                self.set_status(
+                    tx,
+                    t,
+                    &plan,
+                    to,
+                    &actor,
+                    Some("required information complete"),
+                )?;
+                sla::start(&mut t.sla, &plan.calendar, self.now);
+                self.arm(tx, t, &plan)?;
+                tx.save_ticket(t)?;
+                return Ok(Update::Appended);
+            }
+        }
+        match Self::profile(t).customer_effect(status(t), &mail.text) {
+            CustomerEffect::Append => {
+                if status(t) == Status::WaitingOnCustomer {
+                    // Still incomplete: the wait starts again from this mail.
+                    t.followup_base_at = Some(self.now);
+                    t.followup_stage = 0;
+                }
+            }
+            CustomerEffect::Resume(to) if !t.missing_info.is_empty() => {
+                // Still missing items: keep waiting, reminders start over.
+                let _ = to;
+                t.followup_base_at = Some(self.now);
+                t.followup_stage = 0;
+            }
+            CustomerEffect::Resume(to) => {
+                self.set_status(tx, t, &plan, to, &actor, Some("customer replied"))?
+            }
+            CustomerEffect::Refuse(to) => {
+                self.set_status(tx, t, &plan, to, &actor, Some("solution refused"))?
+            }
+            CustomerEffect::Reopen => self.set_status(
+                tx,
+                t,
+                &plan,
+                Status::Reopened,
+                &actor,
+                Some("reopened by the customer"),
+            )?,
+            CustomerEffect::Accept => {
+                self.set_status(
+                    tx,
+                    t,
+                    &plan,
+                    Status::Closed,
+                    &actor,
+                    Some("solution accepted"),
+                )?;
+                self.closure_notice(tx, t, &plan, "", Some(mail), Some(inbound_id))?;
+            }
+            CustomerEffect::Survey(score) => {
+                t.survey_score = Some(score);
+                let ctx = json!({
+                    "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
+                    "score": score, "support_name": self.mailer.support_name(),
+                });
+                self.mailer.send(
+                    tx,
+                    self.to_customer(
+                        t,
+                        "survey_thanks",
+                        &ctx,
+                        Some(mail),
+                        Some(inbound_id),
+                        Automatic::Replied,
+                    ),
+                    self.now,
+                )?;
+            }
+            CustomerEffect::NewLinkedTicket => return Ok(Update::NeedsNewTicket),
+        }
+        t.updated_at = self.now;
+        self.arm(tx, t, &plan)?;
+        tx.save_ticket(t)?;
+        Ok(Update::Appended)
+    }
+
+    fn to_customer<'l>(
+        &self,
+        t: &'l TicketRow,
+        kind: &'l str,
+        ctx: &'l serde_json::Value,
+        answers: Option<&'l InboundMail>,
+        inbound_id: Option<i64>,
+        automatic: Automatic,
+    ) -> Letter<'l, serde_json::Value> {
+        Letter {
+            kind,
+            lang: &t.language,
+            ctx,
+            to: &t.requester,
+            to_name: t.requester_name.as_deref(),
+            ticket: Some(t),
+            inbound_id,
+            answers,
+            automatic,
+            from_name: None,
+            attachments: &[],
+        }
+    }
+
+    fn closure_notice(
+        &self,
+        tx: &mut dyn WriteTx,
+        t: &TicketRow,
+        plan: &Plan,
+        text: &str,
+        answers: Option<&InboundMail>,
+        inbound_id: Option<i64>,
+    ) -> Result<()> {
+        let ctx = json!({
+            "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
+            "reason": t.reason, "text": text, "survey": plan.survey,
+            "reopen": Self::profile(t) == Profile::Wso2, "support_name": self.mailer.support_name(),
+        });
+        let auto = if answers.is_some() {
+            Automatic::Replied
+        } else {
+            Automatic::Generated
+        };
+        self.mailer.send(
+            tx,
+            self.to_customer(t, "closure", &ctx, answers, inbound_id, auto),
+            self.now,
+        )?;
+        Ok(())
+    }
+
+    /// An agent's reply or CLI action: all commands are checked first and nothing is applied
+    /// when one is wrong (the errors are returned). Otherwise the commands apply in order,
+    /// and the text is relayed to the customer (the first public answer stops the SLA clock)
+    /// or kept as an internal note.
+    #[allow(clippy::too_many_arguments)]
+    pub fn agent_update(
+        &self,
+        tx: &mut dyn WriteTx,
+        t: &mut TicketRow,
+        am: &AgentMail,
+        author: &str,
+        author_name: Option<&str>,
+        inbound_id: Option<i64>,
+    ) -> Result<Vec<String>> {
+        let plan = self.plan(t);
+        let profile = Self::profile(t);
+        // Check every transition against the status it would start from.
+        let mut errors = am.errors.clone();
+        let mut at = status(t);
+        for c in &am.commands {
+            let to = match c {
+                Command::Status(s) => Some(*s),
+                Command::Resolve(_) => Some(Status::Resolved),
+                Command::Close(_) => Some(Status::Closed),
+                Command::Severity(_) => None,
+            };
+            if let Some(to) = to {
+                if to != at && !profile.can_transition(at, to) {
+                    errors.push(format!(
+                        "cannot go from {} to {} in the {} workflow",
+                        profile.display(at),
+                        profile.display(to),
+                        profile.name()
+                    ));
+                }
+                at = to;
+            }
+        }
+        if errors.is_empty() && am.commands.is_empty() && am.body.is_empty() {
+            errors.push("the mail has neither commands nor text".into());
+        }
+        if !errors.is_empty() {
+            let ctx = json!({
+                "reference": self.reference(t), "subject": t.subject, "errors": errors,
+                "agent_name": author_name, "support_name": self.mailer.support_name(),
+            });
+            if author.contains('@') {
+                let letter = Letter {
+                    kind: "command_error",
+                    lang: &t.language,
+                    ctx: &ctx,
+                    to: author,
+                    to_name: author_name,
+                    ticket: Some(t),
+                    inbound_id,
+                    answers: None,
+                    automatic: Automatic::Replied,
+                    from_name: None,
+                    attachments: &[],
+                };
+                self.mailer.send(tx, letter, self.now)?;
+            }
+            return Ok(errors);
+        }
+
+        let before = status(t);
+        let mut notice: Option<&'static str> = None;
+        for c in &am.commands {
+            match c {
+                Command::Severity(n) => {
+                    t.severity = *n;
+                    let waiting = status(t) == Status::WaitingOnCustomer;
+                    sla::retarget(
+                        &mut t.sla,
+                        &plan.calendar,
+                        plan.target_secs(*n),
+                        self.now,
+                        waiting,
+                    );
+                }
+                Command::Status(s) => {
+                    self.set_status(tx, t, &plan, *s, author, None)?;
+                    notice = notice.or(Some("status_change"));
+                }
+                Command::Resolve(reason) => {
+                    self.set_status(tx, t, &plan, Status::Resolved, author, Some(reason))?;
+                    notice = Some("resolution");
+                }
+                Command::Close(reason) => {
+                    self.set_status(tx, t, &plan, Status::Closed, author, Some(reason))?;
+                    notice = Some("closure");
+                }
+            }
+        }
+        if !am.body.is_empty() {
+            tx.insert_article(&NewArticle {
+                ticket_id: t.id,
+                inbound_id,
+                kind: if am.note { "note" } else { "agent" },
+                author,
+                body: &am.body,
+                quoted: "",
+                now: self.now,
+            })?;
+        }
+        let public = !am.note && !am.body.is_empty();
+        if public {
+            sla::respond(&mut t.sla, &plan.calendar, self.now);
+            if status(t) == Status::New {
+                self.set_status(tx, t, &plan, Status::InProgress, author, None)?;
+            }
+        }
+        let text = if am.note { "" } else { am.body.as_str() };
+        let via = format!(
+            "{} via {}",
+            author_name.unwrap_or(author),
+            self.mailer.support_name()
+        );
+        let kind = match notice {
+            Some(k) => Some(k),
+            None if public => Some("agent_reply"),
+            None => None,
+        };
+        if let Some(kind) = kind {
+            let ctx = json!({
+                "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
+                "agent_name": author_name.unwrap_or(author), "text": text,
+                "status_name": Self::status_name(t), "previous_status_name": profile.display(before),
+                "waiting_on_customer": status(t) == Status::WaitingOnCustomer,
+                "reason": t.reason, "survey": plan.survey, "reopen": profile == Profile::Wso2,
+                "missing": t.missing_info, "support_name": self.mailer.support_name(),
+            });
+            let mut letter = self.to_customer(t, kind, &ctx, None, inbound_id, Automatic::Human);
+            letter.from_name = Some(&via);
+            self.mailer.send(tx, letter, self.now)?;
+        }
+        t.updated_at = self.now;
+        self.arm(tx, t, &plan)?;
+        tx.save_ticket(t)?;
+        Ok(Vec::new())
+    }
+
+    /// Fires one due timer; returns what it did, for the operator.
+    pub fn fire(&self, tx: &mut dyn WriteTx, timer: &Timer) -> Result<String> {
+        tx.clear_timer(timer.ticket_id, &timer.kind)?;
+        let Some(mut t) = tx.ticket(timer.ticket_id)? else {
+            return Ok("ticket gone: timer dropped".into());
+        };
+        let plan = self.plan(&t);
+        let what = match timer.kind.as_str() {
+            SLA => self.escalate(tx, &mut t, &plan)?,
+            FOLLOWUP => self.followup(tx, &mut t, &plan)?,
+            other => format!("unknown timer kind `{other}` dropped"),
+        };
+        self.arm(tx, &t, &plan)?;
+        tx.save_ticket(&t)?;
+        Ok(what)
+    }
+
+    fn escalate(&self, tx: &mut dyn WriteTx, t: &mut TicketRow, plan: &Plan) -> Result<String> {
+        let (Some(due), None, None) = (t.sla.due_at, t.sla.breached_at, t.sla.responded_at) else {
+            return Ok("SLA timer no longer applies".into());
+        };
+        if due > self.now {
+            return Ok("SLA not yet due".into());
+        }
+        t.sla.breached_at = Some(self.now);
+        let target = t.sla.target_secs.unwrap_or(0);
+        tx.insert_escalation(t.id, self.now, t.severity, due, target)?;
+        let target_text = plan.response_targets[usize::from(t.severity.clamp(1, 4)) - 1]
+            .clone()
+            .unwrap_or_else(|| sla::human(target));
+        let ctx = json!({
+            "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
+            "customer_name": self.registry.customer(&t.customer).map_or(t.customer.clone(), |c| c.name.clone()),
+            "requester": t.requester, "severity": t.severity,
+            "target": format!("{} ({})", target_text, if plan.calendar_name == "24/7" { "24/7".to_string() } else { format!("working time, {} calendar", plan.calendar_name) }),
+            "due_at": plan.calendar.local_text(due), "started_at": t.sla.started_at.map(|s| plan.calendar.local_text(s)),
+            "status_name": Self::status_name(t), "plan": plan.name, "support_name": self.mailer.support_name(),
+        });
+        self.mailer.send(
+            tx,
+            self.to_customer(
+                t,
+                "escalation_customer",
+                &ctx,
+                None,
+                None,
+                Automatic::Generated,
+            ),
+            self.now,
+        )?;
+        for m in &plan.managers {
+            let letter = Letter {
+                kind: "escalation_manager",
+                lang: &t.language,
+                ctx: &ctx,
+                to: m,
+                to_name: None,
+                ticket: Some(t),
+                inbound_id: None,
+                answers: None,
+                automatic: Automatic::Generated,
+                from_name: None,
+                attachments: &[],
+            };
+            self.mailer.send(tx, letter, self.now)?;
+        }
+        Ok(format!(
+            "response target missed (due {}): escalated to {} manager(s) and the customer",
+            due.to_rfc3339(),
+            plan.managers.len()
+        ))
+    }
+
+    fn followup(&self, tx: &mut dyn WriteTx, t: &mut TicketRow, plan: &Plan) -> Result<String> {
+        let r = &plan.reminders;
+        let st = status(t);
+        let waiting_for = match st {
+            Status::WaitingOnCustomer => "information",
+            Status::Resolved => "acceptance",
+            _ => return Ok("follow-up timer no longer applies".into()),
+        };
+        if t.followup_stage < r.count {
+            t.followup_stage += 1;
+            t.followup_base_at = Some(self.now);
+            let last = t.followup_stage == r.count;
+            let closes_after = last
+                && (st == Status::Resolved || (r.closure_warning.is_none() && !r.confirm_close));
+            let ctx = json!({
+                "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
+                "number": t.followup_stage, "total": r.count, "waiting_for": waiting_for,
+                "missing": t.missing_info, "status_name": Self::status_name(t), "closes_after": closes_after,
+                "support_name": self.mailer.support_name(),
+            });
+            self.mailer.send(
+                tx,
+                self.to_customer(t, "reminder", &ctx, None, None, Automatic::Generated),
+                self.now,
+            )?;
+            return Ok(format!(
+                "reminder {} of {} sent ({waiting_for})",
+                t.followup_stage, r.count
+            ));
+        }
+        if st == Status::Resolved {
+            self.set_status(
+                tx,
+                t,
+                plan,
+                Status::Closed,
+                "system",
+                Some("solution assumed valid"),
+            )?;
+            self.closure_notice(tx, t, plan, "", None, None)?;
+            return Ok("closed: solution assumed valid".into());
+        }
+        if t.followup_stage == r.count
+            && let Some(text) = &r.closure_warning_text
+        {
+            t.followup_stage += 1;
+            t.followup_base_at = Some(self.now);
+            let (en, fr) = period_texts(text);
+            let ctx = json!({
+                "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
+                "period": en, "period_en": en, "period_fr": fr, "missing": t.missing_info,
+                "support_name": self.mailer.support_name(),
+            });
+            self.mailer.send(
+                tx,
+                self.to_customer(t, "closure_warning", &ctx, None, None, Automatic::Generated),
+                self.now,
+            )?;
+            return Ok(format!(
+                "closure warning sent: closed within {en} without an answer"
+            ));
+        }
+        if r.confirm_close {
+            t.followup_stage = r.count + 2;
+            let ctx = json!({
+                "reference": self.reference(t), "subject": t.subject,
+                "customer_name": self.registry.customer(&t.customer).map_or(t.customer.clone(), |c| c.name.clone()),
+                "requester": t.requester, "reminders": r.count, "support_name": self.mailer.support_name(),
+            });
+            for m in &plan.managers {
+                let letter = Letter {
+                    kind: "close_confirmation",
+                    lang: &t.language,
+                    ctx: &ctx,
+                    to: m,
+                    to_name: None,
+                    ticket: Some(t),
+                    inbound_id: None,
+                    answers: None,
+                    automatic: Automatic::Generated,
+                    from_name: None,
+                    attachments: &[],
+                };
+                self.mailer.send(tx, letter, self.now)?;
+            }
+            return Ok("no response: closing needs a manager's confirmation, asked".into());
+        }
+        self.set_status(tx, t, plan, Status::Closed, "system", Some("no response"))?;
+        self.closure_notice(tx, t, plan, "", None, None)?;
+        Ok("closed: no response".into())
+    }
+}
+
+/// "2d" → ("2 working days", "2 jours ouvrés"); "48h" → ("48 working hours", "48 heures ouvrées").
+fn period_texts(text: &str) -> (String, String) {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let plural = n != "1";
+    match unit.trim() {
+        "d" => (
+            format!("{n} working day{}", if plural { "s" } else { "" }),
+            format!(
+                "{n} jour{} ouvré{}",
+                if plural { "s" } else { "" },
+                if plural { "s" } else { "" }
+            ),
+        ),
+        "h" => (
+            format!("{n} working hour{}", if plural { "s" } else { "" }),
+            format!(
+                "{n} heure{} ouvrée{}",
+                if plural { "s" } else { "" },
+                if plural { "s" } else { "" }
+            ),
+        ),
+        _ => (t.to_string(), t.to_string()),
+    }
+}

@@ -1,0 +1,164 @@
+//! Writes outbound mail into the outbox inside the caller's transaction: renders the
+//! template, applies the loop rules and the per-recipient cap to automatic answers, composes
+//! the message, enqueues it, and links its Message-ID to the ticket so replies thread back.
+//! Every part that sends mail (pipeline, lifecycle, timers) goes through here.
+
+use crate::config::Config;
+use crate::notify::{self, Automatic, NotifyError, Outgoing, Templates};
+use crate::parse::{Attachment, InboundMail};
+use crate::route::loops;
+use crate::store::{self, NewOutbound, TicketRow, WriteTx};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One mail to write.
+pub struct Letter<'a, C: Serialize> {
+    pub kind: &'a str,
+    pub lang: &'a str,
+    pub ctx: &'a C,
+    pub to: &'a str,
+    pub to_name: Option<&'a str>,
+    pub ticket: Option<&'a TicketRow>,
+    pub inbound_id: Option<i64>,
+    /// The mail this answers: threading, and the loop rules for automatic answers.
+    pub answers: Option<&'a InboundMail>,
+    pub automatic: Automatic,
+    /// Display name before our address, e.g. "Jane Doe via Support".
+    pub from_name: Option<&'a str>,
+    pub attachments: &'a [Attachment],
+}
+
+/// What became of a letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    Pending,
+    /// Over the per-recipient cap: kept as `suppressed`.
+    Suppressed,
+    /// Not written: loop rules, or an address that cannot be written to.
+    Skipped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+}
+
+pub struct Mailer<'a> {
+    pub cfg: &'a Config,
+    pub templates: &'a Templates,
+    pub prefix: &'a str,
+}
+
+impl Mailer<'_> {
+    pub fn support_name(&self) -> String {
+        self.cfg
+            .outbound
+            .from
+            .name
+            .clone()
+            .unwrap_or_else(|| "Support".to_string())
+    }
+
+    pub fn send<C: Serialize>(
+        &self,
+        tx: &mut dyn WriteTx,
+        l: Letter<'_, C>,
+        now: DateTime<Utc>,
+    ) -> Result<Sent, MailError> {
+        // Automatic mail to a customer obeys RFC 3834; mail to our own people does not.
+        let capped_kind = l.automatic != Automatic::Human && !self.is_internal(l.kind);
+        if capped_kind
+            && let Some(m) = l.answers
+            && let Some(why) = loops::no_auto_reply(m, &self.cfg.loops)
+        {
+            tracing::info!(to = l.to, kind = l.kind, why = %why, "no automatic reply");
+            return Ok(Sent::Skipped);
+        }
+        let mut note = None;
+        if capped_kind {
+            let window = chrono::Duration::from_std(self.cfg.loops.auto_reply_window)
+                .unwrap_or(chrono::Duration::hours(3));
+            let sent = tx.automatic_sent_since(l.to, now - window)?;
+            if sent >= self.cfg.loops.auto_reply_limit {
+                note = Some(format!(
+                    "not sent: {sent} automatic mails to {} in the last {:?} reach loops.auto_reply_limit ({})",
+                    l.to, self.cfg.loops.auto_reply_window, self.cfg.loops.auto_reply_limit
+                ));
+            }
+        }
+        let (subject, body) = self.templates.render(l.kind, l.lang, l.ctx)?;
+        let mut references: Vec<String> = Vec::new();
+        if let Some(m) = l.answers {
+            references.extend(m.references.iter().rev().take(9).rev().cloned());
+            references.extend(m.message_id.iter().cloned());
+        }
+        let tag = l
+            .ticket
+            .map(|t| crate::pipeline::reference(self.prefix, t.id))
+            .unwrap_or_else(|| l.kind.to_string());
+        let composed = match notify::compose(
+            &self.cfg.outbound,
+            now,
+            &Outgoing {
+                tag: &tag,
+                to: l.to,
+                to_name: l.to_name,
+                from_name: l.from_name,
+                subject: &subject,
+                body: &body,
+                in_reply_to: l.answers.and_then(|m| m.message_id.as_deref()),
+                references: &references,
+                automatic: l.automatic,
+                attachments: l.attachments,
+            },
+        ) {
+            Ok(c) => c,
+            Err(NotifyError::BadRecipient(a)) => {
+                tracing::warn!(to = %a, kind = l.kind, "mail not written: the address cannot be written to");
+                return Ok(Sent::Skipped);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tx.enqueue(&NewOutbound {
+            ticket_id: l.ticket.map(|t| t.id),
+            inbound_id: l.inbound_id,
+            kind: l.kind,
+            recipient: l.to,
+            subject: &subject,
+            message_id: &composed.message_id,
+            automatic: capped_kind,
+            body: &composed.bytes,
+            state: if note.is_some() {
+                "suppressed"
+            } else {
+                "pending"
+            },
+            note: note.as_deref(),
+            now,
+        })?;
+        if let Some(t) = l.ticket {
+            tx.link_message_id(&composed.message_id, t.id)?;
+        }
+        if note.is_some() {
+            tracing::warn!(
+                to = l.to,
+                kind = l.kind,
+                "automatic mail suppressed by the per-recipient cap"
+            );
+            Ok(Sent::Suppressed)
+        } else {
+            Ok(Sent::Pending)
+        }
+    }
+
+    /// Mail to our own staff: not subject to the customer-facing loop rules and cap.
+    fn is_internal(&self, kind: &str) -> bool {
+        matches!(
+            kind,
+            "agent_notification" | "escalation_manager" | "command_error" | "close_confirmation"
+        )
+    }
+}
