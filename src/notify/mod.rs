@@ -250,7 +250,11 @@ pub fn compose(
         let refs: Vec<String> = out.references.iter().map(|r| format!("<{r}>")).collect();
         b = b.references(refs.join(" "));
     }
-    let text = SinglePart::plain(out.body.to_string());
+    // Quoted-printable always: readable in any client's "show source", safe for any text.
+    let text = SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .header(lettre::message::header::ContentTransferEncoding::QuotedPrintable)
+        .body(out.body.to_string());
     let mut msg = if out.attachments.iter().any(|a| a.data.is_some()) {
         let mut mp = MultiPart::mixed().singlepart(text);
         for a in out.attachments {

@@ -71,8 +71,13 @@ pub fn env() -> Env {
 
 /// An app on a fresh database; `extra` is appended to the configuration file.
 pub fn env_with(extra: &str) -> Env {
+    env_registry(REGISTRY, extra)
+}
+
+/// An app on a fresh database with this customer registry.
+pub fn env_registry(registry: &str, extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
+    std::fs::write(dir.path().join("customers.toml"), registry).unwrap();
     // A test that sets [outbound] keys gets `dir = "outbox"` inside its own table.
     let extra = if extra.contains("[outbound]\n") {
         extra.replacen("[outbound]\n", "[outbound]\ndir = \"outbox\"\n", 1)
@@ -110,6 +115,46 @@ impl Env {
 
     pub fn body(&mut self, row: &OutboxRow) -> String {
         String::from_utf8(self.app.store.outbox_body(row.id).unwrap().unwrap()).unwrap()
+    }
+
+    /// Runs every timer due now (the test's clock); returns what fired.
+    pub fn tick(&mut self) -> Vec<ticketgate::timers::Fired> {
+        let now = ticketgate::clock::Clock::now(&self.clock);
+        ticketgate::timers::tick(&self.app.pipeline, self.app.store.as_mut(), now, false).unwrap()
+    }
+
+    pub fn ticket(&mut self, id: i64) -> ticketgate::store::TicketRow {
+        self.app.store.ticket_with_articles(id).unwrap().unwrap().0
+    }
+
+    /// Outbound mail of one kind, in order.
+    pub fn sent(&mut self, kind: &str) -> Vec<OutboxRow> {
+        self.outbox()
+            .into_iter()
+            .filter(|o| o.kind == kind)
+            .collect()
+    }
+
+    /// A mail body with quoted-printable soft breaks and common escapes undone, for `contains`.
+    pub fn text(&mut self, row: &OutboxRow) -> String {
+        let raw = self.body(row).replace("=\r\n", "");
+        let mut out = Vec::new();
+        let b = raw.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'='
+                && i + 2 < b.len()
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit()
+            {
+                out.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).replace("\r\n", "\n")
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
