@@ -453,7 +453,7 @@ fn dispatch(
                 v["reference"] = serde_json::json!(pipeline::reference(&prefix, id));
                 v["calendar"] = serde_json::json!(plan.calendar_name);
                 v["severity"] = serde_json::json!(t.severity);
-                v["escalations"] = serde_json::json!(escalations.iter().map(|(at, sev, due)| serde_json::json!({"at": at, "severity": sev, "due_at": due})).collect::<Vec<_>>());
+                v["escalations"] = serde_json::json!(escalations);
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let local = |at: Option<chrono::DateTime<chrono::Utc>>| {

@@ -88,15 +88,22 @@ pub struct RequiredItem {
 impl RequiredItem {
     /// Whether `text` has a line `label: something` for this item (case and accents ignored).
     pub fn present_in(&self, text: &str) -> bool {
-        text.lines().any(|line| {
+        let lines: Vec<&str> = text.lines().collect();
+        lines.iter().enumerate().any(|(i, line)| {
             let l = fold(line.trim_start_matches(|c: char| {
                 c.is_whitespace() || matches!(c, '-' | '*' | '•' | '>')
             }));
             self.labels.iter().any(|label| {
-                l.strip_prefix(label.as_str())
+                let Some(value) = l
+                    .strip_prefix(label.as_str())
                     .map(|rest| rest.trim_start())
                     .and_then(|rest| rest.strip_prefix(':'))
-                    .is_some_and(|value| !value.trim().is_empty())
+                else {
+                    return false;
+                };
+                // "Environment:" with the answer on the lines below it counts too.
+                !value.trim().is_empty()
+                    || lines.get(i + 1).is_some_and(|next| !next.trim().is_empty())
             })
         })
     }

@@ -36,6 +36,10 @@ pub const MAIL: &[(&str, &[u8])] = &[
         "08-globex-html-attachment.eml",
         include_bytes!("../samples/mail/08-globex-html-attachment.eml"),
     ),
+    (
+        "09-agent-reply.eml",
+        include_bytes!("../samples/mail/09-agent-reply.eml"),
+    ),
 ];
 
 /// Delivers the sample mail into `md` as `sample-NN-NAME` files, oldest first.

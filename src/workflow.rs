@@ -165,7 +165,7 @@ impl Profile {
             .iter()
             .copied()
             .find(|s| norm(self.display(*s)) == want || norm(s.as_str()) == want)
-            .or_else(|| match (self, want.as_str()) {
+            .or(match (self, want.as_str()) {
                 (Profile::Wso2, "waitingonclient" | "waitingoncustomer") => {
                     Some(Status::WaitingOnCustomer)
                 }

@@ -43,7 +43,7 @@ fn the_embedded_default_turns_the_sample_mail_into_tickets_and_acknowledgements(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("processed 8 mails: 4 tickets created, 1 follow-ups added, 3 quarantined"),
+        stdout.contains("processed 9 mails: 4 tickets created, 2 follow-ups added, 3 quarantined"),
         "{stdout}"
     );
 
@@ -65,6 +65,10 @@ fn the_embedded_default_turns_the_sample_mail_into_tickets_and_acknowledgements(
     }
     assert_eq!(tickets[0]["reference"], "TKT-000001");
     assert_eq!(tickets[1]["severity"], 1, "the Globex outage says Critical");
+    assert_eq!(
+        tickets[1]["status"], "in_progress",
+        "the agent's reply moved it"
+    );
 
     let show = json(&tg(
         dir.path(),
@@ -206,4 +210,96 @@ fn a_bad_configuration_stops_the_start_and_names_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 customers"));
+}
+
+#[test]
+fn an_agent_acts_on_a_ticket_from_the_command_line_and_the_tick_reports_what_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_registry(dir.path());
+    assert!(tg(dir.path(), &["run", "--once"]).status.success());
+
+    let out = tg(
+        dir.path(),
+        &[
+            "ticket",
+            "TKT-000001",
+            "--as",
+            "mike@support.example.test",
+            "status",
+            "suspended",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUSPENDED"));
+    let out = tg(
+        dir.path(),
+        &[
+            "ticket",
+            "TKT-000001",
+            "reply",
+            "Please send the worker log.",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outbox = json(&tg(dir.path(), &["outbox", "list", "--json"]));
+    let kinds: Vec<_> = outbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"status_change".to_string()) && kinds.contains(&"agent_reply".to_string()),
+        "{kinds:?}"
+    );
+
+    // A wrong command applies nothing and says why.
+    let out = tg(dir.path(), &["ticket", "TKT-000001", "status", "sleeping"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was applied"));
+
+    let sla = json(&tg(dir.path(), &["sla", "TKT-000003", "--json"]));
+    assert_eq!(sla["state"], "running");
+    assert_eq!(sla["calendar"], "paris");
+    assert!(sla["due_at"].is_string());
+
+    // Three working days on: a dry run lists the reminder and the escalations, and sends nothing.
+    let due = chrono::DateTime::parse_from_rfc3339(sla["due_at"].as_str().unwrap()).unwrap();
+    let later = (due + chrono::Duration::days(10)).to_rfc3339();
+    let dry = json(&tg(
+        dir.path(),
+        &["tick", "--at", &later, "--dry-run", "--json"],
+    ));
+    let fired = dry.as_array().unwrap();
+    assert!(
+        fired
+            .iter()
+            .any(|f| f["ticket"] == "TKT-000001" && f["timer"] == "followup"),
+        "{dry}"
+    );
+    assert!(
+        fired
+            .iter()
+            .any(|f| f["ticket"] == "TKT-000003" && f["timer"] == "sla"),
+        "{dry}"
+    );
+    let after = json(&tg(dir.path(), &["outbox", "list", "--json"]));
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        outbox.as_array().unwrap().len(),
+        "dry run sent nothing"
+    );
+    let real = json(&tg(dir.path(), &["tick", "--at", &later, "--json"]));
+    assert_eq!(real.as_array().unwrap().len(), fired.len());
+    let esc = json(&tg(dir.path(), &["sla", "TKT-000003", "--json"]));
+    assert_eq!(esc["breached"], true);
+    assert_eq!(esc["escalations"].as_array().unwrap().len(), 1);
 }

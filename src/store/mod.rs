@@ -86,6 +86,14 @@ pub struct SlaState {
     pub breached_at: Option<DateTime<Utc>>,
 }
 
+/// A missed response target, recorded for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Escalation {
+    pub at: DateTime<Utc>,
+    pub severity: u8,
+    pub due_at: DateTime<Utc>,
+}
+
 /// An armed timer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timer {
@@ -288,6 +296,5 @@ pub trait Store: Send {
     /// The earliest armed timer.
     fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>>;
     fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>>;
-    /// Escalations of a ticket: (at, severity, due_at).
-    fn escalations(&mut self, ticket_id: i64) -> Result<Vec<(DateTime<Utc>, u8, DateTime<Utc>)>>;
+    fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>>;
 }

@@ -623,16 +623,16 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn escalations(&mut self, ticket_id: i64) -> Result<Vec<(DateTime<Utc>, u8, DateTime<Utc>)>> {
+    fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>> {
         let mut st = self.conn.prepare_cached(
             "SELECT at, severity, due_at FROM escalations WHERE ticket_id = ?1 ORDER BY id",
         )?;
         let rows = st.query_map([ticket_id], |r| {
-            Ok((
-                parse_ts(&r.get::<_, String>(0)?)?,
-                r.get(1)?,
-                parse_ts(&r.get::<_, String>(2)?)?,
-            ))
+            Ok(Escalation {
+                at: parse_ts(&r.get::<_, String>(0)?)?,
+                severity: r.get(1)?,
+                due_at: parse_ts(&r.get::<_, String>(2)?)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
