@@ -5,6 +5,7 @@ use super::*;
 use crate::clock::to_rfc3339;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
+use std::sync::OnceLock;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
@@ -235,35 +236,41 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64> {
-        let cols = TICKET_COLUMNS.trim_start_matches("id, ");
-        let marks = (1..=27)
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let cols = TICKET_COLUMNS.trim_start_matches("id, ");
+            let marks = (1..=27)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("INSERT INTO tickets ({cols}) VALUES ({marks})")
+        });
         let params = ticket_params(t);
         self.tx
-            .prepare_cached(&format!("INSERT INTO tickets ({cols}) VALUES ({marks})"))?
+            .prepare_cached(sql)?
             .execute(rusqlite::params_from_iter(params.iter()))?;
         Ok(self.tx.last_insert_rowid())
     }
 
     fn save_ticket(&mut self, t: &TicketRow) -> Result<()> {
-        let sets = TICKET_COLUMNS
-            .trim_start_matches("id, ")
-            .split(", ")
-            .enumerate()
-            .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1))
-            .collect::<Vec<_>>()
-            .join(", ");
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let sets = TICKET_COLUMNS
+                .trim_start_matches("id, ")
+                .split(", ")
+                .enumerate()
+                .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("UPDATE tickets SET {sets} WHERE id = ?28")
+        });
         let params = ticket_params(t);
         let mut all: Vec<&dyn rusqlite::ToSql> = params
             .iter()
             .map(|b| b.as_ref() as &dyn rusqlite::ToSql)
             .collect();
         all.push(&t.id);
-        self.tx
-            .prepare_cached(&format!("UPDATE tickets SET {sets} WHERE id = ?28"))?
-            .execute(all.as_slice())?;
+        self.tx.prepare_cached(sql)?.execute(all.as_slice())?;
         Ok(())
     }
 
