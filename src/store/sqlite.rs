@@ -182,10 +182,10 @@ fn timer_row(r: &Row<'_>) -> rusqlite::Result<Timer> {
 }
 
 fn ticket(conn: &Connection, id: i64) -> Result<Option<TicketRow>> {
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"));
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"
-        ))?
+        .prepare_cached(sql)?
         .query_row([id], ticket_row)
         .optional()?)
 }
