@@ -64,40 +64,49 @@ impl App {
     /// `new/` only after its transaction committed.
     pub fn drain_maildir(&mut self, md: &Maildir) -> anyhow::Result<Report> {
         let mut total = Report::default();
-        let mut unreadable = 0usize;
+        let mut unreadable: std::collections::HashSet<std::path::PathBuf> = Default::default();
         loop {
-            let paths = md
-                .pending(self.cfg.inbound.batch_size + unreadable)
-                .with_context(|| format!("listing {}", md.root().join("new").display()))?;
-            let mut mails = Vec::with_capacity(paths.len());
-            let mut done = Vec::with_capacity(paths.len());
-            for p in paths.into_iter().skip(unreadable) {
-                match md.read(&p) {
-                    Ok(m) => {
-                        mails.push(m);
-                        done.push(p);
-                    }
-                    Err(e) => {
-                        unreadable += 1;
-                        tracing::error!(path = %p.display(), error = %e,
-                            "cannot read inbound mail file; left in place: check its permissions");
-                    }
-                }
-            }
-            if mails.is_empty() {
+            // List once, then work through the list batch by batch; mail that arrived
+            // meanwhile is seen by the next listing.
+            let listed: Vec<_> = md
+                .pending(usize::MAX)
+                .with_context(|| format!("listing {}", md.root().join("new").display()))?
+                .into_iter()
+                .filter(|p| !unreadable.contains(p))
+                .collect();
+            if listed.is_empty() {
                 return Ok(total);
             }
-            let (report, _) = self
-                .pipeline
-                .process(self.store.as_mut(), &mails)
-                .context("storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)")?;
-            for p in &done {
-                if let Err(e) = md.mark_done(p) {
-                    tracing::error!(path = %p.display(), error = %e,
-                        "mail committed but not moved to cur/; it will be seen as a duplicate next time");
+            for chunk in listed.chunks(self.cfg.inbound.batch_size) {
+                let mut mails = Vec::with_capacity(chunk.len());
+                let mut done = Vec::with_capacity(chunk.len());
+                for p in chunk {
+                    match md.read(p) {
+                        Ok(m) => {
+                            mails.push(m);
+                            done.push(p);
+                        }
+                        Err(e) => {
+                            tracing::error!(path = %p.display(), error = %e,
+                                "cannot read inbound mail file; left in place: check its permissions");
+                            unreadable.insert(p.clone());
+                        }
+                    }
                 }
+                if mails.is_empty() {
+                    continue;
+                }
+                let (report, _) = self.pipeline.process(self.store.as_mut(), &mails).context(
+                    "storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)",
+                )?;
+                for p in done {
+                    if let Err(e) = md.mark_done(p) {
+                        tracing::error!(path = %p.display(), error = %e,
+                            "mail committed but not moved to cur/; it will be seen as a duplicate next time");
+                    }
+                }
+                total.add(&report);
             }
-            total.add(&report);
         }
     }
 

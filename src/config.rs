@@ -350,7 +350,7 @@ impl Config {
                 "inbound.poll_interval",
                 raw.inbound.poll_interval.as_deref().unwrap_or("1s"),
             )?,
-            batch_size: match raw.inbound.batch_size.unwrap_or(256) {
+            batch_size: match raw.inbound.batch_size.unwrap_or(1024) {
                 0 => return Err(err("inbound.batch_size", "must be at least 1")),
                 n => n,
             },

@@ -13,7 +13,7 @@ use crate::registry::{Customer, KeyStatus};
 use crate::registry::{Registry, RegistryFile};
 use crate::route::{self, Decision, Quarantine, loops};
 use crate::store::{self, NewArticle, NewInbound, Store, TicketRow, WriteTx};
-use crate::workflow::{self, Profile, Status};
+use crate::workflow::{self, CustomerEffect, Profile, Status};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -151,6 +151,28 @@ impl Pipeline {
         let parsed = self.parse_all(mails);
         let registry = self.registry.current();
         let now = self.clock.now();
+        // Fast path: the whole batch in one transaction, no savepoints.
+        {
+            let mut tx = store.write()?;
+            let mut report = Report::default();
+            let mut outcomes = Vec::with_capacity(mails.len());
+            let mut failed = false;
+            for (raw, parsed) in mails.iter().zip(&parsed) {
+                match self.apply(tx.as_mut(), raw, parsed, &registry, now, &mut report) {
+                    Ok(o) => outcomes.push(o),
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if !failed {
+                tx.commit()?;
+                return Ok((report, outcomes));
+            }
+            // Dropped: rolled back. The batch is done again, one savepoint per mail, so the
+            // failing mail is quarantined alone.
+        }
         let mut report = Report::default();
         let mut outcomes = Vec::with_capacity(mails.len());
         let mut tx = store.write()?;
@@ -311,6 +333,27 @@ impl Pipeline {
             ),
             Decision::FollowUp { ticket } => {
                 let mut ticket = *ticket;
+                // eXo: a closed ticket stays closed; the customer's mail opens a new one that
+                // refers to it, under the key's current state.
+                let profile = Profile::parse(&ticket.profile).unwrap_or(Profile::Exo);
+                let status = Status::parse(&ticket.status).unwrap_or(Status::Open);
+                if profile.customer_effect(status, &mail.text) == CustomerEffect::NewLinkedTicket
+                    && let KeyStatus::Active(customer) =
+                        registry.key_status(&ticket.support_key, now)
+                {
+                    let severity = mail.severity.as_ref().map_or(ticket.severity, |s| s.level);
+                    return self.open_ticket(
+                        tx,
+                        raw,
+                        mail,
+                        &engine,
+                        &customer,
+                        &ticket.support_key,
+                        severity,
+                        Some(ticket.id),
+                        report,
+                    );
+                }
                 let inbound_id = self.insert_inbound(
                     tx,
                     raw,
@@ -325,32 +368,9 @@ impl Pipeline {
                 if engine.customer_update(tx, &mut ticket, mail, inbound_id)?
                     == Update::NeedsNewTicket
                 {
-                    // eXo: a closed ticket stays closed; the customer's mail opens a new one
-                    // that refers to it, under the key's current state.
-                    let customer = match registry.key_status(&ticket.support_key, now) {
-                        KeyStatus::Active(c) => c,
-                        _ => {
-                            tx.touch_ticket(ticket.id, now)?;
-                            report.appended += 1;
-                            tracing::info!(source = %raw.source, ticket = %self.reference(ticket.id),
-                                "reply to a closed ticket kept on it: its support key is no longer active");
-                            return Ok(Outcome::Appended {
-                                ticket: self.reference(ticket.id),
-                            });
-                        }
-                    };
-                    let severity = mail.severity.as_ref().map_or(ticket.severity, |s| s.level);
-                    return self.open_ticket(
-                        tx,
-                        raw,
-                        mail,
-                        &engine,
-                        &customer,
-                        &ticket.support_key,
-                        severity,
-                        Some(ticket.id),
-                        report,
-                    );
+                    // Its key is no longer active: the mail stays on the closed ticket.
+                    tracing::info!(source = %raw.source, ticket = %self.reference(ticket.id),
+                        "reply to a closed ticket kept on it: its support key is no longer active");
                 }
                 if self.cfg.tickets.acknowledge_followups {
                     let ctx = json!({
@@ -412,9 +432,6 @@ impl Pipeline {
                     None,
                     Some(ticket.id),
                 )?;
-                if let Some(id) = &mail.message_id {
-                    tx.link_message_id(id, ticket.id)?;
-                }
                 let errors = engine.agent_update(
                     tx,
                     &mut ticket,
@@ -463,20 +480,16 @@ impl Pipeline {
         let plan = &customer.plan;
         let ticket = engine.new_ticket(tx, customer, key, severity, mail, parent_id)?;
         let reference = self.reference(ticket.id);
-        let inbound_id = match parent_id {
-            // The follow-up's inbound row exists already (on the closed ticket).
-            Some(_) => None,
-            None => Some(self.insert_inbound(
-                tx,
-                raw,
-                &mail.dedup_key,
-                Some(mail),
-                now,
-                "created",
-                None,
-                Some(ticket.id),
-            )?),
-        };
+        let inbound_id = Some(self.insert_inbound(
+            tx,
+            raw,
+            &mail.dedup_key,
+            Some(mail),
+            now,
+            "created",
+            None,
+            Some(ticket.id),
+        )?);
         self.add_article(tx, ticket.id, inbound_id, mail, now)?;
         let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
         let ctx = json!({

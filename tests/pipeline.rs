@@ -513,3 +513,53 @@ fn registry_edits_take_effect_without_a_restart() {
     let m2 = mail("new@newco.example", "hi again", "NEWC-0000-0000-0009").build();
     created(&e.ingest(&m2));
 }
+
+#[test]
+fn a_mail_whose_processing_fails_is_quarantined_alone_and_the_rest_of_the_batch_commits() {
+    let mut e = env_with("[templates]\ndir = \"tpl\"\n");
+    // A broken French acknowledgement: every French new ticket fails to render.
+    std::fs::create_dir_all(e.path("tpl/fr")).unwrap();
+    std::fs::write(
+        e.path("tpl/fr/acknowledgement.txt"),
+        "Subject: x\n\n{{ no_such_function() }}\n",
+    )
+    .unwrap();
+    let cfg = (*e.app.cfg).clone();
+    e.app = ticketgate::app::App::open(cfg, std::sync::Arc::new(e.clock.clone())).unwrap();
+    let batch: Vec<_> = [
+        mail("jane@acme.example", "one", "ACME-0000-0000-0001").build(),
+        mail("amelie@initech.example", "deux", "INIT-0000-0000-0003").build(),
+        mail("jane@acme.example", "three", "ACME-0000-0000-0001").build(),
+    ]
+    .into_iter()
+    .map(|m| ticketgate::pipeline::RawMail {
+        source: "t".into(),
+        bytes: m.into_bytes(),
+    })
+    .collect();
+    let (report, outcomes) = e
+        .app
+        .pipeline
+        .process(e.app.store.as_mut(), &batch)
+        .unwrap();
+    assert_eq!((report.created, report.quarantined), (2, 1), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[1], Outcome::Quarantined { code, reason } if code == "internal_error" && reason.contains("fr/acknowledgement")),
+        "{outcomes:?}"
+    );
+    // Nothing of the failed mail is left half-done; its raw bytes are kept for replay.
+    let tickets = e.app.store.tickets(10).unwrap();
+    assert_eq!(
+        tickets
+            .iter()
+            .map(|t| t.customer.as_str())
+            .collect::<Vec<_>>(),
+        ["acme", "acme"]
+    );
+    let q = e.app.store.quarantine(10).unwrap();
+    assert_eq!(
+        e.app.store.inbound_raw(q[0].id).unwrap().unwrap(),
+        batch[1].bytes
+    );
+    assert_eq!(e.outbox().len(), 2);
+}

@@ -18,10 +18,13 @@ CREATE TABLE tickets (
 );
 CREATE INDEX tickets_customer ON tickets (customer, id);
 
--- Every inbound mail, raw, with what it did. dedup_key makes re-delivery a no-op.
+-- Every inbound mail, raw, with what it did. dedup_key makes re-delivery a no-op; it is
+-- found through dedup_hash (FNV-1a 64 of the key), a small integer index that stays cheap to
+-- write however random the keys are. The single writer checks before it inserts.
 CREATE TABLE inbound (
     id          INTEGER PRIMARY KEY,
-    dedup_key   TEXT    NOT NULL UNIQUE,
+    dedup_hash  INTEGER NOT NULL,
+    dedup_key   TEXT    NOT NULL,
     message_id  TEXT,
     source      TEXT    NOT NULL,
     received_at TEXT    NOT NULL,
@@ -34,6 +37,7 @@ CREATE TABLE inbound (
     reason      TEXT,
     ticket_id   INTEGER REFERENCES tickets (id)
 );
+CREATE INDEX inbound_dedup ON inbound (dedup_hash);
 CREATE INDEX inbound_quarantined ON inbound (id) WHERE outcome = 'quarantined';
 
 CREATE TABLE articles (
@@ -58,7 +62,8 @@ CREATE TABLE attachments (
 );
 CREATE INDEX attachments_article ON attachments (article_id);
 
--- Message-IDs we sent or received for a ticket: threading by In-Reply-To / References.
+-- Message-IDs we sent for a ticket: threading by In-Reply-To / References. (Message-IDs we
+-- received are found through inbound.dedup_key.)
 CREATE TABLE message_ids (
     message_id TEXT    NOT NULL PRIMARY KEY,
     ticket_id  INTEGER NOT NULL REFERENCES tickets (id)
@@ -71,8 +76,9 @@ CREATE TABLE outbox (
     inbound_id      INTEGER REFERENCES inbound (id),
     kind            TEXT    NOT NULL,
     recipient       TEXT    NOT NULL,
+    recipient_hash  INTEGER NOT NULL,      -- FNV-1a 64 of recipient, for the cap's index
     subject         TEXT    NOT NULL,
-    message_id      TEXT    NOT NULL UNIQUE,
+    message_id      TEXT    NOT NULL,
     automatic       INTEGER NOT NULL,      -- 1: counts toward the per-recipient auto-reply cap
     body            BLOB    NOT NULL,      -- the whole RFC 5322 message
     state           TEXT    NOT NULL,      -- pending | sending | retry | sent | failed | suppressed
@@ -83,4 +89,4 @@ CREATE TABLE outbox (
     sent_at         TEXT
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state IN ('pending', 'retry', 'sending');
-CREATE INDEX outbox_auto ON outbox (recipient, created_at) WHERE automatic = 1 AND state <> 'suppressed';
+CREATE INDEX outbox_auto ON outbox (recipient_hash, created_at) WHERE automatic = 1 AND state <> 'suppressed';

@@ -23,6 +23,17 @@ fn ts(at: DateTime<Utc>) -> String {
     to_rfc3339(at)
 }
 
+/// FNV-1a 64: a stable hash for the small integer indexes (`inbound.dedup_hash`,
+/// `outbox.recipient_hash`). Stored on disk: never change it.
+pub(crate) fn fnv64(text: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
 fn opt_ts(at: Option<DateTime<Utc>>) -> Option<String> {
     at.map(to_rfc3339)
 }
@@ -57,6 +68,10 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Statement journals and sorts in memory, and a 64 MB page cache: a batch's index
+        // pages are written once, at commit.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", -65536)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteStore { conn })
     }
@@ -209,15 +224,26 @@ impl WriteTx for SqliteTx<'_> {
     fn inbound_exists(&mut self, dedup_key: &str) -> Result<bool> {
         Ok(self
             .tx
-            .prepare_cached("SELECT 1 FROM inbound WHERE dedup_key = ?1")?
-            .exists([dedup_key])?)
+            .prepare_cached("SELECT 1 FROM inbound WHERE dedup_hash = ?1 AND dedup_key = ?2")?
+            .exists(params![fnv64(dedup_key), dedup_key])?)
     }
 
     fn ticket_for_message_id(&mut self, message_id: &str) -> Result<Option<i64>> {
-        Ok(self
+        let ours: Option<i64> = self
             .tx
             .prepare_cached("SELECT ticket_id FROM message_ids WHERE message_id = ?1")?
             .query_row([message_id], |r| r.get(0))
+            .optional()?;
+        if ours.is_some() {
+            return Ok(ours);
+        }
+        let key = format!("mid:{message_id}");
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT ticket_id FROM inbound WHERE dedup_hash = ?1 AND dedup_key = ?2 AND ticket_id IS NOT NULL",
+            )?
+            .query_row(params![fnv64(&key), key], |r| r.get(0))
             .optional()?)
     }
 
@@ -229,10 +255,12 @@ impl WriteTx for SqliteTx<'_> {
         Ok(self
             .tx
             .prepare_cached(
-                "SELECT count(*) FROM outbox WHERE recipient = ?1 AND created_at >= ?2 \
-                 AND automatic = 1 AND state <> 'suppressed'",
+                "SELECT count(*) FROM outbox WHERE recipient_hash = ?1 AND created_at >= ?2 \
+                 AND automatic = 1 AND state <> 'suppressed' AND recipient = ?3",
             )?
-            .query_row(params![recipient, ts(since)], |r| r.get(0))?)
+            .query_row(params![fnv64(recipient), ts(since), recipient], |r| {
+                r.get(0)
+            })?)
     }
 
     fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64> {
@@ -343,7 +371,8 @@ impl WriteTx for SqliteTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO inbound (dedup_key, message_id, source, received_at, from_addr, subject, size, raw, \
-                 outcome, reason_code, reason, ticket_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 outcome, reason_code, reason, ticket_id, dedup_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 m.dedup_key,
@@ -357,7 +386,8 @@ impl WriteTx for SqliteTx<'_> {
                 m.outcome,
                 m.reason_code,
                 m.reason,
-                m.ticket_id
+                m.ticket_id,
+                fnv64(m.dedup_key)
             ])?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -417,7 +447,8 @@ impl WriteTx for SqliteTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO outbox (ticket_id, inbound_id, kind, recipient, subject, message_id, automatic, body, \
-                 state, next_attempt_at, last_error, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10)",
+                 state, next_attempt_at, last_error, created_at, recipient_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12)",
             )?
             .execute(params![
                 m.ticket_id,
@@ -430,7 +461,8 @@ impl WriteTx for SqliteTx<'_> {
                 m.body,
                 m.state,
                 now,
-                m.note
+                m.note,
+                fnv64(m.recipient)
             ])?;
         Ok(self.tx.last_insert_rowid())
     }
