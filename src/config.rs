@@ -245,7 +245,9 @@ struct RawLog {
 }
 
 /// The default key pattern: four groups of four letters or digits, e.g. `ACME-7Q2M-4KX9-0001`.
-pub const DEFAULT_KEY_PATTERN: &str = r"(?i)\b([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})\b";
+/// Word boundaries are ASCII (`(?-u:\b)`): they keep the regex on its fast engine.
+pub const DEFAULT_KEY_PATTERN: &str =
+    r"(?i)(?-u:\b)([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})(?-u:\b)";
 
 impl Config {
     /// Loads `path`, or `./ticketgate.toml` when present, or the embedded default.

@@ -19,6 +19,9 @@ use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// Mails parsed per hand-over from the parsing thread to the applying one.
+const PARSE_CHUNK: usize = 64;
+
 /// One inbound message as a source hands it over.
 #[derive(Debug, Clone)]
 pub struct RawMail {
@@ -148,31 +151,71 @@ impl Pipeline {
         store: &mut dyn Store,
         mails: &[RawMail],
     ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
-        let parsed = self.parse_all(mails);
         let registry = self.registry.current();
         let now = self.clock.now();
-        // Fast path: the whole batch in one transaction, no savepoints.
-        {
-            let mut tx = store.write()?;
-            let mut report = Report::default();
-            let mut outcomes = Vec::with_capacity(mails.len());
-            let mut failed = false;
-            for (raw, parsed) in mails.iter().zip(&parsed) {
-                match self.apply(tx.as_mut(), raw, parsed, &registry, now, &mut report) {
-                    Ok(o) => outcomes.push(o),
-                    Err(_) => {
-                        failed = true;
-                        break;
+        // Fast path: the whole batch in one transaction, no savepoints, the next chunk parsed
+        // on the other core while this one is applied.
+        let limits = Limits {
+            max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
+        };
+        let (parsed, fast) = std::thread::scope(|s| {
+            let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<_>>(4);
+            if mails.len() >= 2 * PARSE_CHUNK {
+                s.spawn(move || {
+                    for chunk in mails.chunks(PARSE_CHUNK) {
+                        let parsed = chunk
+                            .iter()
+                            .map(|m| self.parse_one(&m.bytes, limits))
+                            .collect();
+                        if chunks_tx.send(parsed).is_err() {
+                            return; // the applier stopped early
+                        }
+                    }
+                });
+            } else {
+                let parsed = mails
+                    .iter()
+                    .map(|m| self.parse_one(&m.bytes, limits))
+                    .collect();
+                let _ = chunks_tx.send(parsed); // the receiver is alive: it is below
+                drop(chunks_tx);
+            }
+            let mut all: Vec<Result<InboundMail, ParseFailure>> = Vec::with_capacity(mails.len());
+            let fast = (|| {
+                let mut tx = store.write()?;
+                let mut report = Report::default();
+                let mut outcomes = Vec::with_capacity(mails.len());
+                let mut failed = false;
+                for chunk in chunks_rx.iter() {
+                    for p in chunk {
+                        if !failed {
+                            let raw = &mails[all.len()];
+                            match self.apply(tx.as_mut(), raw, &p, &registry, now, &mut report) {
+                                Ok(o) => outcomes.push(o),
+                                Err(_) => failed = true,
+                            }
+                        }
+                        all.push(p);
                     }
                 }
-            }
-            if !failed {
+                if failed || all.len() != mails.len() {
+                    return Ok(None); // dropped: rolled back
+                }
                 tx.commit()?;
-                return Ok((report, outcomes));
-            }
-            // Dropped: rolled back. The batch is done again, one savepoint per mail, so the
-            // failing mail is quarantined alone.
+                Ok::<_, store::StoreError>(Some((report, outcomes)))
+            })();
+            (all, fast)
+        });
+        if let Some(done) = fast? {
+            return Ok(done);
         }
+        // Some mail failed: the batch is done again, one savepoint per mail, so that mail is
+        // quarantined alone and the rest commits.
+        let parsed = if parsed.len() == mails.len() {
+            parsed
+        } else {
+            self.parse_all(mails)
+        };
         let mut report = Report::default();
         let mut outcomes = Vec::with_capacity(mails.len());
         let mut tx = store.write()?;

@@ -230,6 +230,10 @@ pub fn compose(
         .to
         .parse()
         .map_err(|_| NotifyError::BadRecipient(out.to.to_string()))?;
+    // Our own envelope, so that lettre does not derive one by re-parsing the headers.
+    let envelope =
+        lettre::address::Envelope::new(Some(cfg.from.email.clone()), vec![to_addr.clone()])
+            .map_err(|e| NotifyError::Build(e.to_string()))?;
     let to = Mailbox::new(out.to_name.map(crate::parse::one_line), to_addr);
     let from = match out.from_name {
         Some(n) => Mailbox::new(Some(crate::parse::one_line(n)), cfg.from.email.clone()),
@@ -242,7 +246,8 @@ pub fn compose(
         .to(to)
         .subject(crate::parse::one_line(out.subject))
         .date(now.into())
-        .message_id(Some(format!("<{message_id}>")));
+        .message_id(Some(format!("<{message_id}>")))
+        .envelope(envelope);
     if let Some(parent) = out.in_reply_to {
         b = b.in_reply_to(format!("<{parent}>"));
     }

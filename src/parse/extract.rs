@@ -80,13 +80,13 @@ impl Patterns {
         Patterns {
             key,
             // built from an escaped prefix: always a valid pattern
-            subject_tag: Regex::new(&format!(r"(?i)\[\s*{p}-(\d{{1,12}})\s*\]")).expect("valid"),
-            body_ref: Regex::new(&format!(r"(?i)\b{p}-(\d{{1,12}})\b")).expect("valid"),
+            subject_tag: Regex::new(&format!(r"(?i)\[\s*{p}-([0-9]{{1,12}})\s*\]")).expect("valid"),
+            body_ref: Regex::new(&format!(r"(?i)(?-u:\b){p}-([0-9]{{1,12}})(?-u:\b)")).expect("valid"),
             labelled: Regex::new(
                 r"(?im)^[\s*>•-]*(?:severity|s[ée]v[ée]rit[ée]|priority|priorit[ée]|urgency|urgence|impact|criticality|criticit[ée])\s*:\s*(.{1,60})",
             )
             .expect("valid"),
-            code: Regex::new(r"(?i)\b(?:s[ée]v(?:[ée]rit[ée]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))\b").expect("valid"),
+            code: Regex::new(r"(?i)(?-u:\b)(?:s[ée]v(?:[ée]rit[ée]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))(?-u:\b)").expect("valid"),
             issue_type: Regex::new(
                 r"(?im)^[\s*>•-]*(?:issue type|request type|ticket type|type de demande|type d'incident|type)\s*:\s*([^\n]{1,40})",
             )

@@ -11,30 +11,43 @@ pub fn split_quoted(body: &str) -> (String, String) {
     (new.trim().to_string(), quoted.trim().to_string())
 }
 
+/// `line` starts with `prefix` (ASCII), ignoring ASCII case.
+fn starts_ci(line: &str, prefix: &str) -> bool {
+    line.len() >= prefix.len()
+        && line.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 fn find_cut(lines: &[&str]) -> Option<usize> {
+    // Index of the first line of the trailing block of "> " and blank lines, if any.
+    let quoted_tail = lines
+        .iter()
+        .rposition(|l| !(l.trim().is_empty() || l.trim_start().starts_with('>')))
+        .map_or(0, |i| i + 1);
     for (i, raw) in lines.iter().enumerate() {
         let line = raw.trim();
-        let lower = line.to_lowercase();
         // "On Sun, 22 Nov 2026 at 10:02, Support <support@…> wrote:" (may wrap onto 2 lines)
-        if lower.starts_with("on ") && ends_within(lines, i, 3, "wrote:") {
+        if starts_ci(line, "on ") && ends_within(lines, i, 3, "wrote:") {
             return Some(i);
         }
         // "Le 22 nov. 2026 à 10:02, Support a écrit :"
-        if lower.starts_with("le ")
+        if starts_ci(line, "le ")
             && (ends_within(lines, i, 3, "a écrit :") || ends_within(lines, i, 3, "a écrit:"))
         {
             return Some(i);
         }
-        if lower.starts_with("-----original message-----")
-            || lower.starts_with("-------- original message --------")
-            || lower.starts_with("-----message d'origine-----")
-            || lower.starts_with("-------- message d'origine --------")
-            || lower.starts_with("-------- forwarded message --------")
-        {
-            return Some(i);
+        if line.starts_with("-----") || line.starts_with("--------") {
+            let l = line.to_lowercase();
+            if l.starts_with("-----original message-----")
+                || l.starts_with("-------- original message --------")
+                || l.starts_with("-----message d'origine-----")
+                || l.starts_with("-------- message d'origine --------")
+                || l.starts_with("-------- forwarded message --------")
+            {
+                return Some(i);
+            }
         }
         // Outlook: a line of underscores, then From:/De : headers.
-        if line.len() >= 10 && line.chars().all(|c| c == '_') && header_block_follows(lines, i + 1)
+        if line.len() >= 10 && line.bytes().all(|c| c == b'_') && header_block_follows(lines, i + 1)
         {
             return Some(i);
         }
@@ -42,11 +55,7 @@ fn find_cut(lines: &[&str]) -> Option<usize> {
             return Some(i);
         }
         // A block of "> " lines that runs to the end (no interleaved answers below it).
-        if line.starts_with('>')
-            && lines[i..]
-                .iter()
-                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('>'))
-        {
+        if line.starts_with('>') && i >= quoted_tail {
             return Some(i);
         }
     }
@@ -55,20 +64,19 @@ fn find_cut(lines: &[&str]) -> Option<usize> {
 
 fn ends_within(lines: &[&str], start: usize, span: usize, suffix: &str) -> bool {
     let end = (start + span).min(lines.len());
-    let mut joined = String::new();
-    for l in &lines[start..end] {
-        joined.push_str(l.trim());
-        joined.push(' ');
-        if joined.trim_end().to_lowercase().ends_with(suffix) {
-            return true;
-        }
-    }
-    false
+    lines[start..end].iter().any(|l| {
+        let t = l.trim_end();
+        t.len() >= suffix.len()
+            && t.is_char_boundary(t.len() - suffix.len())
+            && t[t.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    })
 }
 
 fn is_field(line: &str, names: &[&str]) -> bool {
-    let lower = line.trim_start_matches(['*', ' ']).to_lowercase();
-    names.iter().any(|n| lower.starts_with(n))
+    let l = line.trim_start_matches(['*', ' ']);
+    names
+        .iter()
+        .any(|n| l.len() >= n.len() && l.as_bytes()[..n.len()].eq_ignore_ascii_case(n.as_bytes()))
 }
 
 /// `From: …` followed within a few lines by `Sent:`/`Date:` (or `De :` and `Envoyé :`).
