@@ -72,6 +72,7 @@ impl SqliteStore {
         // pages are written once, at commit.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "cache_size", -65536)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteStore { conn })
     }
