@@ -15,6 +15,9 @@
 //! Every run is checked (tickets, articles, outbox rows), so the figures cannot come from a
 //! run that silently did nothing. Figures are printed one per line, `name value`.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hint::black_box;
