@@ -62,7 +62,7 @@ enum Command {
     /// Inbound mail that made no ticket change, with the reason.
     Quarantine {
         #[command(subcommand)]
-        command: ListCommand,
+        command: QuarantineCommand,
     },
     /// Act on a ticket as an agent: the same actions as commands in an agent's reply.
     Ticket {
@@ -133,6 +133,18 @@ enum TicketAction {
         reason: String,
         text: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Process a quarantined mail again, e.g. after its sender's key was added.
+    Replay { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -359,7 +371,16 @@ fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Quarantine {
-            command: ListCommand::List { json, limit },
+            command: QuarantineCommand::Replay { id },
+        } => {
+            let mut app = App::open(cfg, clock())?;
+            let outcome = app.pipeline.replay(app.store.as_mut(), id)?;
+            rt.block_on(app.deliver())?;
+            println!("{}", serde_json::to_string(&outcome)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine {
+            command: QuarantineCommand::List { json, limit },
         } => {
             let mut st = store::open(&cfg.database_url)?;
             let rows = st.quarantine(limit)?;

@@ -299,6 +299,31 @@ impl Pipeline {
         Ok(Ok(t))
     }
 
+    /// Processes a quarantined mail again (after the cause was fixed: a key added, a
+    /// template repaired), in one transaction with taking it out of quarantine.
+    pub fn replay(&self, store: &mut dyn Store, inbound_id: i64) -> Result<Outcome, ActionError> {
+        let registry = self.registry.current();
+        let now = self.clock.now();
+        let mut tx = store.write()?;
+        let Some((bytes, source)) = tx.take_for_replay(inbound_id)? else {
+            return Err(ActionError::NotQuarantined(inbound_id));
+        };
+        let raw = RawMail {
+            source: format!("replay of #{inbound_id} ({source})"),
+            bytes,
+        };
+        let limits = Limits {
+            max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
+        };
+        let parsed = self.parse_one(&raw.bytes, limits);
+        let mut report = Report::default();
+        let outcome = self
+            .apply(tx.as_mut(), &raw, &parsed, &registry, now, &mut report)
+            .map_err(|e| ActionError::Replay(e.to_string()))?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
     pub fn mailer(&self) -> Mailer<'_> {
         Mailer {
             cfg: &self.cfg,
@@ -819,6 +844,10 @@ fn header_end(raw: &[u8]) -> usize {
 pub enum ActionError {
     #[error("no ticket {0}")]
     NoTicket(String),
+    #[error("inbound mail #{0} is not in quarantine (see `ticketgate quarantine list`)")]
+    NotQuarantined(i64),
+    #[error("the replay failed and was rolled back; the mail stays in quarantine: {0}")]
+    Replay(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]

@@ -563,3 +563,37 @@ fn a_mail_whose_processing_fails_is_quarantined_alone_and_the_rest_of_the_batch_
     );
     assert_eq!(e.outbox().len(), 2);
 }
+
+#[test]
+fn a_quarantined_mail_can_be_replayed_once_its_cause_is_fixed() {
+    let mut e = env();
+    let m = mail("new@newco.example", "hello", "NEWC-0000-0000-0009").build();
+    assert_eq!(quarantined(&e.ingest(&m)), "unknown_key");
+    let id = e.app.store.quarantine(1).unwrap()[0].id;
+    // Still unknown: the replay quarantines it again, nothing else changes.
+    assert!(matches!(
+        e.app.pipeline.replay(e.app.store.as_mut(), id).unwrap(),
+        Outcome::Quarantined { .. }
+    ));
+    let path = e.path("customers.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[[customers]]\nid = \"newco\"\nplan = \"standard\"\nkeys = [{ key = \"NEWC-0000-0000-0009\" }]\n");
+    std::fs::write(&path, text).unwrap();
+    let again = e.app.store.quarantine(10).unwrap().last().unwrap().id;
+    assert_eq!(
+        e.app.pipeline.replay(e.app.store.as_mut(), again).unwrap(),
+        Outcome::Created {
+            ticket: "TKT-000001".into()
+        }
+    );
+    assert!(
+        e.app.store.quarantine(10).unwrap().is_empty(),
+        "out of quarantine"
+    );
+    assert!(
+        e.app.pipeline.replay(e.app.store.as_mut(), again).is_err(),
+        "replays once"
+    );
+    // The original bytes are what was processed, and the mail is still a duplicate if re-delivered.
+    assert_eq!(e.ingest(&m), Outcome::Duplicate);
+}

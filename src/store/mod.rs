@@ -242,6 +242,10 @@ pub trait WriteTx {
     fn due_timers(&mut self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>>;
     fn insert_inbound(&mut self, m: &NewInbound<'_>) -> Result<i64>;
     fn insert_article(&mut self, a: &NewArticle<'_>) -> Result<i64>;
+    /// Takes a quarantined mail out of quarantine for a replay: its row stays (as
+    /// `replayed`, with its raw bytes) but no longer counts for de-duplication. Returns the
+    /// raw bytes and source, or `None` when the row is not a quarantined mail.
+    fn take_for_replay(&mut self, id: i64) -> Result<Option<(Vec<u8>, String)>>;
     /// Changes what an inbound mail is recorded to have done.
     fn set_inbound_outcome(
         &mut self,

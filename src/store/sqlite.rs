@@ -403,6 +403,22 @@ impl WriteTx for SqliteTx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
+    fn take_for_replay(&mut self, id: i64) -> Result<Option<(Vec<u8>, String)>> {
+        let row: Option<(Vec<u8>, String, String)> = self
+            .tx
+            .prepare_cached("SELECT raw, source, dedup_key FROM inbound WHERE id = ?1 AND outcome = 'quarantined'")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((raw, source, key)) = row else {
+            return Ok(None);
+        };
+        let retired = format!("replayed:{id}:{key}");
+        self.tx
+            .prepare_cached("UPDATE inbound SET outcome = 'replayed', dedup_key = ?2, dedup_hash = ?3 WHERE id = ?1")?
+            .execute(params![id, retired, fnv64(&retired)])?;
+        Ok(Some((raw, source)))
+    }
+
     fn set_inbound_outcome(
         &mut self,
         id: i64,
