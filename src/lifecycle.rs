@@ -489,16 +489,21 @@ impl Engine<'_> {
     }
 
     /// Fires one due timer; returns what it did, for the operator.
+    /// The timer is re-armed (or cleared) from the ticket's new state by `arm`: a fired
+    /// timer always moves past `now` or goes.
     pub fn fire(&self, tx: &mut dyn WriteTx, timer: &Timer) -> Result<String> {
-        tx.clear_timer(timer.ticket_id, &timer.kind)?;
         let Some(mut t) = tx.ticket(timer.ticket_id)? else {
+            tx.clear_timer(timer.ticket_id, &timer.kind)?;
             return Ok("ticket gone: timer dropped".into());
         };
         let plan = self.plan(&t);
         let what = match timer.kind.as_str() {
             SLA => self.escalate(tx, &mut t, &plan)?,
             FOLLOWUP => self.followup(tx, &mut t, &plan)?,
-            other => format!("unknown timer kind `{other}` dropped"),
+            other => {
+                tx.clear_timer(t.id, other)?;
+                format!("unknown timer kind `{other}` dropped")
+            }
         };
         self.arm(tx, &t, &plan)?;
         tx.save_ticket(&t)?;

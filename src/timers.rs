@@ -2,12 +2,14 @@
 //! closes, escalations). Timers live in the store with an indexed due time, so a tick reads
 //! only what is due, whatever the number of open tickets. A fired timer is re-armed strictly
 //! after the instant, so each fires once per tick; with `dry_run` the same work runs in a
-//! transaction that is rolled back, so nothing is sent or changed.
+//! transaction that is rolled back, so nothing is sent or changed. Like the pipeline, a tick
+//! runs without savepoints and is redone with one per timer only when a timer fails.
 
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// Timers handled per statement; a tick loops until none is due.
 const CHUNK: usize = 1000;
@@ -26,9 +28,26 @@ pub fn tick(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Vec<Fired>, StoreError> {
+    // Fast path: no savepoints. Should a timer fail, the tick is done again with one
+    // savepoint per timer, so that only the failing one is put off.
+    match run(pipeline, store, now, dry_run, false)? {
+        Some(fired) => Ok(fired),
+        None => Ok(run(pipeline, store, now, dry_run, true)?.unwrap_or_default()),
+    }
+}
+
+/// One pass; `None` when a timer failed without savepoints (everything rolled back).
+fn run(
+    pipeline: &Pipeline,
+    store: &mut dyn Store,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    savepoints: bool,
+) -> Result<Option<Vec<Fired>>, StoreError> {
     let registry = pipeline.registry();
     let engine = pipeline.engine(&registry, now);
     let mut fired = Vec::new();
+    let mut seen = HashSet::new();
     let mut tx = store.write()?;
     loop {
         let due = tx.due_timers(now, CHUNK)?;
@@ -36,12 +55,23 @@ pub fn tick(
             break;
         }
         for timer in due {
-            tx.savepoint()?;
+            if !seen.insert((timer.ticket_id, timer.kind.clone())) {
+                // Fired once already and due again: never spin on it.
+                tx.clear_timer(timer.ticket_id, &timer.kind)?;
+                tracing::error!(ticket = timer.ticket_id, timer = %timer.kind, "timer re-armed in the past; dropped");
+                continue;
+            }
+            if savepoints {
+                tx.savepoint()?;
+            }
             let action = match engine.fire(tx.as_mut(), &timer) {
                 Ok(a) => {
-                    tx.release_savepoint()?;
+                    if savepoints {
+                        tx.release_savepoint()?;
+                    }
                     a
                 }
+                Err(_) if !savepoints => return Ok(None), // dropped: rolled back
                 Err(e) => {
                     tx.rollback_to_savepoint()?;
                     // Try again in an hour rather than spin on it; the log says why.
@@ -52,9 +82,6 @@ pub fn tick(
                     format!("failed ({e}); retried at {}", retry.to_rfc3339())
                 }
             };
-            if !dry_run {
-                tracing::info!(ticket = %pipeline.reference(timer.ticket_id), timer = %timer.kind, action = %action, "timer fired");
-            }
             fired.push(Fired {
                 ticket: pipeline.reference(timer.ticket_id),
                 timer: timer.kind.clone(),
@@ -67,6 +94,9 @@ pub fn tick(
         drop(tx); // rolls back: nothing is sent or changed
     } else {
         tx.commit()?;
+        for f in &fired {
+            tracing::info!(ticket = %f.ticket, timer = %f.timer, action = %f.action, "timer fired");
+        }
     }
-    Ok(fired)
+    Ok(Some(fired))
 }

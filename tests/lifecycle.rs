@@ -658,3 +658,33 @@ fn timers_survive_a_restart_and_a_dry_run_changes_nothing() {
     assert_eq!(real, dry, "the dry run said what the tick does");
     assert_eq!(e.sent("reminder").len(), 1);
 }
+
+#[test]
+fn a_timer_that_fails_is_put_off_alone_and_the_others_fire() {
+    let mut e = env_registry(REGISTRY, "[templates]\ndir = \"tpl\"\n");
+    std::fs::create_dir_all(e.path("tpl/fr")).unwrap();
+    std::fs::write(
+        e.path("tpl/fr/reminder.txt"),
+        "Subject: x\n\n{{ no_such_function() }}\n",
+    )
+    .unwrap();
+    let cfg = (*e.app.cfg).clone();
+    e.app = ticketgate::app::App::open(cfg, std::sync::Arc::new(e.clock.clone())).unwrap();
+    e.ingest(&mail("amelie@fr.example", "Problème", "FRCU-0000-0000-0005").build()); // French, waits
+    e.ingest(&mail("jane@exo.example", "one", "EXOC-0000-0000-0001").build());
+    agent(&mut e, "TKT-000002", "#status suspended\nLogs please.");
+    e.clock.advance(Duration::days(3));
+    let fired = e.tick();
+    assert_eq!(fired.len(), 2, "{fired:?}");
+    let french = fired.iter().find(|f| f.ticket == "TKT-000001").unwrap();
+    assert!(french.action.starts_with("failed"), "{french:?}");
+    let english = fired.iter().find(|f| f.ticket == "TKT-000002").unwrap();
+    assert!(english.action.contains("reminder 1 of 3"), "{english:?}");
+    assert_eq!(e.sent("reminder").len(), 1);
+    let timers = e.app.store.timers(1).unwrap();
+    assert_eq!(
+        timers[0].due_at,
+        e.clock.now() + Duration::hours(1),
+        "put off by an hour"
+    );
+}

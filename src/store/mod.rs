@@ -215,7 +215,8 @@ pub trait WriteTx {
 
     /// Inserts `t` (its `id` is ignored) and returns the new id.
     fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64>;
-    /// Writes every field of `t` back.
+    /// Writes back what a ticket's life changes (status, severity, reason, checklist,
+    /// follow-up and SLA state, survey, times); identity fields are never rewritten.
     fn save_ticket(&mut self, t: &TicketRow) -> Result<()>;
     fn touch_ticket(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
     fn insert_history(

@@ -281,25 +281,37 @@ impl WriteTx for SqliteTx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
+    /// Writes the columns a ticket's life changes. Identity columns (customer, key, plan,
+    /// requester, parent, creation) are left alone: rewriting them would rewrite their index
+    /// entries and check their foreign keys at every save.
     fn save_ticket(&mut self, t: &TicketRow) -> Result<()> {
-        static SQL: OnceLock<String> = OnceLock::new();
-        let sql = SQL.get_or_init(|| {
-            let sets = TICKET_COLUMNS
-                .trim_start_matches("id, ")
-                .split(", ")
-                .enumerate()
-                .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("UPDATE tickets SET {sets} WHERE id = ?28")
-        });
-        let params = ticket_params(t);
-        let mut all: Vec<&dyn rusqlite::ToSql> = params
-            .iter()
-            .map(|b| b.as_ref() as &dyn rusqlite::ToSql)
-            .collect();
-        all.push(&t.id);
-        self.tx.prepare_cached(sql)?.execute(all.as_slice())?;
+        self.tx
+            .prepare_cached(
+                "UPDATE tickets SET status = ?2, severity = ?3, issue_type = ?4, reason = ?5, missing_info = ?6, \
+                 followup_base_at = ?7, followup_stage = ?8, survey_score = ?9, sla_target_secs = ?10, \
+                 sla_started_at = ?11, sla_running_since = ?12, sla_elapsed_secs = ?13, sla_due_at = ?14, \
+                 responded_at = ?15, breached_at = ?16, updated_at = ?17, language = ?18 WHERE id = ?1",
+            )?
+            .execute(params![
+                t.id,
+                t.status,
+                t.severity,
+                t.issue_type,
+                t.reason,
+                t.missing_info.join("\n"),
+                opt_ts(t.followup_base_at),
+                t.followup_stage,
+                t.survey_score,
+                t.sla.target_secs,
+                opt_ts(t.sla.started_at),
+                opt_ts(t.sla.running_since),
+                t.sla.elapsed_secs,
+                opt_ts(t.sla.due_at),
+                opt_ts(t.sla.responded_at),
+                opt_ts(t.sla.breached_at),
+                ts(t.updated_at),
+                t.language
+            ])?;
         Ok(())
     }
 
