@@ -544,19 +544,7 @@ impl Engine<'_> {
             self.now,
         )?;
         for m in &plan.managers {
-            let letter = Letter {
-                kind: "escalation_manager",
-                lang: &t.language,
-                ctx: &ctx,
-                to: m,
-                to_name: None,
-                ticket: Some(t),
-                inbound_id: None,
-                answers: None,
-                automatic: Automatic::Generated,
-                from_name: None,
-                attachments: &[],
-            };
+            let letter = Letter::to_staff("escalation_manager", &t.language, &ctx, m, t);
             self.mailer.send(tx, letter, self.now)?;
         }
         Ok(format!(
@@ -636,19 +624,7 @@ impl Engine<'_> {
                 "requester": t.requester, "reminders": r.count, "support_name": self.mailer.support_name(),
             });
             for m in &plan.managers {
-                let letter = Letter {
-                    kind: "close_confirmation",
-                    lang: &t.language,
-                    ctx: &ctx,
-                    to: m,
-                    to_name: None,
-                    ticket: Some(t),
-                    inbound_id: None,
-                    answers: None,
-                    automatic: Automatic::Generated,
-                    from_name: None,
-                    attachments: &[],
-                };
+                let letter = Letter::to_staff("close_confirmation", &t.language, &ctx, m, t);
                 self.mailer.send(tx, letter, self.now)?;
             }
             return Ok("no response: closing needs a manager's confirmation, asked".into());

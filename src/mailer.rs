@@ -28,6 +28,55 @@ pub struct Letter<'a, C: Serialize> {
     pub attachments: &'a [Attachment],
 }
 
+impl<'a, C: Serialize> Letter<'a, C> {
+    /// An automatic answer to the sender of `mail`, threaded to it.
+    pub fn reply(
+        kind: &'a str,
+        lang: &'a str,
+        ctx: &'a C,
+        mail: &'a InboundMail,
+        ticket: Option<&'a TicketRow>,
+        inbound_id: Option<i64>,
+    ) -> Self {
+        Letter {
+            kind,
+            lang,
+            ctx,
+            to: mail.from.as_deref().unwrap_or_default(),
+            to_name: mail.from_name.as_deref(),
+            ticket,
+            inbound_id,
+            answers: Some(mail),
+            automatic: Automatic::Replied,
+            from_name: None,
+            attachments: &[],
+        }
+    }
+
+    /// Generated mail to one of our own people (a manager, an agent) about a ticket.
+    pub fn to_staff(
+        kind: &'a str,
+        lang: &'a str,
+        ctx: &'a C,
+        to: &'a str,
+        ticket: &'a TicketRow,
+    ) -> Self {
+        Letter {
+            kind,
+            lang,
+            ctx,
+            to,
+            to_name: None,
+            ticket: Some(ticket),
+            inbound_id: None,
+            answers: None,
+            automatic: Automatic::Generated,
+            from_name: None,
+            attachments: &[],
+        }
+    }
+}
+
 /// What became of a letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
