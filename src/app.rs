@@ -64,6 +64,7 @@ impl App {
     /// `new/` only after its transaction committed.
     pub fn drain_maildir(&mut self, md: &Maildir) -> anyhow::Result<Report> {
         let mut total = Report::default();
+        // Files this drain cannot read or cannot move: skipped until the next drain.
         let mut unreadable: std::collections::HashSet<std::path::PathBuf> = Default::default();
         loop {
             // List once, then work through the list batch by batch; mail that arrived
@@ -101,8 +102,11 @@ impl App {
                 )?;
                 for p in done {
                     if let Err(e) = md.mark_done(p) {
+                        // Committed: a later pass sees it as a duplicate and tries the move
+                        // again; this drain skips it so that it cannot spin on it.
                         tracing::error!(path = %p.display(), error = %e,
-                            "mail committed but not moved to cur/; it will be seen as a duplicate next time");
+                            "mail committed but not moved to cur/: check the folder's permissions");
+                        unreadable.insert(p.clone());
                     }
                 }
                 total.add(&report);

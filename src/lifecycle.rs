@@ -159,6 +159,9 @@ impl Engine<'_> {
         t.followup_stage = 0;
         if matches!(to, Status::Resolved | Status::Closed) {
             t.reason = reason.map(str::to_string);
+            // A resolution or closure notice answers the customer: the clock stops, and a
+            // ticket closed before any reply is never escalated.
+            sla::respond(&mut t.sla, &plan.calendar, self.now);
         }
         t.status = to.as_str().to_string();
         t.updated_at = self.now;
@@ -210,23 +213,26 @@ impl Engine<'_> {
                     .is_none_or(|i| !i.present_in(&words))
             });
             if t.missing_info.is_empty() && t.sla.started_at.is_none() {
-                // Correctly logged now (XMPro §2): the clock starts.
-                let to = match Self::profile(t) {
-                    Profile::Exo => Status::Open,
-                    Profile::Wso2 => Status::WaitingOnSupport,
-                };
-                self.set_status(
-                    tx,
-                    t,
-                    &plan,
-                    to,
-                    &actor,
-                    Some("required information complete"),
-                )?;
+                // Correctly logged now (XMPro §2): the clock starts. A ticket an agent has
+                // already moved on keeps its status; the mail then counts as usual below.
                 sla::start(&mut t.sla, &plan.calendar, self.now);
-                self.arm(tx, t, &plan)?;
-                tx.save_ticket(t)?;
-                return Ok(Update::Appended);
+                if status(t) == Status::WaitingOnCustomer {
+                    let to = match Self::profile(t) {
+                        Profile::Exo => Status::Open,
+                        Profile::Wso2 => Status::WaitingOnSupport,
+                    };
+                    self.set_status(
+                        tx,
+                        t,
+                        &plan,
+                        to,
+                        &actor,
+                        Some("required information complete"),
+                    )?;
+                    self.arm(tx, t, &plan)?;
+                    tx.save_ticket(t)?;
+                    return Ok(Update::Appended);
+                }
             }
         }
         match Self::profile(t).customer_effect(status(t), &mail.text) {
@@ -516,6 +522,10 @@ impl Engine<'_> {
         };
         if due > self.now {
             return Ok("SLA not yet due".into());
+        }
+        if !status(t).is_open() {
+            t.sla.due_at = None;
+            return Ok("SLA no longer applies: the ticket is resolved or closed".into());
         }
         t.sla.breached_at = Some(self.now);
         let target = t.sla.target_secs.unwrap_or(0);

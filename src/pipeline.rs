@@ -401,6 +401,11 @@ impl Pipeline {
             ),
             Decision::FollowUp { ticket } => {
                 let mut ticket = *ticket;
+                if let Some(why) = loops::no_auto_reply(mail, &self.cfg.loops) {
+                    return self.keep_without_effect(
+                        tx, raw, mail, &ticket, "customer", &why, now, report,
+                    );
+                }
                 // eXo: a closed ticket stays closed; the customer's mail opens a new one that
                 // refers to it, under the key's current state.
                 let profile = Profile::parse(&ticket.profile).unwrap_or(Profile::Exo);
@@ -480,6 +485,11 @@ impl Pipeline {
             }
             Decision::AgentMail { ticket } => {
                 let mut ticket = *ticket;
+                if let Some(why) = loops::no_auto_reply(mail, &self.cfg.loops) {
+                    // An agent's out-of-office: never a command, never relayed.
+                    return self
+                        .keep_without_effect(tx, raw, mail, &ticket, "note", &why, now, report);
+                }
                 let profile = Profile::parse(&ticket.profile).unwrap_or(Profile::Exo);
                 let am = workflow::parse_agent_mail(profile, &mail.text);
                 let author = mail.from.as_deref().unwrap_or_default();
@@ -524,6 +534,55 @@ impl Pipeline {
             }
             Decision::Quarantine(q) => self.quarantine(tx, raw, mail, q, now, report),
         }
+    }
+
+    /// Automatic mail about a ticket (an out-of-office, a list copy): kept on the ticket as an
+    /// article of `kind`, and nothing else: no status change, no clock, no relay, no reply.
+    #[allow(clippy::too_many_arguments)]
+    fn keep_without_effect(
+        &self,
+        tx: &mut dyn WriteTx,
+        raw: &RawMail,
+        mail: &InboundMail,
+        ticket: &TicketRow,
+        kind: &str,
+        why: &str,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Outcome, ApplyError> {
+        let inbound_id = self.insert_inbound(
+            tx,
+            raw,
+            &mail.dedup_key,
+            Some(mail),
+            now,
+            "appended",
+            None,
+            Some(ticket.id),
+        )?;
+        let article = tx.insert_article(&NewArticle {
+            ticket_id: ticket.id,
+            inbound_id: Some(inbound_id),
+            kind,
+            author: mail.from.as_deref().unwrap_or_default(),
+            body: &mail.text,
+            quoted: &mail.quoted,
+            now,
+        })?;
+        for a in &mail.attachments {
+            tx.insert_attachment(
+                article,
+                &a.filename,
+                &a.content_type,
+                a.size,
+                a.data.as_deref(),
+            )?;
+        }
+        tx.touch_ticket(ticket.id, now)?;
+        report.appended += 1;
+        let reference = self.reference(ticket.id);
+        tracing::info!(source = %raw.source, ticket = %reference, why, "automatic mail kept on the ticket; it changes nothing");
+        Ok(Outcome::Appended { ticket: reference })
     }
 
     #[allow(clippy::too_many_arguments)]

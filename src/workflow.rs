@@ -218,14 +218,17 @@ impl Profile {
     }
 }
 
-/// "accept", "close it", "ok to close", "accepter", "fermer"… at the start of the new text.
+/// "accept", "close it", "ok to close", "accepter", "fermer"… starting the first line of the
+/// new text (after a greeting), with no negation or question on that line. Anything else is
+/// a refusal: a wrong "close" would end a ticket that is not solved.
 pub fn is_acceptance(text: &str) -> bool {
     let first: String = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !is_greeting(l))
         .unwrap_or("")
-        .to_lowercase();
+        .to_lowercase()
+        .replace('\u{2019}', "'");
     const YES: &[&str] = &[
         "accept",
         "i accept",
@@ -234,8 +237,10 @@ pub fn is_acceptance(text: &str) -> bool {
         "close it",
         "please close",
         "you can close",
+        "you may close",
         "ok to close",
         "okay to close",
+        "ok, you can close",
         "fine to close",
         "accepter",
         "j'accepte",
@@ -248,10 +253,21 @@ pub fn is_acceptance(text: &str) -> bool {
         "ok pour clôturer",
         "vous pouvez clôturer",
     ];
-    const NO: &[&str] = &["not ", "don't", "do not", "n'", "ne ", "pas "];
-    YES.iter()
-        .any(|y| first.starts_with(y) || first.contains(&format!(" {y}")))
-        && !NO.iter().any(|n| first.contains(n))
+    const NO: &[&str] = &[
+        "not ",
+        "n't",
+        "unable",
+        "cannot",
+        "impossible",
+        "refuse",
+        "still",
+        "n'",
+        "ne ",
+        "pas ",
+        "toujours",
+        "?",
+    ];
+    YES.iter().any(|y| first.starts_with(y)) && !NO.iter().any(|n| first.contains(n))
 }
 
 fn is_greeting(line: &str) -> bool {
@@ -273,7 +289,9 @@ fn is_greeting(line: &str) -> bool {
         && l.len() < 30
 }
 
-/// A reply that is only a score: `4`, `5/5`, `Score: 3`, `Note : 4/5`.
+/// A reply that is only a score: `4`, `5/5`, `Score: 3`, `Note : 4/5`, at most followed by
+/// a short thanks or a name. A number that starts a real message ("2 servers are down",
+/// "2, still failing") is not a score.
 pub fn survey_score(text: &str) -> Option<u8> {
     let lines: Vec<&str> = text
         .lines()
@@ -291,7 +309,20 @@ pub fn survey_score(text: &str) -> Option<u8> {
         .trim();
     let digits = rest.trim_end_matches("/5").trim_end_matches("/ 5").trim();
     let score: u8 = digits.parse().ok()?;
-    ((1..=5).contains(&score) && lines.len() <= 3).then_some(score)
+    if !(1..=5).contains(&score) {
+        return None;
+    }
+    // What follows may only be a sign-off: one short line without a digit or a complaint.
+    let after = lines[1..].join(" ").to_lowercase();
+    const COMPLAINT: &[&str] = &[
+        "fail", "still", "not", "n't", "reopen", "broken", "error", "issue", "problem", "pas",
+        "toujours", "encore", "erreur", "?",
+    ];
+    let sign_off = lines.len() <= 2
+        && after.chars().count() <= 40
+        && !after.chars().any(|c| c.is_ascii_digit())
+        && !COMPLAINT.iter().any(|w| after.contains(w));
+    sign_off.then_some(score)
 }
 
 /// One command an agent wrote at the top of a reply.
@@ -428,7 +459,12 @@ mod tests {
             "I do not accept this",
             "It still fails",
             "Please don't close it",
+            "Please don\u{2019}t close it",
             "Je n'accepte pas",
+            "Still unable to close it after the patch",
+            "Impossible de fermer l'application, l'erreur persiste",
+            "The server refuses to accept connections",
+            "Why did you close it? still broken",
         ] {
             assert!(!is_acceptance(no), "{no}");
         }
@@ -445,6 +481,11 @@ mod tests {
         assert_eq!(survey_score("Note : 3"), Some(3));
         assert_eq!(survey_score("6"), None);
         assert_eq!(survey_score("2 servers are down again"), None);
+        assert_eq!(
+            survey_score("2\nStill failing on node 2\nPlease reopen"),
+            None
+        );
+        assert_eq!(survey_score("4\nThanks, Jane"), Some(4));
         assert_eq!(
             Profile::Exo.customer_effect(Status::Closed, "4"),
             CustomerEffect::Survey(4)

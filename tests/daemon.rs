@@ -51,3 +51,26 @@ async fn mail_arriving_while_the_daemon_runs_is_answered_and_shutdown_stops_it()
     assert_eq!(summary.delivery.sent, 1);
     assert!(seen.exists(), "processed mail is moved to cur/ as Seen");
 }
+
+#[test]
+fn a_mail_that_cannot_be_moved_after_commit_does_not_stall_the_drain() {
+    let mut e = env();
+    let inbox = Maildir::open(&e.path("inbox")).unwrap();
+    inbox
+        .deliver(
+            "1.a",
+            mail("jane@acme.example", "x", "ACME-0000-0000-0001")
+                .build()
+                .as_bytes(),
+        )
+        .unwrap();
+    // cur/ is a file: every move fails.
+    std::fs::remove_dir(e.path("inbox/cur")).unwrap();
+    std::fs::write(e.path("inbox/cur"), b"not a folder").unwrap();
+    let r = e.app.drain_maildir(&inbox).unwrap();
+    assert_eq!(r.created, 1);
+    // The next drain sees a duplicate, not a second ticket, and returns.
+    let r = e.app.drain_maildir(&inbox).unwrap();
+    assert_eq!((r.created, r.duplicates), (0, 1));
+    assert_eq!(e.app.store.tickets(10).unwrap().len(), 1);
+}

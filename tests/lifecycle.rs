@@ -688,3 +688,81 @@ fn a_timer_that_fails_is_put_off_alone_and_the_others_fire() {
         "put off by an hour"
     );
 }
+
+#[test]
+fn an_out_of_office_reply_changes_nothing_on_the_ticket() {
+    let mut e = env();
+    e.ingest(&mail("jane@exo.example", "one", "EXOC-0000-0000-0001").build());
+    agent(&mut e, "TKT-000001", "#resolve workaround\nUse the flag.");
+    let auto = mail(
+        "jane@exo.example",
+        "Automatic reply: [TKT-000001] one",
+        "I am out of the office until Monday.",
+    )
+    .header("Auto-Submitted: auto-replied")
+    .build();
+    assert_eq!(
+        e.ingest(&auto),
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
+    );
+    assert_eq!(e.ticket(1).status, "resolved", "not a refusal");
+    // An agent's out-of-office is never a command and is not relayed.
+    let agent_auto = mail(
+        "mike@support.example.test",
+        "Re: [TKT-000001] one",
+        "#close duplicate\nI am away.",
+    )
+    .header("Auto-Submitted: auto-replied")
+    .build();
+    e.ingest(&agent_auto);
+    assert_eq!(e.ticket(1).status, "resolved");
+    assert!(e.sent("closure").is_empty() && e.sent("agent_reply").is_empty());
+    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    assert_eq!(articles.last().unwrap().kind, "note");
+}
+
+#[test]
+fn a_ticket_closed_before_any_reply_is_never_escalated() {
+    let mut e = env();
+    e.ingest(
+        &mail(
+            "jane@exo.example",
+            "dup",
+            "EXOC-0000-0000-0001\nSeverity: Critical",
+        )
+        .build(),
+    );
+    agent(&mut e, "TKT-000001", "#close duplicate");
+    e.clock.advance(Duration::days(1));
+    assert!(e.tick().iter().all(|f| f.timer != "sla"));
+    assert!(e.sent("escalation_customer").is_empty());
+    assert!(
+        e.ticket(1).sla.responded_at.is_some(),
+        "the closure notice answered the customer"
+    );
+}
+
+#[test]
+fn completing_the_checklist_keeps_a_status_an_agent_already_set() {
+    let mut e = env();
+    e.clock.set(at("2026-11-23T10:00:00-06:00"));
+    e.ingest(&mail("ops@xm.example", "Sev3: slow", "XMPR-0000-0000-0002").build());
+    agent(
+        &mut e,
+        "TKT-000001",
+        "#status in progress\nLooking at it already.",
+    );
+    e.ingest(
+        &mail(
+            "ops@xm.example",
+            "Re: [TKT-000001] Sev3: slow",
+            "Version: 7.1\nEnvironment: test",
+        )
+        .build(),
+    );
+    let t = e.ticket(1);
+    assert_eq!(t.status, "in_progress");
+    assert!(t.missing_info.is_empty());
+}

@@ -80,3 +80,23 @@ async fn the_folder_coming_back_delivers_what_waited() {
     assert_eq!(e.app.deliver().await.unwrap().sent, 1);
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
 }
+
+#[tokio::test]
+async fn a_message_whose_sender_died_on_the_last_attempt_is_failed_not_retried_forever() {
+    let mut e = env_with("[outbound]\nmax_attempts = 1\n");
+    e.ingest(&mail("jane@acme.example", "x", "ACME-0000-0000-0001").build());
+    // A sender claims it and dies before recording anything.
+    let now = e.clock.now();
+    let claimed = e
+        .app
+        .store
+        .claim_due(now, now + chrono::Duration::minutes(5), 10, 1)
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    e.clock.advance(chrono::Duration::minutes(6));
+    let r = e.app.deliver().await.unwrap();
+    assert_eq!(r.sent, 0);
+    let row = e.outbox().remove(0);
+    assert_eq!(row.state, "failed");
+    assert!(row.last_error.unwrap().contains("sender stopped"));
+}

@@ -597,3 +597,22 @@ fn a_quarantined_mail_can_be_replayed_once_its_cause_is_fixed() {
     // The original bytes are what was processed, and the mail is still a duplicate if re-delivered.
     assert_eq!(e.ingest(&m), Outcome::Duplicate);
 }
+
+#[test]
+fn a_ticket_number_pasted_from_another_customer_does_not_block_a_new_request() {
+    let mut e = env();
+    created(&e.ingest(&mail("jane@acme.example", "first", "ACME-0000-0000-0001").build()));
+    let m = mail(
+        "bob@globex.example",
+        "new problem",
+        "GLBX-0000-0000-0002\nSimilar to what ACME saw in TKT-000001.",
+    )
+    .build();
+    assert_eq!(created(&e.ingest(&m)), "TKT-000002");
+    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    assert_eq!(
+        articles.len(),
+        1,
+        "nothing was added to the other customer's ticket"
+    );
+}

@@ -158,7 +158,7 @@ pub async fn deliver_due(
     loop {
         let now = clock.now();
         let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::minutes(5));
-        let batch = store.claim_due(now, now + lease, cfg.concurrency)?;
+        let batch = store.claim_due(now, now + lease, cfg.concurrency, cfg.max_attempts)?;
         if batch.is_empty() {
             return Ok(report);
         }

@@ -109,7 +109,7 @@ pub fn route(
     }
 
     if registry.is_agent(from) {
-        return Ok(match find_ticket(mail, tx)? {
+        return Ok(match find_ticket(mail, tx)?.map(|(t, _)| t) {
             Some(t) => Decision::AgentMail {
                 ticket: Box::new(t),
             },
@@ -122,7 +122,7 @@ pub fn route(
         });
     }
 
-    if let Some(ticket) = find_ticket(mail, tx)? {
+    if let Some((ticket, by_headers)) = find_ticket(mail, tx)? {
         let customer = registry.customer(&ticket.customer);
         let allowed = ticket.requester == from
             || customer.is_some_and(|c| !c.allowed_senders.is_empty() && c.allows(from));
@@ -130,6 +130,11 @@ pub fn route(
             return Ok(Decision::FollowUp {
                 ticket: Box::new(ticket),
             });
+        }
+        // A ticket number merely written in the mail (a pasted or forwarded reference) does
+        // not stop a request with its own key from being opened.
+        if !by_headers && !mail.key_candidates.is_empty() {
+            return new_request(mail, from, registry, now);
         }
         return Ok(quarantine(
             "not_allowed_on_ticket",
@@ -140,6 +145,16 @@ pub fn route(
         ));
     }
 
+    new_request(mail, from, registry, now)
+}
+
+/// Rule 4: a new request, decided by its support key.
+fn new_request(
+    mail: &InboundMail,
+    from: &str,
+    registry: &Registry,
+    now: DateTime<Utc>,
+) -> store::Result<Decision> {
     let mut first_inactive: Option<Decision> = None;
     for key in &mail.key_candidates {
         match registry.key_status(key, now) {
@@ -203,18 +218,23 @@ pub fn route(
     })
 }
 
-fn find_ticket(mail: &InboundMail, tx: &mut dyn WriteTx) -> store::Result<Option<TicketRow>> {
+/// The ticket a mail is about, and whether its threading headers (not just a number in the
+/// text) said so.
+fn find_ticket(
+    mail: &InboundMail,
+    tx: &mut dyn WriteTx,
+) -> store::Result<Option<(TicketRow, bool)>> {
     // Headers win over subject text: the most recent parent first.
     for id in mail.in_reply_to.iter().chain(mail.references.iter().rev()) {
         if let Some(t) = tx.ticket_for_message_id(id)? {
-            return tx.ticket(t);
+            return Ok(tx.ticket(t)?.map(|t| (t, true)));
         }
     }
     for n in mail.subject_refs.iter().chain(mail.body_refs.iter()) {
         if let Ok(id) = i64::try_from(*n)
             && let Some(t) = tx.ticket(id)?
         {
-            return Ok(Some(t));
+            return Ok(Some((t, false)));
         }
     }
     Ok(None)

@@ -287,11 +287,14 @@ pub trait Store: Send {
     /// Claims up to `limit` messages due at `now` (pending, retry, or a lapsed claim):
     /// marks them `sending` until `lease_until` and counts the attempt before it is made, so a
     /// message that always crashes the sender still runs out of attempts.
+    /// A lapsed claim that already used `max_attempts` (the sender died during its last
+    /// attempt) is marked `failed` instead of being claimed again.
     fn claim_due(
         &mut self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        max_attempts: u32,
     ) -> Result<Vec<OutboxMail>>;
     fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
     fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()>;

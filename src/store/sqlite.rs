@@ -625,10 +625,17 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        max_attempts: u32,
     ) -> Result<Vec<OutboxMail>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "UPDATE outbox SET state = 'failed', \
+             last_error = 'gave up after ' || attempts || ' attempts (outbound.max_attempts): the sender stopped during the last one' \
+             WHERE state = 'sending' AND next_attempt_at <= ?1 AND attempts >= ?2",
+        )?
+        .execute(params![ts(now), max_attempts])?;
         let claimed = {
             let mut st = tx.prepare_cached(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, next_attempt_at = ?2 \
