@@ -437,7 +437,7 @@ impl Pipeline {
                     None,
                     Some(ticket.id),
                 )?;
-                self.add_article(tx, ticket.id, Some(inbound_id), mail, now)?;
+                self.add_article(tx, ticket.id, Some(inbound_id), "customer", mail, now)?;
                 if engine.customer_update(tx, &mut ticket, mail, inbound_id)?
                     == Update::NeedsNewTicket
                 {
@@ -560,24 +560,7 @@ impl Pipeline {
             None,
             Some(ticket.id),
         )?;
-        let article = tx.insert_article(&NewArticle {
-            ticket_id: ticket.id,
-            inbound_id: Some(inbound_id),
-            kind,
-            author: mail.from.as_deref().unwrap_or_default(),
-            body: &mail.text,
-            quoted: &mail.quoted,
-            now,
-        })?;
-        for a in &mail.attachments {
-            tx.insert_attachment(
-                article,
-                &a.filename,
-                &a.content_type,
-                a.size,
-                a.data.as_deref(),
-            )?;
-        }
+        self.add_article(tx, ticket.id, Some(inbound_id), kind, mail, now)?;
         tx.touch_ticket(ticket.id, now)?;
         report.appended += 1;
         let reference = self.reference(ticket.id);
@@ -612,7 +595,7 @@ impl Pipeline {
             None,
             Some(ticket.id),
         )?);
-        self.add_article(tx, ticket.id, inbound_id, mail, now)?;
+        self.add_article(tx, ticket.id, inbound_id, "customer", mail, now)?;
         let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
         let ctx = json!({
             "reference": reference,
@@ -757,13 +740,14 @@ impl Pipeline {
         tx: &mut dyn WriteTx,
         ticket_id: i64,
         inbound_id: Option<i64>,
+        kind: &str,
         mail: &InboundMail,
         now: DateTime<Utc>,
     ) -> store::Result<()> {
         let article = tx.insert_article(&NewArticle {
             ticket_id,
             inbound_id,
-            kind: "customer",
+            kind,
             author: mail.from.as_deref().unwrap_or_default(),
             body: &mail.text,
             quoted: &mail.quoted,
@@ -778,9 +762,8 @@ impl Pipeline {
                 a.data.as_deref(),
             )?;
         }
-        if let Some(id) = &mail.message_id {
-            tx.link_message_id(id, ticket_id)?;
-        }
+        // The mail's own Message-ID needs no link: its inbound row (dedup key and ticket) is
+        // what a reply naming it is found by.
         Ok(())
     }
 

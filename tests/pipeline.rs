@@ -616,3 +616,25 @@ fn a_ticket_number_pasted_from_another_customer_does_not_block_a_new_request() {
         "nothing was added to the other customer's ticket"
     );
 }
+
+#[test]
+fn a_reply_to_the_customers_own_first_mail_lands_on_its_ticket() {
+    let mut e = env();
+    created(
+        &e.ingest(
+            &mail("jane@acme.example", "first", "ACME-0000-0000-0001")
+                .id("orig@acme.example")
+                .build(),
+        ),
+    );
+    // A colleague answers Jane's original mail (reply-all): no tag, no key.
+    let m = mail("mark@acme.example", "Re: first", "Also seen here.")
+        .header("In-Reply-To: <orig@acme.example>")
+        .build();
+    assert_eq!(
+        e.ingest(&m),
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
+    );
+}
