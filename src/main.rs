@@ -491,11 +491,15 @@ fn dispatch(
                     t.severity,
                     plan.calendar_name
                 );
+                let written =
+                    plan.response_targets[usize::from(t.severity.clamp(1, 4)) - 1].as_deref();
                 println!(
                     "  target:    {}",
-                    view.target
-                        .as_deref()
-                        .unwrap_or("none (as soon as possible)")
+                    match (written, view.target.as_deref()) {
+                        (Some(w), Some(h)) if w != h => format!("{w} ({h} of working time)"),
+                        (_, Some(h)) => h.to_string(),
+                        (_, None) => "none (as soon as possible)".to_string(),
+                    }
                 );
                 println!("  state:     {}", view.state);
                 println!("  started:   {}", local(view.started_at));
