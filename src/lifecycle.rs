@@ -30,14 +30,6 @@ pub struct Engine<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// What a customer's follow-up did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Update {
-    Appended,
-    /// eXo: the ticket was closed; the pipeline opens a new ticket that refers to it.
-    NeedsNewTicket,
-}
-
 fn status(t: &TicketRow) -> Status {
     Status::parse(&t.status).unwrap_or(Status::Open)
 }
@@ -126,7 +118,13 @@ impl Engine<'_> {
             sla::start(&mut t.sla, &plan.calendar, self.now);
         }
         t.id = tx.insert_ticket(&t)?;
-        self.arm(tx, &t, plan)?;
+        // A new ticket has no timers to clear: only set the ones it needs.
+        if let Some(due) = t.sla.due_at {
+            tx.set_timer(t.id, SLA, due)?;
+        }
+        if let Some(due) = self.followup_due(&t, plan) {
+            tx.set_timer(t.id, FOLLOWUP, due)?;
+        }
         Ok(t)
     }
 
@@ -200,7 +198,7 @@ impl Engine<'_> {
         t: &mut TicketRow,
         mail: &InboundMail,
         inbound_id: i64,
-    ) -> Result<Update> {
+    ) -> Result<()> {
         let plan = self.plan(t);
         let actor = mail.from.clone().unwrap_or_default();
         // The checklist: what this mail brings.
@@ -231,26 +229,24 @@ impl Engine<'_> {
                     )?;
                     self.arm(tx, t, &plan)?;
                     tx.save_ticket(t)?;
-                    return Ok(Update::Appended);
+                    return Ok(());
                 }
             }
         }
         match Self::profile(t).customer_effect(status(t), &mail.text) {
-            CustomerEffect::Append => {
+            CustomerEffect::Resume(to) if t.missing_info.is_empty() => {
+                self.set_status(tx, t, &plan, to, &actor, Some("customer replied"))?
+            }
+            // Kept on the ticket; while it waits for missing items the wait starts again
+            // from this mail. (A reply to a closed eXo ticket reaches here only when its key
+            // is no longer active: the pipeline opens the linked ticket otherwise.)
+            CustomerEffect::Append
+            | CustomerEffect::NewLinkedTicket
+            | CustomerEffect::Resume(_) => {
                 if status(t) == Status::WaitingOnCustomer {
-                    // Still incomplete: the wait starts again from this mail.
                     t.followup_base_at = Some(self.now);
                     t.followup_stage = 0;
                 }
-            }
-            CustomerEffect::Resume(to) if !t.missing_info.is_empty() => {
-                // Still missing items: keep waiting, reminders start over.
-                let _ = to;
-                t.followup_base_at = Some(self.now);
-                t.followup_stage = 0;
-            }
-            CustomerEffect::Resume(to) => {
-                self.set_status(tx, t, &plan, to, &actor, Some("customer replied"))?
             }
             CustomerEffect::Refuse(to) => {
                 self.set_status(tx, t, &plan, to, &actor, Some("solution refused"))?
@@ -293,12 +289,11 @@ impl Engine<'_> {
                     self.now,
                 )?;
             }
-            CustomerEffect::NewLinkedTicket => return Ok(Update::NeedsNewTicket),
         }
         t.updated_at = self.now;
         self.arm(tx, t, &plan)?;
         tx.save_ticket(t)?;
-        Ok(Update::Appended)
+        Ok(())
     }
 
     fn to_customer<'l>(

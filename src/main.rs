@@ -295,15 +295,13 @@ fn dispatch(
             let mut st = store::open(&cfg.database_url)?;
             match command {
                 TicketsCommand::List { json, limit } => {
-                    let rows: Vec<_> = st
-                        .tickets(limit)?
-                        .iter()
-                        .map(|t| ticket_json(&prefix, t))
-                        .collect();
+                    let tickets = st.tickets(limit)?;
                     if json {
+                        let rows: Vec<_> =
+                            tickets.iter().map(|t| ticket_json(&prefix, t)).collect();
                         println!("{}", serde_json::to_string_pretty(&rows)?);
                     } else {
-                        for t in st.tickets(limit)? {
+                        for t in tickets {
                             println!(
                                 "{}  {:<20} sev {}  {:<12} {}",
                                 pipeline::reference(&prefix, t.id),

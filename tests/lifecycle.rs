@@ -766,3 +766,34 @@ fn completing_the_checklist_keeps_a_status_an_agent_already_set() {
     assert_eq!(t.status, "in_progress");
     assert!(t.missing_info.is_empty());
 }
+
+#[test]
+fn a_reply_to_a_closed_ticket_whose_key_was_revoked_stays_on_it() {
+    let mut e = env();
+    e.ingest(&mail("jane@exo.example", "one", "EXOC-0000-0000-0001").build());
+    agent(&mut e, "TKT-000001", "#close duplicate");
+    let path = e.path("customers.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        r#"keys = [{ key = "EXOC-0000-0000-0001" }]"#,
+        r#"keys = [{ key = "EXOC-0000-0000-0001", revoked = "2026-01-01" }]"#,
+    );
+    std::fs::write(&path, text).unwrap();
+    let reply = mail(
+        "jane@exo.example",
+        "Re: [TKT-000001] one",
+        "It happens again.",
+    )
+    .build();
+    assert_eq!(
+        e.ingest(&reply),
+        Outcome::Appended {
+            ticket: "TKT-000001".into()
+        }
+    );
+    assert_eq!(
+        e.app.store.tickets(10).unwrap().len(),
+        1,
+        "no new ticket without an active key"
+    );
+    assert_eq!(e.ticket(1).status, "closed");
+}
