@@ -143,14 +143,20 @@ impl App {
         loop {
             let pass = async {
                 let r = self.drain_maildir(&md)?;
-                let fired = crate::timers::tick(
-                    &self.pipeline,
-                    self.store.as_mut(),
-                    self.clock.now(),
-                    false,
-                )?;
-                let d = self.deliver().await?;
-                anyhow::Ok((r, fired.len(), d))
+                // Timers and deliveries take the write lock only when something is due: an
+                // idle daemon does not contend with `ingest` once a second.
+                let now = self.clock.now();
+                let fired = if self.store.next_timer()?.is_some_and(|d| d <= now) {
+                    crate::timers::tick(&self.pipeline, self.store.as_mut(), now, false)?.len()
+                } else {
+                    0
+                };
+                let d = if self.store.next_due()?.is_some_and(|d| d <= now) {
+                    self.deliver().await?
+                } else {
+                    DeliveryReport::default()
+                };
+                anyhow::Ok((r, fired, d))
             }
             .await;
             match pass {
