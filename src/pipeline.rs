@@ -152,6 +152,17 @@ impl Pipeline {
         store: &mut dyn Store,
         mails: &[RawMail],
     ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
+        self.process_then(store, mails, &mut |_| Ok(()))
+    }
+
+    /// [`Pipeline::process`], with `finish` run in the batch's transaction just before it
+    /// commits (IMAP ingest records the mailbox's highest UID there).
+    pub fn process_then(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
         let registry = self.registry.current();
         let now = self.clock.now();
         // Fast path: the whole batch in one transaction, no savepoints, the next chunk parsed
@@ -202,6 +213,7 @@ impl Pipeline {
                 if failed || all.len() != mails.len() {
                     return Ok(None); // dropped: rolled back
                 }
+                finish(tx.as_mut())?;
                 tx.commit()?;
                 Ok::<_, store::StoreError>(Some((report, outcomes)))
             })();
@@ -258,6 +270,7 @@ impl Pipeline {
             };
             outcomes.push(outcome);
         }
+        finish(tx.as_mut())?;
         tx.commit()?;
         Ok((report, outcomes))
     }

@@ -199,10 +199,11 @@ fn record(
                 "gave up after {} attempts (outbound.max_attempts); last error: {e}",
                 mail.attempts
             );
-            store.mark_failed(mail.id, &e)?;
+            store.mark_dead(mail.id, &e)?;
             report.failed += 1;
             tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
-                attempt = mail.attempts, result = "failed", error = %e, "delivery failed");
+                attempt = mail.attempts, result = "dead", error = %e,
+                "delivery gave up; kept as dead letter: `ticketgate outbox retry ID` sends it again");
         }
         Err(SendError::Permanent(e)) => {
             store.mark_failed(mail.id, &e)?;

@@ -200,6 +200,15 @@ pub struct NewOutbound<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// Where the reading of an IMAP mailbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MailboxState {
+    /// The mailbox's UIDVALIDITY that `last_uid` belongs to.
+    pub uid_validity: u32,
+    /// The highest UID whose effects are committed.
+    pub last_uid: u32,
+}
+
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub trait WriteTx {
     /// Marks a point the pipeline can return to when one mail of a batch fails.
@@ -266,6 +275,8 @@ pub trait WriteTx {
     /// Records that `message_id` belongs to `ticket_id`; a known id keeps its first ticket.
     fn link_message_id(&mut self, message_id: &str, ticket_id: i64) -> Result<()>;
     fn enqueue(&mut self, m: &NewOutbound<'_>) -> Result<i64>;
+    /// Records how far a mailbox was read, in the transaction that committed the mails.
+    fn set_mailbox_state(&mut self, mailbox: &str, state: MailboxState) -> Result<()>;
 
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -298,11 +309,30 @@ pub trait Store: Send {
     ) -> Result<Vec<OutboxMail>>;
     fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
     fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()>;
+    /// Refused for good (SMTP 5xx): `failed`.
     fn mark_failed(&mut self, id: i64, error: &str) -> Result<()>;
+    /// Out of attempts (kept failing): `dead`, the dead-letter state.
+    fn mark_dead(&mut self, id: i64, error: &str) -> Result<()>;
+    /// Puts a `failed` or `dead` message back to `pending` with its attempts reset (the
+    /// operator's `outbox retry`). `false` when the row is not in one of those states.
+    fn retry_outbox(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool>;
     /// The earliest time any undelivered message is due, for the sender's sleep.
     fn next_due(&mut self) -> Result<Option<DateTime<Utc>>>;
     /// The earliest armed timer.
     fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>>;
     fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>>;
     fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>>;
+
+    fn mailbox_state(&mut self, mailbox: &str) -> Result<Option<MailboxState>>;
+    /// Takes the lease `name` for `holder` until `until`, or renews it, when it is free,
+    /// lapsed (`until <= now`) or already `holder`'s. `false`: another holder has it.
+    fn try_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Gives the lease up at once (clean shutdown), when `holder` has it.
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()>;
 }

@@ -13,6 +13,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_lifecycle.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_mailboxes.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -496,6 +500,16 @@ impl WriteTx for SqliteTx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
+    fn set_mailbox_state(&mut self, mailbox: &str, state: MailboxState) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO mailboxes (name, uid_validity, last_uid) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET uid_validity = excluded.uid_validity, last_uid = excluded.last_uid",
+            )?
+            .execute(params![mailbox, state.uid_validity, state.last_uid])?;
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -631,7 +645,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.prepare_cached(
-            "UPDATE outbox SET state = 'failed', \
+            "UPDATE outbox SET state = 'dead', \
              last_error = 'gave up after ' || attempts || ' attempts (outbound.max_attempts): the sender stopped during the last one' \
              WHERE state = 'sending' AND next_attempt_at <= ?1 AND attempts >= ?2",
         )?
@@ -720,5 +734,61 @@ impl Store for SqliteStore {
             )?
             .query_row([], |r| r.get(0))?;
         Ok(next.map(|s| parse_ts(&s)).transpose()?)
+    }
+
+    fn mark_dead(&mut self, id: i64, error: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1")?
+            .execute(params![id, error])?;
+        Ok(())
+    }
+
+    fn retry_outbox(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2 \
+                 WHERE id = ?1 AND state IN ('failed', 'dead')",
+            )?
+            .execute(params![id, ts(now)])?;
+        Ok(n == 1)
+    }
+
+    fn mailbox_state(&mut self, mailbox: &str) -> Result<Option<MailboxState>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT uid_validity, last_uid FROM mailboxes WHERE name = ?1")?
+            .query_row([mailbox], |r| {
+                Ok(MailboxState {
+                    uid_validity: r.get(0)?,
+                    last_uid: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn try_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                 WHERE leases.holder = excluded.holder OR leases.until <= ?3",
+            )?
+            .execute(params![name, holder, ts(now), ts(until)])?;
+        Ok(n == 1)
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM leases WHERE name = ?1 AND holder = ?2")?
+            .execute(params![name, holder])?;
+        Ok(())
     }
 }
