@@ -2,8 +2,10 @@
 //! [`WriteTx`] traits; SQLite implements them today and PostgreSQL will implement the same
 //! traits with its own migrations. Times cross this boundary as `DateTime<Utc>`.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
@@ -15,13 +17,16 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL error: {}", postgres::pg_message(.0))]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("cannot open the database at {path}: {detail}")]
     Open { path: String, detail: String },
     #[error("{0}")]
     Other(String),
 }
 
-/// Opens the store named by a URL (`sqlite:PATH`), creating its folder, and migrates it.
+/// Opens the store named by a URL (`sqlite:PATH`, creating its folder, or
+/// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and migrates it.
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
     match url.split_once(':') {
         Some(("sqlite", path)) => {
@@ -29,8 +34,15 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
             s.migrate()?;
             Ok(Box::new(s))
         }
+        Some(("postgres" | "postgresql", _)) => {
+            let mut s = PgStore::open(url)?;
+            s.migrate()?;
+            Ok(Box::new(s))
+        }
+        // Only the scheme is shown: the rest may hold a password.
         _ => Err(StoreError::Other(format!(
-            "unsupported database URL `{url}`: use sqlite:PATH"
+            "unsupported database URL `{}:...`: use sqlite:PATH or postgres://USER:PASSWORD@HOST/DATABASE",
+            url.split_once(':').map_or("", |(scheme, _)| scheme)
         ))),
     }
 }

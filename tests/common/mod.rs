@@ -1,9 +1,11 @@
-//! Shared test setup: a real SQLite database, registry file and outbox folder in a temporary
-//! directory, and a clock the test moves.
+//! Shared test setup: a real database, registry file and outbox folder in a temporary
+//! directory, and a clock the test moves. The database is SQLite, or a fresh PostgreSQL
+//! database (dropped afterwards) when `TICKETGATE_TEST_DATABASE_URL` names a server, e.g.
+//! `postgres://ticketgate:ticketgate@127.0.0.1:5432/postgres`.
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use ticketgate::app::App;
 use ticketgate::clock::ManualClock;
@@ -57,6 +59,108 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub app: App,
     pub clock: ManualClock,
+    /// The PostgreSQL database, dropped after the app (fields drop in order).
+    pub db: Option<TestDatabase>,
+}
+
+/// The variable naming a PostgreSQL server to test against.
+pub const DATABASE_URL_VAR: &str = "TICKETGATE_TEST_DATABASE_URL";
+
+/// A PostgreSQL database of its own for one test, created on the server named by
+/// `TICKETGATE_TEST_DATABASE_URL` and dropped (`WITH (FORCE)`) when this is dropped.
+pub struct TestDatabase {
+    /// URL of the new database.
+    pub url: String,
+    pub name: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// A fresh database, or `None` when `TICKETGATE_TEST_DATABASE_URL` is not set (SQLite).
+    pub fn create() -> Option<TestDatabase> {
+        let admin_url = std::env::var(DATABASE_URL_VAR)
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).unwrap();
+        let name = format!(
+            "tg_{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        admin(&admin_url, &format!("CREATE DATABASE {name}"));
+        Some(TestDatabase {
+            url: with_database(&admin_url, &name),
+            name,
+            admin_url,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        admin(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs `sql` on the server at `url`, from a throwaway runtime on its own thread (the
+/// caller may be inside a runtime already).
+pub fn admin(url: &str, sql: &str) {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e:?}"));
+            let driver = tokio::spawn(connection);
+            client
+                .batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"));
+            drop(client);
+            let _ = driver.await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// The database URL for one test: a fresh PostgreSQL database when
+/// `TICKETGATE_TEST_DATABASE_URL` is set (keep the guard alive while it is used), otherwise
+/// SQLite at `dir/tg.db`.
+pub fn database_url(dir: &Path) -> (String, Option<TestDatabase>) {
+    match TestDatabase::create() {
+        Some(db) => (db.url.clone(), Some(db)),
+        None => (format!("sqlite:{}", dir.join("tg.db").display()), None),
+    }
+}
+
+/// Whether the tests run on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(DATABASE_URL_VAR).is_ok_and(|u| !u.is_empty())
 }
 
 pub fn start() -> DateTime<Utc> {
@@ -84,8 +188,9 @@ pub fn env_registry(registry: &str, extra: &str) -> Env {
     } else {
         format!("[outbound]\ndir = \"outbox\"\n{extra}")
     };
+    let (url, db) = database_url(dir.path());
     let text = format!(
-        "[database]\nurl = \"sqlite:tg.db\"\n[inbound]\nmaildir = \"inbox\"\nmax_attachment_size = \"2KB\"\n\
+        "[database]\nurl = \"{url}\"\n[inbound]\nmaildir = \"inbox\"\nmax_attachment_size = \"2KB\"\n\
          [registry]\npath = \"customers.toml\"\n{extra}"
     );
     let cfg = Config::from_toml(
@@ -96,7 +201,12 @@ pub fn env_registry(registry: &str, extra: &str) -> Env {
     .unwrap();
     let clock = ManualClock::new(start());
     let app = App::open(cfg, Arc::new(clock.clone())).unwrap();
-    Env { dir, app, clock }
+    Env {
+        dir,
+        app,
+        clock,
+        db,
+    }
 }
 
 impl Env {

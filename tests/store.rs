@@ -1,0 +1,694 @@
+//! The store contract itself, on SQLite and, with `TICKETGATE_TEST_DATABASE_URL` set, on a
+//! fresh PostgreSQL database per test: outbox claims by concurrent senders, leases, mailbox
+//! state, operator retries, the writer lock, rollback on drop, savepoints. The tests marked
+//! "PostgreSQL only" check what only a server can show (row locks held by another session,
+//! a connection killed under the store) and pass trivially on SQLite.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::{DATABASE_URL_VAR, TestDatabase, database_url, on_postgres, start};
+use std::sync::mpsc;
+use std::time::Instant;
+use ticketgate::store::{self, MailboxState, NewArticle, NewInbound, NewOutbound, Store};
+
+struct Db {
+    _dir: tempfile::TempDir,
+    url: String,
+    pg: Option<TestDatabase>,
+}
+
+fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, pg) = database_url(dir.path());
+    Db { _dir: dir, url, pg }
+}
+
+impl Db {
+    fn open(&self) -> Box<dyn Store> {
+        store::open(&self.url).unwrap()
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    start()
+}
+
+fn outbound<'a>(recipient: &'a str, message_id: &'a str, at: DateTime<Utc>) -> NewOutbound<'a> {
+    NewOutbound {
+        ticket_id: None,
+        inbound_id: None,
+        kind: "test",
+        recipient,
+        subject: "s",
+        message_id,
+        automatic: false,
+        body: b"Subject: s\r\n\r\nbody\r\n",
+        state: "pending",
+        note: None,
+        now: at,
+    }
+}
+
+/// Enqueues `n` pending messages due at `at`, in one transaction; returns their ids.
+fn enqueue(s: &mut dyn Store, n: usize, at: DateTime<Utc>) -> Vec<i64> {
+    let mut tx = s.write().unwrap();
+    let ids = (0..n)
+        .map(|i| {
+            let r = format!("r{i}@example.test");
+            let m = format!("<{i}@tg.example.test>");
+            tx.enqueue(&outbound(&r, &m, at)).unwrap()
+        })
+        .collect();
+    tx.commit().unwrap();
+    ids
+}
+
+fn inbound<'a>(key: &'a str, outcome: &'a str) -> NewInbound<'a> {
+    NewInbound {
+        dedup_key: key,
+        message_id: None,
+        source: "test",
+        received_at: now(),
+        from: Some("a@example.test"),
+        subject: "x",
+        raw: b"raw bytes",
+        outcome,
+        reason_code: None,
+        reason: None,
+        ticket_id: None,
+    }
+}
+
+/// Runs `sql` (one row, one BIGINT column) on the PostgreSQL database at `url` through a
+/// connection of its own.
+fn pg_scalar(url: &str, sql: &str) -> i64 {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Another session holding `SELECT ... FOR UPDATE` locks on outbox rows until dropped.
+struct RowLocks {
+    release: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RowLocks {
+    fn take(url: &str, ids: &[i64]) -> RowLocks {
+        let expected = ids.len();
+        let (url, ids) = (url.to_string(), ids.to_vec());
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client.batch_execute("BEGIN").await.unwrap();
+                let n = client
+                    .query(
+                        "SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE",
+                        &[&ids],
+                    )
+                    .await
+                    .unwrap()
+                    .len();
+                locked_tx.send(n).unwrap();
+                let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
+                client.batch_execute("ROLLBACK").await.unwrap();
+            });
+        });
+        assert_eq!(locked_rx.recv().unwrap(), expected, "rows locked");
+        RowLocks {
+            release: Some(release_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RowLocks {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn two_stores_claiming_concurrently_never_get_the_same_row() {
+    let d = db();
+    let mut a = d.open();
+    let all = enqueue(a.as_mut(), 300, now());
+    let b = d.open();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let claim_all = |mut s: Box<dyn Store>, barrier: std::sync::Arc<std::sync::Barrier>| {
+        std::thread::spawn(move || {
+            barrier.wait();
+            let mut mine = Vec::new();
+            loop {
+                let got = s
+                    .claim_due(now(), now() + Duration::minutes(5), 7, 5)
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|m| m.id));
+            }
+        })
+    };
+    let ta = claim_all(a, barrier.clone());
+    let tb = claim_all(b, barrier);
+    let (mine_a, mine_b) = (ta.join().unwrap(), tb.join().unwrap());
+
+    let set_a: std::collections::BTreeSet<i64> = mine_a.iter().copied().collect();
+    let set_b: std::collections::BTreeSet<i64> = mine_b.iter().copied().collect();
+    assert_eq!(set_a.len(), mine_a.len(), "a store claimed a row twice");
+    assert_eq!(set_b.len(), mine_b.len(), "a store claimed a row twice");
+    assert!(
+        set_a.is_disjoint(&set_b),
+        "rows claimed by both stores: {:?}",
+        set_a.intersection(&set_b).collect::<Vec<_>>()
+    );
+    let union: Vec<i64> = set_a.union(&set_b).copied().collect();
+    assert_eq!(union, all, "every row is claimed");
+    let rows = d.open().outbox(1000).unwrap();
+    assert!(rows.iter().all(|r| r.state == "sending" && r.attempts == 1));
+}
+
+#[test]
+fn claim_due_skips_rows_another_sender_has_locked_postgres_only() {
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    let mut s = d.open();
+    let ids = enqueue(s.as_mut(), 4, now());
+    let locks = RowLocks::take(&pg.url, &ids[..2]);
+    let t = Instant::now();
+    let got: Vec<i64> = s
+        .claim_due(now(), now() + Duration::minutes(5), 10, 5)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "claim waited for the locks"
+    );
+    assert_eq!(
+        got,
+        ids[2..].to_vec(),
+        "the locked rows are skipped, not waited for"
+    );
+    drop(locks);
+    let got: Vec<i64> = s
+        .claim_due(now(), now() + Duration::minutes(5), 10, 5)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, ids[..2].to_vec(), "released rows are claimed next");
+}
+
+#[test]
+fn claim_due_does_not_wait_for_the_writer_lock_postgres_only() {
+    let d = db();
+    if d.pg.is_none() {
+        return;
+    }
+    let mut a = d.open();
+    let ids = enqueue(a.as_mut(), 2, now());
+    let mut b = d.open();
+    let tx = a.write().unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        let got = b
+            .claim_due(now(), now() + Duration::minutes(5), 10, 5)
+            .unwrap();
+        done_tx.send(got.len()).unwrap();
+    });
+    let n = done_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("claim_due waited for the write transaction");
+    assert_eq!(n, ids.len());
+    drop(tx);
+    sender.join().unwrap();
+}
+
+#[test]
+fn lapsed_claim_that_used_its_last_attempt_is_dead_not_claimed_again() {
+    let d = db();
+    let mut s = d.open();
+    let ids = enqueue(s.as_mut(), 1, now());
+    // max_attempts 1: the one attempt is taken by this claim, then the sender "dies".
+    assert_eq!(
+        s.claim_due(now(), now() + Duration::minutes(5), 10, 1)
+            .unwrap()
+            .len(),
+        1
+    );
+    let later = now() + Duration::minutes(10);
+    assert!(
+        s.claim_due(later, later + Duration::minutes(5), 10, 1)
+            .unwrap()
+            .is_empty()
+    );
+    let row = &s.outbox(10).unwrap()[0];
+    assert_eq!(
+        (row.id, row.state.as_str(), row.attempts),
+        (ids[0], "dead", 1)
+    );
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 1 attempts")
+    );
+}
+
+#[test]
+fn leases_take_renew_refuse_lapse_and_release() {
+    let d = db();
+    let mut s = d.open();
+    let t = now();
+    let min = Duration::minutes;
+    assert!(
+        s.try_lease("imap:INBOX", "a", t, t + min(1)).unwrap(),
+        "free: taken"
+    );
+    assert!(
+        s.try_lease("imap:INBOX", "a", t + Duration::seconds(30), t + min(2))
+            .unwrap(),
+        "renewed by its holder"
+    );
+    assert!(
+        !s.try_lease("imap:INBOX", "b", t + min(1), t + min(3))
+            .unwrap(),
+        "refused to another holder while it runs"
+    );
+    assert!(
+        s.try_lease("other", "b", t + min(1), t + min(3)).unwrap(),
+        "leases are per name"
+    );
+    assert!(
+        s.try_lease("imap:INBOX", "b", t + min(2), t + min(4))
+            .unwrap(),
+        "lapsed (until <= now): taken over"
+    );
+    assert!(
+        !s.try_lease("imap:INBOX", "a", t + min(3), t + min(5))
+            .unwrap(),
+        "the old holder lost it"
+    );
+    s.release_lease("imap:INBOX", "a").unwrap(); // not a's: no effect
+    assert!(
+        !s.try_lease("imap:INBOX", "a", t + min(3), t + min(5))
+            .unwrap()
+    );
+    s.release_lease("imap:INBOX", "b").unwrap();
+    assert!(
+        s.try_lease("imap:INBOX", "a", t + min(3), t + min(5))
+            .unwrap(),
+        "released: free at once"
+    );
+    // Seen from another instance of the same database.
+    let mut other = d.open();
+    assert!(
+        !other
+            .try_lease("imap:INBOX", "c", t + min(4), t + min(6))
+            .unwrap()
+    );
+}
+
+#[test]
+fn mailbox_state_round_trips_and_follows_the_transaction() {
+    let d = db();
+    let mut s = d.open();
+    assert_eq!(s.mailbox_state("INBOX").unwrap(), None);
+    let first = MailboxState {
+        uid_validity: 1_700_000_000,
+        last_uid: 42,
+    };
+    let mut tx = s.write().unwrap();
+    tx.set_mailbox_state("INBOX", first).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(s.mailbox_state("INBOX").unwrap(), Some(first));
+
+    let top = MailboxState {
+        uid_validity: u32::MAX,
+        last_uid: u32::MAX,
+    };
+    let mut tx = s.write().unwrap();
+    tx.set_mailbox_state("INBOX", top).unwrap();
+    drop(tx); // not committed
+    assert_eq!(s.mailbox_state("INBOX").unwrap(), Some(first));
+    let mut tx = s.write().unwrap();
+    tx.set_mailbox_state("INBOX", top).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(d.open().mailbox_state("INBOX").unwrap(), Some(top));
+    assert_eq!(s.mailbox_state("Other").unwrap(), None);
+}
+
+#[test]
+fn retry_outbox_puts_back_failed_and_dead_only() {
+    let d = db();
+    let mut s = d.open();
+    let ids = enqueue(s.as_mut(), 5, now());
+    assert_eq!(
+        s.claim_due(now(), now() + Duration::minutes(5), 10, 5)
+            .unwrap()
+            .len(),
+        5
+    );
+    s.mark_failed(ids[0], "550 no such user").unwrap();
+    s.mark_dead(ids[1], "gave up").unwrap();
+    s.mark_sent(ids[2], now()).unwrap();
+    s.mark_retry(ids[3], now() + Duration::minutes(1), "421 busy")
+        .unwrap();
+    // ids[4] stays `sending`.
+    let later = now() + Duration::hours(1);
+    let retried: Vec<bool> = ids
+        .iter()
+        .map(|&id| s.retry_outbox(id, later).unwrap())
+        .collect();
+    assert_eq!(retried, [true, true, false, false, false]);
+    assert!(!s.retry_outbox(999_999, later).unwrap(), "unknown row");
+    let rows = s.outbox(10).unwrap();
+    let state: Vec<(&str, i64)> = rows
+        .iter()
+        .map(|r| (r.state.as_str(), r.attempts))
+        .collect();
+    assert_eq!(
+        state,
+        [
+            ("pending", 0),
+            ("pending", 0),
+            ("sent", 1),
+            ("retry", 1),
+            ("sending", 1)
+        ]
+    );
+    assert_eq!(rows[0].next_attempt_at, later);
+    assert_eq!(rows[1].next_attempt_at, later);
+    assert_eq!(s.next_due().unwrap(), Some(now() + Duration::minutes(1)));
+}
+
+#[test]
+fn the_write_lock_serializes_two_stores_and_the_second_sees_the_first_commit() {
+    let d = db();
+    let mut a = d.open();
+    let mut b = d.open();
+    let mut tx = a.write().unwrap();
+    tx.insert_inbound(&inbound("k1", "created")).unwrap();
+
+    let (got_lock_tx, got_lock_rx) = mpsc::channel();
+    let second = std::thread::spawn(move || {
+        let mut tx = b.write().unwrap();
+        got_lock_tx.send(()).unwrap();
+        let seen = tx.inbound_exists("k1").unwrap();
+        tx.insert_inbound(&inbound("k2", "created")).unwrap();
+        tx.commit().unwrap();
+        seen
+    });
+    assert!(
+        got_lock_rx
+            .recv_timeout(std::time::Duration::from_millis(700))
+            .is_err(),
+        "the second write() must wait while the first transaction is open"
+    );
+    tx.commit().unwrap();
+    got_lock_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the second write() proceeds once the first commits");
+    assert!(
+        second.join().unwrap(),
+        "the second writer sees the first's commit"
+    );
+    let mut tx = a.write().unwrap();
+    assert!(tx.inbound_exists("k2").unwrap());
+}
+
+#[test]
+fn a_transaction_dropped_without_commit_rolls_back() {
+    let d = db();
+    let mut s = d.open();
+    {
+        let mut tx = s.write().unwrap();
+        tx.insert_inbound(&inbound("gone", "created")).unwrap();
+        tx.enqueue(&outbound("x@example.test", "<x@tg>", now()))
+            .unwrap();
+        tx.set_mailbox_state(
+            "INBOX",
+            MailboxState {
+                uid_validity: 1,
+                last_uid: 1,
+            },
+        )
+        .unwrap();
+    }
+    assert!(s.outbox(10).unwrap().is_empty());
+    assert_eq!(s.mailbox_state("INBOX").unwrap(), None);
+    let mut tx = s.write().unwrap();
+    assert!(!tx.inbound_exists("gone").unwrap());
+    tx.insert_inbound(&inbound("kept", "created")).unwrap();
+    tx.commit().unwrap();
+    // Another instance is not blocked by the dropped transaction's lock.
+    let mut other = d.open();
+    let mut tx = other.write().unwrap();
+    assert!(tx.inbound_exists("kept").unwrap());
+    assert!(!tx.inbound_exists("gone").unwrap());
+}
+
+#[test]
+fn rollback_to_savepoint_undoes_a_failed_statement_and_the_rest_commits() {
+    let d = db();
+    let mut s = d.open();
+    let mut tx = s.write().unwrap();
+    tx.insert_inbound(&inbound("before", "created")).unwrap();
+    tx.savepoint().unwrap();
+    tx.insert_inbound(&inbound("undone", "created")).unwrap();
+    let err = tx
+        .insert_article(&NewArticle {
+            ticket_id: 999_999, // no such ticket: foreign key violation
+            inbound_id: None,
+            kind: "customer",
+            author: "a",
+            body: "b",
+            quoted: "",
+            now: now(),
+        })
+        .unwrap_err();
+    if on_postgres() {
+        let msg = err.to_string();
+        assert!(msg.contains("foreign key"), "server message shown: {msg}");
+    }
+    tx.rollback_to_savepoint().unwrap();
+    tx.savepoint().unwrap();
+    tx.insert_inbound(&inbound("after", "quarantined")).unwrap();
+    tx.release_savepoint().unwrap();
+    tx.commit().unwrap();
+    let mut tx = s.write().unwrap();
+    assert!(tx.inbound_exists("before").unwrap());
+    assert!(!tx.inbound_exists("undone").unwrap());
+    assert!(tx.inbound_exists("after").unwrap());
+}
+
+#[test]
+fn commit_after_a_failed_statement_is_an_error_not_a_silent_rollback_postgres_only() {
+    let d = db();
+    if d.pg.is_none() {
+        return;
+    }
+    let mut s = d.open();
+    let mut tx = s.write().unwrap();
+    tx.insert_inbound(&inbound("k", "created")).unwrap();
+    assert!(
+        tx.insert_attachment(999_999, "f", "text/plain", 1, None)
+            .is_err()
+    );
+    assert!(tx.commit().is_err());
+    let mut tx = s.write().unwrap();
+    assert!(!tx.inbound_exists("k").unwrap());
+}
+
+#[test]
+fn a_replayed_mail_no_longer_counts_for_deduplication() {
+    let d = db();
+    let mut s = d.open();
+    let mut tx = s.write().unwrap();
+    let id = tx
+        .insert_inbound(&inbound("mid:q@x", "quarantined"))
+        .unwrap();
+    assert!(tx.inbound_exists("mid:q@x").unwrap());
+    let (raw, source) = tx.take_for_replay(id).unwrap().unwrap();
+    assert_eq!(
+        (raw.as_slice(), source.as_str()),
+        (&b"raw bytes"[..], "test")
+    );
+    assert!(!tx.inbound_exists("mid:q@x").unwrap());
+    assert!(
+        tx.take_for_replay(id).unwrap().is_none(),
+        "no longer quarantined"
+    );
+    // The same key can be recorded again.
+    tx.insert_inbound(&inbound("mid:q@x", "created")).unwrap();
+    tx.commit().unwrap();
+    assert!(s.quarantine(10).unwrap().is_empty());
+    assert_eq!(s.inbound_raw(id).unwrap().unwrap(), b"raw bytes");
+}
+
+/// The daemon's situation: the synchronous store used from inside a runtime's `block_on`.
+#[tokio::test]
+async fn the_store_works_inside_a_current_thread_runtime() {
+    let d = db();
+    let mut s = d.open();
+    let ids = enqueue(s.as_mut(), 3, now());
+    tokio::task::yield_now().await;
+    let got = s
+        .claim_due(now(), now() + Duration::minutes(5), 10, 5)
+        .unwrap();
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    s.mark_sent(ids[0], now()).unwrap();
+    assert_eq!(s.outbox(10).unwrap()[0].state, "sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_works_inside_a_multi_thread_runtime() {
+    let d = db();
+    let mut s = d.open();
+    let handle = tokio::spawn(async move {
+        enqueue(s.as_mut(), 2, now());
+        s.outbox(10).unwrap().len()
+    });
+    assert_eq!(handle.await.unwrap(), 2);
+}
+
+#[test]
+fn a_killed_connection_gives_errors_then_reconnects_never_hangs_postgres_only() {
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    let admin = std::env::var(DATABASE_URL_VAR).unwrap();
+    let kill = || {
+        pg_scalar(
+            &admin,
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                pg.name
+            ),
+        )
+    };
+    let mut s = d.open();
+    enqueue(s.as_mut(), 1, now());
+
+    assert_eq!(kill(), 1);
+    let t = Instant::now();
+    let first = s.outbox(10);
+    let second = s.outbox(10);
+    assert!(t.elapsed() < std::time::Duration::from_secs(15));
+    assert!(
+        first.is_ok() || second.is_ok(),
+        "reconnected by the second call: {first:?} / {second:?}"
+    );
+    assert_eq!(second.unwrap().len(), 1);
+
+    // Killed while idle: write() begins on a new connection at once.
+    assert_eq!(kill(), 1);
+    let mut tx = s
+        .write()
+        .expect("write() reconnects when the idle connection died");
+    tx.insert_inbound(&inbound("idle", "created")).unwrap();
+    tx.commit().unwrap();
+
+    // Killed inside a write transaction: the statement fails, dropping the transaction does
+    // not hang, and the next transaction works on a new connection.
+    let mut tx = s.write().unwrap();
+    assert_eq!(kill(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(tx.insert_inbound(&inbound("k", "created")).is_err());
+    drop(tx);
+    let mut tx = s.write().unwrap();
+    tx.insert_inbound(&inbound("k", "created")).unwrap();
+    tx.commit().unwrap();
+
+    // The database goes away: an error naming it, not a panic or a hang.
+    let name = pg.name.clone();
+    drop(d);
+    let _ = s.outbox(10); // may only find the connection closed
+    let err = s.outbox(10).unwrap_err().to_string();
+    assert!(err.contains(&name), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_an_error_naming_it_without_the_password() {
+    let err = match store::open("postgres://someone:s3cret-pw@127.0.0.1:1/nodb") {
+        Ok(_) => panic!("connected to port 1"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("someone@127.0.0.1:1/nodb"), "{err}");
+    assert!(
+        err.contains("Check that the PostgreSQL server is running"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+#[test]
+fn a_missing_database_is_an_error_with_the_servers_message_postgres_only() {
+    if !on_postgres() {
+        return;
+    }
+    let admin = std::env::var(DATABASE_URL_VAR).unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let err = match store::open(&format!("{base}/tg_no_such_database")) {
+        Ok(_) => panic!("opened a database that does not exist"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("database \"tg_no_such_database\" does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("/tg_no_such_database"), "{err}");
+}
+
+#[test]
+fn instances_starting_together_migrate_once_postgres_only() {
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    let opened: Vec<_> = (0..3)
+        .map(|_| {
+            let url = pg.url.clone();
+            std::thread::spawn(move || store::open(&url).map(|_| ()))
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(
+        pg_scalar(&pg.url, "SELECT count(*) FROM schema_migrations"),
+        1
+    );
+    d.open(); // and again: nothing to do
+    assert_eq!(
+        pg_scalar(&pg.url, "SELECT count(*) FROM schema_migrations"),
+        1
+    );
+}
