@@ -5,6 +5,7 @@
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ingest::Maildir;
+use crate::ingest::imap::{self, Mailbox, SharedApp};
 use crate::notify::Templates;
 use crate::outbox::{self, DeliveryReport, Transport};
 use crate::pipeline::{Outcome, Pipeline, RawMail, Report};
@@ -14,6 +15,7 @@ use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Notify, watch};
 
 pub struct App {
     pub cfg: Arc<Config>,
@@ -124,8 +126,10 @@ impl App {
         .await
     }
 
-    /// The daemon's main job. With `once`, processes what is waiting, delivers what is due,
-    /// and returns; otherwise repeats until `shutdown` completes.
+    /// The daemon's main job. With `once`, reads each IMAP mailbox once, processes what is
+    /// waiting in the Maildir, delivers what is due, and returns; otherwise runs the IMAP
+    /// mailbox tasks alongside the Maildir drain, timers and delivery until `shutdown`
+    /// completes, then stops every task after its current batch.
     pub async fn run(
         &mut self,
         once: bool,
@@ -137,75 +141,148 @@ impl App {
                 self.cfg.inbound.maildir.display()
             )
         })?;
-        let mut summary = RunSummary::default();
-        tokio::pin!(shutdown);
-        let mut failures = 0u32;
-        loop {
-            let pass = async {
-                let r = self.drain_maildir(&md)?;
-                // Timers and deliveries take the write lock only when something is due: an
-                // idle daemon does not contend with `ingest` once a second.
-                let now = self.clock.now();
-                let fired = if self.store.next_timer()?.is_some_and(|d| d <= now) {
-                    crate::timers::tick(&self.pipeline, self.store.as_mut(), now, false)?.len()
-                } else {
-                    0
-                };
-                let d = if self.store.next_due()?.is_some_and(|d| d <= now) {
-                    self.deliver().await?
-                } else {
-                    DeliveryReport::default()
-                };
-                anyhow::Ok((r, fired, d))
-            }
-            .await;
-            match pass {
-                Ok((r, fired, d)) => {
-                    failures = 0;
-                    summary.timers += fired;
-                    summary.inbound.add(&r);
-                    summary.delivery.sent += d.sent;
-                    summary.delivery.retried += d.retried;
-                    summary.delivery.failed += d.failed;
-                    if r.mails() > 0 || d.sent + d.retried + d.failed > 0 {
-                        tracing::info!(
-                            created = r.created,
-                            appended = r.appended,
-                            quarantined = r.quarantined,
-                            duplicates = r.duplicates,
-                            sent = d.sent,
-                            retried = d.retried,
-                            failed = d.failed,
-                            "pass done"
-                        );
-                    }
+        let cfg = self.cfg.clone();
+        let clock = self.clock.clone();
+        let shared: SharedApp<'_> = tokio::sync::Mutex::new(self);
+        // Woken by a mailbox task after a commit that queued mail, so that acknowledgements
+        // leave at once rather than at the next poll.
+        let deliver = Notify::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mailboxes = futures_util::future::join_all(cfg.inbound.imap.iter().enumerate().map(
+            |(index, mb)| {
+                Mailbox {
+                    cfg: mb,
+                    index,
+                    app: &shared,
+                    clock: clock.clone(),
+                    batch_size: cfg.inbound.batch_size,
+                    max_message_bytes: cfg.inbound.max_message_bytes,
+                    deliver: &deliver,
+                    stop: stop_rx.clone(),
+                    holder: imap::instance_id(),
                 }
-                Err(e) if once => return Err(e),
-                Err(e) => {
-                    failures += 1;
-                    tracing::error!(error = format!("{e:#}"), failures, "pass failed; retrying");
+                .run(once)
+            },
+        ));
+        if once {
+            let outcomes = mailboxes.await;
+            let mut summary =
+                main_loop(&shared, &md, true, &deliver, std::future::pending()).await?;
+            let mut failed = Vec::new();
+            for o in outcomes {
+                summary.inbound.add(&o.report);
+                failed.extend(o.error);
+            }
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "{} of {} IMAP mailboxes could not be read (the others were): {}",
+                    failed.len(),
+                    cfg.inbound.imap.len(),
+                    failed.join(" | ")
+                );
+            }
+            return Ok(summary);
+        }
+        let daemon = async {
+            let r = main_loop(&shared, &md, false, &deliver, shutdown).await;
+            // Stops the mailbox tasks after their current batch (also when the loop failed).
+            let _ = stop_tx.send(true);
+            r
+        };
+        let (summary, outcomes) = tokio::join!(daemon, mailboxes);
+        let mut summary = summary?;
+        for o in outcomes {
+            summary.inbound.add(&o.report);
+        }
+        Ok(summary)
+    }
+}
+
+/// The Maildir drain, timers and delivery: once, or until `shutdown` completes. Sleeps until
+/// the poll interval, the next due timer or delivery, or a wake-up from a mailbox task.
+async fn main_loop(
+    shared: &SharedApp<'_>,
+    md: &Maildir,
+    once: bool,
+    deliver: &Notify,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<RunSummary> {
+    let mut summary = RunSummary::default();
+    tokio::pin!(shutdown);
+    let mut failures = 0u32;
+    loop {
+        let pass = async {
+            let mut guard = shared.lock().await;
+            let app: &mut App = &mut guard;
+            let r = app.drain_maildir(md)?;
+            // Timers and deliveries take the write lock only when something is due: an
+            // idle daemon does not contend with `ingest` once a second.
+            let now = app.clock.now();
+            let fired = if app.store.next_timer()?.is_some_and(|d| d <= now) {
+                crate::timers::tick(&app.pipeline, app.store.as_mut(), now, false)?.len()
+            } else {
+                0
+            };
+            let d = if app.store.next_due()?.is_some_and(|d| d <= now) {
+                app.deliver().await?
+            } else {
+                DeliveryReport::default()
+            };
+            anyhow::Ok((r, fired, d))
+        }
+        .await;
+        match pass {
+            Ok((r, fired, d)) => {
+                failures = 0;
+                summary.timers += fired;
+                summary.inbound.add(&r);
+                summary.delivery.sent += d.sent;
+                summary.delivery.retried += d.retried;
+                summary.delivery.failed += d.failed;
+                if r.mails() > 0 || d.sent + d.retried + d.failed > 0 {
+                    tracing::info!(
+                        created = r.created,
+                        appended = r.appended,
+                        quarantined = r.quarantined,
+                        duplicates = r.duplicates,
+                        sent = d.sent,
+                        retried = d.retried,
+                        failed = d.failed,
+                        "pass done"
+                    );
                 }
             }
-            if once {
-                return Ok(summary);
+            Err(e) if once => return Err(e),
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = format!("{e:#}"), failures, "pass failed; retrying");
             }
-            let mut wait = self.cfg.inbound.poll_interval;
+        }
+        if once {
+            return Ok(summary);
+        }
+        let wait = {
+            let mut guard = shared.lock().await;
+            let app: &mut App = &mut guard;
+            let mut wait = app.cfg.inbound.poll_interval;
             if failures > 0 {
                 wait = wait.max(Duration::from_secs(u64::from(failures.min(6)) * 5));
             }
-            let next_mail = self.store.next_due().ok().flatten();
-            let next_timer = self.store.next_timer().ok().flatten();
+            let next_mail = app.store.next_due().ok().flatten();
+            let next_timer = app.store.next_timer().ok().flatten();
             if let Some(due) = next_mail.into_iter().chain(next_timer).min() {
-                let until = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                let until = (due - app.clock.now()).to_std().unwrap_or(Duration::ZERO);
                 wait = wait.min(until.max(Duration::from_millis(50)));
             }
-            tokio::select! {
-                _ = &mut shutdown => {
-                    tracing::info!("shutdown requested; stopping after the last committed batch");
-                    return Ok(summary);
-                }
-                _ = tokio::time::sleep(wait) => {}
+            wait
+        };
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutdown requested; stopping after the last committed batch");
+                return Ok(summary);
             }
+            _ = tokio::time::sleep(wait) => {}
+            _ = deliver.notified() => {}
         }
     }
 }

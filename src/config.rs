@@ -65,6 +65,70 @@ pub struct InboundConfig {
     pub batch_size: usize,
     pub max_message_bytes: usize,
     pub max_attachment_bytes: usize,
+    /// IMAP mailboxes read besides the Maildir (`[[inbound.imap]]`), in file order.
+    pub imap: Vec<ImapConfig>,
+}
+
+/// How the IMAP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapTls {
+    /// TLS from the first byte (port 993).
+    Implicit,
+    /// Plain text, then `STARTTLS` before login (port 143).
+    StartTls,
+    /// Plain text throughout: only when written explicitly, for a server on this host.
+    None,
+}
+
+/// Where an XOAUTH2 access token comes from; read afresh at every login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A file whose content (trailing newlines removed) is the token.
+    File(PathBuf),
+    /// A shell command (`sh -c`) that prints the token.
+    Command(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum ImapAuth {
+    /// `LOGIN` with a password read at start.
+    Password(Secret),
+    /// `AUTHENTICATE XOAUTH2` with a bearer token.
+    XOAuth2(TokenSource),
+}
+
+/// What happens to a mail in the server's folder once its effects are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAction {
+    /// Moved to `move_to`.
+    Move,
+    /// Marked `\Seen` and left in place.
+    Flag,
+    /// Deleted (`\Deleted` and expunged).
+    Delete,
+}
+
+/// One `[[inbound.imap]]` mailbox.
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    /// Unique; in log lines and as the store's mailbox key.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: ImapTls,
+    /// PEM file of the certificate authorities to trust; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    pub auth: ImapAuth,
+    pub folder: String,
+    pub after: AfterAction,
+    pub move_to: String,
+    /// Use IDLE when the server offers it.
+    pub idle: bool,
+    /// Between passes when not idling.
+    pub poll_interval: Duration,
+    /// IDLE is ended and started again after this long (servers drop it after 30 minutes).
+    pub idle_renew: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +240,8 @@ struct RawInbound {
     batch_size: Option<usize>,
     max_message_size: Option<String>,
     max_attachment_size: Option<String>,
+    /// Read key by key in [`imap_config`], so that every error names `inbound.imap[N].key`.
+    imap: Option<Vec<toml::Table>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,15 +399,22 @@ impl Config {
                 format!("sqlite:{}", path(file).display())
             }
             Some(("postgres" | "postgresql", _)) => {
-                return Err(err(
-                    "database.url",
-                    "PostgreSQL is not available in this build yet; use a sqlite: URL",
-                ));
+                if let Err(e) = database_url.parse::<tokio_postgres::Config>() {
+                    return Err(err(
+                        "database.url",
+                        format!(
+                            "is not a PostgreSQL URL ({e}): write e.g. postgres://USER:PASSWORD@HOST:5432/DATABASE"
+                        ),
+                    ));
+                }
+                database_url
             }
             _ => {
                 return Err(err(
                     "database.url",
-                    format!("`{database_url}` is not a database URL: write sqlite:PATH"),
+                    format!(
+                        "`{database_url}` is not a database URL: write sqlite:PATH or postgres://USER:PASSWORD@HOST/DATABASE"
+                    ),
                 ));
             }
         };
@@ -364,6 +437,24 @@ impl Config {
                 "inbound.max_attachment_size",
                 raw.inbound.max_attachment_size.as_deref().unwrap_or("10MB"),
             )?,
+            imap: {
+                let tables = raw.inbound.imap.unwrap_or_default();
+                let mut boxes: Vec<ImapConfig> = Vec::with_capacity(tables.len());
+                for (i, t) in tables.iter().enumerate() {
+                    let b = imap_config(i, t, &path, env)?;
+                    if boxes.iter().any(|o| o.name == b.name) {
+                        return Err(err(
+                            &format!("inbound.imap[{i}].name"),
+                            format!(
+                                "`{}` is already the name of another mailbox: names must be unique",
+                                b.name
+                            ),
+                        ));
+                    }
+                    boxes.push(b);
+                }
+                boxes
+            },
         };
 
         let from_text = raw
@@ -628,6 +719,318 @@ fn smtp_config(
     })
 }
 
+/// The keys an `[[inbound.imap]]` table may have.
+const IMAP_KEYS: &[&str] = &[
+    "name",
+    "host",
+    "port",
+    "tls",
+    "ca_file",
+    "username",
+    "auth",
+    "password_env",
+    "password_file",
+    "token_file",
+    "token_command",
+    "folder",
+    "after",
+    "move_to",
+    "idle",
+    "poll_interval",
+    "idle_renew",
+];
+
+/// Typed access to one `[[inbound.imap]]` table; errors name `inbound.imap[N].key`.
+struct Keys<'a> {
+    t: &'a toml::Table,
+    i: usize,
+}
+
+impl Keys<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("inbound.imap[{}].{k}", self.i)
+    }
+
+    fn string(&self, k: &str) -> Result<Option<String>, ConfigError> {
+        match self.t.get(k) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(err(
+                &self.key(k),
+                format!("must be a string (in quotes), not a {}", v.type_str()),
+            )),
+        }
+    }
+
+    /// A string that must be present and not blank.
+    fn required(&self, k: &str, example: &str) -> Result<String, ConfigError> {
+        match self.string(k)? {
+            Some(s) if !s.trim().is_empty() => Ok(s),
+            Some(_) => Err(err(&self.key(k), format!("is empty: write e.g. {example}"))),
+            None => Err(err(
+                &self.key(k),
+                format!("is required: write e.g. {example}"),
+            )),
+        }
+    }
+
+    fn bool(&self, k: &str) -> Result<Option<bool>, ConfigError> {
+        match self.t.get(k) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(v) => Err(err(
+                &self.key(k),
+                format!("must be true or false, not a {}", v.type_str()),
+            )),
+        }
+    }
+}
+
+fn imap_config(
+    i: usize,
+    t: &toml::Table,
+    path: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ImapConfig, ConfigError> {
+    let k = Keys { t, i };
+    if let Some(unknown) = t.keys().find(|key| !IMAP_KEYS.contains(&key.as_str())) {
+        return Err(err(
+            &k.key(unknown),
+            format!("unknown key; an [[inbound.imap]] table takes {IMAP_KEYS:?}"),
+        ));
+    }
+    let name = k.required("name", "name = \"support\"")?;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err(err(
+            &k.key("name"),
+            format!("`{name}` may hold only ASCII letters, digits and - _ . @"),
+        ));
+    }
+    let host = k.required("host", "host = \"imap.example.com\"")?;
+    let tls = match k.string("tls")?.as_deref() {
+        Some("implicit") => ImapTls::Implicit,
+        Some("starttls") => ImapTls::StartTls,
+        Some("none") => ImapTls::None,
+        Some(other) => {
+            return Err(err(
+                &k.key("tls"),
+                format!(
+                    "`{other}` is not a mode: use \"implicit\" (port 993), \"starttls\" (port 143) or \"none\" (plain text, a server on this host only)"
+                ),
+            ));
+        }
+        None => {
+            return Err(err(
+                &k.key("tls"),
+                "is required: write tls = \"implicit\" (port 993) or \"starttls\" (port 143); \"none\" sends the password in plain text",
+            ));
+        }
+    };
+    let port = match t.get("port") {
+        None => match tls {
+            ImapTls::Implicit => 993,
+            ImapTls::StartTls | ImapTls::None => 143,
+        },
+        Some(toml::Value::Integer(n)) => match u16::try_from(*n) {
+            Ok(p) if p > 0 => p,
+            _ => {
+                return Err(err(
+                    &k.key("port"),
+                    format!("{n} is not a port (1 to 65535)"),
+                ));
+            }
+        },
+        Some(v) => {
+            return Err(err(
+                &k.key("port"),
+                format!("must be a number such as 993, not a {}", v.type_str()),
+            ));
+        }
+    };
+    let ca_file = k.string("ca_file")?.map(|p| path(&p));
+    if let Some(ca) = &ca_file {
+        if tls == ImapTls::None {
+            return Err(err(
+                &k.key("ca_file"),
+                "is set but tls = \"none\": remove it or use tls = \"implicit\" or \"starttls\"",
+            ));
+        }
+        if !ca.is_file() {
+            return Err(err(
+                &k.key("ca_file"),
+                format!(
+                    "{} is not a readable file: give a PEM file of CA certificates",
+                    ca.display()
+                ),
+            ));
+        }
+    }
+    let username = k.required("username", "username = \"support@example.com\"")?;
+    let password_env = k.string("password_env")?;
+    let password_file = k.string("password_file")?;
+    let token_file = k.string("token_file")?;
+    let token_command = k.string("token_command")?;
+    let auth = match k.string("auth")?.as_deref().unwrap_or("password") {
+        "password" => {
+            if token_file.is_some() || token_command.is_some() {
+                let key = if token_file.is_some() {
+                    "token_file"
+                } else {
+                    "token_command"
+                };
+                return Err(err(
+                    &k.key(key),
+                    "is for auth = \"xoauth2\"; with auth = \"password\" set password_env or password_file",
+                ));
+            }
+            let secret = match (password_env, password_file) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        &k.key("password_env"),
+                        "and password_file are both set: keep one",
+                    ));
+                }
+                (Some(var), None) => env(&var).ok_or_else(|| {
+                    err(
+                        &k.key("password_env"),
+                        format!("names the environment variable {var}, which is not set"),
+                    )
+                })?,
+                (None, Some(file)) => {
+                    let p = path(&file);
+                    let text = std::fs::read_to_string(&p).map_err(|e| {
+                        err(
+                            &k.key("password_file"),
+                            format!("cannot read {}: {e}", p.display()),
+                        )
+                    })?;
+                    text.trim_end_matches(['\r', '\n']).to_string()
+                }
+                (None, None) => {
+                    return Err(err(
+                        &k.key("password_env"),
+                        "is required with auth = \"password\" (or password_file): the password never goes in this file",
+                    ));
+                }
+            };
+            ImapAuth::Password(Secret(secret))
+        }
+        "xoauth2" => {
+            if password_env.is_some() || password_file.is_some() {
+                let key = if password_env.is_some() {
+                    "password_env"
+                } else {
+                    "password_file"
+                };
+                return Err(err(
+                    &k.key(key),
+                    "is for auth = \"password\"; with auth = \"xoauth2\" set token_file or token_command",
+                ));
+            }
+            match (token_file, token_command) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        &k.key("token_file"),
+                        "and token_command are both set: keep one",
+                    ));
+                }
+                (Some(f), None) => ImapAuth::XOAuth2(TokenSource::File(path(&f))),
+                (None, Some(c)) if !c.trim().is_empty() => {
+                    ImapAuth::XOAuth2(TokenSource::Command(c))
+                }
+                (None, Some(_)) => return Err(err(&k.key("token_command"), "is empty")),
+                (None, None) => {
+                    return Err(err(
+                        &k.key("token_file"),
+                        "is required with auth = \"xoauth2\" (or token_command): where the access token is read at each login",
+                    ));
+                }
+            }
+        }
+        other => {
+            return Err(err(
+                &k.key("auth"),
+                format!("`{other}` is not a method: use \"password\" or \"xoauth2\""),
+            ));
+        }
+    };
+    let folder = k.string("folder")?.unwrap_or_else(|| "INBOX".to_string());
+    if folder.trim().is_empty() {
+        return Err(err(
+            &k.key("folder"),
+            "is empty: write e.g. folder = \"INBOX\"",
+        ));
+    }
+    let after = match k.string("after")?.as_deref().unwrap_or("move") {
+        "move" => AfterAction::Move,
+        "flag" => AfterAction::Flag,
+        "delete" => AfterAction::Delete,
+        other => {
+            return Err(err(
+                &k.key("after"),
+                format!("`{other}` is not an action: use \"move\", \"flag\" or \"delete\""),
+            ));
+        }
+    };
+    let move_to_set = t.contains_key("move_to");
+    let move_to = k
+        .string("move_to")?
+        .unwrap_or_else(|| "Processed".to_string());
+    if move_to.trim().is_empty() {
+        return Err(err(
+            &k.key("move_to"),
+            "is empty: write e.g. move_to = \"Processed\"",
+        ));
+    }
+    if after == AfterAction::Move && move_to == folder {
+        return Err(err(
+            &k.key("move_to"),
+            format!("is the folder read (`{folder}`): processed mail must go elsewhere"),
+        ));
+    }
+    if move_to_set && after != AfterAction::Move {
+        return Err(err(
+            &k.key("move_to"),
+            "is set but after is not \"move\": remove it or set after = \"move\"",
+        ));
+    }
+    let poll_interval = duration(
+        &k.key("poll_interval"),
+        k.string("poll_interval")?.as_deref().unwrap_or("60s"),
+    )?;
+    if poll_interval.is_zero() {
+        return Err(err(&k.key("poll_interval"), "must be more than 0"));
+    }
+    let idle_renew = duration(
+        &k.key("idle_renew"),
+        k.string("idle_renew")?.as_deref().unwrap_or("25m"),
+    )?;
+    if idle_renew >= Duration::from_secs(29 * 60) || idle_renew < Duration::from_secs(1) {
+        return Err(err(
+            &k.key("idle_renew"),
+            "must be between 1s and 29m (servers may end an IDLE after 30 minutes); the default is 25m",
+        ));
+    }
+    Ok(ImapConfig {
+        name,
+        host,
+        port,
+        tls,
+        ca_file,
+        username,
+        auth,
+        folder,
+        after,
+        move_to,
+        idle: k.bool("idle")?.unwrap_or(true),
+        poll_interval,
+        idle_renew,
+    })
+}
+
 /// Turns a toml error into one that names the key.
 fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
     let msg = e.message().to_string();
@@ -811,6 +1214,126 @@ mod tests {
         assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
     }
 
+    const IMAP_MIN: &str = "[[inbound.imap]]\nname = \"support\"\nhost = \"imap.example.com\"\ntls = \"implicit\"\nusername = \"support@example.com\"\npassword_env = \"IMAP_PW\"\n";
+
+    fn parse_imap(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(
+            text,
+            Path::new("/etc/tg"),
+            ConfigSource::EmbeddedDefault,
+            &|v| (v == "IMAP_PW").then(|| "s3cret".to_string()),
+        )
+    }
+
+    #[test]
+    fn imap_mailbox_defaults() {
+        let c = parse_imap(IMAP_MIN).unwrap();
+        let [b] = c.inbound.imap.as_slice() else {
+            panic!("one mailbox expected: {:?}", c.inbound.imap)
+        };
+        assert_eq!(b.name, "support");
+        assert_eq!((b.port, b.tls), (993, ImapTls::Implicit));
+        assert_eq!(b.folder, "INBOX");
+        assert_eq!(
+            (b.after, b.move_to.as_str()),
+            (AfterAction::Move, "Processed")
+        );
+        assert!(b.idle);
+        assert_eq!(b.poll_interval, Duration::from_secs(60));
+        assert_eq!(b.idle_renew, Duration::from_secs(25 * 60));
+        assert_eq!(b.ca_file, None);
+        assert!(matches!(&b.auth, ImapAuth::Password(p) if p.expose() == "s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"), "secret leaked");
+        // No [[inbound.imap]]: no mailbox.
+        assert!(parse("").unwrap().inbound.imap.is_empty());
+    }
+
+    #[test]
+    fn imap_ports_follow_tls_and_xoauth2_reads_its_token_later() {
+        let c = parse_imap(
+            "[[inbound.imap]]\nname = \"a\"\nhost = \"h\"\ntls = \"starttls\"\nusername = \"u\"\nauth = \"xoauth2\"\ntoken_file = \"tok\"\nafter = \"flag\"\nidle = false\npoll_interval = \"5s\"\n\
+             [[inbound.imap]]\nname = \"b\"\nhost = \"h\"\ntls = \"none\"\nusername = \"u\"\nauth = \"xoauth2\"\ntoken_command = \"get-token b\"\nport = 1143\nafter = \"delete\"\nfolder = \"Support\"\n",
+        )
+        .unwrap();
+        let a = &c.inbound.imap[0];
+        assert_eq!(
+            (a.port, a.tls, a.after, a.idle),
+            (143, ImapTls::StartTls, AfterAction::Flag, false)
+        );
+        assert_eq!(a.poll_interval, Duration::from_secs(5));
+        assert!(
+            matches!(&a.auth, ImapAuth::XOAuth2(TokenSource::File(p)) if p == Path::new("/etc/tg/tok"))
+        );
+        let b = &c.inbound.imap[1];
+        assert_eq!(
+            (b.port, b.tls, b.after),
+            (1143, ImapTls::None, AfterAction::Delete)
+        );
+        assert_eq!(b.folder, "Support");
+        assert!(
+            matches!(&b.auth, ImapAuth::XOAuth2(TokenSource::Command(c)) if c == "get-token b")
+        );
+    }
+
+    #[test]
+    fn imap_errors_name_their_key() {
+        let with = |extra: &str| format!("{IMAP_MIN}{extra}");
+        let without = |key: &str| {
+            IMAP_MIN
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let cases = [
+            (without("tls"), "inbound.imap[0].tls"),
+            (without("host"), "inbound.imap[0].host"),
+            (without("name"), "inbound.imap[0].name"),
+            (without("username"), "inbound.imap[0].username"),
+            (without("password_env"), "inbound.imap[0].password_env"),
+            (with("tls2 = 1"), "inbound.imap[0].tls2"),
+            (with("port = 70000"), "inbound.imap[0].port"),
+            (with("port = \"993\""), "inbound.imap[0].port"),
+            (with("after = \"archive\""), "inbound.imap[0].after"),
+            (with("auth = \"kerberos\""), "inbound.imap[0].auth"),
+            (with("auth = \"xoauth2\""), "inbound.imap[0].password_env"),
+            (with("idle = \"yes\""), "inbound.imap[0].idle"),
+            (with("idle_renew = \"29m\""), "inbound.imap[0].idle_renew"),
+            (with("idle_renew = \"soon\""), "inbound.imap[0].idle_renew"),
+            (
+                with("poll_interval = \"0s\""),
+                "inbound.imap[0].poll_interval",
+            ),
+            (with("move_to = \"INBOX\""), "inbound.imap[0].move_to"),
+            (
+                with("after = \"flag\"\nmove_to = \"Done\""),
+                "inbound.imap[0].move_to",
+            ),
+            (
+                with("ca_file = \"/nonexistent/ca.pem\""),
+                "inbound.imap[0].ca_file",
+            ),
+            (
+                with("password_file = \"/nonexistent/pw\""),
+                "inbound.imap[0].password_env",
+            ),
+            (with("token_file = \"tok\""), "inbound.imap[0].token_file"),
+            (
+                IMAP_MIN.replace("IMAP_PW", "UNSET"),
+                "inbound.imap[0].password_env",
+            ),
+            (format!("{IMAP_MIN}{IMAP_MIN}"), "inbound.imap[1].name"),
+            (
+                IMAP_MIN.replace("\"support\"", "\"sup port\""),
+                "inbound.imap[0].name",
+            ),
+        ];
+        for (text, key) in &cases {
+            let e = parse_imap(text).expect_err(text);
+            assert_eq!(e.key, *key, "{text}: {e}");
+        }
+    }
+
     #[test]
     fn durations_and_sizes() {
         assert_eq!(duration("k", "500ms").unwrap(), Duration::from_millis(500));
@@ -845,5 +1368,47 @@ mod example_tests {
             "from is among own_addresses already"
         );
         assert_eq!(c.templates_dir, Some(PathBuf::from("/srv/tg/templates")));
+        assert!(
+            c.inbound.imap.is_empty(),
+            "the IMAP example is commented out"
+        );
+    }
+
+    /// The commented-out `[[inbound.imap]]` example, uncommented, is valid and sets every key.
+    #[test]
+    fn the_imap_example_is_valid_once_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ticketgate.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "# [[inbound.imap]]")
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect();
+        assert!(block.len() > 10, "IMAP example block not found");
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let block = block.join("\n").replace(
+            "/etc/ticketgate/imap-ca.pem",
+            &ca.path().display().to_string(),
+        );
+        for key in IMAP_KEYS {
+            assert!(
+                block.contains(&format!("\n{key} =")) || block.contains(&format!("# {key} =")),
+                "{key} is not documented in the IMAP example"
+            );
+        }
+        let c = Config::from_toml_with_env(
+            &format!("{block}\n"),
+            Path::new("/srv/tg"),
+            ConfigSource::File(path),
+            &|v| (v == "TICKETGATE_IMAP_PASSWORD").then(|| "pw".to_string()),
+        )
+        .unwrap();
+        let b = &c.inbound.imap[0];
+        assert_eq!(
+            (b.name.as_str(), b.port, b.tls),
+            ("support", 993, ImapTls::Implicit)
+        );
+        assert_eq!(b.ca_file.as_deref(), Some(ca.path()));
     }
 }

@@ -117,7 +117,7 @@ impl Pipeline {
         let limits = Limits {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
         };
-        let one = |m: &RawMail| self.parse_one(&m.bytes, limits);
+        let one = |m: &RawMail| self.parse_one(&m.bytes, m.bytes.len(), limits);
         if mails.len() < 64 {
             return mails.iter().map(one).collect();
         }
@@ -134,8 +134,15 @@ impl Pipeline {
         })
     }
 
-    fn parse_one(&self, raw: &[u8], limits: Limits) -> Result<InboundMail, ParseFailure> {
-        if raw.len() > self.cfg.inbound.max_message_bytes {
+    /// `size`: the mail's whole size, more than `raw.len()` when the source handed over its
+    /// header only (see [`Pipeline::process_declared`]).
+    fn parse_one(
+        &self,
+        raw: &[u8],
+        size: usize,
+        limits: Limits,
+    ) -> Result<InboundMail, ParseFailure> {
+        if size > self.cfg.inbound.max_message_bytes {
             // Read the header section only: enough to answer the sender.
             let end = header_end(raw).min(256 * 1024);
             let mut head = raw[..end].to_vec();
@@ -155,6 +162,21 @@ impl Pipeline {
         self.process_then(store, mails, &mut |_| Ok(()))
     }
 
+    /// [`Pipeline::process_then`], for mails whose whole size the source knows without having
+    /// downloaded them: `declared[i]` (when given) is the size of `mails[i]`, whose bytes may
+    /// then be its header only (IMAP: `RFC822.SIZE` of a mail over
+    /// `inbound.max_message_size`, fetched as `BODY.PEEK[HEADER]`). Such a mail is quarantined
+    /// as too large, with the reply to its sender, like one handed over whole.
+    pub fn process_declared(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        declared: &[Option<usize>],
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
+        self.process_inner(store, mails, declared, finish)
+    }
+
     /// [`Pipeline::process`], with `finish` run in the batch's transaction just before it
     /// commits (IMAP ingest records the mailbox's highest UID there).
     pub fn process_then(
@@ -163,6 +185,25 @@ impl Pipeline {
         mails: &[RawMail],
         finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
     ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
+        self.process_inner(store, mails, &[], finish)
+    }
+
+    fn process_inner(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        declared: &[Option<usize>],
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
+        // The size each mail counts as: the declared one when larger than the bytes.
+        let size = |i: usize| {
+            let len = mails[i].bytes.len();
+            declared
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or(len, |d| d.max(len))
+        };
         let registry = self.registry.current();
         let now = self.clock.now();
         // Fast path: the whole batch in one transaction, no savepoints, the next chunk parsed
@@ -174,10 +215,13 @@ impl Pipeline {
             let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<_>>(4);
             if mails.len() >= 2 * PARSE_CHUNK {
                 s.spawn(move || {
-                    for chunk in mails.chunks(PARSE_CHUNK) {
+                    for (c, chunk) in mails.chunks(PARSE_CHUNK).enumerate() {
                         let parsed = chunk
                             .iter()
-                            .map(|m| self.parse_one(&m.bytes, limits))
+                            .enumerate()
+                            .map(|(j, m)| {
+                                self.parse_one(&m.bytes, size(c * PARSE_CHUNK + j), limits)
+                            })
                             .collect();
                         if chunks_tx.send(parsed).is_err() {
                             return; // the applier stopped early
@@ -187,7 +231,8 @@ impl Pipeline {
             } else {
                 let parsed = mails
                     .iter()
-                    .map(|m| self.parse_one(&m.bytes, limits))
+                    .enumerate()
+                    .map(|(i, m)| self.parse_one(&m.bytes, size(i), limits))
                     .collect();
                 let _ = chunks_tx.send(parsed); // the receiver is alive: it is below
                 drop(chunks_tx);
@@ -201,8 +246,17 @@ impl Pipeline {
                 for chunk in chunks_rx.iter() {
                     for p in chunk {
                         if !failed {
-                            let raw = &mails[all.len()];
-                            match self.apply(tx.as_mut(), raw, &p, &registry, now, &mut report) {
+                            let i = all.len();
+                            let raw = &mails[i];
+                            match self.apply(
+                                tx.as_mut(),
+                                raw,
+                                size(i),
+                                &p,
+                                &registry,
+                                now,
+                                &mut report,
+                            ) {
                                 Ok(o) => outcomes.push(o),
                                 Err(_) => failed = true,
                             }
@@ -227,10 +281,18 @@ impl Pipeline {
         let mut report = Report::default();
         let mut outcomes = Vec::with_capacity(mails.len());
         let mut tx = store.write()?;
-        for (raw, parsed) in mails.iter().zip(parsed) {
+        for (i, (raw, parsed)) in mails.iter().zip(parsed).enumerate() {
             tx.savepoint()?;
             let mut r = Report::default();
-            let outcome = match self.apply(tx.as_mut(), raw, &parsed, &registry, now, &mut r) {
+            let outcome = match self.apply(
+                tx.as_mut(),
+                raw,
+                size(i),
+                &parsed,
+                &registry,
+                now,
+                &mut r,
+            ) {
                 Ok(o) => {
                     tx.release_savepoint()?;
                     report.add(&r);
@@ -324,10 +386,18 @@ impl Pipeline {
         let limits = Limits {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
         };
-        let parsed = self.parse_one(&raw.bytes, limits);
+        let parsed = self.parse_one(&raw.bytes, raw.bytes.len(), limits);
         let mut report = Report::default();
         let outcome = self
-            .apply(tx.as_mut(), &raw, &parsed, &registry, now, &mut report)
+            .apply(
+                tx.as_mut(),
+                &raw,
+                raw.bytes.len(),
+                &parsed,
+                &registry,
+                now,
+                &mut report,
+            )
             .map_err(|e| ActionError::Replay(e.to_string()))?;
         tx.commit()?;
         Ok(outcome)
@@ -345,10 +415,12 @@ impl Pipeline {
         self.registry.current()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         tx: &mut dyn WriteTx,
         raw: &RawMail,
+        size: usize,
         parsed: &Result<InboundMail, ParseFailure>,
         registry: &Registry,
         now: DateTime<Utc>,
@@ -383,13 +455,12 @@ impl Pipeline {
             return Ok(Outcome::Duplicate);
         }
 
-        if raw.bytes.len() > self.cfg.inbound.max_message_bytes {
+        if size > self.cfg.inbound.max_message_bytes {
             let q = Quarantine {
                 code: "too_large",
                 reason: format!(
                     "{} bytes is over inbound.max_message_size ({} bytes)",
-                    raw.bytes.len(),
-                    self.cfg.inbound.max_message_bytes
+                    size, self.cfg.inbound.max_message_bytes
                 ),
                 reply: Some(route::ReplyInfo {
                     key: None,

@@ -1,0 +1,1201 @@
+//! IMAP mailboxes as inbound sources (`[[inbound.imap]]`), one task per mailbox.
+//!
+//! A pass: `UID SEARCH UID last+1:*`, then chunk by chunk `UID FETCH` the sizes, the mails
+//! (`BODY.PEEK[]`, or `BODY.PEEK[HEADER]` for a mail over `inbound.max_message_size`), and
+//! hand the chunk to the pipeline, whose transaction also records the mailbox's new highest
+//! UID ([`MailboxState`]). Only after that commit is the after-action applied (move, flag or
+//! delete). A crash between the two leaves committed mail in the folder at or below
+//! `last_uid`: the next session fetches it again (it is a duplicate, so nothing happens twice)
+//! and applies the after-action. Between passes the task waits with IDLE (or polls), always
+//! searching again on a wake-up instead of trusting unsolicited responses.
+//!
+//! Several instances may be configured with the same mailbox: a store lease `imap:<name>`
+//! lets one read it at a time. Every failure is logged on one line and retried with jittered
+//! exponential backoff; one broken mailbox never stops the others.
+
+use crate::app::App;
+use crate::clock::SharedClock;
+use crate::config::{AfterAction, ImapAuth, ImapConfig, ImapTls, TokenSource};
+use crate::pipeline::{RawMail, Report};
+use crate::store::MailboxState;
+use async_imap::types::{Fetch, UnsolicitedResponse};
+use futures_util::TryStreamExt as _;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::time::Instant;
+
+/// Connecting (TCP and TLS) and every command but a body fetch.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// One `UID FETCH` of a chunk's bodies.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// A chunk never holds more than this many bytes of mail (besides one larger mail alone).
+const CHUNK_BYTES: usize = 64 * 1024 * 1024;
+/// UID ranges per command, keeping command lines well under servers' limits (64 KB).
+const RANGES_PER_COMMAND: usize = 500;
+/// The lease is taken for this long and renewed every `LEASE_RENEW`.
+const LEASE_FOR: Duration = Duration::from_secs(30);
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How often a waiting instance tries to take a lease another instance holds.
+const LEASE_RETRY: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The app, shared by the daemon loop and the mailbox tasks of one `run`. Network I/O
+/// happens outside the lock; only store calls and commits take it.
+pub type SharedApp<'b> = Mutex<&'b mut App>;
+
+/// This process, as a lease holder: `hostname:pid:random`, made once.
+pub fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        let r = getrandom::u32().unwrap_or(0);
+        format!("{host}:{}:{r:08x}", std::process::id())
+    })
+}
+
+/// What one mailbox task needs.
+pub struct Mailbox<'a, 'b> {
+    pub cfg: &'a ImapConfig,
+    /// Position in `[[inbound.imap]]`, for naming keys in messages.
+    pub index: usize,
+    pub app: &'a SharedApp<'b>,
+    pub clock: SharedClock,
+    pub batch_size: usize,
+    pub max_message_bytes: usize,
+    /// Woken after a commit that queued outbound mail.
+    pub deliver: &'a Notify,
+    /// Becomes `true` at shutdown: the task stops after its current batch.
+    pub stop: watch::Receiver<bool>,
+    pub holder: &'a str,
+}
+
+/// What a mailbox task did.
+#[derive(Debug, Default)]
+pub struct MailboxOutcome {
+    pub report: Report,
+    /// With `once`: the failure that ended the pass.
+    pub error: Option<String>,
+}
+
+/// One failure, as logged: what failed, against which server, what to check.
+#[derive(Debug)]
+pub struct Failure {
+    what: String,
+    hint: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {}", self.what, self.hint)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// How a session ended without a failure.
+enum End {
+    /// `once`: the pass is done.
+    Done,
+    /// Shutdown requested.
+    Stopped,
+    /// Another instance took the lease: stop reading, wait to take it again.
+    LeaseLost,
+}
+
+impl Mailbox<'_, '_> {
+    fn key(&self, k: &str) -> String {
+        format!("inbound.imap[{}].{k}", self.index)
+    }
+
+    fn server(&self) -> String {
+        format!("{}:{}", self.cfg.host, self.cfg.port)
+    }
+
+    fn fail(&self, what: impl fmt::Display, hint: impl Into<String>) -> Failure {
+        Failure {
+            what: format!(
+                "IMAP mailbox `{}` ({}): {what}",
+                self.cfg.name,
+                self.server()
+            ),
+            hint: hint.into(),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Waits `d`, or less when shutdown is requested; `true` when stopped.
+    async fn sleep_or_stop(&mut self, d: Duration) -> bool {
+        if self.stopped() {
+            return true;
+        }
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => self.stopped(),
+            _ = stop.wait_for(|s| *s) => true,
+        }
+    }
+
+    /// The task: takes the lease, reads the mailbox session after session, reconnecting with
+    /// backoff after a failure, until shutdown (or, with `once`, after one pass).
+    pub async fn run(mut self, once: bool) -> MailboxOutcome {
+        let mut out = MailboxOutcome::default();
+        let mut lease = Lease::new(&self.cfg.name, self.holder);
+        let mut failures = 0u32;
+        let mut waiting_logged = false;
+        loop {
+            if self.stopped() {
+                break;
+            }
+            match lease.take(&self).await {
+                Ok(true) => waiting_logged = false,
+                Ok(false) => {
+                    if once {
+                        tracing::info!(mailbox = %self.cfg.name,
+                            "another instance is reading this IMAP mailbox; skipped");
+                        return out;
+                    }
+                    if !waiting_logged {
+                        tracing::info!(mailbox = %self.cfg.name,
+                            "another instance is reading this IMAP mailbox; waiting to take over");
+                        waiting_logged = true;
+                    }
+                    if self.sleep_or_stop(LEASE_RETRY).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(f) => {
+                    failures += 1;
+                    if self.failed(f, failures, once, &mut out).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            match self
+                .session(once, &mut lease, &mut failures, &mut out)
+                .await
+            {
+                Ok(End::Done | End::Stopped) => break,
+                Ok(End::LeaseLost) => {
+                    tracing::warn!(mailbox = %self.cfg.name,
+                        "lost the lease on this IMAP mailbox to another instance; stopped reading it");
+                    lease.held = None;
+                }
+                Err(f) => {
+                    failures += 1;
+                    if self.failed(f, failures, once, &mut out).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if lease.held.is_some() {
+            let mut app = self.app.lock().await;
+            if let Err(e) = app.store.release_lease(&lease.name, self.holder) {
+                tracing::warn!(mailbox = %self.cfg.name, error = %e, "could not release the IMAP mailbox lease; it lapses by itself");
+            }
+        }
+        out
+    }
+
+    /// Logs a failure and waits the backoff; `true` when the task must end.
+    async fn failed(
+        &mut self,
+        f: Failure,
+        failures: u32,
+        once: bool,
+        out: &mut MailboxOutcome,
+    ) -> bool {
+        if once {
+            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
+            out.error = Some(f.to_string());
+            return true;
+        }
+        let wait = backoff(failures, getrandom::u32().unwrap_or(u32::MAX / 2));
+        tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, failures,
+            retry_in = ?wait, "{f}");
+        self.sleep_or_stop(wait).await
+    }
+
+    async fn session(
+        &mut self,
+        once: bool,
+        lease: &mut Lease,
+        failures: &mut u32,
+        out: &mut MailboxOutcome,
+    ) -> Result<End, Failure> {
+        let mut stop = self.stop.clone();
+        let connected = tokio::select! {
+            r = self.connect() => r?,
+            _ = stop.wait_for(|s| *s) => return Ok(End::Stopped),
+        };
+        let mut s = connected;
+        let caps = timed(COMMAND_TIMEOUT, s.capabilities())
+            .await
+            .map_err(|e| self.fail(format!("CAPABILITY failed: {e}"), "check the server"))?;
+        let has = |c: &str| caps.has_str(c);
+        let (can_idle, can_move, uidplus) = (has("IDLE"), has("MOVE"), has("UIDPLUS"));
+        let folder = &self.cfg.folder;
+        let mb = timed(COMMAND_TIMEOUT, s.select(folder))
+            .await
+            .map_err(|e| {
+                self.fail(
+                    format!("SELECT {folder} failed: {e}"),
+                    format!("check that the folder exists ({})", self.key("folder")),
+                )
+            })?;
+        let uid_validity = mb.uid_validity.ok_or_else(|| {
+            self.fail(
+                format!("SELECT {folder} gave no UIDVALIDITY"),
+                "the server does not follow RFC 3501; it cannot be read safely",
+            )
+        })?;
+        if *failures > 0 {
+            tracing::info!(mailbox = %self.cfg.name, host = %self.cfg.host, "IMAP mailbox connected again");
+        }
+        *failures = 0;
+        let state = {
+            let mut app = self.app.lock().await;
+            app.store
+                .mailbox_state(&self.cfg.name)
+                .map_err(|e| self.store_failure(e))?
+        };
+        let mut last = match state {
+            Some(st) if st.uid_validity == uid_validity => st.last_uid,
+            Some(st) => {
+                tracing::warn!(mailbox = %self.cfg.name, folder = %folder,
+                    old = st.uid_validity, new = uid_validity,
+                    "UIDVALIDITY changed (the folder was recreated or rebuilt): reading it again from the start; mail already processed is recognised as duplicate");
+                0
+            }
+            None => 0,
+        };
+        if self.cfg.after == AfterAction::Move {
+            self.ensure_folder(&mut s).await?;
+        }
+        let mut pass = Pass {
+            uid_validity,
+            can_move,
+            uidplus,
+        };
+        // Mail committed but not moved or flagged before a crash or a failure.
+        if last > 0 {
+            let query = match self.cfg.after {
+                AfterAction::Flag => format!("UID 1:{last} UNSEEN"),
+                AfterAction::Move | AfterAction::Delete => format!("UID 1:{last}"),
+            };
+            let mut left: Vec<u32> = self
+                .search(&mut s, &query)
+                .await?
+                .into_iter()
+                .filter(|u| *u <= last)
+                .collect();
+            left.sort_unstable();
+            if !left.is_empty() {
+                tracing::warn!(mailbox = %self.cfg.name, mails = left.len(),
+                    "mail committed before but still in the folder (interrupted after commit): finishing it");
+                match self
+                    .process(&mut s, &left, &mut last, &mut pass, lease, out)
+                    .await?
+                {
+                    None => {}
+                    Some(end) => return self.end(s, end).await,
+                }
+            }
+        }
+        loop {
+            let mut new: Vec<u32> = self
+                .search(&mut s, &format!("UID {}:*", last.saturating_add(1)))
+                .await?
+                .into_iter()
+                .filter(|u| *u > last) // `n:*` always matches the highest UID
+                .collect();
+            new.sort_unstable();
+            if let Some(end) = self
+                .process(&mut s, &new, &mut last, &mut pass, lease, out)
+                .await?
+            {
+                return self.end(s, end).await;
+            }
+            if once {
+                return self.end(s, End::Done).await;
+            }
+            if self.stopped() {
+                return self.end(s, End::Stopped).await;
+            }
+            if self.cfg.idle && can_idle {
+                // New mail the server already announced during the pass's commands would not
+                // be announced again in IDLE: look again first. A full channel may have
+                // dropped such an announcement.
+                let full = s.unsolicited_responses.is_full();
+                let mut announced = full;
+                while let Ok(r) = s.unsolicited_responses.try_recv() {
+                    if matches!(
+                        r,
+                        UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+                    ) {
+                        announced = true;
+                    }
+                }
+                if announced {
+                    continue;
+                }
+                let (back, wake) = self.idle(s, lease).await?;
+                s = back;
+                match wake {
+                    Wake::Again => {}
+                    Wake::End(end) => return self.end(s, end).await,
+                }
+            } else {
+                let deadline = Instant::now() + self.cfg.poll_interval;
+                loop {
+                    let next = deadline.min(lease.next_renewal());
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next) => {}
+                        _ = stop.wait_for(|s| *s) => return self.end(s, End::Stopped).await,
+                    }
+                    if !lease.keep(self).await? {
+                        return self.end(s, End::LeaseLost).await;
+                    }
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs out (best effort) and returns `end`.
+    async fn end(&self, mut s: Session, end: End) -> Result<End, Failure> {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
+        Ok(end)
+    }
+
+    fn store_failure(&self, e: crate::store::StoreError) -> Failure {
+        self.fail(
+            format!("database error: {e}"),
+            "check the database (database.url); nothing from the batch was committed, it is read again",
+        )
+    }
+
+    /// IDLE until the server announces something, `idle_renew` passes, the lease is lost or
+    /// shutdown is requested. The lease is renewed meanwhile.
+    async fn idle(&mut self, s: Session, lease: &mut Lease) -> Result<(Session, Wake), Failure> {
+        let mut handle = s.idle();
+        timed(COMMAND_TIMEOUT, handle.init())
+            .await
+            .map_err(|e| self.fail(format!("IDLE failed: {e}"), "check the server"))?;
+        let renew_at = Instant::now() + self.cfg.idle_renew;
+        let mut stop = self.stop.clone();
+        let wake = {
+            // `_interrupt` must live while waiting: dropping it ends the wait.
+            let (wait, _interrupt) = handle.wait_with_timeout(self.cfg.idle_renew);
+            tokio::pin!(wait);
+            loop {
+                let next = renew_at.min(lease.next_renewal());
+                tokio::select! {
+                    r = &mut wait => {
+                        r.map_err(|e| self.fail(format!("connection lost while idling: {e}"), "check the server and the network"))?;
+                        break Wake::Again;
+                    }
+                    _ = tokio::time::sleep_until(next) => {
+                        if !lease.keep(self).await? {
+                            break Wake::End(End::LeaseLost);
+                        }
+                        if Instant::now() >= renew_at {
+                            break Wake::Again;
+                        }
+                    }
+                    _ = stop.wait_for(|s| *s) => break Wake::End(End::Stopped),
+                }
+            }
+        };
+        let s = timed(COMMAND_TIMEOUT, handle.done())
+            .await
+            .map_err(|e| self.fail(format!("ending IDLE failed: {e}"), "check the server"))?;
+        Ok((s, wake))
+    }
+
+    async fn search(&self, s: &mut Session, query: &str) -> Result<Vec<u32>, Failure> {
+        let set = timed(COMMAND_TIMEOUT, s.uid_search(query))
+            .await
+            .map_err(|e| {
+                self.fail(
+                    format!("UID SEARCH {query} failed: {e}"),
+                    "check the server",
+                )
+            })?;
+        Ok(set.into_iter().collect())
+    }
+
+    /// Creates `move_to` when the server does not list it.
+    async fn ensure_folder(&self, s: &mut Session) -> Result<(), Failure> {
+        let to = &self.cfg.move_to;
+        let pattern = quote(to);
+        let listed = timed(COMMAND_TIMEOUT, async {
+            let names: Vec<_> = s
+                .list(Some(""), Some(&pattern))
+                .await?
+                .try_collect()
+                .await?;
+            Ok(names.iter().any(|n| n.name() == to.as_str()))
+        })
+        .await
+        .map_err(|e| self.fail(format!("LIST {to} failed: {e}"), "check the server"))?;
+        if !listed {
+            timed(COMMAND_TIMEOUT, s.create(to)).await.map_err(|e| {
+                self.fail(
+                    format!("cannot create the folder {to}: {e}"),
+                    format!("create it on the server or change {}", self.key("move_to")),
+                )
+            })?;
+            tracing::info!(mailbox = %self.cfg.name, folder = %to, "created the folder for processed mail");
+        }
+        Ok(())
+    }
+
+    /// Fetches, commits and finishes `uids` (ascending) chunk by chunk. `Some(end)` when the
+    /// task must stop reading (shutdown between chunks, lease lost).
+    async fn process(
+        &mut self,
+        s: &mut Session,
+        uids: &[u32],
+        last: &mut u32,
+        pass: &mut Pass,
+        lease: &mut Lease,
+        out: &mut MailboxOutcome,
+    ) -> Result<Option<End>, Failure> {
+        for group in uids.chunks(self.batch_size) {
+            if self.stopped() {
+                return Ok(Some(End::Stopped));
+            }
+            if !lease.keep(self).await? {
+                return Ok(Some(End::LeaseLost));
+            }
+            let mut sizes: HashMap<u32, usize> = HashMap::with_capacity(group.len());
+            for set in uid_sets(group) {
+                let fetched = self
+                    .fetch(s, &set, "(UID RFC822.SIZE)", COMMAND_TIMEOUT)
+                    .await?;
+                for f in fetched {
+                    if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                        sizes.insert(uid, size as usize);
+                    }
+                }
+            }
+            // Chunks of at most CHUNK_BYTES (a larger mail alone), skipped mails included
+            // so that the mailbox position moves past them.
+            let mut start = 0;
+            while start < group.len() {
+                let mut end = start;
+                let mut bytes = 0usize;
+                while end < group.len() {
+                    let sz = sizes
+                        .get(&group[end])
+                        .copied()
+                        .unwrap_or(0)
+                        .min(self.max_message_bytes.saturating_add(1));
+                    if end > start && bytes + sz > CHUNK_BYTES {
+                        break;
+                    }
+                    bytes += sz;
+                    end += 1;
+                }
+                let chunk = &group[start..end];
+                start = end;
+                self.chunk(s, chunk, &sizes, last, pass, out).await?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// One chunk: fetch, commit with the mailbox position, then the after-action.
+    async fn chunk(
+        &mut self,
+        s: &mut Session,
+        chunk: &[u32],
+        sizes: &HashMap<u32, usize>,
+        last: &mut u32,
+        pass: &Pass,
+        out: &mut MailboxOutcome,
+    ) -> Result<(), Failure> {
+        let (mut small, mut big) = (Vec::new(), Vec::new());
+        for &uid in chunk {
+            match sizes.get(&uid) {
+                None => tracing::warn!(mailbox = %self.cfg.name, uid,
+                    "mail gone from the folder before it could be fetched (deleted by someone else?); skipped"),
+                Some(&sz) if sz > self.max_message_bytes => big.push(uid),
+                Some(_) => small.push(uid),
+            }
+        }
+        let mut got: Vec<(u32, Vec<u8>, Option<usize>)> = Vec::with_capacity(chunk.len());
+        for (uids, query, header_only) in [
+            (&small, "(UID RFC822.SIZE BODY.PEEK[])", false),
+            (&big, "(UID RFC822.SIZE BODY.PEEK[HEADER])", true),
+        ] {
+            for set in uid_sets(uids) {
+                for f in self.fetch(s, &set, query, FETCH_TIMEOUT).await? {
+                    let Some(uid) = f.uid else { continue };
+                    let bytes = if header_only { f.header() } else { f.body() };
+                    match bytes {
+                        Some(b) => got.push((
+                            uid,
+                            b.to_vec(),
+                            header_only.then(|| sizes.get(&uid).copied()).flatten(),
+                        )),
+                        None => tracing::error!(mailbox = %self.cfg.name, uid,
+                            "the server returned no content for this mail; skipped (it stays in the folder)"),
+                    }
+                }
+            }
+        }
+        got.sort_unstable_by_key(|g| g.0);
+        got.dedup_by_key(|g| g.0);
+        let fetched: Vec<u32> = got.iter().map(|g| g.0).collect();
+        for uid in small.iter().chain(&big) {
+            if fetched.binary_search(uid).is_err() {
+                tracing::error!(mailbox = %self.cfg.name, uid,
+                    "the server returned nothing for this mail; skipped (it stays in the folder)");
+            }
+        }
+        for (uid, _, declared) in &got {
+            if let Some(size) = declared {
+                tracing::warn!(mailbox = %self.cfg.name, uid, size,
+                    limit = self.max_message_bytes,
+                    "mail over inbound.max_message_size: header only fetched, quarantined as too large");
+            }
+        }
+        let mut declared = Vec::with_capacity(got.len());
+        let mails: Vec<RawMail> = got
+            .into_iter()
+            .map(|(uid, bytes, d)| {
+                declared.push(d);
+                RawMail {
+                    source: format!("imap:{}/{}/{uid}", self.cfg.name, pass.uid_validity),
+                    bytes,
+                }
+            })
+            .collect();
+        let top = chunk.iter().copied().max().unwrap_or(0).max(*last);
+        let state = MailboxState {
+            uid_validity: pass.uid_validity,
+            last_uid: top,
+        };
+        let report = {
+            let mut guard = self.app.lock().await;
+            let app: &mut App = &mut guard;
+            let name = &self.cfg.name;
+            let (report, _) = app
+                .pipeline
+                .process_declared(app.store.as_mut(), &mails, &declared, &mut |tx| {
+                    tx.set_mailbox_state(name, state)
+                })
+                .map_err(|e| self.store_failure(e))?;
+            report
+        };
+        *last = top;
+        out.report.add(&report);
+        if report.outbound > 0 {
+            self.deliver.notify_one();
+        }
+        if !mails.is_empty() {
+            tracing::info!(mailbox = %self.cfg.name, mails = mails.len(), created = report.created,
+                appended = report.appended, quarantined = report.quarantined,
+                duplicates = report.duplicates, last_uid = top, "IMAP batch committed");
+        }
+        self.after(s, &fetched, pass).await
+    }
+
+    async fn fetch(
+        &self,
+        s: &mut Session,
+        set: &str,
+        query: &str,
+        limit: Duration,
+    ) -> Result<Vec<Fetch>, Failure> {
+        timed(limit, async {
+            s.uid_fetch(set, query).await?.try_collect::<Vec<_>>().await
+        })
+        .await
+        .map_err(|e| {
+            self.fail(
+                format!("UID FETCH {query} failed: {e}"),
+                "check the server; nothing from this chunk was committed, it is read again",
+            )
+        })
+    }
+
+    /// Moves, flags or deletes committed mail.
+    async fn after(&self, s: &mut Session, uids: &[u32], pass: &Pass) -> Result<(), Failure> {
+        let to = &self.cfg.move_to;
+        for set in uid_sets(uids) {
+            let r = timed(COMMAND_TIMEOUT, async {
+                match self.cfg.after {
+                    AfterAction::Move if pass.can_move => s.uid_mv(&set, to).await,
+                    AfterAction::Move => {
+                        s.uid_copy(&set, to).await?;
+                        delete(s, &set, pass.uidplus).await
+                    }
+                    AfterAction::Flag => {
+                        s.uid_store(&set, "+FLAGS.SILENT (\\Seen)")
+                            .await?
+                            .try_collect::<Vec<_>>()
+                            .await?;
+                        Ok(())
+                    }
+                    AfterAction::Delete => delete(s, &set, pass.uidplus).await,
+                }
+            })
+            .await;
+            r.map_err(|e| {
+                let action = match self.cfg.after {
+                    AfterAction::Move => format!("moving processed mail to {to}"),
+                    AfterAction::Flag => "flagging processed mail \\Seen".to_string(),
+                    AfterAction::Delete => "deleting processed mail".to_string(),
+                };
+                self.fail(
+                    format!("{action} failed: {e}"),
+                    "its effects are committed; it is finished at the next connection (check the folder's permissions)",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// TCP, then TLS as configured, then login.
+    async fn connect(&self) -> Result<Session, Failure> {
+        let cfg = self.cfg;
+        let tcp = match tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            TcpStream::connect((cfg.host.as_str(), cfg.port)),
+        )
+        .await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                return Err(self.fail(
+                    format!("cannot connect: {e}"),
+                    format!(
+                        "check {} and {} and that the server is reachable",
+                        self.key("host"),
+                        self.key("port")
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(self.fail(
+                    format!("no answer to connect within {COMMAND_TIMEOUT:?}"),
+                    "check the host, the port and any firewall",
+                ));
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let client = match cfg.tls {
+            ImapTls::None => greet(self, async_imap::Client::new(Conn::Plain(tcp))).await?,
+            ImapTls::Implicit => {
+                let tls = self.tls(tcp).await?;
+                greet(self, async_imap::Client::new(Conn::Tls(Box::new(tls)))).await?
+            }
+            ImapTls::StartTls => {
+                let mut plain = greet(self, async_imap::Client::new(tcp)).await?;
+                timed(COMMAND_TIMEOUT, plain.run_command_and_check_ok("STARTTLS", None))
+                    .await
+                    .map_err(|e| {
+                        self.fail(
+                            format!("STARTTLS refused: {e}"),
+                            format!(
+                                "the server may not offer STARTTLS: check {} (\"implicit\" on port 993?)",
+                                self.key("tls")
+                            ),
+                        )
+                    })?;
+                let tls = self.tls(plain.into_inner()).await?;
+                async_imap::Client::new(Conn::Tls(Box::new(tls)))
+            }
+        };
+        let session = match &cfg.auth {
+            ImapAuth::Password(pw) => timed_login(client.login(&cfg.username, pw.expose())).await,
+            ImapAuth::XOAuth2(source) => {
+                let token = read_token(source).await.map_err(|e| {
+                    self.fail(
+                        format!("cannot get the XOAUTH2 token: {e}"),
+                        format!(
+                            "check {} / {}",
+                            self.key("token_file"),
+                            self.key("token_command")
+                        ),
+                    )
+                })?;
+                timed_login(client.authenticate(
+                    "XOAUTH2",
+                    XOAuth2 {
+                        response: Some(xoauth2_response(&cfg.username, &token)),
+                    },
+                ))
+                .await
+            }
+        };
+        session.map_err(|e| {
+            let creds = match cfg.auth {
+                ImapAuth::Password(_) => "password_env / password_file",
+                ImapAuth::XOAuth2(_) => "token_file / token_command (is the token expired?)",
+            };
+            self.fail(
+                format!("login as {} failed: {e}", cfg.username),
+                format!(
+                    "check {} and {} {creds}",
+                    self.key("username"),
+                    format_args!("inbound.imap[{}]", self.index)
+                ),
+            )
+        })
+    }
+
+    async fn tls(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+        let config = client_config(self.cfg).map_err(|e| {
+            self.fail(
+                format!("cannot set up TLS: {e}"),
+                format!("check {}", self.key("ca_file")),
+            )
+        })?;
+        let name = rustls::pki_types::ServerName::try_from(self.cfg.host.clone()).map_err(|e| {
+            self.fail(
+                format!(
+                    "`{}` cannot be checked against a certificate: {e}",
+                    self.cfg.host
+                ),
+                format!("check {}", self.key("host")),
+            )
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => {
+                let hint = if self.cfg.ca_file.is_some() {
+                    format!(
+                        "the server's certificate must be signed by a CA in {} and name {}",
+                        self.key("ca_file"),
+                        self.cfg.host
+                    )
+                } else {
+                    format!(
+                        "the server's certificate must be signed by a CA this system trusts (or set {}) and name {}; check also {}",
+                        self.key("ca_file"),
+                        self.cfg.host,
+                        self.key("tls")
+                    )
+                };
+                Err(self.fail(format!("TLS handshake failed: {e}"), hint))
+            }
+            Err(_) => Err(self.fail(
+                format!("no TLS handshake within {COMMAND_TIMEOUT:?}"),
+                format!(
+                    "check {}: does the port speak TLS from the start (\"implicit\") or after STARTTLS?",
+                    self.key("tls")
+                ),
+            )),
+        }
+    }
+}
+
+type Session = async_imap::Session<Conn>;
+
+/// Where a pass stands and what the server can do.
+struct Pass {
+    uid_validity: u32,
+    can_move: bool,
+    uidplus: bool,
+}
+
+enum Wake {
+    /// Search again.
+    Again,
+    End(End),
+}
+
+/// The store lease `imap:<name>` this instance holds (or tries to).
+struct Lease {
+    name: String,
+    holder: String,
+    /// When it was last taken or renewed.
+    held: Option<Instant>,
+}
+
+impl Lease {
+    fn new(mailbox: &str, holder: &str) -> Lease {
+        Lease {
+            name: format!("imap:{mailbox}"),
+            holder: holder.to_string(),
+            held: None,
+        }
+    }
+
+    /// Takes or renews the lease for `LEASE_FOR`; `false` when another instance has it.
+    async fn take(&mut self, mb: &Mailbox<'_, '_>) -> Result<bool, Failure> {
+        let now = mb.clock.now();
+        let until = now + chrono::Duration::from_std(LEASE_FOR).unwrap_or_default();
+        let ok = {
+            let mut app = mb.app.lock().await;
+            app.store
+                .try_lease(&self.name, &self.holder, now, until)
+                .map_err(|e| mb.store_failure(e))?
+        };
+        self.held = ok.then(Instant::now);
+        Ok(ok)
+    }
+
+    fn next_renewal(&self) -> Instant {
+        self.held.map_or_else(Instant::now, |t| t + LEASE_RENEW)
+    }
+
+    /// Renews the lease when it is due; `false` when it was lost.
+    async fn keep(&mut self, mb: &Mailbox<'_, '_>) -> Result<bool, Failure> {
+        if self.held.is_some() && Instant::now() < self.next_renewal() {
+            return Ok(true);
+        }
+        self.take(mb).await
+    }
+}
+
+/// Runs `f` with a time limit; a timeout is an I/O error.
+async fn timed<T>(
+    limit: Duration,
+    f: impl Future<Output = async_imap::error::Result<T>>,
+) -> async_imap::error::Result<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => Err(async_imap::error::Error::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {limit:?}"),
+        ))),
+    }
+}
+
+async fn timed_login<C>(
+    f: impl Future<Output = Result<Session, (async_imap::error::Error, C)>>,
+) -> async_imap::error::Result<Session> {
+    timed(COMMAND_TIMEOUT, async { f.await.map_err(|(e, _)| e) }).await
+}
+
+/// Reads the server's greeting.
+async fn greet<T>(
+    mb: &Mailbox<'_, '_>,
+    mut client: async_imap::Client<T>,
+) -> Result<async_imap::Client<T>, Failure>
+where
+    T: AsyncRead + AsyncWrite + Unpin + fmt::Debug + Send,
+{
+    match tokio::time::timeout(COMMAND_TIMEOUT, client.read_response()).await {
+        Ok(Ok(Some(_))) => Ok(client),
+        Ok(Ok(None)) => Err(mb.fail(
+            "the server closed the connection before greeting",
+            format!("check {} and {}", mb.key("port"), mb.key("tls")),
+        )),
+        Ok(Err(e)) => Err(mb.fail(
+            format!("reading the greeting failed: {e}"),
+            format!(
+                "check {} and {} (TLS on a plain port, or the reverse?)",
+                mb.key("port"),
+                mb.key("tls")
+            ),
+        )),
+        Err(_) => Err(mb.fail(
+            format!("no greeting within {COMMAND_TIMEOUT:?}"),
+            format!(
+                "check {}: a TLS port waits for a handshake (\"implicit\")",
+                mb.key("tls")
+            ),
+        )),
+    }
+}
+
+/// Deletes `set`: `\Deleted`, then `UID EXPUNGE` (UIDPLUS) or `EXPUNGE`.
+async fn delete(s: &mut Session, set: &str, uidplus: bool) -> async_imap::error::Result<()> {
+    s.uid_store(set, "+FLAGS.SILENT (\\Deleted)")
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?;
+    if uidplus {
+        s.uid_expunge(set).await?.try_collect::<Vec<_>>().await?;
+    } else {
+        s.expunge().await?.try_collect::<Vec<_>>().await?;
+    }
+    Ok(())
+}
+
+/// The rustls client configuration: the CAs of `ca_file`, or the system's roots.
+fn client_config(cfg: &ImapConfig) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{} holds no PEM certificate", path.display()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| {
+                    format!("a certificate in {} is not usable: {e}", path.display())
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(
+                    "no system CA certificates found (install the ca-certificates package)".into(),
+                );
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The XOAUTH2 SASL initial response.
+pub fn xoauth2_response(user: &str, token: &str) -> String {
+    format!("user={user}\x01auth=Bearer {token}\x01\x01")
+}
+
+struct XOAuth2 {
+    response: Option<String>,
+}
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = Vec<u8>;
+
+    /// The first challenge (empty) gets the credentials; a second one is the server's error
+    /// report, answered empty so that it ends the exchange with `NO`.
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.response
+            .take()
+            .map(String::into_bytes)
+            .unwrap_or_default()
+    }
+}
+
+/// The access token, read afresh: a file's content, or what a command prints.
+async fn read_token(source: &TokenSource) -> Result<String, String> {
+    let token = match source {
+        TokenSource::File(p) => read_small_file(p.clone())
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        TokenSource::Command(cmd) => {
+            let cmd = cmd.clone();
+            let run = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&cmd)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+            });
+            let out = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+                Ok(Ok(Ok(out))) => out,
+                Ok(Ok(Err(e))) => return Err(format!("cannot run the command: {e}")),
+                Ok(Err(e)) => return Err(format!("the command's task failed: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "the command did not finish within {COMMAND_TIMEOUT:?}"
+                    ));
+                }
+            };
+            if !out.status.success() {
+                return Err(format!(
+                    "the command failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            String::from_utf8(out.stdout)
+                .map_err(|_| "the command printed no UTF-8 text".to_string())?
+        }
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok(token)
+}
+
+/// Reads a small file off the runtime's thread.
+async fn read_small_file(p: std::path::PathBuf) -> io::Result<String> {
+    match tokio::task::spawn_blocking(move || std::fs::read_to_string(p)).await {
+        Ok(r) => r,
+        Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+/// `"name"` with `\` and `"` escaped, for a LIST pattern.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// UID sets for commands: runs compressed (`1:5,7`), at most `RANGES_PER_COMMAND` ranges each.
+/// `uids` ascending.
+fn uid_sets(uids: &[u32]) -> Vec<String> {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for &u in uids {
+        match ranges.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(u) => *hi = u,
+            Some((_, hi)) if *hi == u => {}
+            _ => ranges.push((u, u)),
+        }
+    }
+    ranges
+        .chunks(RANGES_PER_COMMAND)
+        .map(|rs| {
+            rs.iter()
+                .map(|&(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}:{hi}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+/// The wait after the `n`th failure in a row: 1 s doubling to 60 s, times a jitter factor in
+/// [0.5, 1] taken from `random`.
+fn backoff(n: u32, random: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << n.saturating_sub(1).min(6)).min(BACKOFF_MAX);
+    let factor = 0.5 + 0.5 * (f64::from(random) / f64::from(u32::MAX));
+    base.mul_f64(factor)
+}
+
+/// A TCP connection, with or without TLS.
+#[derive(Debug)]
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_compress_runs_and_split_long_sets() {
+        assert_eq!(uid_sets(&[1, 2, 3, 5, 7, 8]), vec!["1:3,5,7:8"]);
+        assert!(uid_sets(&[]).is_empty());
+        let sparse: Vec<u32> = (0..1200).map(|i| i * 2 + 1).collect();
+        let sets = uid_sets(&sparse);
+        assert_eq!(sets.len(), 3);
+        assert_eq!(sets[0].split(',').count(), RANGES_PER_COMMAND);
+        assert!(sets[2].ends_with(",2399"));
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_a_minute_with_jitter() {
+        assert_eq!(backoff(1, u32::MAX), Duration::from_secs(1));
+        assert_eq!(backoff(1, 0), Duration::from_millis(500));
+        assert_eq!(backoff(3, u32::MAX), Duration::from_secs(4));
+        assert_eq!(backoff(7, u32::MAX), Duration::from_secs(60));
+        assert_eq!(backoff(40, u32::MAX), Duration::from_secs(60));
+        assert!(backoff(40, 0) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn xoauth2_answers_the_first_challenge_only() {
+        use async_imap::Authenticator as _;
+        let mut a = XOAuth2 {
+            response: Some(xoauth2_response("me@example.com", "tok")),
+        };
+        assert_eq!(
+            a.process(b""),
+            b"user=me@example.com\x01auth=Bearer tok\x01\x01".to_vec()
+        );
+        assert!(a.process(b"{\"status\":\"401\"}").is_empty());
+    }
+
+    #[tokio::test]
+    async fn tokens_are_read_from_a_file_or_a_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tok");
+        std::fs::write(&f, "abc\n").unwrap();
+        assert_eq!(read_token(&TokenSource::File(f)).await.unwrap(), "abc");
+        let c = TokenSource::Command("printf 'xyz\\n'".into());
+        assert_eq!(read_token(&c).await.unwrap(), "xyz");
+        let e = read_token(&TokenSource::Command("echo oops >&2; exit 3".into()))
+            .await
+            .unwrap_err();
+        assert!(e.contains("oops"), "{e}");
+        assert!(
+            read_token(&TokenSource::File(dir.path().join("none")))
+                .await
+                .is_err()
+        );
+    }
+}

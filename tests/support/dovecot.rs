@@ -1,0 +1,571 @@
+//! Dovecot as a real IMAP server for tests: started on free loopback ports (plain `imap` and
+//! TLS `imaps`) from a private configuration in a temporary folder, with passwd-file users,
+//! a test CA and server certificate made with `openssl` for each run, and Maildir storage
+//! under the same folder. Stopped when dropped.
+//!
+//! Needs `dovecot` and `doveadm` (Debian `dovecot-imapd`) and `openssl`. Runs as root (the
+//! mail is stored as uid 65534, which Dovecot's `first_valid_uid` allows).
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long Dovecot may take to accept connections.
+const STARTUP: Duration = Duration::from_secs(15);
+/// The uid and gid mail is stored as.
+const MAIL_UID: u32 = 65534;
+
+/// The user most tests read, and its password.
+pub const USER: &str = "support@example.test";
+pub const PASSWORD: &str = "secret";
+/// A second mailbox owner.
+pub const OTHER_USER: &str = "other@example.test";
+pub const OTHER_PASSWORD: &str = "secret2";
+
+pub struct Dovecot {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// Plain IMAP (STARTTLS offered).
+    pub imap_port: u16,
+    /// IMAP over TLS from the first byte.
+    pub imaps_port: u16,
+}
+
+/// One message in a folder, as `doveadm fetch` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub uid: u32,
+    pub flags: String,
+    pub message_id: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
+
+/// `name` from PATH or /usr/sbin, or a failure that says how to get it.
+fn program(name: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed, and the IMAP tests need it: install it with \
+                 `apt-get install {package}` (as root; Debian/Ubuntu), or run `scripts/test`"
+            )
+        })
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Makes a CA (`NAME.pem`, `NAME.key`) in `dir`.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let openssl = program("openssl", "openssl");
+    let (pem, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    run(Command::new(&openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN=ticketgate test CA {name}"))
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem));
+    pem
+}
+
+impl Dovecot {
+    /// Dovecot with the users [`USER`] and [`OTHER_USER`].
+    pub fn start() -> Dovecot {
+        let mut dir = tempfile::tempdir().expect("temporary folder for Dovecot");
+        // Dovecot's unprivileged processes (login, the mail user) walk through this folder.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        let ca = make_ca(d, "ca");
+        let openssl = program("openssl", "openssl");
+        run(Command::new(&openssl)
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(d.join("server.key"))
+            .arg("-out")
+            .arg(d.join("server.csr")));
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(Command::new(&openssl)
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(d.join("server.csr"))
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .args(["-CAcreateserial", "-out"])
+            .arg(d.join("server.pem"))
+            .arg("-extfile")
+            .arg(d.join("server.ext")));
+        std::fs::write(
+            d.join("users"),
+            format!(
+                "{USER}:{{PLAIN}}{PASSWORD}::::::\n{OTHER_USER}:{{PLAIN}}{OTHER_PASSWORD}::::::\n"
+            ),
+        )
+        .unwrap();
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        std::os::unix::fs::chown(d.join("mail"), Some(MAIL_UID), Some(MAIL_UID)).unwrap();
+        let mut last = String::new();
+        for _ in 0..5 {
+            let (imap_port, imaps_port) = (free_port(), free_port());
+            write_config(d, imap_port, imaps_port);
+            let mut dc = Dovecot {
+                child: None,
+                dir,
+                imap_port,
+                imaps_port,
+            };
+            match dc.launch() {
+                Ok(()) => return dc,
+                Err(e) => {
+                    last = e;
+                    dc.stop();
+                    dir = std::mem::replace(&mut dc.dir, tempfile::tempdir().unwrap());
+                }
+            }
+        }
+        panic!("Dovecot did not start: {last}");
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("dovecot.conf")
+    }
+
+    /// The test CA's certificate, for `ca_file`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A CA that signed nothing Dovecot uses, for a `ca_file` that must be refused.
+    pub fn other_ca_file(&self) -> PathBuf {
+        let p = self.dir.path().join("other.pem");
+        if !p.exists() {
+            make_ca(self.dir.path(), "other");
+        }
+        p
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let dovecot = program("dovecot", "dovecot-imapd");
+        let out = File::create(self.dir.path().join("dovecot.out")).unwrap();
+        let child = Command::new(&dovecot)
+            .arg("-F")
+            .arg("-c")
+            .arg(self.conf())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", dovecot.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + STARTUP;
+        for port in [self.imap_port, self.imaps_port] {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            loop {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    self.child = None;
+                    return Err(format!(
+                        "dovecot exited ({status}): {}{}",
+                        std::fs::read_to_string(self.dir.path().join("dovecot.out"))
+                            .unwrap_or_default(),
+                        self.log()
+                    ));
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "dovecot does not accept connections on port {port} after {STARTUP:?}: {}",
+                        self.log()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL): every connection is cut.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Stops the server and starts it again on the same ports with the same mail.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut last = String::new();
+        for _ in 0..50 {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) => {
+                    last = e;
+                    self.stop();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        panic!("Dovecot did not start again: {last}");
+    }
+
+    fn doveadm(&self, args: &[&str]) -> String {
+        let doveadm = program("doveadm", "dovecot-core");
+        run(Command::new(doveadm).arg("-c").arg(self.conf()).args(args))
+    }
+
+    /// `[[inbound.imap]]` keys for a mailbox of `user` on the plain port (tls = "none").
+    pub fn mailbox_config(&self, name: &str, user: &str, password_env_or_file: &str) -> String {
+        format!(
+            "[[inbound.imap]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             username = \"{user}\"\n{password_env_or_file}\n",
+            self.imap_port
+        )
+    }
+
+    /// A file holding `password`, for `password_file`.
+    pub fn password_file(&self, password: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("pw-{}", password.len()));
+        std::fs::write(&p, format!("{password}\n")).unwrap();
+        p
+    }
+
+    /// APPENDs `raw` to `folder` of `user` over IMAP, as a mail client does; returns its UID.
+    pub fn append_as(&self, user: &str, password: &str, folder: &str, raw: &[u8]) -> u32 {
+        let mut c = Imap::login(self.imap_port, user, password);
+        let reply = c.command_with_literal(&format!("APPEND \"{folder}\""), raw);
+        c.logout();
+        // a2 OK [APPENDUID 1700000000 7] Append completed.
+        let uid = reply
+            .split("APPENDUID ")
+            .nth(1)
+            .and_then(|r| r.split([' ', ']']).nth(1))
+            .and_then(|u| u.parse().ok());
+        uid.unwrap_or_else(|| panic!("no APPENDUID in {reply:?}"))
+    }
+
+    /// [`Dovecot::append_as`] for [`USER`].
+    pub fn append(&self, folder: &str, raw: &[u8]) -> u32 {
+        self.append_as(USER, PASSWORD, folder, raw)
+    }
+
+    /// Writes mails straight into the user's Maildir (`new/`), as a local delivery agent
+    /// would: the fast way to fill a folder (thousands a second). Dovecot gives them UIDs
+    /// when it next looks. `folder` "INBOX" or a top-level folder name.
+    pub fn deliver_many(&self, user: &str, folder: &str, mails: &[Vec<u8>]) {
+        let maildir = self.maildir(user, folder);
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        let mut p = maildir.clone();
+        // Owner of every folder from the mail root down.
+        let root = self.dir.path().join("mail");
+        loop {
+            let _ = std::os::unix::fs::chown(&p, Some(MAIL_UID), Some(MAIL_UID));
+            if p == root || !p.pop() {
+                break;
+            }
+        }
+        for sub in ["new", "cur", "tmp"] {
+            std::os::unix::fs::chown(maildir.join(sub), Some(MAIL_UID), Some(MAIL_UID)).unwrap();
+        }
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        for m in mails {
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("1700000000.M{n}P{}.test,S={}", std::process::id(), m.len());
+            let tmp = maildir.join("tmp").join(&name);
+            std::fs::write(&tmp, m).unwrap();
+            std::os::unix::fs::chown(&tmp, Some(MAIL_UID), Some(MAIL_UID)).unwrap();
+            std::fs::rename(&tmp, maildir.join("new").join(&name)).unwrap();
+        }
+    }
+
+    fn maildir(&self, user: &str, folder: &str) -> PathBuf {
+        let (local, domain) = user.split_once('@').unwrap();
+        let base = self
+            .dir
+            .path()
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("Maildir");
+        if folder == "INBOX" {
+            base
+        } else {
+            base.join(format!(".{folder}"))
+        }
+    }
+
+    /// The messages in `folder` of `user`, by UID (empty when the folder does not exist).
+    pub fn list_as(&self, user: &str, folder: &str) -> Vec<Listed> {
+        let exists = self
+            .doveadm(&["mailbox", "list", "-u", user])
+            .lines()
+            .any(|l| l.trim() == folder);
+        if !exists {
+            return Vec::new();
+        }
+        let out = self.doveadm(&[
+            "-f",
+            "tab",
+            "fetch",
+            "-u",
+            user,
+            "uid flags hdr.message-id",
+            "mailbox",
+            folder,
+            "all",
+        ]);
+        let mut v: Vec<Listed> = out
+            .lines()
+            .skip(1) // the column names
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let mut f = l.split('\t');
+                Listed {
+                    uid: f.next().unwrap_or_default().trim().parse().unwrap(),
+                    flags: f.next().unwrap_or_default().trim().to_string(),
+                    message_id: f.next().unwrap_or_default().trim().to_string(),
+                }
+            })
+            .collect();
+        v.sort_by_key(|m| m.uid);
+        v
+    }
+
+    /// [`Dovecot::list_as`] for [`USER`].
+    pub fn list(&self, folder: &str) -> Vec<Listed> {
+        self.list_as(USER, folder)
+    }
+
+    pub fn uid_validity(&self, folder: &str) -> u32 {
+        let out = self.doveadm(&["mailbox", "status", "-u", USER, "uidvalidity", folder]);
+        out.split("uidvalidity=")
+            .nth(1)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("uidvalidity of {folder}: {out:?}"))
+    }
+
+    /// Gives `folder` a new UIDVALIDITY, as a server does when a folder is rebuilt.
+    pub fn set_uid_validity(&self, folder: &str, value: u32) {
+        self.doveadm(&[
+            "mailbox",
+            "update",
+            "-u",
+            USER,
+            "--uid-validity",
+            &value.to_string(),
+            folder,
+        ]);
+    }
+}
+
+fn write_config(d: &Path, imap_port: u16, imaps_port: u16) {
+    let p = |s: &str| d.join(s).display().to_string();
+    let conf = format!(
+        r#"base_dir = {run}
+state_dir = {state}
+log_path = {log}
+info_log_path = {log}
+protocols = imap
+listen = 127.0.0.1
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+mail_fsync = never
+first_valid_uid = 1000
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_dh = </usr/share/dovecot/dh.pem
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {users}
+}}
+userdb {{
+  driver = static
+  args = uid={MAIL_UID} gid={MAIL_UID} home={mail}/%d/%n
+}}
+protocol imap {{
+  mail_max_userip_connections = 100
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"#,
+        run = p("run"),
+        state = p("state"),
+        log = p("dovecot.log"),
+        cert = p("server.pem"),
+        key = p("server.key"),
+        users = p("users"),
+        mail = p("mail"),
+    );
+    std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A minimal synchronous IMAP client for the test side (APPEND).
+pub struct Imap {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    tag: u32,
+}
+
+impl Imap {
+    pub fn login(port: u16, user: &str, password: &str) -> Imap {
+        let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect to Dovecot");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Imap {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+            tag: 0,
+        };
+        let greeting = c.line();
+        assert!(greeting.starts_with("* OK"), "greeting: {greeting}");
+        c.command(&format!("LOGIN \"{user}\" \"{password}\""));
+        c
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.r.read_line(&mut l).expect("reading from Dovecot");
+        l
+    }
+
+    /// Sends a command and returns its tagged OK line (panics on NO/BAD).
+    pub fn command(&mut self, cmd: &str) -> String {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        write!(self.w, "{tag} {cmd}\r\n").unwrap();
+        self.done(&tag, cmd)
+    }
+
+    fn done(&mut self, tag: &str, cmd: &str) -> String {
+        loop {
+            let l = self.line();
+            assert!(!l.is_empty(), "Dovecot closed the connection during {cmd}");
+            if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
+                assert!(rest.starts_with("OK"), "{cmd}: {l}");
+                return l;
+            }
+            // A literal in an untagged response: skip its bytes.
+            if let Some(n) = l
+                .trim_end()
+                .strip_suffix('}')
+                .and_then(|h| h.rsplit_once('{'))
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+            {
+                let mut skip = vec![0; n];
+                self.r.read_exact(&mut skip).unwrap();
+            }
+        }
+    }
+
+    /// `cmd {N}` + `data`, for APPEND.
+    pub fn command_with_literal(&mut self, cmd: &str, data: &[u8]) -> String {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        write!(self.w, "{tag} {cmd} {{{}}}\r\n", data.len()).unwrap();
+        let cont = self.line();
+        assert!(cont.starts_with('+'), "{cmd}: {cont}");
+        self.w.write_all(data).unwrap();
+        self.w.write_all(b"\r\n").unwrap();
+        self.done(&tag, cmd)
+    }
+
+    pub fn logout(mut self) {
+        self.tag += 1;
+        let _ = write!(self.w, "t{} LOGOUT\r\n", self.tag);
+    }
+}
