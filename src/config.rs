@@ -129,6 +129,9 @@ pub struct ImapConfig {
     pub poll_interval: Duration,
     /// IDLE is ended and started again after this long (servers drop it after 30 minutes).
     pub idle_renew: Duration,
+    /// How long the store lease on this mailbox lasts without renewal: the time another
+    /// instance waits before taking over from one that died. Renewed every third of it.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +144,9 @@ pub struct OutboundConfig {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub concurrency: usize,
+    /// How long a message claimed for delivery stays with the sender that claimed it; after
+    /// that (the sender died) another sender, or this one after a restart, takes it over.
+    pub claim_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +261,7 @@ struct RawOutbound {
     retry_base: Option<String>,
     retry_max: Option<String>,
     concurrency: Option<usize>,
+    claim_timeout: Option<String>,
     #[serde(default)]
     smtp: Option<RawSmtp>,
 }
@@ -526,6 +533,18 @@ impl Config {
                 0 => return Err(err("outbound.concurrency", "must be at least 1")),
                 n => n,
             },
+            claim_timeout: match duration(
+                "outbound.claim_timeout",
+                raw.outbound.claim_timeout.as_deref().unwrap_or("5m"),
+            )? {
+                d if d < Duration::from_secs(1) => {
+                    return Err(err(
+                        "outbound.claim_timeout",
+                        "must be at least 1s (and longer than one delivery attempt takes)",
+                    ));
+                }
+                d => d,
+            },
         };
 
         let prefix = raw
@@ -738,6 +757,7 @@ const IMAP_KEYS: &[&str] = &[
     "idle",
     "poll_interval",
     "idle_renew",
+    "lease",
 ];
 
 /// Typed access to one `[[inbound.imap]]` table; errors name `inbound.imap[N].key`.
@@ -1014,6 +1034,16 @@ fn imap_config(
             "must be between 1s and 29m (servers may end an IDLE after 30 minutes); the default is 25m",
         ));
     }
+    let lease = duration(
+        &k.key("lease"),
+        k.string("lease")?.as_deref().unwrap_or("30s"),
+    )?;
+    if lease < Duration::from_secs(2) || lease > Duration::from_secs(600) {
+        return Err(err(
+            &k.key("lease"),
+            "must be between 2s and 10m: it is how long another instance waits to take this mailbox over when the one reading it dies; the default is 30s",
+        ));
+    }
     Ok(ImapConfig {
         name,
         host,
@@ -1028,6 +1058,7 @@ fn imap_config(
         idle: k.bool("idle")?.unwrap_or(true),
         poll_interval,
         idle_renew,
+        lease,
     })
 }
 

@@ -41,11 +41,6 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 const CHUNK_BYTES: usize = 64 * 1024 * 1024;
 /// UID ranges per command, keeping command lines well under servers' limits (64 KB).
 const RANGES_PER_COMMAND: usize = 500;
-/// The lease is taken for this long and renewed every `LEASE_RENEW`.
-const LEASE_FOR: Duration = Duration::from_secs(30);
-const LEASE_RENEW: Duration = Duration::from_secs(10);
-/// How often a waiting instance tries to take a lease another instance holds.
-const LEASE_RETRY: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// The app, shared by the daemon loop and the mailbox tasks of one `run`. Network I/O
@@ -156,7 +151,7 @@ impl Mailbox<'_, '_> {
     /// backoff after a failure, until shutdown (or, with `once`, after one pass).
     pub async fn run(mut self, once: bool) -> MailboxOutcome {
         let mut out = MailboxOutcome::default();
-        let mut lease = Lease::new(&self.cfg.name, self.holder);
+        let mut lease = Lease::new(&self.cfg.name, self.holder, self.cfg.lease);
         let mut failures = 0u32;
         let mut waiting_logged = false;
         loop {
@@ -176,7 +171,8 @@ impl Mailbox<'_, '_> {
                             "another instance is reading this IMAP mailbox; waiting to take over");
                         waiting_logged = true;
                     }
-                    if self.sleep_or_stop(LEASE_RETRY).await {
+                    // A waiting instance tries to take the lease a few times per lease period.
+                    if self.sleep_or_stop(self.cfg.lease / 6).await {
                         break;
                     }
                     continue;
@@ -838,35 +834,42 @@ enum Wake {
 struct Lease {
     name: String,
     holder: String,
+    /// Taken for this long, renewed every third of it.
+    period: Duration,
     /// When it was last taken or renewed.
     held: Option<Instant>,
 }
 
 impl Lease {
-    fn new(mailbox: &str, holder: &str) -> Lease {
+    fn new(mailbox: &str, holder: &str, period: Duration) -> Lease {
         Lease {
             name: format!("imap:{mailbox}"),
             holder: holder.to_string(),
+            period,
             held: None,
         }
     }
 
-    /// Takes or renews the lease for `LEASE_FOR`; `false` when another instance has it.
+    /// Takes or renews the lease for its period; `false` when another instance has it.
     async fn take(&mut self, mb: &Mailbox<'_, '_>) -> Result<bool, Failure> {
         let now = mb.clock.now();
-        let until = now + chrono::Duration::from_std(LEASE_FOR).unwrap_or_default();
+        let until = now + chrono::Duration::from_std(self.period).unwrap_or_default();
         let ok = {
             let mut app = mb.app.lock().await;
             app.store
                 .try_lease(&self.name, &self.holder, now, until)
                 .map_err(|e| mb.store_failure(e))?
         };
+        if ok && self.held.is_none() {
+            tracing::info!(mailbox = %mb.cfg.name, holder = %self.holder,
+                "lease taken on this IMAP mailbox: this instance reads it");
+        }
         self.held = ok.then(Instant::now);
         Ok(ok)
     }
 
     fn next_renewal(&self) -> Instant {
-        self.held.map_or_else(Instant::now, |t| t + LEASE_RENEW)
+        self.held.map_or_else(Instant::now, |t| t + self.period / 3)
     }
 
     /// Renews the lease when it is due; `false` when it was lost.

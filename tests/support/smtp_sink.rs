@@ -136,6 +136,11 @@ impl SmtpSink {
         self.dir.path().join("mail")
     }
 
+    /// How many messages were accepted so far (dump files written).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.mail_dir()).map_or(0, |d| d.count())
+    }
+
     /// Every message accepted so far, as dumped (smtp-sink's own headers first), in name
     /// order.
     pub fn messages(&self) -> Vec<String> {
