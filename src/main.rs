@@ -54,10 +54,10 @@ enum Command {
         #[command(subcommand)]
         command: TicketsCommand,
     },
-    /// Outbound mail.
+    /// Outbound mail: list it, and send again what failed or ran out of attempts.
     Outbox {
         #[command(subcommand)]
-        command: ListCommand,
+        command: OutboxCommand,
     },
     /// Inbound mail that made no ticket change, with the reason.
     Quarantine {
@@ -148,13 +148,53 @@ enum QuarantineCommand {
 }
 
 #[derive(Subcommand)]
-enum ListCommand {
+enum OutboxCommand {
+    /// List outbound mail, oldest first. Failed and dead rows show their last error.
     List {
+        /// Only mail in this state: `dead` (out of attempts) and `failed` (refused for good)
+        /// are the ones to look at.
+        #[arg(long, value_enum)]
+        state: Option<OutboxState>,
         #[arg(long)]
         json: bool,
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// Put failed or dead mail back to pending with its attempts reset; the daemon (or
+    /// `run --once`) then sends it. Changes nothing unless every ID is failed or dead.
+    Retry {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<i64>,
+    },
+}
+
+/// The states of an outbox row.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutboxState {
+    Pending,
+    Sending,
+    Retry,
+    Sent,
+    /// Refused for good (SMTP 5xx, a recipient that is not an address).
+    Failed,
+    /// Out of attempts (`outbound.max_attempts`): the dead letters.
+    Dead,
+    /// Held back by the automatic-reply cap; never sent.
+    Suppressed,
+}
+
+impl OutboxState {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sending => "sending",
+            OutboxState::Retry => "retry",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+            OutboxState::Dead => "dead",
+            OutboxState::Suppressed => "suppressed",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -351,10 +391,20 @@ fn dispatch(
             }
         }
         Command::Outbox {
-            command: ListCommand::List { json, limit },
+            command: OutboxCommand::List { state, json, limit },
         } => {
             let mut st = store::open(&cfg.database_url)?;
-            let rows = st.outbox(limit)?;
+            let rows = match state {
+                None => st.outbox(limit)?,
+                // The store lists by id only: read every row's summary (not the bodies) and
+                // keep the first `limit` in the state.
+                Some(state) => st
+                    .outbox(i64::MAX as usize)?
+                    .into_iter()
+                    .filter(|o| o.state == state.as_str())
+                    .take(limit)
+                    .collect(),
+            };
             if json {
                 let v: Vec<_> = rows.iter().map(|o| outbox_json(&prefix, o)).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -364,8 +414,54 @@ fn dispatch(
                         "{:>6}  {:<10} {:<20} {:<32} {}",
                         o.id, o.state, o.kind, o.recipient, o.subject
                     );
+                    if let ("failed" | "dead" | "retry", Some(e)) =
+                        (o.state.as_str(), o.last_error.as_deref())
+                    {
+                        println!("        attempts {}: {e}", o.attempts);
+                    }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox {
+            command: OutboxCommand::Retry { mut ids },
+        } => {
+            ids.sort_unstable();
+            ids.dedup();
+            let mut st = store::open(&cfg.database_url)?;
+            // Check every id first: a mistyped one changes nothing.
+            let rows = st.outbox(i64::MAX as usize)?;
+            let mut problems = Vec::new();
+            for id in &ids {
+                match rows.iter().find(|o| o.id == *id) {
+                    None => problems.push(format!("outbox {id}: no such mail")),
+                    Some(o) if o.state != "failed" && o.state != "dead" => problems.push(format!(
+                        "outbox {id}: is {}, not failed or dead: only those can be retried",
+                        o.state
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("ticketgate: {p}");
+                }
+                eprintln!("ticketgate: nothing was retried");
+                return Ok(ExitCode::FAILURE);
+            }
+            let now = clock().now();
+            for id in ids {
+                let was = rows
+                    .iter()
+                    .find(|o| o.id == id)
+                    .map_or("", |o| o.state.as_str());
+                if !st.retry_outbox(id, now)? {
+                    // Changed under us (another `outbox retry`): say so, and fail.
+                    anyhow::bail!("outbox {id}: is no longer failed or dead; not retried");
+                }
+                println!("outbox {id}: {was} -> pending");
+            }
+            println!("the daemon (or `ticketgate run --once`) sends them now");
             Ok(ExitCode::SUCCESS)
         }
         Command::Quarantine {

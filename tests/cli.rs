@@ -1,8 +1,12 @@
 //! The `ticketgate` binary as a user runs it: the embedded default with sample mail, the JSON
-//! listings, `ingest` exit codes, and configuration errors.
+//! listings, `ingest` exit codes, configuration errors, and the operator's view of failed and
+//! dead outbound mail (`outbox list --state`, `outbox retry`).
+
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use support::smtp_sink::{SmtpSink, free_port};
 
 fn tg(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ticketgate"))
@@ -302,4 +306,203 @@ fn an_agent_acts_on_a_ticket_from_the_command_line_and_the_tick_reports_what_fir
     let esc = json(&tg(dir.path(), &["sla", "TKT-000003", "--json"]));
     assert_eq!(esc["breached"], true);
     assert_eq!(esc["escalations"].as_array().unwrap().len(), 1);
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Queues one acknowledgement: a new request from `from` (an ACME address).
+fn request(dir: &Path, n: u32, from: &str) {
+    let file = dir.join(format!("m{n}.eml"));
+    std::fs::write(
+        &file,
+        format!(
+            "From: {from}\r\nSubject: problem {n}\r\nMessage-ID: <cli{n}@acme.example>\r\n\r\n\
+             Support-Key: ACME-7Q2M-4KX9-0001\r\nIt fails.\r\n"
+        ),
+    )
+    .unwrap();
+    let out = tg(dir, &["ingest", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn rows(v: &serde_json::Value) -> Vec<(i64, String, String)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_i64().unwrap(),
+                o["to"].as_str().unwrap().to_string(),
+                o["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_operator_lists_dead_and_failed_mail_and_retries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    repo_registry(d);
+    let port = free_port();
+    std::fs::write(
+        d.join("ticketgate.toml"),
+        format!(
+            "[database]\nurl = \"sqlite:tg.db\"\n[inbound]\nmaildir = \"inbox\"\n\
+             [outbound]\ntransport = \"smtp\"\nmax_attempts = 1\n\
+             [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"5s\"\n"
+        ),
+    )
+    .unwrap();
+
+    // 1: nobody listens and there is one attempt: a dead letter.
+    request(d, 1, "jane@acme.example");
+    let out = tg(d, &["run", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 2: the server refuses it for good: failed.
+    let refusing = SmtpSink::start_on(port, &["-f", "rcpt", "-B", "550 5.1.1 no such user"]);
+    request(d, 2, "joe@acme.example");
+    let out = tg(d, &["run", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(refusing);
+    // 3: not tried yet.
+    request(d, 3, "ann@acme.example");
+
+    let all = json(&tg(d, &["outbox", "list", "--json"]));
+    let all = rows(&all);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let id = |to: &str| all.iter().find(|r| r.1 == to).unwrap().0;
+    let (dead, failed, pending) = (
+        id("jane@acme.example"),
+        id("joe@acme.example"),
+        id("ann@acme.example"),
+    );
+    let states: Vec<_> = all.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(states, ["dead", "failed", "pending"]);
+
+    // --state filters, and the JSON keeps the last error.
+    let v = json(&tg(d, &["outbox", "list", "--state", "dead", "--json"]));
+    assert_eq!(
+        rows(&v),
+        [(dead, "jane@acme.example".into(), "dead".into())]
+    );
+    let err = v[0]["last_error"].as_str().unwrap();
+    assert!(err.contains("gave up after 1 attempts"), "{err}");
+    assert_eq!(v[0]["attempts"], 1);
+    let v = json(&tg(d, &["outbox", "list", "--state", "failed", "--json"]));
+    assert_eq!(
+        rows(&v),
+        [(failed, "joe@acme.example".into(), "failed".into())]
+    );
+    assert!(v[0]["last_error"].as_str().unwrap().contains("550"), "{v}");
+    let v = json(&tg(d, &["outbox", "list", "--state", "sent", "--json"]));
+    assert_eq!(v.as_array().unwrap().len(), 0);
+
+    // The text listing: one line per mail as before, and the error under failed and dead ones.
+    let out = tg(d, &["outbox", "list", "--state", "dead"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("dead") && lines[0].contains("acknowledgement"),
+        "{text}"
+    );
+    assert!(lines[0].contains("jane@acme.example"), "{text}");
+    assert!(
+        lines[1].contains("attempts 1:") && lines[1].contains("gave up after 1 attempts"),
+        "{text}"
+    );
+    let text = stdout(&tg(d, &["outbox", "list"]));
+    assert_eq!(text.lines().count(), 5, "3 mails, 2 with an error: {text}");
+
+    let out = tg(d, &["outbox", "list", "--state", "lost"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage error");
+    assert!(stderr(&out).contains("dead"), "the valid states are listed");
+
+    // Retrying anything but failed or dead mail, or an unknown id, says so and changes
+    // nothing, not even the ids that could be retried.
+    let out = tg(
+        d,
+        &["outbox", "retry", &dead.to_string(), &pending.to_string()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("outbox {pending}: is pending, not failed or dead")),
+        "{err}"
+    );
+    assert!(err.contains("nothing was retried"), "{err}");
+    let out = tg(d, &["outbox", "retry", "999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("outbox 999: no such mail"),
+        "{}",
+        stderr(&out)
+    );
+    let v = json(&tg(d, &["outbox", "list", "--json"]));
+    let states: Vec<_> = rows(&v).into_iter().map(|r| r.2).collect();
+    assert_eq!(states, ["dead", "failed", "pending"]);
+    let out = tg(d, &["outbox", "retry"]);
+    assert_eq!(out.status.code(), Some(2), "an id is required");
+
+    // Retried: back to pending with the attempts reset ...
+    let out = tg(
+        d,
+        &["outbox", "retry", &dead.to_string(), &failed.to_string()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("outbox {dead}: dead -> pending")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("outbox {failed}: failed -> pending")),
+        "{text}"
+    );
+    let v = json(&tg(d, &["outbox", "list", "--state", "pending", "--json"]));
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert!(
+        v.as_array().unwrap().iter().all(|o| o["attempts"] == 0),
+        "{v}"
+    );
+
+    // ... and `run --once` delivers them once the server takes mail.
+    let sink = SmtpSink::start_on(port, &[]);
+    let out = tg(d, &["run", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("outbound: 3 mails sent"),
+        "{}",
+        stdout(&out)
+    );
+    let got = sink.wait_for(3);
+    assert_eq!(got.len(), 3);
+    for to in ["jane@acme.example", "joe@acme.example", "ann@acme.example"] {
+        let rcpt = format!("X-Rcpt-Args: <{to}>");
+        assert_eq!(got.iter().filter(|m| m.contains(&rcpt)).count(), 1, "{to}");
+    }
+    let v = json(&tg(d, &["outbox", "list", "--json"]));
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["state"] == "sent" && o["attempts"] == 1),
+        "{v}"
+    );
+    // Sent mail cannot be retried.
+    let out = tg(d, &["outbox", "retry", &dead.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is sent, not failed or dead"),
+        "{}",
+        stderr(&out)
+    );
 }

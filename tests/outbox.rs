@@ -1,5 +1,5 @@
 //! Delivery through the `.eml` file transport: sent, retried with backoff when the folder
-//! cannot be written, failed after the last attempt.
+//! cannot be written, a dead letter after the last attempt, and sent again once retried.
 
 mod common;
 
@@ -62,8 +62,28 @@ async fn a_transient_failure_is_retried_after_backoff_and_then_given_up() {
     let r = e.app.deliver().await.unwrap();
     assert_eq!(r.failed, 1);
     let row = e.outbox().remove(0);
-    assert_eq!(row.state, "failed");
+    assert_eq!((row.state.as_str(), row.attempts), ("dead", 3));
     assert!(row.last_error.unwrap().contains("gave up after 3 attempts"));
+
+    // A dead letter stays put, however long one waits.
+    e.clock.advance(chrono::Duration::days(7));
+    assert_eq!(e.app.deliver().await.unwrap(), Default::default());
+
+    // The folder is back and the operator retries it: attempts start over and it is sent.
+    std::fs::remove_file(&out).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    let now = e.clock.now();
+    assert!(e.app.store.retry_outbox(row.id, now).unwrap());
+    let again = e.outbox().remove(0);
+    assert_eq!((again.state.as_str(), again.attempts), ("pending", 0));
+    assert!(
+        !e.app.store.retry_outbox(row.id, now).unwrap(),
+        "only failed or dead"
+    );
+    assert_eq!(e.app.deliver().await.unwrap().sent, 1);
+    let row = e.outbox().remove(0);
+    assert_eq!((row.state.as_str(), row.attempts), ("sent", 1));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
 }
 
 #[tokio::test]
@@ -82,7 +102,7 @@ async fn the_folder_coming_back_delivers_what_waited() {
 }
 
 #[tokio::test]
-async fn a_message_whose_sender_died_on_the_last_attempt_is_failed_not_retried_forever() {
+async fn a_message_whose_sender_died_on_the_last_attempt_is_dead_not_retried_forever() {
     let mut e = env_with("[outbound]\nmax_attempts = 1\n");
     e.ingest(&mail("jane@acme.example", "x", "ACME-0000-0000-0001").build());
     // A sender claims it and dies before recording anything.
@@ -97,6 +117,6 @@ async fn a_message_whose_sender_died_on_the_last_attempt_is_failed_not_retried_f
     let r = e.app.deliver().await.unwrap();
     assert_eq!(r.sent, 0);
     let row = e.outbox().remove(0);
-    assert_eq!(row.state, "failed");
+    assert_eq!((row.state.as_str(), row.attempts), ("dead", 1));
     assert!(row.last_error.unwrap().contains("sender stopped"));
 }

@@ -1,6 +1,7 @@
 //! Outbound delivery over real SMTP: the outbox is sent to Postfix's `smtp-sink`, started by
 //! each test on its own loopback port. Checks what arrives and what the outbox records for
-//! success, a server that is down, 4xx and 5xx answers, and running out of attempts.
+//! success, a server that is down, 4xx and 5xx answers, running out of attempts (a dead
+//! letter) and the operator's retry of it, and the configured HELO name and envelope sender.
 //! Needs `smtp-sink` (Debian `postfix`); `scripts/test` installs it.
 
 mod common;
@@ -26,13 +27,18 @@ struct Env {
 /// An app on a fresh database that sends through SMTP to 127.0.0.1:`port`; `extra` lines
 /// go into `[outbound]`. Must run inside a Tokio runtime (lettre's pool spawns a task).
 fn env(port: u16, extra: &str) -> Env {
+    env_smtp(port, extra, "")
+}
+
+/// [`env`] with `smtp_extra` lines in `[outbound.smtp]`.
+fn env_smtp(port: u16, extra: &str, smtp_extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
     let text = format!(
         "[database]\nurl = \"sqlite:tg.db\"\n[inbound]\nmaildir = \"inbox\"\n\
          [registry]\npath = \"customers.toml\"\n\
          [outbound]\ntransport = \"smtp\"\n{extra}\n\
-         [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"10s\"\n"
+         [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"10s\"\n{smtp_extra}"
     );
     let cfg = Config::from_toml(
         &text,
@@ -257,7 +263,7 @@ async fn a_5xx_answer_fails_the_mail_for_good_with_the_servers_words() {
 }
 
 #[tokio::test]
-async fn a_mail_out_of_attempts_fails_saying_so() {
+async fn a_mail_out_of_attempts_becomes_a_dead_letter_saying_so() {
     let port = free_port();
     let mut e = env(port, "max_attempts = 2");
     e.request("jane@acme.example", "Export fails");
@@ -269,7 +275,7 @@ async fn a_mail_out_of_attempts_fails_saying_so() {
     e.advance_past(&row);
     assert_eq!(e.deliver().await, report(0, 0, 1));
     let row = e.only_row();
-    assert_eq!((row.state.as_str(), row.attempts), ("failed", 2));
+    assert_eq!((row.state.as_str(), row.attempts), ("dead", 2));
     let err = row.last_error.clone().unwrap();
     assert!(err.contains("gave up after 2 attempts"), "{err}");
     assert!(
@@ -280,4 +286,112 @@ async fn a_mail_out_of_attempts_fails_saying_so() {
     e.clock.advance(Duration::days(7));
     assert_eq!(e.deliver().await, report(0, 0, 0));
     assert_eq!(e.only_row().attempts, 2);
+}
+
+#[tokio::test]
+async fn a_mail_that_keeps_getting_4xx_becomes_dead_and_goes_out_once_retried() {
+    // -r: soft-reject (450 4.3.0) every RCPT TO.
+    let refusing = SmtpSink::start(&["-r", "rcpt"]);
+    let port = refusing.port;
+    let mut e = env(port, "max_attempts = 3");
+    e.request("jane@acme.example", "Export fails");
+
+    for attempt in 1..=2 {
+        assert_eq!(e.deliver().await, report(0, 1, 0), "attempt {attempt}");
+        let row = e.only_row();
+        assert_eq!((row.state.as_str(), row.attempts), ("retry", attempt));
+        e.advance_past(&row);
+    }
+    assert_eq!(e.deliver().await, report(0, 0, 1));
+    let dead = e.only_row();
+    assert_eq!((dead.state.as_str(), dead.attempts), ("dead", 3));
+    let err = dead.last_error.clone().unwrap();
+    assert!(err.contains("gave up after 3 attempts"), "{err}");
+    assert!(
+        err.contains("450"),
+        "the server's last answer is kept: {err}"
+    );
+    assert!(refusing.messages().is_empty());
+
+    // A dead letter is not tried again by itself, even when the server would take it.
+    drop(refusing);
+    let sink = SmtpSink::start_on(port, &[]);
+    e.clock.advance(Duration::days(7));
+    assert_eq!(e.deliver().await, report(0, 0, 0));
+    assert!(sink.messages().is_empty());
+
+    // The operator retries it: back to pending with its attempts reset, then sent once.
+    let now = e.clock.now();
+    assert!(e.app.store.retry_outbox(dead.id, now).unwrap());
+    let row = e.only_row();
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 0));
+    assert_eq!(e.deliver().await, report(1, 0, 0));
+    let row = e.only_row();
+    assert_eq!((row.state.as_str(), row.attempts), ("sent", 1));
+    assert_eq!(row.last_error, None);
+    let got = sink.wait_for(1);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains(&format!("Message-ID: <{}>", row.message_id)));
+    assert!(
+        got[0].contains("X-Rcpt-Args: <jane@acme.example>"),
+        "{}",
+        got[0]
+    );
+
+    // Sent is final: it cannot be retried again.
+    assert!(!e.app.store.retry_outbox(row.id, now).unwrap());
+}
+
+#[tokio::test]
+async fn the_configured_helo_name_and_envelope_sender_are_the_ones_used() {
+    let sink = SmtpSink::start(&[]);
+    let mut e = env_smtp(
+        sink.port,
+        "",
+        "helo_name = \"mx-out.support.example.test\"\n\
+         envelope_from = \"bounces+tg@support.example.test\"\n",
+    );
+    e.request("jane@acme.example", "Export fails");
+    assert_eq!(e.deliver().await, report(1, 0, 0));
+
+    let got = sink.wait_for(1);
+    let m = &got[0];
+    // smtp-sink's own headers: the last EHLO and the MAIL FROM / RCPT TO arguments.
+    assert!(
+        m.contains("X-Helo-Args: mx-out.support.example.test\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("X-Mail-Args: <bounces+tg@support.example.test>"),
+        "{m}"
+    );
+    assert!(m.contains("X-Rcpt-Args: <jane@acme.example>"), "{m}");
+    // The header From is still `outbound.from`: only the envelope changed.
+    assert!(
+        m.contains("\nFrom: Support <support@support.example.test>\n"),
+        "{m}"
+    );
+    assert!(!m.contains("From: <bounces+tg"), "{m}");
+}
+
+#[tokio::test]
+async fn without_a_helo_name_the_machine_name_is_sent_and_the_envelope_is_outbound_from() {
+    let sink = SmtpSink::start(&[]);
+    let mut e = env(sink.port, "");
+    e.request("jane@acme.example", "Export fails");
+    assert_eq!(e.deliver().await, report(1, 0, 0));
+    let got = sink.wait_for(1);
+    let helo = got[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Helo-Args: "))
+        .unwrap_or_else(|| panic!("no X-Helo-Args in {}", got[0]));
+    assert!(
+        !helo.is_empty() && helo != "mx-out.support.example.test",
+        "{helo}"
+    );
+    assert!(
+        got[0].contains("X-Mail-Args: <support@support.example.test>"),
+        "{}",
+        got[0]
+    );
 }

@@ -1,18 +1,22 @@
 //! Delivers the outbox: claims due messages, sends them through the configured transport
 //! (SMTP, or `.eml` files on the embedded default), and records each outcome. Transient
-//! failures are retried with growing, jittered backoff; permanent ones (SMTP 5xx) and
-//! messages out of attempts end as `failed` with the reason. One log line per attempt.
+//! failures are retried with growing, jittered backoff; permanent ones (SMTP 5xx) end as
+//! `failed`, messages out of attempts as `dead` (the dead letters, which `ticketgate outbox
+//! retry` puts back to pending), both with the reason. One log line per attempt.
 
 use crate::clock::Clock;
 use crate::config::{OutboundConfig, SmtpTls, TransportConfig};
 use crate::store::{OutboxMail, Store, StoreError};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use lettre::address::Envelope;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -147,26 +151,46 @@ pub fn backoff(cfg: &OutboundConfig, attempt: i64) -> Duration {
     raw.mul_f64(1.0 + jitter)
 }
 
-/// Sends everything due now, `cfg.concurrency` at a time, until nothing due is left.
+/// Sends everything due now until nothing due is left, keeping `cfg.concurrency` sends in
+/// flight all the time: each finished send is recorded at once and its slot goes to the next
+/// claimed message, so one slow server answer does not hold the others back.
+///
+/// Messages are claimed `cfg.concurrency` at a time, when the claimed ones have all started:
+/// a claimed message waits for at most one send before its own starts, well inside
+/// [`LEASE`]. Once a claim comes back empty no more is claimed; what is still in flight is
+/// finished and recorded.
 pub async fn deliver_due(
     store: &mut dyn Store,
     transport: &Transport,
     cfg: &OutboundConfig,
     clock: &dyn Clock,
 ) -> Result<DeliveryReport, StoreError> {
+    let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::minutes(5));
+    let slots = cfg.concurrency.max(1);
     let mut report = DeliveryReport::default();
+    let mut claimed: VecDeque<OutboxMail> = VecDeque::with_capacity(slots);
+    let mut in_flight = FuturesUnordered::new();
+    let mut more_due = true;
     loop {
-        let now = clock.now();
-        let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::minutes(5));
-        let batch = store.claim_due(now, now + lease, cfg.concurrency, cfg.max_attempts)?;
-        if batch.is_empty() {
+        if claimed.is_empty() && more_due {
+            let now = clock.now();
+            let batch = store.claim_due(now, now + lease, slots, cfg.max_attempts)?;
+            more_due = !batch.is_empty();
+            claimed.extend(batch);
+        }
+        while in_flight.len() < slots {
+            let Some(mail) = claimed.pop_front() else {
+                break;
+            };
+            in_flight.push(async move {
+                let result = transport.send(&mail).await;
+                (mail, result)
+            });
+        }
+        let Some((mail, result)) = in_flight.next().await else {
             return Ok(report);
-        }
-        let results = futures_util::future::join_all(batch.iter().map(|m| transport.send(m))).await;
-        let now = clock.now();
-        for (mail, result) in batch.iter().zip(results) {
-            record(store, cfg, mail, result, now, &mut report)?;
-        }
+        };
+        record(store, cfg, &mail, result, clock.now(), &mut report)?;
     }
 }
 

@@ -1,0 +1,299 @@
+//! Delivery benchmark: `cargo bench --bench delivery [-- N] [c=CONCURRENCY] [runs=R]`.
+//!
+//! Starts one Postfix `smtp-sink` on a loopback port (it accepts and discards), prebuilds N
+//! messages (default 3000), then, R times (default 3):
+//! - `raw`: lettre alone, `AsyncSmtpTransport::builder_dangerous` with a pool of C
+//!   connections and C tasks calling `send_raw` back to back: the best lettre can do here;
+//! - `outbox`: the same N messages enqueued in a fresh SQLite store (a temporary folder, set
+//!   up through the public API) and delivered by `outbox::deliver_due` with
+//!   `outbound.concurrency = C`, timed from the start until every row is `sent`.
+//!
+//! Both run on a current-thread Tokio runtime, as the `ticketgate` command runs the daemon.
+//! Figures are printed one per line, `name value`; the target (outbox ≥ 0.80 of raw) is
+//! printed, not asserted. Needs `smtp-sink` (Debian `postfix`).
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use ticketgate::app::App;
+use ticketgate::clock::{Clock, SystemClock};
+use ticketgate::config::{Config, ConfigSource};
+use ticketgate::store::NewOutbound;
+
+const DEFAULT_MAILS: usize = 3_000;
+const DEFAULT_CONCURRENCY: usize = 8;
+const DEFAULT_RUNS: usize = 3;
+const TARGET_RATIO: f64 = 0.80;
+const FROM: &str = "support@support.example.test";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n = args
+        .iter()
+        .find_map(|a| a.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MAILS);
+    let opt = |key: &str, default: usize| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(key)?.parse::<usize>().ok())
+            .unwrap_or(default)
+    };
+    let c = opt("c=", DEFAULT_CONCURRENCY);
+    let runs = opt("runs=", DEFAULT_RUNS);
+    assert!(n > 0 && c > 0 && runs > 0);
+
+    let sink = Sink::start();
+    let mails = messages(n);
+    println!("mails {n}");
+    println!("concurrency {c}");
+    println!(
+        "mean_mail_bytes {}",
+        mails.iter().map(|m| m.body.len()).sum::<usize>() / n
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut ratios = Vec::new();
+    for run in 1..=runs {
+        let raw = rt.block_on(raw_lettre(sink.port, &mails, c));
+        let (outbox, db_us) = rt.block_on(outbox(sink.port, &mails, c));
+        let ratio = outbox / raw;
+        println!("run{run}_raw_lettre_mails_per_s {raw:.0}");
+        println!("run{run}_outbox_mails_per_s {outbox:.0}");
+        println!("run{run}_ratio {ratio:.3}");
+        // The store's share: claiming and marking sent alone, no network (same batch size).
+        println!("run{run}_store_claim_and_mark_sent_us_per_mail {db_us:.0}");
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!("median_ratio {median:.3}");
+    println!(
+        "target_ratio_ge_{TARGET_RATIO} {}",
+        if median >= TARGET_RATIO {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}
+
+struct Mail {
+    to: String,
+    subject: String,
+    message_id: String,
+    body: Vec<u8>,
+}
+
+/// N acknowledgement-sized messages, each to its own recipient.
+fn messages(n: usize) -> Vec<Mail> {
+    (0..n)
+        .map(|i| {
+            let to = format!("user{i}@cust{:02}.example", i % 50);
+            let subject = format!("[TKT-{:06}] Export job fails with timeout", i + 1);
+            let message_id = format!("tg.TKT-{:06}.bench{i:08}@support.example.test", i + 1);
+            let mut body = format!(
+                "From: ACME Support <{FROM}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
+                 Message-ID: <{message_id}>\r\nDate: Fri, 20 Nov 2026 16:30:00 -0600\r\n\
+                 Auto-Submitted: auto-replied\r\nX-Auto-Response-Suppress: All\r\n\
+                 MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Transfer-Encoding: 7bit\r\n\r\n"
+            );
+            for l in 0..20 {
+                body.push_str(&format!(
+                    "Line {l:02} of the acknowledgement: we received your request and a support \
+                     engineer will answer within the target of your plan.\r\n"
+                ));
+            }
+            Mail {
+                to,
+                subject,
+                message_id,
+                body: body.into_bytes(),
+            }
+        })
+        .collect()
+}
+
+/// lettre alone: C tasks sharing one pool of C connections, each sending the next message
+/// until none is left. Returns mails per second.
+async fn raw_lettre(port: u16, mails: &[Mail], c: usize) -> f64 {
+    let mailer: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(port)
+            .timeout(Some(Duration::from_secs(30)))
+            .pool_config(PoolConfig::new().max_size(c as u32))
+            .build();
+    let from: Address = FROM.parse().unwrap();
+    let jobs: Arc<Vec<(Envelope, Vec<u8>)>> = Arc::new(
+        mails
+            .iter()
+            .map(|m| {
+                let env = Envelope::new(Some(from.clone()), vec![m.to.parse().unwrap()]).unwrap();
+                (env, m.body.clone())
+            })
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..c {
+        let (mailer, jobs, next) = (mailer.clone(), jobs.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut sent = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((env, body)) = jobs.get(i) else {
+                    return sent;
+                };
+                mailer.send_raw(env, body).await.expect("raw send");
+                sent += 1;
+            }
+        });
+    }
+    let mut sent = 0;
+    while let Some(r) = tasks.join_next().await {
+        sent += r.expect("send task");
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(sent, mails.len());
+    mails.len() as f64 / elapsed.as_secs_f64()
+}
+
+/// ticketgate: the messages enqueued in a fresh store, then `deliver_due` until all are sent.
+/// Returns mails per second, and the microseconds per mail that the same store takes to
+/// claim and mark sent the same number of messages without sending them.
+async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("customers.toml"),
+        "[plans.standard]\nlanguage = \"en\"\n",
+    )
+    .unwrap();
+    let toml = format!(
+        "[database]\nurl = \"sqlite:{db}\"\n[inbound]\nmaildir = \"{inbox}\"\n\
+         [registry]\npath = \"{registry}\"\n\
+         [outbound]\ntransport = \"smtp\"\nconcurrency = {c}\nfrom = \"ACME Support <{FROM}>\"\n\
+         [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"30s\"\n",
+        db = d.join("bench.db").display(),
+        inbox = d.join("inbox").display(),
+        registry = d.join("customers.toml").display(),
+    );
+    let cfg = Config::from_toml(&toml, d, ConfigSource::File(d.join("bench.toml")))
+        .expect("bench config");
+    let clock = Arc::new(SystemClock);
+    let mut app = App::open(cfg, clock.clone()).expect("open app");
+    let enqueue = |app: &mut App| {
+        let now = clock.now();
+        let mut tx = app.store.write().expect("write transaction");
+        for m in mails {
+            tx.enqueue(&NewOutbound {
+                ticket_id: None,
+                inbound_id: None,
+                kind: "acknowledgement",
+                recipient: &m.to,
+                subject: &m.subject,
+                message_id: &m.message_id,
+                automatic: true,
+                body: &m.body,
+                state: "pending",
+                note: None,
+                now,
+            })
+            .expect("enqueue");
+        }
+        tx.commit().expect("commit");
+    };
+    enqueue(&mut app);
+    let start = Instant::now();
+    let report = app.deliver().await.expect("deliver");
+    let elapsed = start.elapsed();
+    assert_eq!(
+        (report.sent, report.retried, report.failed),
+        (mails.len(), 0, 0)
+    );
+    let rows = app.store.outbox(mails.len() + 1).expect("outbox rows");
+    assert_eq!(rows.len(), mails.len());
+    assert!(rows.iter().all(|r| r.state == "sent"), "every row is sent");
+    let rate = mails.len() as f64 / elapsed.as_secs_f64();
+
+    // The store alone, on the same database: a second copy of the messages, claimed and
+    // marked sent as `deliver_due` does, without a transport.
+    enqueue(&mut app);
+    let lease = chrono::Duration::minutes(5);
+    let start = Instant::now();
+    let mut done = 0;
+    loop {
+        let now = clock.now();
+        let batch = app.store.claim_due(now, now + lease, c, 8).expect("claim");
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            app.store.mark_sent(m.id, clock.now()).expect("mark sent");
+            done += 1;
+        }
+    }
+    assert_eq!(done, mails.len());
+    let db_us = start.elapsed().as_secs_f64() * 1e6 / done as f64;
+    (rate, db_us)
+}
+
+/// Postfix's `smtp-sink` on a free loopback port, discarding what it accepts; killed on drop.
+struct Sink {
+    child: Child,
+    port: u16,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let program = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .expect("smtp-sink is not installed: apt-get install postfix");
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut cmd = Command::new(program);
+        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start smtp-sink");
+        let mut sink = Sink { child, port };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(sink.child.try_wait().unwrap().is_none(), "smtp-sink exited");
+            assert!(Instant::now() < deadline, "smtp-sink does not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sink
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
