@@ -176,6 +176,8 @@ pub struct SmtpConfig {
     pub helo_name: Option<String>,
     /// Envelope sender (bounce address); the `From:` address when unset.
     pub envelope_from: Option<String>,
+    /// PEM file of the certificate authorities to trust; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -278,6 +280,7 @@ struct RawSmtp {
     helo_name: Option<String>,
     envelope_from: Option<String>,
     timeout: Option<String>,
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -731,6 +734,19 @@ fn smtp_config(
         password,
         helo_name: raw.helo_name,
         envelope_from: raw.envelope_from,
+        ca_file: match raw.ca_file {
+            Some(f) => {
+                let p = path(&f);
+                if !p.is_file() {
+                    return Err(err(
+                        "outbound.smtp.ca_file",
+                        format!("{} is not a readable file", p.display()),
+                    ));
+                }
+                Some(p)
+            }
+            None => None,
+        },
         timeout: duration(
             "outbound.smtp.timeout",
             raw.timeout.as_deref().unwrap_or("30s"),

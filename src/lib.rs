@@ -4,13 +4,16 @@
 //! Modules in the order a mail flows through them:
 //! - [`config`]: typed settings, validated at start; errors name the key.
 //! - [`registry`]: support keys → customers → plans, re-read when the file changes.
-//! - [`ingest`]: where mail comes from (a Maildir today); removes a mail only after commit.
+//! - [`ingest`]: where mail comes from (IMAP mailboxes with IDLE, a local Maildir); a mail
+//!   leaves its inbox only after its effects are committed.
 //! - [`parse`]: raw bytes → [`parse::InboundMail`]; never panics.
 //! - [`route`]: one mail + the store → a [`route::Decision`]; loop rules in [`route::loops`].
 //! - [`pipeline`]: a batch in one transaction: parse, route, apply, render outbound mail.
 //! - [`notify`]: templates (en, fr; overridable) and composing RFC 5322 messages.
-//! - [`store`]: the only module with SQL; SQLite behind the [`store::Store`] trait.
+//! - [`store`]: the only module with SQL; SQLite and PostgreSQL behind the [`store::Store`]
+//!   trait.
 //! - [`outbox`]: claims due messages, delivers them (SMTP or files), retries, records.
+//! - [`tls`]: the rustls client configuration shared by IMAP and SMTP.
 //! - [`app`]: wires the parts and runs the daemon loop.
 //! - [`clock`]: the one source of "now".
 #![forbid(unsafe_code)]
@@ -32,4 +35,5 @@ pub mod samples;
 pub mod sla;
 pub mod store;
 pub mod timers;
+pub mod tls;
 pub mod workflow;

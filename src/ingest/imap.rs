@@ -769,7 +769,7 @@ impl Mailbox<'_, '_> {
         &self,
         tcp: TcpStream,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
-        let config = client_config(self.cfg).map_err(|e| {
+        let config = crate::tls::client_config(self.cfg.ca_file.as_deref()).map_err(|e| {
             self.fail(
                 format!("cannot set up TLS: {e}"),
                 format!("check {}", self.key("ca_file")),
@@ -945,43 +945,6 @@ async fn delete(s: &mut Session, set: &str, uidplus: bool) -> async_imap::error:
         s.expunge().await?.try_collect::<Vec<_>>().await?;
     }
     Ok(())
-}
-
-/// The rustls client configuration: the CAs of `ca_file`, or the system's roots.
-fn client_config(cfg: &ImapConfig) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    match &cfg.ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("{} holds no PEM certificate", path.display()));
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| {
-                    format!("a certificate in {} is not usable: {e}", path.display())
-                })?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(
-                    "no system CA certificates found (install the ca-certificates package)".into(),
-                );
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// The XOAUTH2 SASL initial response.

@@ -5,30 +5,26 @@
 //! retry` puts back to pending), both with the reason. One log line per attempt.
 
 use crate::clock::Clock;
-use crate::config::{OutboundConfig, SmtpTls, TransportConfig};
+use crate::config::{OutboundConfig, TransportConfig};
 use crate::store::{OutboxMail, Store, StoreError};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use lettre::Address;
 use lettre::address::Envelope;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How long a claimed message stays ours before another sender may take it over.
-const LEASE: Duration = Duration::from_secs(300);
+mod smtp;
 
 pub enum Transport {
     File {
         dir: PathBuf,
     },
     Smtp {
-        mailer: AsyncSmtpTransport<Tokio1Executor>,
+        client: Box<smtp::SmtpClient>,
         envelope_from: Address,
     },
 }
@@ -58,28 +54,7 @@ impl Transport {
                 Ok(Transport::File { dir: dir.clone() })
             }
             TransportConfig::Smtp(s) => {
-                let builder = match s.tls {
-                    SmtpTls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-                    }
-                    SmtpTls::StartTls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
-                            .map_err(|e| format!("outbound.smtp: {e}"))?
-                    }
-                    SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)
-                        .map_err(|e| format!("outbound.smtp: {e}"))?,
-                };
-                let mut builder = builder
-                    .port(s.port)
-                    .timeout(Some(s.timeout))
-                    .pool_config(PoolConfig::new().max_size(cfg.concurrency as u32));
-                if let (Some(u), Some(p)) = (&s.username, &s.password) {
-                    builder =
-                        builder.credentials(Credentials::new(u.clone(), p.expose().to_string()));
-                }
-                if let Some(h) = &s.helo_name {
-                    builder = builder.hello_name(ClientId::Domain(h.clone()));
-                }
+                let client = Box::new(smtp::SmtpClient::new(s)?);
                 let envelope_from = match &s.envelope_from {
                     Some(a) => a.parse().map_err(|e| {
                         format!("outbound.smtp.envelope_from: `{a}` is not an address ({e})")
@@ -87,7 +62,7 @@ impl Transport {
                     None => cfg.from.email.clone(),
                 };
                 Ok(Transport::Smtp {
-                    mailer: builder.build(),
+                    client,
                     envelope_from,
                 })
             }
@@ -109,7 +84,7 @@ impl Transport {
                     })
             }
             Transport::Smtp {
-                mailer,
+                client,
                 envelope_from,
             } => {
                 let to: Address = mail.recipient.parse().map_err(|e| {
@@ -120,19 +95,10 @@ impl Transport {
                 })?;
                 let envelope = Envelope::new(Some(envelope_from.clone()), vec![to])
                     .map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
-                match mailer.send_raw(&envelope, &mail.body).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.is_permanent() => Err(SendError::Permanent(smtp_error_text(&e))),
-                    Err(e) => Err(SendError::Transient(smtp_error_text(&e))),
-                }
+                client.send(&envelope, &mail.body).await
             }
         }
     }
-}
-
-/// lettre's text already carries the reply code ("permanent error (550): 5.1.1 …").
-fn smtp_error_text(e: &lettre::transport::smtp::Error) -> String {
-    format!("SMTP: {e}")
 }
 
 /// The wait before attempt `attempt + 1`: base × 2^(attempt−1), capped, with ±20 % jitter.
@@ -157,7 +123,7 @@ pub fn backoff(cfg: &OutboundConfig, attempt: i64) -> Duration {
 ///
 /// Messages are claimed `cfg.concurrency` at a time, when the claimed ones have all started:
 /// a claimed message waits for at most one send before its own starts, well inside
-/// [`LEASE`]. Once a claim comes back empty no more is claimed; what is still in flight is
+/// `outbound.claim_timeout`. Once a claim comes back empty no more is claimed; what is still in flight is
 /// finished and recorded.
 pub async fn deliver_due(
     store: &mut dyn Store,
@@ -165,7 +131,8 @@ pub async fn deliver_due(
     cfg: &OutboundConfig,
     clock: &dyn Clock,
 ) -> Result<DeliveryReport, StoreError> {
-    let lease = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::minutes(5));
+    let lease =
+        chrono::Duration::from_std(cfg.claim_timeout).unwrap_or(chrono::Duration::minutes(5));
     let slots = cfg.concurrency.max(1);
     let mut report = DeliveryReport::default();
     let mut claimed: VecDeque<OutboxMail> = VecDeque::with_capacity(slots);

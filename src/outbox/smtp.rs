@@ -1,0 +1,244 @@
+//! The SMTP client: lettre's SMTP protocol code over connections this module opens and keeps
+//! in a small pool.
+//!
+//! Why not lettre's own pooled transport: its sockets keep Nagle's algorithm on, and lettre
+//! writes the end-of-data `.` separately from the message, so every message waits for the
+//! server's delayed ACK (about 40 ms) before its `.` leaves. That caps one connection at
+//! about 22 messages a second, and — worse for "nothing happens twice" — the server has the
+//! whole message and accepts it the moment the `.` arrives, which a process killed during
+//! the wait still sends (the kernel flushes the socket on close): the message was accepted
+//! but never recorded as sent, and goes out again after the restart. With `TCP_NODELAY` the
+//! `.` leaves at once and the window between the server's acceptance and our record shrinks
+//! to one round trip and one commit.
+
+use super::SendError;
+use crate::config::{SmtpConfig, SmtpTls};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// An idle connection older than this is closed instead of reused (servers drop idle
+/// clients after a few minutes).
+const MAX_IDLE: Duration = Duration::from_secs(60);
+/// An idle connection older than this is checked with NOOP before it is reused.
+const CHECK_AFTER: Duration = Duration::from_secs(2);
+
+pub struct SmtpClient {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    timeout: Duration,
+    hello: ClientId,
+    credentials: Option<Credentials>,
+    /// For STARTTLS (lettre's TLS upgrade).
+    starttls: Option<TlsParameters>,
+    /// For implicit TLS (our own handshake before the greeting).
+    implicit: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+}
+
+impl SmtpClient {
+    pub fn new(s: &SmtpConfig) -> Result<SmtpClient, String> {
+        let starttls = match s.tls {
+            SmtpTls::StartTls => {
+                let mut b = TlsParameters::builder(s.host.clone());
+                if let Some(ca) = &s.ca_file {
+                    let pem = std::fs::read(ca).map_err(|e| {
+                        format!("outbound.smtp.ca_file: cannot read {}: {e}", ca.display())
+                    })?;
+                    let cert = Certificate::from_pem(&pem).map_err(|e| {
+                        format!(
+                            "outbound.smtp.ca_file: {} is not a PEM certificate: {e}",
+                            ca.display()
+                        )
+                    })?;
+                    b = b.add_root_certificate(cert);
+                }
+                Some(
+                    b.build_rustls()
+                        .map_err(|e| format!("outbound.smtp.tls: {e}"))?,
+                )
+            }
+            _ => None,
+        };
+        let implicit = match s.tls {
+            SmtpTls::Implicit => {
+                let cfg = crate::tls::client_config(s.ca_file.as_deref())
+                    .map_err(|e| format!("outbound.smtp.ca_file: {e}"))?;
+                let name = rustls::pki_types::ServerName::try_from(s.host.clone())
+                    .map_err(|e| format!("outbound.smtp.host: `{}` {e}", s.host))?;
+                Some((tokio_rustls::TlsConnector::from(Arc::new(cfg)), name))
+            }
+            _ => None,
+        };
+        Ok(SmtpClient {
+            host: s.host.clone(),
+            port: s.port,
+            tls: s.tls,
+            timeout: s.timeout,
+            hello: s
+                .helo_name
+                .clone()
+                .map(ClientId::Domain)
+                .unwrap_or_default(),
+            credentials: match (&s.username, &s.password) {
+                (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose().to_string())),
+                _ => None,
+            },
+            starttls,
+            implicit,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends one message over a pooled connection (or a new one). The connection goes back
+    /// to the pool only after a clean send.
+    pub async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<(), SendError> {
+        let mut conn = self.checkout().await?;
+        let sent =
+            tokio::time::timeout(self.timeout.saturating_mul(4), conn.send(envelope, body)).await;
+        match sent {
+            Ok(Ok(_)) => {
+                self.checkin(conn);
+                Ok(())
+            }
+            // lettre aborts the connection on a failed command: it is not reused.
+            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(format!("SMTP: {e}"))),
+            Ok(Err(e)) => Err(SendError::Transient(format!("SMTP: {e}"))),
+            Err(_) => Err(SendError::Transient(format!(
+                "SMTP: no answer from {}:{} within {:?}",
+                self.host,
+                self.port,
+                self.timeout.saturating_mul(4)
+            ))),
+        }
+    }
+
+    fn checkin(&self, conn: AsyncSmtpConnection) {
+        if !conn.has_broken()
+            && let Ok(mut idle) = self.idle.lock()
+        {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// The most recently used idle connection that still works, or a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let next = self.idle.lock().ok().and_then(|mut v| v.pop());
+            let Some((mut conn, since)) = next else {
+                return self.connect().await;
+            };
+            let age = since.elapsed();
+            if age > MAX_IDLE {
+                conn.abort().await;
+                continue;
+            }
+            if age < CHECK_AFTER {
+                return Ok(conn);
+            }
+            let alive = tokio::time::timeout(self.timeout, conn.test_connected())
+                .await
+                .unwrap_or(false);
+            if alive {
+                return Ok(conn);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let server = format!("{}:{}", self.host, self.port);
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            SendError::Transient(format!("SMTP: {what} {server}: {e}"))
+        };
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(&server))
+            .await
+            .map_err(|_| fail("no connection within the timeout to", &"timed out"))?
+            .map_err(|e| fail("cannot connect to", &e))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| fail("cannot set TCP_NODELAY on the connection to", &e))?;
+        let stream: Box<dyn AsyncTokioStream> = match &self.implicit {
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(self.timeout, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| fail("TLS handshake timed out with", &"timed out"))?
+                    .map_err(|e| fail("TLS handshake failed with", &e))?;
+                Box::new(TlsConn(tls))
+            }
+            None => Box::new(tcp),
+        };
+        let greet = async {
+            let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await?;
+            if self.tls == SmtpTls::StartTls
+                && let Some(params) = &self.starttls
+            {
+                conn.starttls(params.clone(), &self.hello).await?;
+            }
+            if let Some(c) = &self.credentials {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+            }
+            Ok::<_, lettre::transport::smtp::Error>(conn)
+        };
+        match tokio::time::timeout(self.timeout.saturating_mul(2), greet).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(format!(
+                "SMTP: {server} refused the session: {e}"
+            ))),
+            Ok(Err(e)) => Err(fail("session setup failed with", &e)),
+            Err(_) => Err(fail(
+                "no greeting or EHLO answer within the timeout from",
+                &"timed out",
+            )),
+        }
+    }
+}
+
+/// A TLS stream lettre can speak SMTP over.
+#[derive(Debug)]
+struct TlsConn(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncTokioStream for TlsConn {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
