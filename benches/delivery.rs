@@ -4,13 +4,17 @@
 //! messages (default 3000), then, R times (default 3):
 //! - `raw`: lettre alone, `AsyncSmtpTransport::builder_dangerous` with a pool of C
 //!   connections and C tasks calling `send_raw` back to back: the best lettre can do here;
+//! - `transport`: ticketgate's own SMTP transport alone (`Transport::send`, its connection
+//!   pool with TCP_NODELAY), C tasks sending back to back, no store: the ceiling for the
+//!   outbox, which adds claiming and recording;
 //! - `outbox`: the same N messages enqueued in a fresh SQLite store (a temporary folder, set
 //!   up through the public API) and delivered by `outbox::deliver_due` with
 //!   `outbound.concurrency = C`, timed from the start until every row is `sent`.
 //!
 //! Both run on a current-thread Tokio runtime, as the `ticketgate` command runs the daemon.
 //! Figures are printed one per line, `name value`; the target (outbox ≥ 0.80 of raw) is
-//! printed, not asserted. Needs `smtp-sink` (Debian `postfix`).
+//! printed, not asserted; the ratio to the transport alone is printed next to it.
+//! Needs `smtp-sink` (Debian `postfix`).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,7 +32,8 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use ticketgate::app::App;
 use ticketgate::clock::{Clock, SystemClock};
 use ticketgate::config::{Config, ConfigSource};
-use ticketgate::store::NewOutbound;
+use ticketgate::outbox::Transport;
+use ticketgate::store::{NewOutbound, OutboxMail};
 
 const DEFAULT_MAILS: usize = 3_000;
 const DEFAULT_CONCURRENCY: usize = 8;
@@ -65,13 +70,18 @@ fn main() {
         .build()
         .expect("runtime");
     let mut ratios = Vec::new();
+    let mut transport_ratios = Vec::new();
     for run in 1..=runs {
         let raw = rt.block_on(raw_lettre(sink.port, &mails, c));
+        let transport = rt.block_on(raw_transport(sink.port, &mails, c));
         let (outbox, db_us) = rt.block_on(outbox(sink.port, &mails, c));
         let ratio = outbox / raw;
         println!("run{run}_raw_lettre_mails_per_s {raw:.0}");
+        println!("run{run}_raw_transport_mails_per_s {transport:.0}");
         println!("run{run}_outbox_mails_per_s {outbox:.0}");
         println!("run{run}_ratio {ratio:.3}");
+        println!("run{run}_ratio_vs_transport {:.3}", outbox / transport);
+        transport_ratios.push(outbox / transport);
         // The store's share: claiming and marking sent alone, no network (same batch size).
         println!("run{run}_store_claim_and_mark_sent_us_per_mail {db_us:.0}");
         ratios.push(ratio);
@@ -79,6 +89,11 @@ fn main() {
     ratios.sort_by(f64::total_cmp);
     let median = ratios[ratios.len() / 2];
     println!("median_ratio {median:.3}");
+    transport_ratios.sort_by(f64::total_cmp);
+    println!(
+        "median_ratio_vs_transport {:.3}",
+        transport_ratios[transport_ratios.len() / 2]
+    );
     println!(
         "target_ratio_ge_{TARGET_RATIO} {}",
         if median >= TARGET_RATIO {
@@ -171,12 +186,42 @@ async fn raw_lettre(port: u16, mails: &[Mail], c: usize) -> f64 {
     mails.len() as f64 / elapsed.as_secs_f64()
 }
 
-/// ticketgate: the messages enqueued in a fresh store, then `deliver_due` until all are sent.
-/// Returns mails per second, and the microseconds per mail that the same store takes to
-/// claim and mark sent the same number of messages without sending them.
-async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
+/// ticketgate's SMTP transport alone: C tasks sending back to back, nothing stored.
+async fn raw_transport(port: u16, mails: &[Mail], c: usize) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let d = dir.path();
+    let cfg = config(dir.path(), port, c);
+    let transport = Transport::from_config(&cfg.outbound).expect("transport");
+    let jobs: Vec<OutboxMail> = mails
+        .iter()
+        .enumerate()
+        .map(|(i, m)| OutboxMail {
+            id: i as i64 + 1,
+            kind: "acknowledgement".into(),
+            recipient: m.to.clone(),
+            message_id: m.message_id.clone(),
+            attempts: 1,
+            body: m.body.clone(),
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    let sent: usize = futures_util::future::join_all((0..c).map(|_| async {
+        let mut sent = 0usize;
+        while let Some(m) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+            transport.send(m).await.expect("transport send");
+            sent += 1;
+        }
+        sent
+    }))
+    .await
+    .into_iter()
+    .sum();
+    let elapsed = start.elapsed();
+    assert_eq!(sent, mails.len());
+    mails.len() as f64 / elapsed.as_secs_f64()
+}
+
+fn config(d: &std::path::Path, port: u16, c: usize) -> Config {
     std::fs::write(
         d.join("customers.toml"),
         "[plans.standard]\nlanguage = \"en\"\n",
@@ -191,8 +236,15 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
         inbox = d.join("inbox").display(),
         registry = d.join("customers.toml").display(),
     );
-    let cfg = Config::from_toml(&toml, d, ConfigSource::File(d.join("bench.toml")))
-        .expect("bench config");
+    Config::from_toml(&toml, d, ConfigSource::File(d.join("bench.toml"))).expect("bench config")
+}
+
+/// ticketgate: the messages enqueued in a fresh store, then `deliver_due` until all are sent.
+/// Returns mails per second, and the microseconds per mail that the same store takes to
+/// claim and mark sent the same number of messages without sending them.
+async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), port, c);
     let clock = Arc::new(SystemClock);
     let mut app = App::open(cfg, clock.clone()).expect("open app");
     let enqueue = |app: &mut App| {

@@ -8,8 +8,8 @@ use crate::clock::Clock;
 use crate::config::{OutboundConfig, TransportConfig};
 use crate::store::{OutboxMail, Store, StoreError};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use lettre::Address;
 use lettre::address::Envelope;
 use serde::Serialize;
@@ -154,13 +154,31 @@ pub async fn deliver_due(
                 (mail, result)
             });
         }
-        let Some((mail, result)) = in_flight.next().await else {
+        let Some(first) = in_flight.next().await else {
             return Ok(report);
         };
-        record(store, cfg, &mail, result, clock.now(), &mut report)?;
+        // Every other send that has finished by now is recorded with it: the successes in
+        // one commit (one fsync for several mails).
+        let mut done = vec![first];
+        while let Some(Some(d)) = in_flight.next().now_or_never() {
+            done.push(d);
+        }
+        let now = clock.now();
+        let sent: Vec<i64> = done
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(m, _)| m.id)
+            .collect();
+        if !sent.is_empty() {
+            store.mark_sent_many(&sent, now)?;
+        }
+        for (mail, result) in done {
+            record(store, cfg, &mail, result, now, &mut report)?;
+        }
     }
 }
 
+/// Records one attempt's outcome and logs it; a success is already marked sent.
 fn record(
     store: &mut dyn Store,
     cfg: &OutboundConfig,
@@ -171,7 +189,7 @@ fn record(
 ) -> Result<(), StoreError> {
     match result {
         Ok(()) => {
-            store.mark_sent(mail.id, now)?;
+            // Already marked sent with the others that finished at the same time.
             report.sent += 1;
             tracing::info!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "sent", "delivery attempt");

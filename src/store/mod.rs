@@ -320,6 +320,13 @@ pub trait Store: Send {
         max_attempts: u32,
     ) -> Result<Vec<OutboxMail>>;
     fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// [`Store::mark_sent`] for several messages in one commit.
+    fn mark_sent_many(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        for &id in ids {
+            self.mark_sent(id, now)?;
+        }
+        Ok(())
+    }
     fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()>;
     /// Refused for good (SMTP 5xx): `failed`.
     fn mark_failed(&mut self, id: i64, error: &str) -> Result<()>;

@@ -1104,6 +1104,14 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn mark_sent_many(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = $2, last_error = NULL WHERE id = ANY($1)",
+            &[&ids, &now],
+        )?;
+        Ok(())
+    }
+
     fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()> {
         self.conn()?.execute(
             "UPDATE outbox SET state = 'retry', next_attempt_at = $2, last_error = $3 WHERE id = $1",

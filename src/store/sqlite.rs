@@ -682,6 +682,23 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn mark_sent_many(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
+            )?;
+            let at = ts(now);
+            for id in ids {
+                st.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE outbox SET state = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
