@@ -21,7 +21,7 @@ pub struct App {
     pub cfg: Arc<Config>,
     pub store: Box<dyn Store>,
     pub pipeline: Pipeline,
-    pub transport: Transport,
+    pub transport: Arc<Transport>,
     pub clock: SharedClock,
 }
 
@@ -43,7 +43,8 @@ impl App {
             .context("loading templates (templates.dir)")?;
         let store =
             store::open(&cfg.database_url).context("opening the database (database.url)")?;
-        let transport = Transport::from_config(&cfg.outbound).map_err(anyhow::Error::msg)?;
+        let transport =
+            Arc::new(Transport::from_config(&cfg.outbound).map_err(anyhow::Error::msg)?);
         let pipeline = Pipeline::new(cfg.clone(), Arc::new(registry), templates, clock.clone());
         Ok(App {
             cfg,
@@ -183,23 +184,41 @@ impl App {
             }
             return Ok(summary);
         }
+        // Delivery has its own database connection and runs beside the rest: a slow SMTP
+        // server or a backlog never holds the app (mailbox commits, lease renewals) back.
+        let mut delivery_store = store::open(&cfg.database_url)
+            .context("opening a second database connection for delivery (database.url)")?;
+        let transport = shared.lock().await.transport.clone();
+        let delivery = delivery_loop(
+            delivery_store.as_mut(),
+            &transport,
+            &cfg,
+            &clock,
+            &deliver,
+            stop_rx.clone(),
+        );
         let daemon = async {
             let r = main_loop(&shared, &md, false, &deliver, shutdown).await;
-            // Stops the mailbox tasks after their current batch (also when the loop failed).
+            // Stops the mailbox tasks and delivery after their current batch (also when the
+            // loop failed).
             let _ = stop_tx.send(true);
             r
         };
-        let (summary, outcomes) = tokio::join!(daemon, mailboxes);
+        let (summary, outcomes, delivered) = tokio::join!(daemon, mailboxes, delivery);
         let mut summary = summary?;
         for o in outcomes {
             summary.inbound.add(&o.report);
         }
+        summary.delivery.sent += delivered.sent;
+        summary.delivery.retried += delivered.retried;
+        summary.delivery.failed += delivered.failed;
         Ok(summary)
     }
 }
 
-/// The Maildir drain, timers and delivery: once, or until `shutdown` completes. Sleeps until
-/// the poll interval, the next due timer or delivery, or a wake-up from a mailbox task.
+/// The Maildir drain and timers (and, with `once`, delivery): once, or until `shutdown`
+/// completes. Sleeps until the poll interval or the next due timer; wakes the delivery loop
+/// after a pass that queued mail.
 async fn main_loop(
     shared: &SharedApp<'_>,
     md: &Maildir,
@@ -223,7 +242,8 @@ async fn main_loop(
             } else {
                 0
             };
-            let d = if app.store.next_due()?.is_some_and(|d| d <= now) {
+            // The daemon delivers in its own loop (woken below); `--once` delivers here.
+            let d = if once && app.store.next_due()?.is_some_and(|d| d <= now) {
                 app.deliver().await?
             } else {
                 DeliveryReport::default()
@@ -234,6 +254,9 @@ async fn main_loop(
         match pass {
             Ok((r, fired, d)) => {
                 failures = 0;
+                if r.mails() > 0 || fired > 0 {
+                    deliver.notify_one();
+                }
                 summary.timers += fired;
                 summary.inbound.add(&r);
                 summary.delivery.sent += d.sent;
@@ -268,9 +291,7 @@ async fn main_loop(
             if failures > 0 {
                 wait = wait.max(Duration::from_secs(u64::from(failures.min(6)) * 5));
             }
-            let next_mail = app.store.next_due().ok().flatten();
-            let next_timer = app.store.next_timer().ok().flatten();
-            if let Some(due) = next_mail.into_iter().chain(next_timer).min() {
+            if let Some(due) = app.store.next_timer().ok().flatten() {
                 let until = (due - app.clock.now()).to_std().unwrap_or(Duration::ZERO);
                 wait = wait.min(until.max(Duration::from_millis(50)));
             }
@@ -282,7 +303,64 @@ async fn main_loop(
                 return Ok(summary);
             }
             _ = tokio::time::sleep(wait) => {}
-            _ = deliver.notified() => {}
+        }
+    }
+}
+
+/// The daemon's delivery: sends what is due through its own database connection, then sleeps
+/// until the next due message, a wake-up (a commit queued mail), or shutdown. At shutdown it
+/// stops claiming and finishes the sends in flight.
+async fn delivery_loop(
+    store: &mut dyn Store,
+    transport: &Transport,
+    cfg: &Config,
+    clock: &SharedClock,
+    wake: &Notify,
+    mut stop: watch::Receiver<bool>,
+) -> DeliveryReport {
+    let mut total = DeliveryReport::default();
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return total;
+        }
+        let now = clock.now();
+        let due = store.next_due();
+        let result = match due {
+            Ok(Some(d)) if d <= now => {
+                let stop_rx = stop.clone();
+                outbox::deliver_due_until(store, transport, &cfg.outbound, clock.as_ref(), &|| {
+                    *stop_rx.borrow()
+                })
+                .await
+            }
+            Ok(_) => Ok(DeliveryReport::default()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(d) => {
+                failures = 0;
+                total.sent += d.sent;
+                total.retried += d.retried;
+                total.failed += d.failed;
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = %e, failures,
+                    "delivery pass failed (database); retrying: check the database");
+            }
+        }
+        let mut wait = cfg.inbound.poll_interval;
+        if failures > 0 {
+            wait = wait.max(Duration::from_secs(u64::from(failures.min(6)) * 5));
+        } else if let Ok(Some(due)) = store.next_due() {
+            let until = (due - clock.now()).to_std().unwrap_or(Duration::ZERO);
+            wait = wait.min(until.max(Duration::from_millis(20)));
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return total,
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
         }
     }
 }

@@ -309,7 +309,7 @@ impl Pipeline {
                         Ok(m) => m.dedup_key.clone(),
                         Err(f) => f.dedup_key.clone(),
                     };
-                    tx.insert_inbound(&NewInbound {
+                    let kept = tx.insert_inbound(&NewInbound {
                         dedup_key: &key,
                         message_id: parsed.as_ref().ok().and_then(|m| m.message_id.as_deref()),
                         source: &raw.source,
@@ -321,7 +321,28 @@ impl Pipeline {
                         reason_code: Some("internal_error"),
                         reason: Some(&reason),
                         ticket_id: None,
-                    })?;
+                    });
+                    if let Err(e2) = kept {
+                        // Even the parsed fields cannot be stored: keep the raw bytes under
+                        // their content key, so the batch still commits and the mailbox
+                        // moves on.
+                        tx.rollback_to_savepoint()?;
+                        tracing::error!(source = %raw.source, error = %e2,
+                            "quarantining with the parsed fields failed; kept with the raw bytes only");
+                        tx.insert_inbound(&NewInbound {
+                            dedup_key: &crate::parse::content_key(&raw.bytes),
+                            message_id: None,
+                            source: &raw.source,
+                            received_at: now,
+                            from: None,
+                            subject: "",
+                            raw: &raw.bytes,
+                            outcome: "quarantined",
+                            reason_code: Some("internal_error"),
+                            reason: Some(&reason),
+                            ticket_id: None,
+                        })?;
+                    }
                     tx.release_savepoint()?;
                     report.quarantined += 1;
                     Outcome::Quarantined {

@@ -638,3 +638,22 @@ fn a_reply_to_the_customers_own_first_mail_lands_on_its_ticket() {
         }
     );
 }
+
+#[test]
+fn nul_bytes_in_headers_and_body_do_not_make_a_mail_unstorable() {
+    // PostgreSQL refuses NUL in text: it is kept out of what is stored as text, so the same
+    // mail opens a ticket on both backends, and a batch with it commits.
+    let mut e = env();
+    let raw = "From: Jane <jane@acme.example>\r\nTo: support@support.example.test\r\n\
+               Subject: NUL\u{0} inside\r\nMessage-ID: <nul\u{0}id@client.example>\r\n\
+               In-Reply-To: <earlier\u{0}@client.example>\r\nMIME-Version: 1.0\r\n\
+               Content-Type: text/plain; charset=utf-8\r\n\r\n\
+               Support key: ACME-0000-0000-0001\r\nThe log has a \u{0} in it.\r\n";
+    let ticket = created(&e.ingest(raw));
+    let id: i64 = ticket.trim_start_matches("TKT-").parse().unwrap();
+    let (t, articles) = e.app.store.ticket_with_articles(id).unwrap().unwrap();
+    assert_eq!(t.subject, "NUL inside");
+    assert!(articles[0].body.contains("has a \u{FFFD} in it"));
+    // Re-delivered: recognised by its (cleaned) Message-ID.
+    assert_eq!(e.ingest(raw), Outcome::Duplicate);
+}

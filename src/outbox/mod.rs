@@ -131,6 +131,18 @@ pub async fn deliver_due(
     cfg: &OutboundConfig,
     clock: &dyn Clock,
 ) -> Result<DeliveryReport, StoreError> {
+    deliver_due_until(store, transport, cfg, clock, &|| false).await
+}
+
+/// [`deliver_due`] that stops claiming once `stop()` says so (shutdown), and returns after
+/// the sends in flight are recorded.
+pub async fn deliver_due_until(
+    store: &mut dyn Store,
+    transport: &Transport,
+    cfg: &OutboundConfig,
+    clock: &dyn Clock,
+    stop: &dyn Fn() -> bool,
+) -> Result<DeliveryReport, StoreError> {
     let lease =
         chrono::Duration::from_std(cfg.claim_timeout).unwrap_or(chrono::Duration::minutes(5));
     let slots = cfg.concurrency.max(1);
@@ -139,6 +151,9 @@ pub async fn deliver_due(
     let mut in_flight = FuturesUnordered::new();
     let mut more_due = true;
     loop {
+        if claimed.is_empty() && more_due && stop() {
+            more_due = false;
+        }
         if claimed.is_empty() && more_due {
             let now = clock.now();
             let batch = store.claim_due(now, now + lease, slots, cfg.max_attempts)?;

@@ -134,7 +134,9 @@ fn parse_inner(
             addr.address
                 .as_deref()
                 .map(|a| a.trim().to_ascii_lowercase())
-                .filter(|a| a.contains('@') && !a.contains(char::is_whitespace)),
+                .filter(|a| {
+                    a.contains('@') && !a.contains(|c: char| c.is_whitespace() || c.is_control())
+                }),
             addr.name.as_deref().map(one_line).filter(|n| !n.is_empty()),
         ),
         None => (None, None),
@@ -167,7 +169,8 @@ fn parse_inner(
         }
         None => String::new(),
     };
-    let body = body.replace("\r\n", "\n");
+    // NUL is kept out of stored text (PostgreSQL refuses it; nobody writes it on purpose).
+    let body = body.replace("\r\n", "\n").replace('\0', "\u{FFFD}");
     let (text, quoted) = split_quoted(&body);
 
     let attachments = msg
@@ -181,7 +184,8 @@ fn parse_inner(
                     None => ct.ctype().to_string(),
                 })
                 .unwrap_or_else(|| "application/octet-stream".into())
-                .to_ascii_lowercase();
+                .to_ascii_lowercase()
+                .replace(|c: char| c.is_control(), "");
             Attachment {
                 filename: part
                     .attachment_name()
@@ -275,12 +279,16 @@ pub fn unflow(text: &str, delsp: bool) -> String {
     out.trim_end_matches('\n').to_string()
 }
 
+/// A Message-ID without its angle brackets and without control characters (a NUL byte, which
+/// PostgreSQL refuses in text, must not make a mail unstorable).
 fn clean_id(id: &str) -> String {
     id.trim()
         .trim_start_matches('<')
         .trim_end_matches('>')
         .trim()
-        .to_string()
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect()
 }
 
 fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
