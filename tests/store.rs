@@ -368,6 +368,37 @@ fn mailbox_state_round_trips_and_follows_the_transaction() {
 }
 
 #[test]
+fn mailbox_position_never_moves_back_under_the_same_uidvalidity() {
+    let d = db();
+    let mut s = d.open();
+    let set = |s: &mut Box<dyn Store>, uid_validity, last_uid| {
+        let mut tx = s.write().unwrap();
+        tx.set_mailbox_state(
+            "INBOX",
+            MailboxState {
+                uid_validity,
+                last_uid,
+            },
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        s.mailbox_state("INBOX").unwrap().unwrap()
+    };
+    assert_eq!(set(&mut s, 7, 50).last_uid, 50);
+    // An older writer (a lapsed lease holder) commits a lower position: it is kept at 50.
+    let st = set(&mut s, 7, 20);
+    assert_eq!((st.uid_validity, st.last_uid), (7, 50));
+    assert_eq!(set(&mut s, 7, 60).last_uid, 60);
+    // A new UIDVALIDITY starts over: the lower position is taken.
+    let st = set(&mut s, 8, 3);
+    assert_eq!((st.uid_validity, st.last_uid), (8, 3));
+    assert_eq!(
+        d.open().mailbox_state("INBOX").unwrap().unwrap().last_uid,
+        3
+    );
+}
+
+#[test]
 fn retry_outbox_puts_back_failed_and_dead_only() {
     let d = db();
     let mut s = d.open();

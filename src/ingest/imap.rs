@@ -4,10 +4,16 @@
 //! (`BODY.PEEK[]`, or `BODY.PEEK[HEADER]` for a mail over `inbound.max_message_size`), and
 //! hand the chunk to the pipeline, whose transaction also records the mailbox's new highest
 //! UID ([`MailboxState`]). Only after that commit is the after-action applied (move, flag or
-//! delete). A crash between the two leaves committed mail in the folder at or below
-//! `last_uid`: the next session fetches it again (it is a duplicate, so nothing happens twice)
-//! and applies the after-action. Between passes the task waits with IDLE (or polls), always
-//! searching again on a wake-up instead of trusting unsolicited responses.
+//! delete; in delete mode a mail stored header only is never deleted, it is left `\Seen`).
+//! A crash between the two, or a failed after-action, leaves committed mail in the folder at
+//! or below `last_uid`: the catch-up (at the next session, or the next pass after a failure)
+//! applies the after-action to it without downloading it again. A chunk whose fetch fails is
+//! read again one UID at a time; a UID that fails alone `UID_ATTEMPTS` times (counted in
+//! memory, across reconnects) is given up on: left in the folder, flagged
+//! `SKIPPED_KEYWORD`, never moved or deleted by a catch-up, and the position moves past
+//! it. The position never moves past a UID that was neither stored nor given up on. Between
+//! passes the task waits with IDLE (or polls), searching again on a wake-up, or when the
+//! server announced a grown message count.
 //!
 //! Several instances may be configured with the same mailbox: a store lease `imap:<name>`
 //! lets one read it at a time. Every failure is logged on one line and retried with jittered
@@ -20,7 +26,7 @@ use crate::pipeline::{RawMail, Report};
 use crate::store::MailboxState;
 use async_imap::types::{Fetch, UnsolicitedResponse};
 use futures_util::TryStreamExt as _;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -35,13 +41,18 @@ use tokio::time::Instant;
 
 /// Connecting (TCP and TLS) and every command but a body fetch.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-/// One `UID FETCH` of a chunk's bodies.
+/// Waiting for the next message of a `UID FETCH` of bodies (lack of progress, not the
+/// whole command).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// A chunk never holds more than this many bytes of mail (besides one larger mail alone).
 const CHUNK_BYTES: usize = 64 * 1024 * 1024;
 /// UID ranges per command, keeping command lines well under servers' limits (64 KB).
 const RANGES_PER_COMMAND: usize = 500;
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Failed attempts at fetching one UID alone before it is given up on (left in the folder).
+const UID_ATTEMPTS: u32 = 3;
+/// Keyword set on mail given up on, so that no catch-up moves or deletes it.
+const SKIPPED_KEYWORD: &str = "TicketgateSkipped";
 
 /// The app, shared by the daemon loop and the mailbox tasks of one `run`. Network I/O
 /// happens outside the lock; only store calls and commits take it.
@@ -150,21 +161,24 @@ impl Mailbox<'_, '_> {
     /// The task: takes the lease, reads the mailbox session after session, reconnecting with
     /// backoff after a failure, until shutdown (or, with `once`, after one pass).
     pub async fn run(mut self, once: bool) -> MailboxOutcome {
-        let mut out = MailboxOutcome::default();
-        let mut lease = Lease::new(&self.cfg.name, self.holder, self.cfg.lease);
+        let mut t = Task {
+            lease: Lease::new(&self.cfg.name, self.holder, self.cfg.lease),
+            out: MailboxOutcome::default(),
+            mem: Memory::default(),
+        };
         let mut failures = 0u32;
         let mut waiting_logged = false;
         loop {
             if self.stopped() {
                 break;
             }
-            match lease.take(&self).await {
+            match t.lease.take(&self).await {
                 Ok(true) => waiting_logged = false,
                 Ok(false) => {
                     if once {
                         tracing::info!(mailbox = %self.cfg.name,
                             "another instance is reading this IMAP mailbox; skipped");
-                        return out;
+                        return t.out;
                     }
                     if !waiting_logged {
                         tracing::info!(mailbox = %self.cfg.name,
@@ -179,50 +193,45 @@ impl Mailbox<'_, '_> {
                 }
                 Err(f) => {
                     failures += 1;
-                    if self.failed(f, failures, once, &mut out).await {
+                    if self.failed(f, failures, once, &mut t).await {
                         break;
                     }
                     continue;
                 }
             }
-            match self
-                .session(once, &mut lease, &mut failures, &mut out)
-                .await
-            {
+            match self.session(once, &mut t, &mut failures).await {
                 Ok(End::Done | End::Stopped) => break,
                 Ok(End::LeaseLost) => {
                     tracing::warn!(mailbox = %self.cfg.name,
                         "lost the lease on this IMAP mailbox to another instance; stopped reading it");
-                    lease.held = None;
+                    t.lease.held = None;
                 }
                 Err(f) => {
                     failures += 1;
-                    if self.failed(f, failures, once, &mut out).await {
+                    if self.failed(f, failures, once, &mut t).await {
                         break;
                     }
                 }
             }
         }
-        if lease.held.is_some() {
+        if t.lease.held.is_some() {
             let mut app = self.app.lock().await;
-            if let Err(e) = app.store.release_lease(&lease.name, self.holder) {
+            if let Err(e) = app.store.release_lease(&t.lease.name, self.holder) {
                 tracing::warn!(mailbox = %self.cfg.name, error = %e, "could not release the IMAP mailbox lease; it lapses by itself");
             }
         }
-        out
+        t.out
     }
 
-    /// Logs a failure and waits the backoff; `true` when the task must end.
-    async fn failed(
-        &mut self,
-        f: Failure,
-        failures: u32,
-        once: bool,
-        out: &mut MailboxOutcome,
-    ) -> bool {
-        if once {
+    /// Logs a failure and waits the backoff; `true` when the task must end. With `once`, a
+    /// pass ends at its first failure, unless a fetch failure was just counted: then it is
+    /// tried again (one UID at a time, giving up on a UID after [`UID_ATTEMPTS`]), so that
+    /// one unreadable mail does not stop the pass.
+    async fn failed(&mut self, f: Failure, failures: u32, once: bool, t: &mut Task) -> bool {
+        let retry = std::mem::take(&mut t.mem.retry);
+        if once && !retry {
             tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
-            out.error = Some(f.to_string());
+            t.out.error = Some(f.to_string());
             return true;
         }
         let wait = backoff(failures, getrandom::u32().unwrap_or(u32::MAX / 2));
@@ -234,9 +243,8 @@ impl Mailbox<'_, '_> {
     async fn session(
         &mut self,
         once: bool,
-        lease: &mut Lease,
+        t: &mut Task,
         failures: &mut u32,
-        out: &mut MailboxOutcome,
     ) -> Result<End, Failure> {
         let mut stop = self.stop.clone();
         let connected = tokio::select! {
@@ -274,7 +282,7 @@ impl Mailbox<'_, '_> {
                 .mailbox_state(&self.cfg.name)
                 .map_err(|e| self.store_failure(e))?
         };
-        let mut last = match state {
+        let last = match state {
             Some(st) if st.uid_validity == uid_validity => st.last_uid,
             Some(st) => {
                 tracing::warn!(mailbox = %self.cfg.name, folder = %folder,
@@ -284,6 +292,13 @@ impl Mailbox<'_, '_> {
             }
             None => 0,
         };
+        if t.mem.uid_validity != uid_validity {
+            // What is remembered about UIDs is about another incarnation of the folder.
+            t.mem = Memory {
+                uid_validity,
+                ..Memory::default()
+            };
+        }
         if self.cfg.after == AfterAction::Move {
             self.ensure_folder(&mut s).await?;
         }
@@ -291,44 +306,26 @@ impl Mailbox<'_, '_> {
             uid_validity,
             can_move,
             uidplus,
+            last,
+            exists: mb.exists,
         };
         // Mail committed but not moved or flagged before a crash or a failure.
-        if last > 0 {
-            let query = match self.cfg.after {
-                AfterAction::Flag => format!("UID 1:{last} UNSEEN"),
-                AfterAction::Move | AfterAction::Delete => format!("UID 1:{last}"),
-            };
-            let mut left: Vec<u32> = self
-                .search(&mut s, &query)
-                .await?
-                .into_iter()
-                .filter(|u| *u <= last)
-                .collect();
-            left.sort_unstable();
-            if !left.is_empty() {
-                tracing::warn!(mailbox = %self.cfg.name, mails = left.len(),
-                    "mail committed before but still in the folder (interrupted after commit): finishing it");
-                match self
-                    .process(&mut s, &left, &mut last, &mut pass, lease, out)
-                    .await?
-                {
-                    None => {}
-                    Some(end) => return self.end(s, end).await,
-                }
-            }
-        }
+        self.catch_up(&mut s, &mut pass, t).await?;
         loop {
+            if !t.lease.keep(self).await? {
+                return self.end(s, End::LeaseLost).await;
+            }
+            if t.mem.after_pending {
+                self.catch_up(&mut s, &mut pass, t).await?;
+            }
             let mut new: Vec<u32> = self
-                .search(&mut s, &format!("UID {}:*", last.saturating_add(1)))
+                .search(&mut s, &format!("UID {}:*", pass.last.saturating_add(1)))
                 .await?
                 .into_iter()
-                .filter(|u| *u > last) // `n:*` always matches the highest UID
+                .filter(|u| *u > pass.last) // `n:*` always matches the highest UID
                 .collect();
             new.sort_unstable();
-            if let Some(end) = self
-                .process(&mut s, &new, &mut last, &mut pass, lease, out)
-                .await?
-            {
+            if let Some(end) = self.process(&mut s, &new, &mut pass, t).await? {
                 return self.end(s, end).await;
             }
             if once {
@@ -339,22 +336,28 @@ impl Mailbox<'_, '_> {
             }
             if self.cfg.idle && can_idle {
                 // New mail the server already announced during the pass's commands would not
-                // be announced again in IDLE: look again first. A full channel may have
-                // dropped such an announcement.
-                let full = s.unsolicited_responses.is_full();
-                let mut announced = full;
+                // be announced again in IDLE: look again first. Only a grown message count
+                // is new mail (some servers repeat `* n EXISTS` after every command); our own
+                // expunges are counted down. A full channel may have dropped an announcement.
+                let mut announced = s.unsolicited_responses.is_full();
                 while let Ok(r) = s.unsolicited_responses.try_recv() {
-                    if matches!(
-                        r,
-                        UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
-                    ) {
-                        announced = true;
+                    match r {
+                        UnsolicitedResponse::Exists(n) => {
+                            if n > pass.exists {
+                                announced = true;
+                            }
+                            pass.exists = n;
+                        }
+                        UnsolicitedResponse::Expunge(_) => {
+                            pass.exists = pass.exists.saturating_sub(1);
+                        }
+                        _ => {}
                     }
                 }
                 if announced {
                     continue;
                 }
-                let (back, wake) = self.idle(s, lease).await?;
+                let (back, wake) = self.idle(s, &mut t.lease).await?;
                 s = back;
                 match wake {
                     Wake::Again => {}
@@ -363,12 +366,12 @@ impl Mailbox<'_, '_> {
             } else {
                 let deadline = Instant::now() + self.cfg.poll_interval;
                 loop {
-                    let next = deadline.min(lease.next_renewal());
+                    let next = deadline.min(t.lease.next_renewal());
                     tokio::select! {
                         _ = tokio::time::sleep_until(next) => {}
                         _ = stop.wait_for(|s| *s) => return self.end(s, End::Stopped).await,
                     }
-                    if !lease.keep(self).await? {
+                    if !t.lease.keep(self).await? {
                         return self.end(s, End::LeaseLost).await;
                     }
                     if Instant::now() >= deadline {
@@ -379,6 +382,50 @@ impl Mailbox<'_, '_> {
         }
     }
 
+    /// Applies the after-action to mail at or below the position that is still in the folder
+    /// (interrupted after its commit, or its after-action failed). Its effects are committed
+    /// (the position says so), so it is not downloaded again. Never touched: mail given up on
+    /// (its fetch kept failing: it was not stored), and in delete mode mail stored header only
+    /// (left `\Seen` in the folder).
+    async fn catch_up(
+        &mut self,
+        s: &mut Session,
+        pass: &mut Pass,
+        t: &mut Task,
+    ) -> Result<(), Failure> {
+        t.mem.after_pending = false;
+        let last = pass.last;
+        if last == 0 {
+            return Ok(());
+        }
+        let query = match self.cfg.after {
+            AfterAction::Flag | AfterAction::Delete => {
+                format!("UID 1:{last} UNSEEN NOT KEYWORD {SKIPPED_KEYWORD}")
+            }
+            AfterAction::Move => format!("UID 1:{last} NOT KEYWORD {SKIPPED_KEYWORD}"),
+        };
+        let mut left: Vec<u32> = self
+            .search(s, &query)
+            .await?
+            .into_iter()
+            .filter(|u| {
+                *u <= last
+                    && !t.mem.skipped.contains(u)
+                    && !(self.cfg.after == AfterAction::Delete && t.mem.header_only.contains(u))
+            })
+            .collect();
+        left.sort_unstable();
+        if left.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(mailbox = %self.cfg.name, mails = left.len(),
+            "mail committed before but still in the folder (interrupted after commit, or its after-action failed): finishing it");
+        if let Err(f) = self.after(s, &left, &[], pass).await {
+            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
+            t.mem.after_pending = true;
+        }
+        Ok(())
+    }
     /// Logs out (best effort) and returns `end`.
     async fn end(&self, mut s: Session, end: End) -> Result<End, Failure> {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
@@ -469,36 +516,61 @@ impl Mailbox<'_, '_> {
     }
 
     /// Fetches, commits and finishes `uids` (ascending) chunk by chunk. `Some(end)` when the
-    /// task must stop reading (shutdown between chunks, lease lost).
+    /// task must stop reading (shutdown between chunks, lease lost). UIDs in the range of a
+    /// chunk whose fetch failed are fetched one at a time.
     async fn process(
         &mut self,
         s: &mut Session,
         uids: &[u32],
-        last: &mut u32,
         pass: &mut Pass,
-        lease: &mut Lease,
-        out: &mut MailboxOutcome,
+        t: &mut Task,
     ) -> Result<Option<End>, Failure> {
-        for group in uids.chunks(self.batch_size) {
+        let mut groups: Vec<&[u32]> = Vec::new();
+        let mut rest = uids;
+        while !rest.is_empty() {
+            let one = t
+                .mem
+                .suspect
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&rest[0]));
+            let n = if one {
+                1
+            } else {
+                // A group stops where a suspect range starts.
+                rest.iter()
+                    .take(self.batch_size.max(1))
+                    .take_while(|u| !t.mem.suspect.is_some_and(|(lo, hi)| (lo..=hi).contains(*u)))
+                    .count()
+                    .max(1)
+            };
+            groups.push(&rest[..n]);
+            rest = &rest[n..];
+        }
+        for group in groups {
             if self.stopped() {
                 return Ok(Some(End::Stopped));
             }
-            if !lease.keep(self).await? {
+            if !t.lease.keep(self).await? {
                 return Ok(Some(End::LeaseLost));
             }
-            let mut sizes: HashMap<u32, usize> = HashMap::with_capacity(group.len());
-            for set in uid_sets(group) {
+            // Mail given up on is not fetched again; the position moves past it.
+            let todo: Vec<u32> = group
+                .iter()
+                .copied()
+                .filter(|u| !t.mem.skipped.contains(u))
+                .collect();
+            let mut sizes: HashMap<u32, usize> = HashMap::with_capacity(todo.len());
+            for set in uid_sets(&todo) {
                 let fetched = self
                     .fetch(s, &set, "(UID RFC822.SIZE)", COMMAND_TIMEOUT)
-                    .await?;
+                    .await
+                    .map_err(|f| self.fetch_failed(f, &todo, &mut t.mem))?;
                 for f in fetched {
                     if let (Some(uid), Some(size)) = (f.uid, f.size) {
                         sizes.insert(uid, size as usize);
                     }
                 }
             }
-            // Chunks of at most CHUNK_BYTES (a larger mail alone), skipped mails included
-            // so that the mailbox position moves past them.
+            // Chunks of at most CHUNK_BYTES (a larger mail alone).
             let mut start = 0;
             while start < group.len() {
                 let mut end = start;
@@ -517,27 +589,73 @@ impl Mailbox<'_, '_> {
                 }
                 let chunk = &group[start..end];
                 start = end;
-                self.chunk(s, chunk, &sizes, last, pass, out).await?;
+                if self.stopped() {
+                    return Ok(Some(End::Stopped));
+                }
+                if !t.lease.keep(self).await? {
+                    return Ok(Some(End::LeaseLost));
+                }
+                if let Some(end) = self.chunk(s, chunk, &sizes, pass, t).await? {
+                    return Ok(Some(end));
+                }
             }
         }
         Ok(None)
     }
 
-    /// One chunk: fetch, commit with the mailbox position, then the after-action.
+    /// Counts a failed fetch of `uids`: a chunk is fetched one UID at a time next; a UID
+    /// that failed alone [`UID_ATTEMPTS`] times is given up on. Returns the failure to end
+    /// the session with (the connection may be broken).
+    fn fetch_failed(&self, f: Failure, uids: &[u32], mem: &mut Memory) -> Failure {
+        mem.retry = true;
+        match uids {
+            [] => f,
+            [uid] => {
+                self.uid_failed(*uid, mem);
+                f
+            }
+            [lo, .., hi] => {
+                mem.suspect = Some((*lo, *hi));
+                Failure {
+                    what: f.what,
+                    hint: format!("{}; UIDs {lo}..{hi} are fetched one at a time next", f.hint),
+                }
+            }
+        }
+    }
+
+    /// Counts one failure to get `uid`; gives up on it after [`UID_ATTEMPTS`].
+    fn uid_failed(&self, uid: u32, mem: &mut Memory) {
+        mem.retry = true;
+        let n = mem.failures.entry(uid).or_insert(0);
+        *n += 1;
+        if *n >= UID_ATTEMPTS {
+            mem.failures.remove(&uid);
+            mem.skipped.insert(uid);
+            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host,
+                folder = %self.cfg.folder, uid, attempts = UID_ATTEMPTS,
+                "the server could not return this mail: given up on it, it is left in the folder and NOT processed (flagged {SKIPPED_KEYWORD} when the server allows); check the message on the server (damaged or unreadable file?), then copy it back into the folder as a new message to have it read");
+        }
+    }
+
+    /// One chunk: fetch, commit with the mailbox position, then the after-action. The
+    /// position moves past a UID only when it was stored or given up on.
     async fn chunk(
         &mut self,
         s: &mut Session,
         chunk: &[u32],
         sizes: &HashMap<u32, usize>,
-        last: &mut u32,
-        pass: &Pass,
-        out: &mut MailboxOutcome,
-    ) -> Result<(), Failure> {
+        pass: &mut Pass,
+        t: &mut Task,
+    ) -> Result<Option<End>, Failure> {
         let (mut small, mut big) = (Vec::new(), Vec::new());
         for &uid in chunk {
+            if t.mem.skipped.contains(&uid) {
+                continue;
+            }
             match sizes.get(&uid) {
                 None => tracing::warn!(mailbox = %self.cfg.name, uid,
-                    "mail gone from the folder before it could be fetched (deleted by someone else?); skipped"),
+                    "the server gave no size for this mail (deleted by someone else?); not read now, tried again"),
                 Some(&sz) if sz > self.max_message_bytes => big.push(uid),
                 Some(_) => small.push(uid),
             }
@@ -548,7 +666,16 @@ impl Mailbox<'_, '_> {
             (&big, "(UID RFC822.SIZE BODY.PEEK[HEADER])", true),
         ] {
             for set in uid_sets(uids) {
-                for f in self.fetch(s, &set, query, FETCH_TIMEOUT).await? {
+                let fetched = self
+                    .fetch(s, &set, query, FETCH_TIMEOUT)
+                    .await
+                    .map_err(|f| {
+                        let all: Vec<u32> = small.iter().chain(&big).copied().collect();
+                        let mut all = all;
+                        all.sort_unstable();
+                        self.fetch_failed(f, &all, &mut t.mem)
+                    })?;
+                for f in fetched {
                     let Some(uid) = f.uid else { continue };
                     let bytes = if header_only { f.header() } else { f.body() };
                     match bytes {
@@ -558,7 +685,7 @@ impl Mailbox<'_, '_> {
                             header_only.then(|| sizes.get(&uid).copied()).flatten(),
                         )),
                         None => tracing::error!(mailbox = %self.cfg.name, uid,
-                            "the server returned no content for this mail; skipped (it stays in the folder)"),
+                            "the server returned no content for this mail; not read now, tried again"),
                     }
                 }
             }
@@ -566,10 +693,10 @@ impl Mailbox<'_, '_> {
         got.sort_unstable_by_key(|g| g.0);
         got.dedup_by_key(|g| g.0);
         let fetched: Vec<u32> = got.iter().map(|g| g.0).collect();
-        for uid in small.iter().chain(&big) {
-            if fetched.binary_search(uid).is_err() {
-                tracing::error!(mailbox = %self.cfg.name, uid,
-                    "the server returned nothing for this mail; skipped (it stays in the folder)");
+        let mut missing = Vec::new();
+        for &uid in chunk {
+            if !t.mem.skipped.contains(&uid) && fetched.binary_search(&uid).is_err() {
+                missing.push(uid);
             }
         }
         for (uid, _, declared) in &got {
@@ -579,6 +706,7 @@ impl Mailbox<'_, '_> {
                     "mail over inbound.max_message_size: header only fetched, quarantined as too large");
             }
         }
+        let header_only: Vec<u32> = got.iter().filter(|g| g.2.is_some()).map(|g| g.0).collect();
         let mut declared = Vec::with_capacity(got.len());
         let mails: Vec<RawMail> = got
             .into_iter()
@@ -590,36 +718,101 @@ impl Mailbox<'_, '_> {
                 }
             })
             .collect();
-        let top = chunk.iter().copied().max().unwrap_or(0).max(*last);
+        // The position: past every UID stored or given up on, up to the first that was not.
+        let top = chunk
+            .iter()
+            .copied()
+            .take_while(|u| fetched.binary_search(u).is_ok() || t.mem.skipped.contains(u))
+            .last()
+            .unwrap_or(0)
+            .max(pass.last);
         let state = MailboxState {
             uid_validity: pass.uid_validity,
             last_uid: top,
         };
-        let report = {
-            let mut guard = self.app.lock().await;
-            let app: &mut App = &mut guard;
-            let name = &self.cfg.name;
-            let (report, _) = app
-                .pipeline
-                .process_declared(app.store.as_mut(), &mails, &declared, &mut |tx| {
-                    tx.set_mailbox_state(name, state)
-                })
-                .map_err(|e| self.store_failure(e))?;
-            report
-        };
-        *last = top;
-        out.report.add(&report);
-        if report.outbound > 0 {
-            self.deliver.notify_one();
+        if !mails.is_empty() || top > pass.last {
+            // Renewed right before the commit: a slow fetch may have used up the lease.
+            if !t.lease.keep(self).await? {
+                return Ok(Some(End::LeaseLost));
+            }
+            let report = {
+                let mut guard = self.app.lock().await;
+                let app: &mut App = &mut guard;
+                let name = &self.cfg.name;
+                let (report, _) = app
+                    .pipeline
+                    .process_declared(app.store.as_mut(), &mails, &declared, &mut |tx| {
+                        tx.set_mailbox_state(name, state)
+                    })
+                    .map_err(|e| self.store_failure(e))?;
+                report
+            };
+            pass.last = top;
+            t.out.report.add(&report);
+            if report.outbound > 0 {
+                self.deliver.notify_one();
+            }
+            if !mails.is_empty() {
+                tracing::info!(mailbox = %self.cfg.name, mails = mails.len(), created = report.created,
+                    appended = report.appended, quarantined = report.quarantined,
+                    duplicates = report.duplicates, last_uid = top, "IMAP batch committed");
+            }
         }
-        if !mails.is_empty() {
-            tracing::info!(mailbox = %self.cfg.name, mails = mails.len(), created = report.created,
-                appended = report.appended, quarantined = report.quarantined,
-                duplicates = report.duplicates, last_uid = top, "IMAP batch committed");
+        if self.cfg.after == AfterAction::Delete {
+            t.mem.header_only.extend(header_only.iter().copied());
         }
-        self.after(s, &fetched, pass).await
+        if let Err(f) = self.after(s, &fetched, &header_only, pass).await {
+            // Committed: new mail goes on; the after-action is retried at the next pass.
+            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
+            t.mem.after_pending = true;
+        }
+        // Mail given up on in this chunk: marked so that no later catch-up (even after a
+        // restart, when this memory is gone) moves or deletes it. Best effort, once.
+        let unmarked: Vec<u32> = chunk
+            .iter()
+            .copied()
+            .filter(|u| *u <= pass.last && t.mem.skipped.contains(u) && t.mem.marked.insert(*u))
+            .collect();
+        for set in uid_sets(&unmarked) {
+            let r = timed(COMMAND_TIMEOUT, async {
+                s.uid_store(&set, format!("+FLAGS.SILENT ({SKIPPED_KEYWORD})"))
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(mailbox = %self.cfg.name, uids = %set, error = %e,
+                    "could not flag mail given up on with {SKIPPED_KEYWORD}; it is left alone while this process runs");
+            }
+        }
+        if !missing.is_empty() {
+            // A UID is counted only when it failed alone; in a larger chunk, the missing
+            // ones (a broken connection cuts off all that follow) are read one at a time next.
+            let asked = chunk.iter().filter(|u| !t.mem.skipped.contains(u)).count();
+            if asked > 1 {
+                t.mem.retry = true;
+                t.mem.suspect = Some((missing[0], missing[missing.len() - 1]));
+            } else {
+                for &uid in &missing {
+                    self.uid_failed(uid, &mut t.mem);
+                }
+            }
+            return Err(self.fail(
+                format!(
+                    "the server returned no content or no size for UID(s) {}",
+                    uid_sets(&missing).join(",")
+                ),
+                format!(
+                    "they stay in the folder and are tried again (given up after {UID_ATTEMPTS} attempts each)"
+                ),
+            ));
+        }
+        Ok(None)
     }
 
+    /// `UID FETCH`; the time limit applies to each response (lack of progress), not to the
+    /// whole command, so that a chunk of many mails on a slow link is not cut off.
     async fn fetch(
         &self,
         s: &mut Session,
@@ -627,25 +820,77 @@ impl Mailbox<'_, '_> {
         query: &str,
         limit: Duration,
     ) -> Result<Vec<Fetch>, Failure> {
-        timed(limit, async {
-            s.uid_fetch(set, query).await?.try_collect::<Vec<_>>().await
-        })
+        async {
+            let stream = timed(limit, s.uid_fetch(set, query)).await?;
+            tokio::pin!(stream);
+            let mut all = Vec::new();
+            while let Some(f) = timed(limit, stream.try_next()).await? {
+                all.push(f);
+            }
+            Ok(all)
+        }
         .await
-        .map_err(|e| {
+        .map_err(|e: async_imap::error::Error| {
             self.fail(
-                format!("UID FETCH {query} failed: {e}"),
+                format!("UID FETCH {set} {query} failed: {e}"),
                 "check the server; nothing from this chunk was committed, it is read again",
             )
         })
     }
 
-    /// Moves, flags or deletes committed mail.
-    async fn after(&self, s: &mut Session, uids: &[u32], pass: &Pass) -> Result<(), Failure> {
+    /// Moves, flags or deletes committed mail (`uids`). In delete mode, mail stored header
+    /// only (`header_only`, a subset) is never deleted: it is flagged `\Seen` and left.
+    async fn after(
+        &self,
+        s: &mut Session,
+        uids: &[u32],
+        header_only: &[u32],
+        pass: &mut Pass,
+    ) -> Result<(), Failure> {
         let to = &self.cfg.move_to;
-        for set in uid_sets(uids) {
+        let (uids, keep): (Vec<u32>, Vec<u32>) = if self.cfg.after == AfterAction::Delete {
+            uids.iter().partition(|u| !header_only.contains(u))
+        } else {
+            (uids.to_vec(), Vec::new())
+        };
+        let action = match self.cfg.after {
+            AfterAction::Move => format!("moving processed mail to {to}"),
+            AfterAction::Flag => "flagging processed mail \\Seen".to_string(),
+            AfterAction::Delete => "deleting processed mail".to_string(),
+        };
+        let folder = &self.cfg.folder;
+        let hint = match self.cfg.after {
+            AfterAction::Move => format!(
+                "its effects are committed; it stays in {folder} and the move is retried at the next pass without downloading it again: check that {to} exists and is writable, and the account's quota ({})",
+                self.key("move_to")
+            ),
+            _ => format!(
+                "its effects are committed; it stays in {folder} and this is retried at the next pass without downloading it again: check the folder's permissions and the account's quota"
+            ),
+        };
+        for set in uid_sets(&keep) {
+            let r = timed(COMMAND_TIMEOUT, async {
+                s.uid_store(&set, "+FLAGS.SILENT (\\Seen)")
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await;
+            match r {
+                Ok(_) => tracing::warn!(mailbox = %self.cfg.name, folder = %folder, uids = %set,
+                    "mail over inbound.max_message_size kept only its header here: NOT deleted, left in {folder} flagged \\Seen; delete it there by hand once handled"),
+                Err(e) => {
+                    return Err(self.fail(
+                        format!("flagging too-large mail {set} \\Seen in {folder} failed: {e}"),
+                        "it is not deleted (only its header was stored); check the folder's permissions",
+                    ));
+                }
+            }
+        }
+        for set in uid_sets(&uids) {
             let r = timed(COMMAND_TIMEOUT, async {
                 match self.cfg.after {
-                    AfterAction::Move if pass.can_move => s.uid_mv(&set, to).await,
+                    AfterAction::Move if pass.can_move => s.uid_mv(&set, to).await.map(|()| 0),
                     AfterAction::Move => {
                         s.uid_copy(&set, to).await?;
                         delete(s, &set, pass.uidplus).await
@@ -655,27 +900,21 @@ impl Mailbox<'_, '_> {
                             .await?
                             .try_collect::<Vec<_>>()
                             .await?;
-                        Ok(())
+                        Ok(0)
                     }
                     AfterAction::Delete => delete(s, &set, pass.uidplus).await,
                 }
             })
             .await;
-            r.map_err(|e| {
-                let action = match self.cfg.after {
-                    AfterAction::Move => format!("moving processed mail to {to}"),
-                    AfterAction::Flag => "flagging processed mail \\Seen".to_string(),
-                    AfterAction::Delete => "deleting processed mail".to_string(),
-                };
-                self.fail(
-                    format!("{action} failed: {e}"),
-                    "its effects are committed; it is finished at the next connection (check the folder's permissions)",
-                )
-            })?;
+            match r {
+                Ok(expunged) => pass.exists = pass.exists.saturating_sub(expunged),
+                Err(e) => {
+                    return Err(self.fail(format!("{action} (UIDs {set}) failed: {e}"), hint));
+                }
+            }
         }
         Ok(())
     }
-
     /// TCP, then TLS as configured, then login.
     async fn connect(&self) -> Result<Session, Failure> {
         let cfg = self.cfg;
@@ -822,6 +1061,38 @@ struct Pass {
     uid_validity: u32,
     can_move: bool,
     uidplus: bool,
+    /// The committed position (highest UID read or given up on).
+    last: u32,
+    /// The message count as last known (SELECT, `EXISTS`, minus our expunges).
+    exists: u32,
+}
+
+/// What a mailbox task keeps across its sessions.
+struct Task {
+    lease: Lease,
+    out: MailboxOutcome,
+    mem: Memory,
+}
+
+/// What the task remembers about UIDs across reconnects (in memory), for one UIDVALIDITY.
+#[derive(Default)]
+struct Memory {
+    uid_validity: u32,
+    /// Failed fetches of a UID alone (or missing content), not yet given up on.
+    failures: HashMap<u32, u32>,
+    /// UIDs given up on: not stored, left in the folder; the position moves past them and
+    /// the catch-up never moves or deletes them.
+    skipped: BTreeSet<u32>,
+    /// Skipped UIDs already flagged (or tried) with [`SKIPPED_KEYWORD`].
+    marked: HashSet<u32>,
+    /// Delete mode: UIDs stored header only, left in the folder `\Seen`.
+    header_only: HashSet<u32>,
+    /// The UID range of a chunk whose fetch failed: read one UID at a time.
+    suspect: Option<(u32, u32)>,
+    /// An after-action failed: the catch-up runs again at the next pass.
+    after_pending: bool,
+    /// A fetch failure was just counted (with `once`, the pass is tried again).
+    retry: bool,
 }
 
 enum Wake {
@@ -853,6 +1124,9 @@ impl Lease {
     /// Takes or renews the lease for its period; `false` when another instance has it.
     async fn take(&mut self, mb: &Mailbox<'_, '_>) -> Result<bool, Failure> {
         let now = mb.clock.now();
+        // Measured before the store call: the lease runs from `now`, however long the wait
+        // for the app lock.
+        let started = Instant::now();
         let until = now + chrono::Duration::from_std(self.period).unwrap_or_default();
         let ok = {
             let mut app = mb.app.lock().await;
@@ -864,7 +1138,7 @@ impl Lease {
             tracing::info!(mailbox = %mb.cfg.name, holder = %self.holder,
                 "lease taken on this IMAP mailbox: this instance reads it");
         }
-        self.held = ok.then(Instant::now);
+        self.held = ok.then_some(started);
         Ok(ok)
     }
 
@@ -933,18 +1207,19 @@ where
     }
 }
 
-/// Deletes `set`: `\Deleted`, then `UID EXPUNGE` (UIDPLUS) or `EXPUNGE`.
-async fn delete(s: &mut Session, set: &str, uidplus: bool) -> async_imap::error::Result<()> {
+/// Deletes `set`: `\Deleted`, then `UID EXPUNGE` (UIDPLUS) or `EXPUNGE`; the number of
+/// messages expunged.
+async fn delete(s: &mut Session, set: &str, uidplus: bool) -> async_imap::error::Result<u32> {
     s.uid_store(set, "+FLAGS.SILENT (\\Deleted)")
         .await?
         .try_collect::<Vec<_>>()
         .await?;
-    if uidplus {
-        s.uid_expunge(set).await?.try_collect::<Vec<_>>().await?;
+    let gone = if uidplus {
+        s.uid_expunge(set).await?.try_collect::<Vec<_>>().await?
     } else {
-        s.expunge().await?.try_collect::<Vec<_>>().await?;
-    }
-    Ok(())
+        s.expunge().await?.try_collect::<Vec<_>>().await?
+    };
+    Ok(u32::try_from(gone.len()).unwrap_or(u32::MAX))
 }
 
 /// The XOAUTH2 SASL initial response.

@@ -849,7 +849,9 @@ impl WriteTx for PgTx<'_> {
     fn set_mailbox_state(&mut self, mailbox: &str, state: MailboxState) -> Result<()> {
         self.execute(
             "INSERT INTO mailboxes (name, uid_validity, last_uid) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET uid_validity = excluded.uid_validity, last_uid = excluded.last_uid",
+             ON CONFLICT (name) DO UPDATE SET last_uid = CASE WHEN mailboxes.uid_validity = excluded.uid_validity \
+             THEN GREATEST(mailboxes.last_uid, excluded.last_uid) ELSE excluded.last_uid END, \
+             uid_validity = excluded.uid_validity",
             &[
                 &mailbox,
                 &i64::from(state.uid_validity),

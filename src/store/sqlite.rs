@@ -504,7 +504,9 @@ impl WriteTx for SqliteTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO mailboxes (name, uid_validity, last_uid) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET uid_validity = excluded.uid_validity, last_uid = excluded.last_uid",
+                 ON CONFLICT (name) DO UPDATE SET last_uid = CASE WHEN mailboxes.uid_validity = excluded.uid_validity \
+                 THEN max(mailboxes.last_uid, excluded.last_uid) ELSE excluded.last_uid END, \
+                 uid_validity = excluded.uid_validity",
             )?
             .execute(params![mailbox, state.uid_validity, state.last_uid])?;
         Ok(())

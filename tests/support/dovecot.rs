@@ -353,6 +353,52 @@ impl Dovecot {
         }
     }
 
+    /// The file in `folder`'s Maildir (`cur/` or `new/`) holding the mail with `message_id`
+    /// (with its angle brackets, as in the header).
+    pub fn message_file(&self, user: &str, folder: &str, message_id: &str) -> PathBuf {
+        let maildir = self.maildir(user, folder);
+        ["cur", "new"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).into_iter().flatten())
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                std::fs::read(p)
+                    .map(|b| String::from_utf8_lossy(&b).contains(message_id))
+                    .unwrap_or(false)
+            })
+            .unwrap_or_else(|| panic!("no file for {message_id} in {}", maildir.display()))
+    }
+
+    /// Makes a mail's file unreadable to Dovecot's mail process (which runs as uid 65534,
+    /// not root), so that the server can no longer return it; or readable again.
+    /// `file` is found again when Dovecot has renamed it since (flags, `new/` to `cur/`).
+    pub fn make_unreadable(&self, file: &Path, unreadable: bool) {
+        let base = file.file_name().unwrap().to_string_lossy();
+        let base = base.split(':').next().unwrap().to_string();
+        let maildir = file.parent().unwrap().parent().unwrap();
+        let now = ["cur", "new"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).into_iter().flatten())
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&base))
+            .unwrap_or_else(|| panic!("{} is gone", file.display()));
+        let mode = if unreadable { 0o000 } else { 0o600 };
+        std::fs::set_permissions(now, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Makes `folder` of `user` read-only (or writable again) for Dovecot's mail process:
+    /// nothing can be copied or moved into it.
+    pub fn set_folder_writable(&self, user: &str, folder: &str, writable: bool) {
+        let maildir = self.maildir(user, folder);
+        let mode = if writable { 0o700 } else { 0o500 };
+        for sub in ["tmp", "new", "cur", ""] {
+            let p = maildir.join(sub);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+    }
+
     fn maildir(&self, user: &str, folder: &str) -> PathBuf {
         let (local, domain) = user.split_once('@').unwrap();
         let base = self
