@@ -74,19 +74,40 @@ fn main() {
     }
 }
 
+/// `after=MODE` and `batch=N` from the command line, as `[[inbound.imap]]` / `[inbound]`
+/// keys: the after-action's cost and the chunk size can be measured on their own.
+fn extra_mailbox_keys() -> String {
+    std::env::args()
+        .filter_map(|a| {
+            a.strip_prefix("after=")
+                .map(|m| format!("after = \"{m}\"\n"))
+        })
+        .collect()
+}
+
+fn batch_size() -> String {
+    std::env::args()
+        .filter_map(|a| {
+            a.strip_prefix("batch=")
+                .map(|n| format!("batch_size = {n}\n"))
+        })
+        .collect()
+}
+
 fn config(dir: &Path, work: &Workload, dovecot: &Dovecot, outbound: &str) -> Config {
     std::fs::write(dir.join("customers.toml"), work.registry_toml()).expect("registry");
     let toml = format!(
         "[database]\nurl = \"sqlite:{db}\"\n\n\
-         [inbound]\nmaildir = \"{inbox}\"\n\n\
+         [inbound]\nmaildir = \"{inbox}\"\n{batch}\n\
          {mailbox}password_file = \"{pw}\"\n\n\
          {outbound}\n\
          [registry]\npath = \"{registry}\"\n\n[log]\nlevel = \"warn\"\n",
         db = dir.join("bench.db").display(),
         inbox = dir.join("inbox").display(),
-        mailbox = dovecot.mailbox_config("support", USER, ""),
+        mailbox = dovecot.mailbox_config("support", USER, &extra_mailbox_keys()),
         pw = dovecot.password_file(PASSWORD).display(),
         registry = dir.join("customers.toml").display(),
+        batch = batch_size(),
     );
     Config::from_toml(&toml, dir, ConfigSource::EmbeddedDefault).expect("bench config")
 }
@@ -153,10 +174,22 @@ fn throughput(rt: &tokio::runtime::Runtime, n: usize) {
     );
     let summary = outcome;
     work.verify(app.store.as_mut(), &summary.report);
-    let left = dovecot.list("INBOX").len();
-    assert_eq!(left, 0, "{left} mails left in the INBOX");
-    let moved = dovecot.list("Processed").len();
-    assert_eq!(moved, n, "every mail moved to Processed");
+    let inbox = dovecot.list("INBOX");
+    match mb_cfg.after {
+        ticketgate::config::AfterAction::Flag => assert!(
+            inbox.len() == n && inbox.iter().all(|m| m.flags.contains("\\Seen")),
+            "every mail flagged \\Seen in the INBOX"
+        ),
+        ticketgate::config::AfterAction::Move => {
+            assert!(inbox.is_empty(), "{} mails left in the INBOX", inbox.len());
+            let moved = dovecot.list(&mb_cfg.move_to).len();
+            assert_eq!(moved, n, "every mail moved to {}", mb_cfg.move_to);
+        }
+        ticketgate::config::AfterAction::Delete => {
+            assert!(inbox.is_empty(), "{} mails left in the INBOX", inbox.len())
+        }
+    }
+    println!("after_action {:?}", mb_cfg.after);
     let rate = n as f64 / elapsed.as_secs_f64();
     println!("imap_end_to_end_seconds {:.3}", elapsed.as_secs_f64());
     println!("imap_end_to_end_rate_per_s {rate:.0}");
