@@ -18,7 +18,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{ClientId, Extension};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,6 +33,24 @@ use tokio::net::TcpStream;
 const MAX_IDLE: Duration = Duration::from_secs(60);
 /// An idle connection older than this is checked with NOOP before it is reused.
 const CHECK_AFTER: Duration = Duration::from_secs(2);
+/// The AUTH mechanisms used, in order of preference.
+const AUTH: &[Mechanism] = &[Mechanism::Plain, Mechanism::Login];
+
+/// Why setting up a session failed.
+enum Greet {
+    Smtp(lettre::transport::smtp::Error),
+    /// Credentials are configured but the server offers none of [`AUTH`]; whether it
+    /// offers STARTTLS.
+    NoAuth(bool),
+    /// The server refused our login.
+    Auth(lettre::transport::smtp::Error),
+}
+
+impl From<lettre::transport::smtp::Error> for Greet {
+    fn from(e: lettre::transport::smtp::Error) -> Greet {
+        Greet::Smtp(e)
+    }
+}
 
 pub struct SmtpClient {
     host: String,
@@ -189,16 +207,43 @@ impl SmtpClient {
                 conn.starttls(params.clone(), &self.hello).await?;
             }
             if let Some(c) = &self.credentials {
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+                if conn.server_info().get_auth_mechanism(AUTH).is_none() {
+                    // lettre would only say "No compatible authentication mechanism": say
+                    // what the server offers and, when it wants TLS first, what to change.
+                    let starttls = conn.server_info().supports_feature(Extension::StartTls);
+                    conn.abort().await;
+                    return Err(Greet::NoAuth(starttls));
+                }
+                conn.auth(AUTH, c).await.map_err(Greet::Auth)?;
             }
-            Ok::<_, lettre::transport::smtp::Error>(conn)
+            Ok::<_, Greet>(conn)
         };
         match tokio::time::timeout(self.timeout.saturating_mul(2), greet).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(format!(
+            Ok(Err(Greet::Smtp(e))) if e.is_permanent() => Err(SendError::Permanent(format!(
                 "SMTP: {server} refused the session: {e}"
             ))),
-            Ok(Err(e)) => Err(fail("session setup failed with", &e)),
+            Ok(Err(Greet::Smtp(e))) => Err(fail("session setup failed with", &e)),
+            // A refused login is our configuration's fault, not the message's: the mail waits
+            // (retried with backoff) instead of failing for good, and the error says what to
+            // check.
+            Ok(Err(Greet::Auth(e))) => Err(SendError::Transient(format!(
+                "SMTP: {server} refused the login: {e}; check outbound.smtp.username and the \
+                 password (outbound.smtp.password_env / password_file); the mail is kept and \
+                 retried"
+            ))),
+            Ok(Err(Greet::NoAuth(starttls))) => {
+                let hint = if starttls && self.tls == SmtpTls::None {
+                    "; it offers STARTTLS, so it allows AUTH only over TLS: set \
+                     outbound.smtp.tls = \"starttls\" (or \"tls\" on its implicit-TLS port)"
+                } else {
+                    ""
+                };
+                Err(SendError::Transient(format!(
+                    "SMTP: {server} offers no AUTH mechanism ticketgate can use (PLAIN, LOGIN) \
+                     on this connection, but a username and password are configured{hint}"
+                )))
+            }
             Err(_) => Err(fail(
                 "no greeting or EHLO answer within the timeout from",
                 &"timed out",

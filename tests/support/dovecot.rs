@@ -3,6 +3,11 @@
 //! a test CA and server certificate made with `openssl` for each run, and Maildir storage
 //! under the same folder. Stopped when dropped.
 //!
+//! [`Dovecot::start_with_submission`] also runs Dovecot's SMTP submission service (Debian
+//! `dovecot-submissiond`) on two more ports, relaying what it accepts to a plain SMTP server
+//! (an smtp-sink) on loopback: the port-587 style one offers STARTTLS and allows AUTH only
+//! after it; the port-465 style one is TLS from the first byte.
+//!
 //! Needs `dovecot` and `doveadm` (Debian `dovecot-imapd`) and `openssl`. Runs as root (the
 //! mail is stored as uid 65534, which Dovecot's `first_valid_uid` allows).
 #![allow(dead_code)]
@@ -26,6 +31,11 @@ pub const PASSWORD: &str = "secret";
 /// A second mailbox owner.
 pub const OTHER_USER: &str = "other@example.test";
 pub const OTHER_PASSWORD: &str = "secret2";
+/// The address the submission listeners are on. Not 127.0.0.1: Linux connects to it from
+/// 127.0.0.1, and Dovecot counts a connection whose two ends differ as remote, so it allows
+/// AUTH only after STARTTLS there, as a real port 587 does (a connection from its own
+/// address would count as secure). The server certificate names it too.
+pub const SUBMISSION_HOST: &str = "127.0.0.2";
 
 pub struct Dovecot {
     child: Option<Child>,
@@ -34,6 +44,14 @@ pub struct Dovecot {
     pub imap_port: u16,
     /// IMAP over TLS from the first byte.
     pub imaps_port: u16,
+    /// SMTP submission with STARTTLS (AUTH only after it) on [`SUBMISSION_HOST`]; 0 without
+    /// submission.
+    pub submission_port: u16,
+    /// SMTP submission over TLS from the first byte on [`SUBMISSION_HOST`]; 0 without
+    /// submission.
+    pub submissions_port: u16,
+    /// Where submission relays accepted mail (127.0.0.1), when it runs.
+    relay_port: Option<u16>,
 }
 
 /// One message in a folder, as `doveadm fetch` lists it.
@@ -112,6 +130,24 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
 impl Dovecot {
     /// Dovecot with the users [`USER`] and [`OTHER_USER`].
     pub fn start() -> Dovecot {
+        Self::start_inner(None)
+    }
+
+    /// [`Dovecot::start`] plus the SMTP submission service on [`Dovecot::submission_port`]
+    /// (STARTTLS) and [`Dovecot::submissions_port`] (implicit TLS), relaying accepted mail
+    /// to a plain SMTP server on 127.0.0.1:`relay_port`. Needs `dovecot-submissiond`.
+    pub fn start_with_submission(relay_port: u16) -> Dovecot {
+        if !Path::new("/usr/lib/dovecot/submission").exists() {
+            panic!(
+                "Dovecot's submission service is not installed, and the SMTP TLS tests need \
+                 it: install it with `apt-get install dovecot-submissiond` (as root; \
+                 Debian/Ubuntu), or run `scripts/test`"
+            );
+        }
+        Self::start_inner(Some(relay_port))
+    }
+
+    fn start_inner(relay_port: Option<u16>) -> Dovecot {
         let mut dir = tempfile::tempdir().expect("temporary folder for Dovecot");
         // Dovecot's unprivileged processes (login, the mail user) walk through this folder.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -134,7 +170,7 @@ impl Dovecot {
             .arg(d.join("server.csr")));
         std::fs::write(
             d.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+            "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\nbasicConstraints=CA:FALSE\n\
              keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
@@ -163,13 +199,20 @@ impl Dovecot {
         let mut last = String::new();
         for _ in 0..5 {
             let (imap_port, imaps_port) = (free_port(), free_port());
-            write_config(d, imap_port, imaps_port);
+            let (submission_port, submissions_port) = match relay_port {
+                Some(_) => (free_port(), free_port()),
+                None => (0, 0),
+            };
             let mut dc = Dovecot {
                 child: None,
                 dir,
                 imap_port,
                 imaps_port,
+                submission_port,
+                submissions_port,
+                relay_port,
             };
+            dc.write_config();
             match dc.launch() {
                 Ok(()) => return dc,
                 Err(e) => {
@@ -218,8 +261,15 @@ impl Dovecot {
             .map_err(|e| format!("cannot run {}: {e}", dovecot.display()))?;
         self.child = Some(child);
         let deadline = Instant::now() + STARTUP;
-        for port in [self.imap_port, self.imaps_port] {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let submission: Ipv4Addr = SUBMISSION_HOST.parse().unwrap();
+        let ports = [
+            (Ipv4Addr::LOCALHOST, self.imap_port),
+            (Ipv4Addr::LOCALHOST, self.imaps_port),
+            (submission, self.submission_port),
+            (submission, self.submissions_port),
+        ];
+        for (ip, port) in ports.into_iter().filter(|&(_, p)| p != 0) {
+            let addr = SocketAddr::from((ip, port));
             loop {
                 if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                     self.child = None;
@@ -479,14 +529,16 @@ impl Dovecot {
     }
 }
 
-fn write_config(d: &Path, imap_port: u16, imaps_port: u16) {
-    let p = |s: &str| d.join(s).display().to_string();
-    let conf = format!(
-        r#"base_dir = {run}
+impl Dovecot {
+    fn write_config(&self) {
+        let (d, imap_port, imaps_port) = (self.dir.path(), self.imap_port, self.imaps_port);
+        let p = |s: &str| d.join(s).display().to_string();
+        let mut conf = format!(
+            r#"base_dir = {run}
 state_dir = {state}
 log_path = {log}
 info_log_path = {log}
-protocols = imap
+protocols = {protocols}
 listen = 127.0.0.1
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -524,15 +576,50 @@ service anvil {{
   chroot =
 }}
 "#,
-        run = p("run"),
-        state = p("state"),
-        log = p("dovecot.log"),
-        cert = p("server.pem"),
-        key = p("server.key"),
-        users = p("users"),
-        mail = p("mail"),
-    );
-    std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+            run = p("run"),
+            state = p("state"),
+            log = p("dovecot.log"),
+            cert = p("server.pem"),
+            key = p("server.key"),
+            users = p("users"),
+            mail = p("mail"),
+            protocols = if self.relay_port.is_some() {
+                "imap submission"
+            } else {
+                "imap"
+            },
+        );
+        if let Some(relay_port) = self.relay_port {
+            conf.push_str(&format!(
+                r#"hostname = submission.example.test
+submission_relay_host = 127.0.0.1
+submission_relay_port = {relay_port}
+submission_relay_ssl = no
+submission_relay_trusted = no
+protocol submission {{
+  # As a real port 587: no AUTH before STARTTLS.
+  disable_plaintext_auth = yes
+  mail_max_userip_connections = 100
+}}
+service submission-login {{
+  chroot =
+  inet_listener submission {{
+    address = {SUBMISSION_HOST}
+    port = {submission_port}
+  }}
+  inet_listener submissions {{
+    address = {SUBMISSION_HOST}
+    port = {submissions_port}
+    ssl = yes
+  }}
+}}
+"#,
+                submission_port = self.submission_port,
+                submissions_port = self.submissions_port,
+            ));
+        }
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+    }
 }
 
 impl Drop for Dovecot {
