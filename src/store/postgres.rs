@@ -65,6 +65,14 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("ticketgate");
         }
+        // A vanished instance must not hold the writer lock for the kernel's default two
+        // hours: TCP keepalives find a dead peer within about a minute, and the server ends
+        // a transaction left idle (no statement for a minute; ours never pause that long).
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        if config.get_options().is_none() {
+            config.options("-c idle_in_transaction_session_timeout=60s");
+        }
         let display = describe(&config);
         let mut store = PgStore {
             config,
