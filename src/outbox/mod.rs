@@ -117,14 +117,18 @@ pub fn backoff(cfg: &OutboundConfig, attempt: i64) -> Duration {
     raw.mul_f64(1.0 + jitter)
 }
 
+/// Messages claimed per sending slot at once.
+const CLAIM_FACTOR: usize = 8;
+
 /// Sends everything due now until nothing due is left, keeping `cfg.concurrency` sends in
 /// flight all the time: each finished send is recorded at once and its slot goes to the next
 /// claimed message, so one slow server answer does not hold the others back.
 ///
-/// Messages are claimed `cfg.concurrency` at a time, when the claimed ones have all started:
-/// a claimed message waits for at most one send before its own starts, well inside
-/// `outbound.claim_timeout`. Once a claim comes back empty no more is claimed; what is still in flight is
-/// finished and recorded.
+/// Messages are claimed [`CLAIM_FACTOR`] × `cfg.concurrency` at a time (one commit for many),
+/// when the claimed ones have all started: a claimed message waits for at most
+/// [`CLAIM_FACTOR`] sends before its own starts, well inside `outbound.claim_timeout`. Once a
+/// claim comes back empty no more is claimed; what is still in flight is finished and
+/// recorded.
 pub async fn deliver_due(
     store: &mut dyn Store,
     transport: &Transport,
@@ -156,7 +160,8 @@ pub async fn deliver_due_until(
         }
         if claimed.is_empty() && more_due {
             let now = clock.now();
-            let batch = store.claim_due(now, now + lease, slots, cfg.max_attempts)?;
+            let batch =
+                store.claim_due(now, now + lease, slots * CLAIM_FACTOR, cfg.max_attempts)?;
             more_due = !batch.is_empty();
             claimed.extend(batch);
         }
