@@ -294,7 +294,9 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
             break;
         }
         for m in batch {
-            app.store.mark_sent(m.id, clock.now()).expect("mark sent");
+            app.store
+                .mark_sent(m.claim(), clock.now())
+                .expect("mark sent");
             done += 1;
         }
     }

@@ -549,6 +549,21 @@ impl Config {
                 d => d,
             },
         };
+        if let TransportConfig::Smtp(smtp) = &outbound.transport {
+            // A claim must outlive any attempt made under it, or a stalled attempt's message
+            // could be claimed and sent again by another sender.
+            let attempt = smtp.timeout.saturating_mul(8);
+            if outbound.claim_timeout <= attempt {
+                return Err(err(
+                    "outbound.claim_timeout",
+                    format!(
+                        "must be longer than one delivery attempt can take, 8 × \
+                         outbound.smtp.timeout = {}s: raise it (default 5m) or lower the timeout",
+                        attempt.as_secs()
+                    ),
+                ));
+            }
+        }
 
         let prefix = raw
             .tickets
@@ -735,6 +750,12 @@ fn smtp_config(
         helo_name: raw.helo_name,
         envelope_from: raw.envelope_from,
         ca_file: match raw.ca_file {
+            Some(_) if tls == SmtpTls::None => {
+                return Err(err(
+                    "outbound.smtp.ca_file",
+                    "is set but tls = \"none\": remove it or use tls = \"starttls\" or \"tls\"",
+                ));
+            }
             Some(f) => {
                 let p = path(&f);
                 if !p.is_file() {
@@ -747,10 +768,18 @@ fn smtp_config(
             }
             None => None,
         },
-        timeout: duration(
+        timeout: match duration(
             "outbound.smtp.timeout",
             raw.timeout.as_deref().unwrap_or("30s"),
-        )?,
+        )? {
+            d if d.is_zero() => {
+                return Err(err(
+                    "outbound.smtp.timeout",
+                    "must be more than 0: it limits connecting and each SMTP command",
+                ));
+            }
+            d => d,
+        },
     })
 }
 

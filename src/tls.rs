@@ -5,11 +5,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-/// The rustls client configuration: the CAs of `ca_file`, or the system's roots.
-pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+/// The certificate authorities to trust: those of `ca_file`, or the system's roots.
+pub fn ca_certificates(
+    ca_file: Option<&Path>,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
@@ -18,6 +19,26 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Str
             if certs.is_empty() {
                 return Err(format!("{} holds no PEM certificate", path.display()));
             }
+            Ok(certs)
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                return Err(
+                    "no system CA certificates found (install the ca-certificates package)".into(),
+                );
+            }
+            Ok(found.certs)
+        }
+    }
+}
+
+/// The rustls client configuration: the CAs of `ca_file`, or the system's roots.
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = ca_certificates(ca_file)?;
+    match ca_file {
+        Some(path) => {
             for c in certs {
                 roots.add(c).map_err(|e| {
                     format!("a certificate in {} is not usable: {e}", path.display())
@@ -25,11 +46,10 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Str
             }
         }
         None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
+            let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
                 return Err(
-                    "no system CA certificates found (install the ca-certificates package)".into(),
+                    "no usable system CA certificates (install the ca-certificates package)".into(),
                 );
             }
         }

@@ -141,12 +141,12 @@ concurrency = {CONCURRENCY}
 max_attempts = 50
 retry_base = "200ms"
 retry_max = "1s"
-claim_timeout = "3s"
+claim_timeout = "10s"
 [outbound.smtp]
 host = "127.0.0.1"
 port = {smtp_port}
 tls = "none"
-timeout = "2s"
+timeout = "1s"
 [log]
 level = "info"
 "#,

@@ -395,3 +395,36 @@ async fn without_a_helo_name_the_machine_name_is_sent_and_the_envelope_is_outbou
         got[0]
     );
 }
+
+#[tokio::test]
+async fn a_claim_too_old_to_finish_an_attempt_is_given_back_not_sent_twice() {
+    // The sink answers each DATA after 1 s while the clock runs 50 s per real second: the
+    // 81 s claim on the messages claimed together runs out while the first ones are sent.
+    // A message whose claim could lapse mid-attempt (8 × timeout = 80 s) is given back and
+    // claimed afresh, never started late, and a lapsed claim still in flight is never
+    // claimed again by the same sender; so each arrives exactly once.
+    let sink = SmtpSink::start(&["-w", "1"]);
+    let mut e = env(sink.port, "concurrency = 1\nclaim_timeout = \"81s\"");
+    for i in 0..4 {
+        e.request(&format!("user{i}@acme.example"), &format!("Problem {i}"));
+    }
+    let clock = e.clock.clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ticking = async {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            clock.advance(chrono::Duration::seconds(5));
+        }
+    };
+    let delivering = async {
+        let r = e.app.deliver().await.unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    };
+    let (r, ()) = tokio::join!(delivering, ticking);
+    assert_eq!(r.sent, 4, "{r:?}");
+    let got = sink.wait_for(4);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(sink.count(), 4, "no message sent twice: {got:?}");
+    assert!(e.outbox().iter().all(|o| o.state == "sent"));
+}

@@ -37,11 +37,16 @@ fn servers() -> Servers {
 /// [`USER`] with `password` (from a file).
 fn app(s: &Servers, port: u16, tls: &str, ca: &Path, password: &str) -> Env {
     let pw = s.dovecot.password_file(password);
+    // No CA without TLS: the configuration refuses that combination.
+    let ca = if tls == "none" {
+        String::new()
+    } else {
+        format!("ca_file = \"{}\"\n", ca.display())
+    };
     env_with(&format!(
         "[outbound]\ntransport = \"smtp\"\n[outbound.smtp]\nhost = \"{SUBMISSION_HOST}\"\nport = {port}\n\
-         tls = \"{tls}\"\nca_file = \"{}\"\nusername = \"{USER}\"\npassword_file = \"{}\"\n\
+         tls = \"{tls}\"\n{ca}username = \"{USER}\"\npassword_file = \"{}\"\n\
          timeout = \"10s\"\n",
-        ca.display(),
         pw.display()
     ))
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use common::{DATABASE_URL_VAR, TestDatabase, database_url, on_postgres, start};
 use std::sync::mpsc;
 use std::time::Instant;
-use ticketgate::store::{self, MailboxState, NewArticle, NewInbound, NewOutbound, Store};
+use ticketgate::store::{self, Claim, MailboxState, NewArticle, NewInbound, NewOutbound, Store};
 
 struct Db {
     _dir: tempfile::TempDir,
@@ -409,11 +409,14 @@ fn retry_outbox_puts_back_failed_and_dead_only() {
             .len(),
         5
     );
-    s.mark_failed(ids[0], "550 no such user").unwrap();
-    s.mark_dead(ids[1], "gave up").unwrap();
-    s.mark_sent(ids[2], now()).unwrap();
-    s.mark_retry(ids[3], now() + Duration::minutes(1), "421 busy")
-        .unwrap();
+    let c = |id: i64| Claim { id, attempts: 1 };
+    assert!(s.mark_failed(c(ids[0]), "550 no such user").unwrap());
+    assert!(s.mark_dead(c(ids[1]), "gave up").unwrap());
+    assert!(s.mark_sent(c(ids[2]), now()).unwrap());
+    assert!(
+        s.mark_retry(c(ids[3]), now() + Duration::minutes(1), "421 busy")
+            .unwrap()
+    );
     // ids[4] stays `sending`.
     let later = now() + Duration::hours(1);
     let retried: Vec<bool> = ids
@@ -597,7 +600,14 @@ async fn the_store_works_inside_a_current_thread_runtime() {
         .claim_due(now(), now() + Duration::minutes(5), 10, 5)
         .unwrap();
     assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
-    s.mark_sent(ids[0], now()).unwrap();
+    s.mark_sent(
+        Claim {
+            id: ids[0],
+            attempts: 1,
+        },
+        now(),
+    )
+    .unwrap();
     assert_eq!(s.outbox(10).unwrap()[0].state, "sent");
 }
 
@@ -721,5 +731,73 @@ fn instances_starting_together_migrate_once_postgres_only() {
     assert_eq!(
         pg_scalar(&pg.url, "SELECT count(*) FROM schema_migrations"),
         1
+    );
+}
+
+#[test]
+fn an_outcome_is_recorded_only_under_the_current_claim() {
+    let d = db();
+    let mut s = d.open();
+    let ids = enqueue(s.as_mut(), 1, now());
+    let first = s
+        .claim_due(now(), now() + Duration::seconds(10), 10, 5)
+        .unwrap();
+    assert_eq!(
+        first[0].claim(),
+        Claim {
+            id: ids[0],
+            attempts: 1
+        }
+    );
+    // The first sender stalls; its claim lapses and a second sender takes the row over.
+    let later = now() + Duration::seconds(20);
+    let second = s
+        .claim_due(later, later + Duration::seconds(10), 10, 5)
+        .unwrap();
+    assert_eq!(
+        second[0].claim(),
+        Claim {
+            id: ids[0],
+            attempts: 2
+        }
+    );
+    // The first sender's outcome comes in late: it must not overwrite the second's claim.
+    assert!(!s.mark_retry(first[0].claim(), later, "421 late").unwrap());
+    assert!(!s.mark_failed(first[0].claim(), "550 late").unwrap());
+    assert!(!s.mark_dead(first[0].claim(), "late").unwrap());
+    assert_eq!(s.mark_sent_many(&[first[0].claim()], later).unwrap(), 0);
+    let row = &s.outbox(10).unwrap()[0];
+    assert_eq!((row.state.as_str(), row.attempts), ("sending", 2));
+    assert!(s.mark_sent(second[0].claim(), later).unwrap());
+    assert_eq!(s.outbox(10).unwrap()[0].state, "sent");
+}
+
+#[test]
+fn released_claims_are_due_again_with_their_attempt_taken_back() {
+    let d = db();
+    let mut s = d.open();
+    let ids = enqueue(s.as_mut(), 3, now());
+    let got = s
+        .claim_due(now(), now() + Duration::minutes(5), 10, 5)
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    // One of them was already finished by someone: releasing must not touch it.
+    assert!(s.mark_sent(got[2].claim(), now()).unwrap());
+    let claims: Vec<Claim> = got.iter().map(|m| m.claim()).collect();
+    let at = now() + Duration::seconds(1);
+    s.release_claims(&claims, at).unwrap();
+    let rows = s.outbox(10).unwrap();
+    let state = |id: i64| {
+        let r = rows.iter().find(|r| r.id == id).unwrap();
+        (r.state.clone(), r.attempts, r.next_attempt_at)
+    };
+    assert_eq!(state(ids[0]), ("pending".to_string(), 0, at));
+    assert_eq!(state(ids[1]), ("pending".to_string(), 0, at));
+    assert_eq!(state(ids[2]).0, "sent");
+    // Due again at once: claimed afresh, as first attempts.
+    let again = s.claim_due(at, at + Duration::minutes(5), 10, 5).unwrap();
+    assert_eq!(
+        again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
+        [(ids[0], 1), (ids[1], 1)]
     );
 }

@@ -6,7 +6,7 @@
 
 use crate::clock::Clock;
 use crate::config::{OutboundConfig, TransportConfig};
-use crate::store::{OutboxMail, Store, StoreError};
+use crate::store::{Claim, OutboxMail, Store, StoreError};
 use chrono::{DateTime, Utc};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -46,6 +46,14 @@ pub struct DeliveryReport {
 }
 
 impl Transport {
+    /// The longest one delivery attempt can take.
+    pub fn attempt_limit(&self) -> Duration {
+        match self {
+            Transport::File { .. } => Duration::from_secs(30),
+            Transport::Smtp { client, .. } => client.attempt_limit(),
+        }
+    }
+
     pub fn from_config(cfg: &OutboundConfig) -> Result<Transport, String> {
         match &cfg.transport {
             TransportConfig::File { dir } => {
@@ -138,8 +146,14 @@ pub async fn deliver_due(
     deliver_due_until(store, transport, cfg, clock, &|| false).await
 }
 
-/// [`deliver_due`] that stops claiming once `stop()` says so (shutdown), and returns after
-/// the sends in flight are recorded.
+/// [`deliver_due`] that stops once `stop()` says so (shutdown): sends not started yet are
+/// given back (due again at once), the ones in flight are finished and recorded.
+///
+/// No message is sent twice by this loop: a claimed message is started only while its claim
+/// has at least one whole attempt's time left ([`Transport::attempt_limit`]), and every
+/// outcome is recorded under the claim's fence. A database error mid-pass stops claiming,
+/// gives back what was not started, still records what is in flight as far as the database
+/// lets it, and is then returned.
 pub async fn deliver_due_until(
     store: &mut dyn Store,
     transport: &Transport,
@@ -149,33 +163,64 @@ pub async fn deliver_due_until(
 ) -> Result<DeliveryReport, StoreError> {
     let lease =
         chrono::Duration::from_std(cfg.claim_timeout).unwrap_or(chrono::Duration::minutes(5));
+    let attempt = chrono::Duration::from_std(transport.attempt_limit())
+        .unwrap_or(chrono::Duration::minutes(5));
     let slots = cfg.concurrency.max(1);
     let mut report = DeliveryReport::default();
-    let mut claimed: VecDeque<OutboxMail> = VecDeque::with_capacity(slots);
+    // Claimed and not started, with the end of each claim.
+    let mut claimed: VecDeque<(OutboxMail, DateTime<Utc>)> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
     let mut more_due = true;
+    let mut failure: Option<StoreError> = None;
     loop {
-        if claimed.is_empty() && more_due && stop() {
+        if failure.is_none() && stop() {
             more_due = false;
+            give_back(store, &mut claimed, clock, "shutdown");
         }
-        if claimed.is_empty() && more_due {
+        if claimed.is_empty() && more_due && failure.is_none() {
             let now = clock.now();
-            let batch =
-                store.claim_due(now, now + lease, slots * CLAIM_FACTOR, cfg.max_attempts)?;
-            more_due = !batch.is_empty();
-            claimed.extend(batch);
+            match store.claim_due(now, now + lease, slots * CLAIM_FACTOR, cfg.max_attempts) {
+                Ok(batch) => {
+                    more_due = !batch.is_empty();
+                    claimed.extend(batch.into_iter().map(|m| (m, now + lease)));
+                }
+                Err(e) => {
+                    more_due = false;
+                    failure = Some(e);
+                }
+            }
         }
-        while in_flight.len() < slots {
-            let Some(mail) = claimed.pop_front() else {
+        while failure.is_none() && in_flight.len() < slots {
+            let Some((mail, until)) = claimed.pop_front() else {
                 break;
             };
+            // (Unless no claim could ever be long enough: the configuration check prevents
+            // that for SMTP.)
+            if attempt < lease && clock.now() + attempt >= until {
+                // Its claim could lapse mid-attempt and another sender take it: give it
+                // back instead, and claim it afresh.
+                claimed.push_front((mail, until));
+                give_back(
+                    store,
+                    &mut claimed,
+                    clock,
+                    "claim too old to start an attempt",
+                );
+                break;
+            }
             in_flight.push(async move {
                 let result = transport.send(&mail).await;
                 (mail, result)
             });
         }
+        if in_flight.is_empty() && claimed.is_empty() && more_due && failure.is_none() {
+            continue; // everything claimed was given back: claim afresh
+        }
         let Some(first) = in_flight.next().await else {
-            return Ok(report);
+            return match failure {
+                Some(e) => Err(e),
+                None => Ok(report),
+            };
         };
         // Every other send that has finished by now is recorded with it: the successes in
         // one commit (one fsync for several mails).
@@ -184,17 +229,72 @@ pub async fn deliver_due_until(
             done.push(d);
         }
         let now = clock.now();
-        let sent: Vec<i64> = done
+        let sent: Vec<Claim> = done
             .iter()
             .filter(|(_, r)| r.is_ok())
-            .map(|(m, _)| m.id)
+            .map(|(m, _)| m.claim())
             .collect();
         if !sent.is_empty() {
-            store.mark_sent_many(&sent, now)?;
+            match store.mark_sent_many(&sent, now) {
+                Ok(n) if n < sent.len() => tracing::warn!(
+                    lapsed = sent.len() - n,
+                    "some sent messages were no longer claimed by this sender (claim lapsed): \
+                     their `sent` was not recorded; raise outbound.claim_timeout"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, messages = sent.len(),
+                        "sent, but `sent` could not be recorded: these may be sent again when their claim lapses");
+                    failure.get_or_insert(e);
+                    give_back(store, &mut claimed, clock, "database error");
+                    continue;
+                }
+            }
         }
         for (mail, result) in done {
-            record(store, cfg, &mail, result, now, &mut report)?;
+            if let Err(e) = record(store, cfg, &mail, result, now, &mut report) {
+                tracing::error!(outbox_id = mail.id, error = %e,
+                    "the outcome of this attempt could not be recorded; it is tried again when its claim lapses");
+                if failure.is_none() {
+                    give_back(store, &mut claimed, clock, "database error");
+                    failure = Some(e);
+                }
+            }
         }
+    }
+}
+
+/// Gives back every claimed message that was not started (best effort: if the database
+/// refuses, the claims lapse by themselves after `outbound.claim_timeout`).
+fn give_back(
+    store: &mut dyn Store,
+    claimed: &mut VecDeque<(OutboxMail, DateTime<Utc>)>,
+    clock: &dyn Clock,
+    why: &str,
+) {
+    if claimed.is_empty() {
+        return;
+    }
+    let claims: Vec<Claim> = claimed.drain(..).map(|(m, _)| m.claim()).collect();
+    match store.release_claims(&claims, clock.now()) {
+        Ok(()) => tracing::info!(
+            messages = claims.len(),
+            reason = why,
+            "claimed messages given back unsent; due again at once"
+        ),
+        Err(e) => tracing::warn!(messages = claims.len(), reason = why, error = %e,
+            "could not give claimed messages back; they are due again when their claim lapses (outbound.claim_timeout)"),
+    }
+}
+
+/// Logs an outcome that was not recorded because the claim had lapsed.
+fn lapsed(mail: &OutboxMail, recorded: bool) {
+    if !recorded {
+        tracing::warn!(
+            outbox_id = mail.id,
+            attempt = mail.attempts,
+            "this attempt's outcome was not recorded: its claim lapsed and another sender took the message over; raise outbound.claim_timeout"
+        );
     }
 }
 
@@ -217,7 +317,7 @@ fn record(
         Err(SendError::Transient(e)) if mail.attempts < cfg.max_attempts as i64 => {
             let wait = backoff(cfg, mail.attempts);
             let next = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
-            store.mark_retry(mail.id, next, &e)?;
+            lapsed(mail, store.mark_retry(mail.claim(), next, &e)?);
             report.retried += 1;
             tracing::warn!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "retry", error = %e, next_attempt_at = %next.to_rfc3339(),
@@ -228,14 +328,14 @@ fn record(
                 "gave up after {} attempts (outbound.max_attempts); last error: {e}",
                 mail.attempts
             );
-            store.mark_dead(mail.id, &e)?;
+            lapsed(mail, store.mark_dead(mail.claim(), &e)?);
             report.failed += 1;
             tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "dead", error = %e,
                 "delivery gave up; kept as dead letter: `ticketgate outbox retry ID` sends it again");
         }
         Err(SendError::Permanent(e)) => {
-            store.mark_failed(mail.id, &e)?;
+            lapsed(mail, store.mark_failed(mail.claim(), &e)?);
             report.failed += 1;
             tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "failed", error = %e, "delivery refused by the server; not retried");

@@ -73,18 +73,22 @@ impl SmtpClient {
     pub fn new(s: &SmtpConfig) -> Result<SmtpClient, String> {
         let starttls = match s.tls {
             SmtpTls::StartTls => {
-                let mut b = TlsParameters::builder(s.host.clone());
-                if let Some(ca) = &s.ca_file {
-                    let pem = std::fs::read(ca).map_err(|e| {
-                        format!("outbound.smtp.ca_file: cannot read {}: {e}", ca.display())
-                    })?;
-                    let cert = Certificate::from_pem(&pem).map_err(|e| {
-                        format!(
-                            "outbound.smtp.ca_file: {} is not a PEM certificate: {e}",
-                            ca.display()
-                        )
-                    })?;
-                    b = b.add_root_certificate(cert);
+                // The same trust as implicit TLS and IMAP: `ca_file`, or the system's roots
+                // (not lettre's bundled list).
+                let certs = crate::tls::ca_certificates(s.ca_file.as_deref())
+                    .map_err(|e| format!("outbound.smtp.ca_file: {e}"))?;
+                let mut b = TlsParameters::builder(s.host.clone())
+                    .certificate_store(lettre::transport::smtp::client::CertificateStore::None);
+                for c in certs {
+                    match Certificate::from_der(c.to_vec()) {
+                        Ok(cert) => b = b.add_root_certificate(cert),
+                        Err(e) if s.ca_file.is_some() => {
+                            return Err(format!(
+                                "outbound.smtp.ca_file: a certificate is not usable: {e}"
+                            ));
+                        }
+                        Err(_) => {} // an odd system root: skipped, as rustls does
+                    }
                 }
                 Some(
                     b.build_rustls()
@@ -123,26 +127,76 @@ impl SmtpClient {
         })
     }
 
+    /// The longest one attempt can take, connecting included: every attempt is cut off
+    /// there, so a claim that has this much time left cannot lapse mid-attempt.
+    pub fn attempt_limit(&self) -> Duration {
+        self.timeout.saturating_mul(8)
+    }
+
     /// Sends one message over a pooled connection (or a new one). The connection goes back
     /// to the pool only after a clean send.
     pub async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<(), SendError> {
-        let mut conn = self.checkout().await?;
-        let sent =
-            tokio::time::timeout(self.timeout.saturating_mul(4), conn.send(envelope, body)).await;
-        match sent {
-            Ok(Ok(_)) => {
+        let limit = self.attempt_limit();
+        match tokio::time::timeout(limit, async {
+            let mut conn = self.checkout().await?;
+            let r = self.transaction(&mut conn, envelope, body).await;
+            if r.is_ok() {
                 self.checkin(conn);
-                Ok(())
             }
-            // lettre aborts the connection on a failed command: it is not reused.
-            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(format!("SMTP: {e}"))),
-            Ok(Err(e)) => Err(SendError::Transient(format!("SMTP: {e}"))),
+            // Otherwise dropped: a connection after a refused command is not reused.
+            r
+        })
+        .await
+        {
+            Ok(r) => r,
             Err(_) => Err(SendError::Transient(format!(
-                "SMTP: no answer from {}:{} within {:?}",
-                self.host,
-                self.port,
-                self.timeout.saturating_mul(4)
+                "SMTP: the attempt with {}:{} did not finish within {limit:?} \
+                 (8 × outbound.smtp.timeout)",
+                self.host, self.port
             ))),
+        }
+    }
+
+    /// MAIL, RCPT, DATA and the message, each answer classified by where it came: a refused
+    /// sender is our configuration's problem (transient: the mail waits), a refused
+    /// recipient or message is this mail's (permanent).
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<(), SendError> {
+        use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+        use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
+        let mut params = Vec::new();
+        if !body.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let step = |what: &'static str| move |e: lettre::transport::smtp::Error| (what, e);
+        let r = async {
+            conn.command(Mail::new(envelope.from().cloned(), params))
+                .await
+                .map_err(step("sender"))?;
+            for to in envelope.to() {
+                conn.command(Rcpt::new(to.clone(), vec![]))
+                    .await
+                    .map_err(step("recipient"))?;
+            }
+            conn.command(Data).await.map_err(step("message"))?;
+            conn.message(body).await.map_err(step("message"))?;
+            Ok::<_, (&str, lettre::transport::smtp::Error)>(())
+        }
+        .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(("sender", e)) => Err(SendError::Transient(format!(
+                "SMTP: {}:{} refused the envelope sender: {e}; check outbound.smtp.envelope_from \
+                 (or outbound.from) and what the server lets this account send as; the mail \
+                 waits and is retried",
+                self.host, self.port
+            ))),
+            Err((_, e)) if e.is_permanent() => Err(SendError::Permanent(format!("SMTP: {e}"))),
+            Err((_, e)) => Err(SendError::Transient(format!("SMTP: {e}"))),
         }
     }
 
@@ -163,7 +217,9 @@ impl SmtpClient {
             };
             let age = since.elapsed();
             if age > MAX_IDLE {
-                conn.abort().await;
+                // Dropped without QUIT: a connection a NAT forgot would make QUIT wait for
+                // TCP to give up.
+                drop(conn);
                 continue;
             }
             if age < CHECK_AFTER {
@@ -220,8 +276,10 @@ impl SmtpClient {
         };
         match tokio::time::timeout(self.timeout.saturating_mul(2), greet).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(Greet::Smtp(e))) if e.is_permanent() => Err(SendError::Permanent(format!(
-                "SMTP: {server} refused the session: {e}"
+            // Even a 5xx here is the server's or our configuration's problem, never this
+            // mail's: it waits and is retried.
+            Ok(Err(Greet::Smtp(e))) if e.is_permanent() => Err(SendError::Transient(format!(
+                "SMTP: {server} refused the session: {e}; check outbound.smtp (host, port, tls, helo_name)"
             ))),
             Ok(Err(Greet::Smtp(e))) => Err(fail("session setup failed with", &e)),
             // A refused login is our configuration's fault, not the message's: the mail waits

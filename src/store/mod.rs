@@ -160,6 +160,25 @@ pub struct OutboxMail {
     pub body: Vec<u8>,
 }
 
+impl OutboxMail {
+    /// This claim, as the fence its outcome is recorded under.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            id: self.id,
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// A claimed outbox row: its id and the attempt number the claim counted. An outcome is
+/// recorded only while the row is still `sending` under this attempt: a sender whose claim
+/// lapsed and was taken over cannot overwrite the new claimant's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub id: i64,
+    pub attempts: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuarantineRow {
     pub id: i64,
@@ -319,19 +338,25 @@ pub trait Store: Send {
         limit: usize,
         max_attempts: u32,
     ) -> Result<Vec<OutboxMail>>;
-    fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()>;
-    /// [`Store::mark_sent`] for several messages in one commit.
-    fn mark_sent_many(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
-        for &id in ids {
-            self.mark_sent(id, now)?;
+    /// Records a delivery. Every `mark_*` returns `false` when the claim was no longer
+    /// current (it lapsed and another sender took the row over): nothing was changed.
+    fn mark_sent(&mut self, claim: Claim, now: DateTime<Utc>) -> Result<bool>;
+    /// [`Store::mark_sent`] for several messages in one commit; how many were still current.
+    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize> {
+        let mut n = 0;
+        for &c in claims {
+            n += usize::from(self.mark_sent(c, now)?);
         }
-        Ok(())
+        Ok(n)
     }
-    fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()>;
+    fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool>;
     /// Refused for good (SMTP 5xx): `failed`.
-    fn mark_failed(&mut self, id: i64, error: &str) -> Result<()>;
+    fn mark_failed(&mut self, claim: Claim, error: &str) -> Result<bool>;
     /// Out of attempts (kept failing): `dead`, the dead-letter state.
-    fn mark_dead(&mut self, id: i64, error: &str) -> Result<()>;
+    fn mark_dead(&mut self, claim: Claim, error: &str) -> Result<bool>;
+    /// Gives claims back unsent (shutdown, or a database error mid-pass): due again at `now`,
+    /// with the attempt the claim counted taken back.
+    fn release_claims(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<()>;
     /// Puts a `failed` or `dead` message back to `pending` with its attempts reset (the
     /// operator's `outbox retry`). `false` when the row is not in one of those states.
     fn retry_outbox(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool>;

@@ -1106,42 +1106,63 @@ impl Store for PgStore {
         Ok(claimed.into_iter().map(|(_, m)| m).collect())
     }
 
-    fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = $2, last_error = NULL WHERE id = $1",
-            &[&id, &now],
+    fn mark_sent(&mut self, claim: Claim, now: DateTime<Utc>) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = $3, last_error = NULL \
+             WHERE id = $1 AND state = 'sending' AND attempts = $2",
+            &[&claim.id, &claim.attempts, &now],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    fn mark_sent_many(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = $2, last_error = NULL WHERE id = ANY($1)",
-            &[&ids, &now],
+    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize> {
+        let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
+        let attempts: Vec<i64> = claims.iter().map(|c| c.attempts).collect();
+        let n = self.conn()?.execute(
+            "UPDATE outbox o SET state = 'sent', sent_at = $3, last_error = NULL \
+             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, attempts) \
+             WHERE o.id = c.id AND o.state = 'sending' AND o.attempts = c.attempts",
+            &[&ids, &attempts, &now],
         )?;
-        Ok(())
+        Ok(n as usize)
     }
 
-    fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE outbox SET state = 'retry', next_attempt_at = $2, last_error = $3 WHERE id = $1",
-            &[&id, &next_at, &error],
+    fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE outbox SET state = 'retry', next_attempt_at = $3, last_error = $4 \
+             WHERE id = $1 AND state = 'sending' AND attempts = $2",
+            &[&claim.id, &claim.attempts, &next_at, &error],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    fn mark_failed(&mut self, id: i64, error: &str) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE outbox SET state = 'failed', last_error = $2 WHERE id = $1",
-            &[&id, &error],
+    fn mark_failed(&mut self, claim: Claim, error: &str) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE outbox SET state = 'failed', last_error = $3 \
+             WHERE id = $1 AND state = 'sending' AND attempts = $2",
+            &[&claim.id, &claim.attempts, &error],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    fn mark_dead(&mut self, id: i64, error: &str) -> Result<()> {
+    fn mark_dead(&mut self, claim: Claim, error: &str) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE outbox SET state = 'dead', last_error = $3 \
+             WHERE id = $1 AND state = 'sending' AND attempts = $2",
+            &[&claim.id, &claim.attempts, &error],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn release_claims(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<()> {
+        let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
+        let attempts: Vec<i64> = claims.iter().map(|c| c.attempts).collect();
         self.conn()?.execute(
-            "UPDATE outbox SET state = 'dead', last_error = $2 WHERE id = $1",
-            &[&id, &error],
+            "UPDATE outbox o SET attempts = o.attempts - 1, next_attempt_at = $3, \
+             state = CASE WHEN o.attempts > 1 THEN 'retry' ELSE 'pending' END \
+             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, attempts) \
+             WHERE o.id = c.id AND o.state = 'sending' AND o.attempts = c.attempts",
+            &[&ids, &attempts, &now],
         )?;
         Ok(())
     }

@@ -55,6 +55,18 @@ fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
 }
 
 impl SqliteStore {
+    /// `failed` or `dead`, under the claim's fence.
+    fn mark_final(&mut self, claim: Claim, state: &str, error: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE outbox SET state = ?3, last_error = ?4 \
+                 WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
+            )?
+            .execute(params![claim.id, claim.attempts, state, error])?;
+        Ok(n == 1)
+    }
+
     pub fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -675,43 +687,71 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    fn mark_sent(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.conn
+    fn mark_sent(&mut self, claim: Claim, now: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .conn
             .prepare_cached(
-                "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
+                "UPDATE outbox SET state = 'sent', sent_at = ?3, last_error = NULL \
+                 WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
             )?
-            .execute(params![id, ts(now)])?;
-        Ok(())
+            .execute(params![claim.id, claim.attempts, ts(now)])?;
+        Ok(n == 1)
     }
 
-    fn mark_sent_many(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET state = 'sent', sent_at = ?3, last_error = NULL \
+                 WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
+            )?;
+            let at = ts(now);
+            for c in claims {
+                n += st.execute(params![c.id, c.attempts, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE outbox SET state = 'retry', next_attempt_at = ?3, last_error = ?4 \
+                 WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
+            )?
+            .execute(params![claim.id, claim.attempts, ts(next_at), error])?;
+        Ok(n == 1)
+    }
+
+    fn mark_failed(&mut self, claim: Claim, error: &str) -> Result<bool> {
+        self.mark_final(claim, "failed", error)
+    }
+
+    fn mark_dead(&mut self, claim: Claim, error: &str) -> Result<bool> {
+        self.mark_final(claim, "dead", error)
+    }
+
+    fn release_claims(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut st = tx.prepare_cached(
-                "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
+                "UPDATE outbox SET attempts = attempts - 1, next_attempt_at = ?3, \
+                 state = CASE WHEN attempts > 1 THEN 'retry' ELSE 'pending' END \
+                 WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
             )?;
             let at = ts(now);
-            for id in ids {
-                st.execute(params![id, at])?;
+            for c in claims {
+                st.execute(params![c.id, c.attempts, at])?;
             }
         }
         tx.commit()?;
-        Ok(())
-    }
-
-    fn mark_retry(&mut self, id: i64, next_at: DateTime<Utc>, error: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE outbox SET state = 'retry', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
-            .execute(params![id, ts(next_at), error])?;
-        Ok(())
-    }
-
-    fn mark_failed(&mut self, id: i64, error: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1")?
-            .execute(params![id, error])?;
         Ok(())
     }
 
@@ -753,13 +793,6 @@ impl Store for SqliteStore {
             )?
             .query_row([], |r| r.get(0))?;
         Ok(next.map(|s| parse_ts(&s)).transpose()?)
-    }
-
-    fn mark_dead(&mut self, id: i64, error: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1")?
-            .execute(params![id, error])?;
-        Ok(())
     }
 
     fn retry_outbox(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool> {
