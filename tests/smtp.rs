@@ -19,9 +19,11 @@ use ticketgate::pipeline::{Outcome, RawMail};
 use ticketgate::store::OutboxRow;
 
 struct Env {
-    _dir: tempfile::TempDir,
     app: App,
     clock: ManualClock,
+    /// The PostgreSQL database when the tests run there (dropped after the app).
+    _db: Option<common::TestDatabase>,
+    _dir: tempfile::TempDir,
 }
 
 /// An app on a fresh database that sends through SMTP to 127.0.0.1:`port`; `extra` lines
@@ -34,8 +36,9 @@ fn env(port: u16, extra: &str) -> Env {
 fn env_smtp(port: u16, extra: &str, smtp_extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
+    let (db_url, db) = common::database_url(dir.path());
     let text = format!(
-        "[database]\nurl = \"sqlite:tg.db\"\n[inbound]\nmaildir = \"inbox\"\n\
+        "[database]\nurl = \"{db_url}\"\n[inbound]\nmaildir = \"inbox\"\n\
          [registry]\npath = \"customers.toml\"\n\
          [outbound]\ntransport = \"smtp\"\n{extra}\n\
          [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"10s\"\n{smtp_extra}"
@@ -49,9 +52,10 @@ fn env_smtp(port: u16, extra: &str, smtp_extra: &str) -> Env {
     let clock = ManualClock::new(start());
     let app = App::open(cfg, Arc::new(clock.clone())).unwrap();
     Env {
-        _dir: dir,
         app,
         clock,
+        _db: db,
+        _dir: dir,
     }
 }
 
