@@ -159,36 +159,16 @@ impl Pipeline {
         store: &mut dyn Store,
         mails: &[RawMail],
     ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
-        self.process_then(store, mails, &mut |_| Ok(()))
+        self.process_declared(store, mails, &[], &mut |_| Ok(()))
     }
 
-    /// [`Pipeline::process_then`], for mails whose whole size the source knows without having
-    /// downloaded them: `declared[i]` (when given) is the size of `mails[i]`, whose bytes may
-    /// then be its header only (IMAP: `RFC822.SIZE` of a mail over
-    /// `inbound.max_message_size`, fetched as `BODY.PEEK[HEADER]`). Such a mail is quarantined
-    /// as too large, with the reply to its sender, like one handed over whole.
+    /// [`Pipeline::process`] with two additions for sources such as IMAP: `finish` runs in
+    /// the batch's transaction just before it commits (IMAP records the mailbox's highest
+    /// UID there), and `declared[i]` (when given) is the whole size of `mails[i]`, whose
+    /// bytes may then be its header only (`RFC822.SIZE` of a mail over
+    /// `inbound.max_message_size`, fetched as `BODY.PEEK[HEADER]`): such a mail is
+    /// quarantined as too large, with the reply to its sender, like one handed over whole.
     pub fn process_declared(
-        &self,
-        store: &mut dyn Store,
-        mails: &[RawMail],
-        declared: &[Option<usize>],
-        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
-    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
-        self.process_inner(store, mails, declared, finish)
-    }
-
-    /// [`Pipeline::process`], with `finish` run in the batch's transaction just before it
-    /// commits (IMAP ingest records the mailbox's highest UID there).
-    pub fn process_then(
-        &self,
-        store: &mut dyn Store,
-        mails: &[RawMail],
-        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
-    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
-        self.process_inner(store, mails, &[], finish)
-    }
-
-    fn process_inner(
         &self,
         store: &mut dyn Store,
         mails: &[RawMail],
