@@ -209,9 +209,7 @@ impl App {
         for o in outcomes {
             summary.inbound.add(&o.report);
         }
-        summary.delivery.sent += delivered.sent;
-        summary.delivery.retried += delivered.retried;
-        summary.delivery.failed += delivered.failed;
+        summary.delivery.add(&delivered);
         Ok(summary)
     }
 }
@@ -259,9 +257,7 @@ async fn main_loop(
                 }
                 summary.timers += fired;
                 summary.inbound.add(&r);
-                summary.delivery.sent += d.sent;
-                summary.delivery.retried += d.retried;
-                summary.delivery.failed += d.failed;
+                summary.delivery.add(&d);
                 if r.mails() > 0 || d.sent + d.retried + d.failed > 0 {
                     tracing::info!(
                         created = r.created,
@@ -289,7 +285,7 @@ async fn main_loop(
             let app: &mut App = &mut guard;
             let mut wait = app.cfg.inbound.poll_interval;
             if failures > 0 {
-                wait = wait.max(Duration::from_secs(u64::from(failures.min(6)) * 5));
+                wait = wait.max(after_failures(failures));
             }
             if let Some(due) = app.store.next_timer().ok().flatten() {
                 let until = (due - app.clock.now()).to_std().unwrap_or(Duration::ZERO);
@@ -340,9 +336,7 @@ async fn delivery_loop(
         match result {
             Ok(d) => {
                 failures = 0;
-                total.sent += d.sent;
-                total.retried += d.retried;
-                total.failed += d.failed;
+                total.add(&d);
             }
             Err(e) => {
                 failures += 1;
@@ -352,7 +346,7 @@ async fn delivery_loop(
         }
         let mut wait = cfg.inbound.poll_interval;
         if failures > 0 {
-            wait = wait.max(Duration::from_secs(u64::from(failures.min(6)) * 5));
+            wait = wait.max(after_failures(failures));
         } else if let Ok(Some(due)) = store.next_due() {
             let until = (due - clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(20)));
@@ -363,4 +357,9 @@ async fn delivery_loop(
             _ = wake.notified() => {}
         }
     }
+}
+
+/// The wait after `failures` passes in a row failed: 5 s more for each, up to 30 s.
+fn after_failures(failures: u32) -> Duration {
+    Duration::from_secs(u64::from(failures.min(6)) * 5)
 }

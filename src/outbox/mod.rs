@@ -45,6 +45,14 @@ pub struct DeliveryReport {
     pub failed: usize,
 }
 
+impl DeliveryReport {
+    pub fn add(&mut self, o: &DeliveryReport) {
+        self.sent += o.sent;
+        self.retried += o.retried;
+        self.failed += o.failed;
+    }
+}
+
 impl Transport {
     /// The longest one delivery attempt can take.
     pub fn attempt_limit(&self) -> Duration {
