@@ -317,6 +317,7 @@ impl Engine<'_> {
             automatic,
             from_name: None,
             attachments: &[],
+            to_staff: false,
         }
     }
 
@@ -406,6 +407,7 @@ impl Engine<'_> {
                     automatic: Automatic::Replied,
                     from_name: None,
                     attachments: &[],
+                    to_staff: true,
                 };
                 self.mailer.send(tx, letter, self.now)?;
             }

@@ -26,6 +26,9 @@ pub struct Letter<'a, C: Serialize> {
     /// Display name before our address, e.g. "Jane Doe via Support".
     pub from_name: Option<&'a str>,
     pub attachments: &'a [Attachment],
+    /// To one of our own people (an agent, a manager, the agent team): not subject to the
+    /// customer-facing loop rules and per-recipient cap.
+    pub to_staff: bool,
 }
 
 impl<'a, C: Serialize> Letter<'a, C> {
@@ -50,6 +53,7 @@ impl<'a, C: Serialize> Letter<'a, C> {
             automatic: Automatic::Replied,
             from_name: None,
             attachments: &[],
+            to_staff: false,
         }
     }
 
@@ -73,6 +77,7 @@ impl<'a, C: Serialize> Letter<'a, C> {
             automatic: Automatic::Generated,
             from_name: None,
             attachments: &[],
+            to_staff: true,
         }
     }
 }
@@ -118,7 +123,7 @@ impl Mailer<'_> {
         now: DateTime<Utc>,
     ) -> Result<Sent, MailError> {
         // Automatic mail to a customer obeys RFC 3834; mail to our own people does not.
-        let capped_kind = l.automatic != Automatic::Human && !self.is_internal(l.kind);
+        let capped_kind = l.automatic != Automatic::Human && !l.to_staff;
         if capped_kind
             && let Some(m) = l.answers
             && let Some(why) = loops::no_auto_reply(m, &self.cfg.loops)
@@ -201,13 +206,5 @@ impl Mailer<'_> {
         } else {
             Ok(Sent::Pending)
         }
-    }
-
-    /// Mail to our own staff: not subject to the customer-facing loop rules and cap.
-    fn is_internal(&self, kind: &str) -> bool {
-        matches!(
-            kind,
-            "agent_notification" | "escalation_manager" | "command_error" | "close_confirmation"
-        )
     }
 }

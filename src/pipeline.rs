@@ -289,19 +289,17 @@ impl Pipeline {
                         Ok(m) => m.dedup_key.clone(),
                         Err(f) => f.dedup_key.clone(),
                     };
-                    let kept = tx.insert_inbound(&NewInbound {
-                        dedup_key: &key,
-                        message_id: parsed.as_ref().ok().and_then(|m| m.message_id.as_deref()),
-                        source: &raw.source,
-                        received_at: now,
-                        from: parsed.as_ref().ok().and_then(|m| m.from.as_deref()),
-                        subject: parsed.as_ref().map(|m| m.subject.as_str()).unwrap_or(""),
-                        raw: &raw.bytes,
-                        outcome: "quarantined",
-                        reason_code: Some("internal_error"),
-                        reason: Some(&reason),
-                        ticket_id: None,
-                    });
+                    let why = Some(("internal_error", reason.as_str()));
+                    let kept = self.insert_inbound(
+                        tx.as_mut(),
+                        raw,
+                        &key,
+                        parsed.as_ref().ok(),
+                        now,
+                        "quarantined",
+                        why,
+                        None,
+                    );
                     if let Err(e2) = kept {
                         // Even the parsed fields cannot be stored: keep the raw bytes under
                         // their content key, so the batch still commits and the mailbox
@@ -309,19 +307,17 @@ impl Pipeline {
                         tx.rollback_to_savepoint()?;
                         tracing::error!(source = %raw.source, error = %e2,
                             "quarantining with the parsed fields failed; kept with the raw bytes only");
-                        tx.insert_inbound(&NewInbound {
-                            dedup_key: &crate::parse::content_key(&raw.bytes),
-                            message_id: None,
-                            source: &raw.source,
-                            received_at: now,
-                            from: None,
-                            subject: "",
-                            raw: &raw.bytes,
-                            outcome: "quarantined",
-                            reason_code: Some("internal_error"),
-                            reason: Some(&reason),
-                            ticket_id: None,
-                        })?;
+                        let content = crate::parse::content_key(&raw.bytes);
+                        self.insert_inbound(
+                            tx.as_mut(),
+                            raw,
+                            &content,
+                            None,
+                            now,
+                            "quarantined",
+                            why,
+                            None,
+                        )?;
                     }
                     tx.release_savepoint()?;
                     report.quarantined += 1;
@@ -508,16 +504,7 @@ impl Pipeline {
                         report,
                     );
                 }
-                let inbound_id = self.insert_inbound(
-                    tx,
-                    raw,
-                    &mail.dedup_key,
-                    Some(mail),
-                    now,
-                    "appended",
-                    None,
-                    Some(ticket.id),
-                )?;
+                let inbound_id = self.insert_appended(tx, raw, mail, ticket.id, now)?;
                 self.add_article(tx, ticket.id, Some(inbound_id), "customer", mail, now)?;
                 engine.customer_update(tx, &mut ticket, mail, inbound_id)?;
                 if self.cfg.tickets.acknowledge_followups {
@@ -570,16 +557,7 @@ impl Pipeline {
                 let author = mail.from.as_deref().unwrap_or_default();
                 let reference = self.reference(ticket.id);
                 // Checked before anything is written, so a bad command applies nothing.
-                let inbound_id = self.insert_inbound(
-                    tx,
-                    raw,
-                    &mail.dedup_key,
-                    Some(mail),
-                    now,
-                    "appended",
-                    None,
-                    Some(ticket.id),
-                )?;
+                let inbound_id = self.insert_appended(tx, raw, mail, ticket.id, now)?;
                 let errors = engine.agent_update(
                     tx,
                     &mut ticket,
@@ -625,16 +603,7 @@ impl Pipeline {
         now: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<Outcome, ApplyError> {
-        let inbound_id = self.insert_inbound(
-            tx,
-            raw,
-            &mail.dedup_key,
-            Some(mail),
-            now,
-            "appended",
-            None,
-            Some(ticket.id),
-        )?;
+        let inbound_id = self.insert_appended(tx, raw, mail, ticket.id, now)?;
         self.add_article(tx, ticket.id, Some(inbound_id), kind, mail, now)?;
         tx.touch_ticket(ticket.id, now)?;
         report.appended += 1;
@@ -810,6 +779,27 @@ impl Pipeline {
         })
     }
 
+    /// The inbound row of a mail added to `ticket_id`.
+    fn insert_appended(
+        &self,
+        tx: &mut dyn WriteTx,
+        raw: &RawMail,
+        mail: &InboundMail,
+        ticket_id: i64,
+        now: DateTime<Utc>,
+    ) -> store::Result<i64> {
+        self.insert_inbound(
+            tx,
+            raw,
+            &mail.dedup_key,
+            Some(mail),
+            now,
+            "appended",
+            None,
+            Some(ticket_id),
+        )
+    }
+
     fn add_article(
         &self,
         tx: &mut dyn WriteTx,
@@ -904,6 +894,7 @@ impl Pipeline {
                     automatic: Automatic::Generated,
                     from_name: Some(&from_name),
                     attachments: &mail.attachments,
+                    to_staff: true,
                 },
                 now,
             )?,

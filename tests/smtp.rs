@@ -8,7 +8,7 @@ mod common;
 mod support;
 
 use chrono::Duration;
-use common::{REGISTRY, mail, start};
+use common::{REGISTRY, mail, report, start};
 use std::sync::Arc;
 use support::smtp_sink::{SmtpSink, free_port};
 use ticketgate::app::App;
@@ -96,14 +96,6 @@ impl Env {
     }
 }
 
-fn report(sent: usize, retried: usize, failed: usize) -> DeliveryReport {
-    DeliveryReport {
-        sent,
-        retried,
-        failed,
-    }
-}
-
 #[tokio::test]
 async fn an_acknowledgement_is_delivered_over_smtp_and_marked_sent() {
     let sink = SmtpSink::start(&[]);
@@ -145,7 +137,7 @@ async fn an_acknowledgement_is_delivered_over_smtp_and_marked_sent() {
 #[tokio::test]
 async fn thirty_mails_go_out_concurrently_in_one_pass() {
     // The sink waits 1 s before answering each DATA: one connection at a time would take
-    // 30 s; 15 at a time takes about 2.
+    // 30 s, three at a time 10 s; 15 at a time takes about 2.
     let sink = SmtpSink::start(&["-w", "1"]);
     let mut e = env(sink.port, "concurrency = 15");
     for i in 0..30 {
@@ -157,7 +149,7 @@ async fn thirty_mails_go_out_concurrently_in_one_pass() {
     assert_eq!(e.deliver().await, report(30, 0, 0));
     let took = started.elapsed();
     assert!(
-        took < std::time::Duration::from_secs(12),
+        took < std::time::Duration::from_secs(8),
         "30 mails took {took:?}: not sent concurrently"
     );
 

@@ -13,11 +13,10 @@ mod dovecot;
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
 
-use common::{Env, env_with, mail};
+use common::{Env, env_with, mail, report};
 use dovecot::{Dovecot, PASSWORD, SUBMISSION_HOST, USER};
 use smtp_sink::SmtpSink;
 use std::path::Path;
-use ticketgate::outbox::DeliveryReport;
 use ticketgate::pipeline::Outcome;
 use ticketgate::store::OutboxRow;
 
@@ -68,14 +67,6 @@ fn only_row(e: &mut Env) -> OutboxRow {
     let mut rows = e.outbox();
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows.remove(0)
-}
-
-fn report(sent: usize, retried: usize, failed: usize) -> DeliveryReport {
-    DeliveryReport {
-        sent,
-        retried,
-        failed,
-    }
 }
 
 /// Delivers `e`'s acknowledgement and checks it went through Dovecot (a TLS login of

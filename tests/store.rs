@@ -202,17 +202,23 @@ fn claim_due_skips_rows_another_sender_has_locked_postgres_only() {
     let mut s = d.open();
     let ids = enqueue(s.as_mut(), 4, now());
     let locks = RowLocks::take(&pg.url, &ids[..2]);
-    let t = Instant::now();
-    let got: Vec<i64> = s
-        .claim_due(now(), now() + Duration::minutes(5), 10, 5)
-        .unwrap()
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(5),
-        "claim waited for the locks"
-    );
+    // On another thread: a claim that waited for the locks would never return (they are
+    // released below, on this thread), so it fails on the timeout instead of hanging.
+    let (done_tx, done_rx) = mpsc::channel();
+    let claimer = std::thread::spawn(move || {
+        let got: Vec<i64> = s
+            .claim_due(now(), now() + Duration::minutes(5), 10, 5)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        done_tx.send(got).unwrap();
+        s
+    });
+    let got = done_rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("claim waited for the locks");
+    let mut s = claimer.join().unwrap();
     assert_eq!(
         got,
         ids[2..].to_vec(),

@@ -32,7 +32,7 @@ CREATE TABLE inbound (
     subject     TEXT    NOT NULL DEFAULT '',
     size        INTEGER NOT NULL,
     raw         BLOB    NOT NULL,
-    outcome     TEXT    NOT NULL,          -- created | appended | quarantined
+    outcome     TEXT    NOT NULL,          -- created | appended | quarantined | replayed
     reason_code TEXT,
     reason      TEXT,
     ticket_id   INTEGER REFERENCES tickets (id)
@@ -81,7 +81,7 @@ CREATE TABLE outbox (
     message_id      TEXT    NOT NULL,
     automatic       INTEGER NOT NULL,      -- 1: counts toward the per-recipient auto-reply cap
     body            BLOB    NOT NULL,      -- the whole RFC 5322 message
-    state           TEXT    NOT NULL,      -- pending | sending | retry | sent | failed | suppressed
+    state           TEXT    NOT NULL,      -- pending | sending | retry | sent | failed | dead | suppressed
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT    NOT NULL,      -- for 'sending': when the claim lapses
     last_error      TEXT,

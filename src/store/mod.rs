@@ -1,6 +1,6 @@
 //! The only module that speaks SQL. The pipeline and the CLI see the [`Store`] and
-//! [`WriteTx`] traits; SQLite implements them today and PostgreSQL will implement the same
-//! traits with its own migrations. Times cross this boundary as `DateTime<Utc>`.
+//! [`WriteTx`] traits; SQLite (`sqlite.rs`) and PostgreSQL (`postgres.rs`) implement them,
+//! each with its own migrations. Times cross this boundary as `DateTime<Utc>`.
 
 mod postgres;
 mod sqlite;
@@ -330,7 +330,7 @@ pub trait Store: Send {
     /// marks them `sending` until `lease_until` and counts the attempt before it is made, so a
     /// message that always crashes the sender still runs out of attempts.
     /// A lapsed claim that already used `max_attempts` (the sender died during its last
-    /// attempt) is marked `failed` instead of being claimed again.
+    /// attempt) is marked `dead` instead of being claimed again.
     fn claim_due(
         &mut self,
         now: DateTime<Utc>,
@@ -342,13 +342,7 @@ pub trait Store: Send {
     /// current (it lapsed and another sender took the row over): nothing was changed.
     fn mark_sent(&mut self, claim: Claim, now: DateTime<Utc>) -> Result<bool>;
     /// [`Store::mark_sent`] for several messages in one commit; how many were still current.
-    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize> {
-        let mut n = 0;
-        for &c in claims {
-            n += usize::from(self.mark_sent(c, now)?);
-        }
-        Ok(n)
-    }
+    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize>;
     fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool>;
     /// Refused for good (SMTP 5xx): `failed`.
     fn mark_failed(&mut self, claim: Claim, error: &str) -> Result<bool>;

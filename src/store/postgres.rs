@@ -49,6 +49,16 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// `failed` or `dead`, under the claim's fence.
+    fn mark_final(&mut self, claim: Claim, state: &str, error: &str) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE outbox SET state = $3, last_error = $4 \
+             WHERE id = $1 AND state = 'sending' AND attempts = $2",
+            &[&claim.id, &claim.attempts, &state, &error],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`).
     /// Errors name the host, port, database and user, never the password.
     pub fn open(url: &str) -> Result<PgStore> {
@@ -1137,21 +1147,11 @@ impl Store for PgStore {
     }
 
     fn mark_failed(&mut self, claim: Claim, error: &str) -> Result<bool> {
-        let n = self.conn()?.execute(
-            "UPDATE outbox SET state = 'failed', last_error = $3 \
-             WHERE id = $1 AND state = 'sending' AND attempts = $2",
-            &[&claim.id, &claim.attempts, &error],
-        )?;
-        Ok(n == 1)
+        self.mark_final(claim, "failed", error)
     }
 
     fn mark_dead(&mut self, claim: Claim, error: &str) -> Result<bool> {
-        let n = self.conn()?.execute(
-            "UPDATE outbox SET state = 'dead', last_error = $3 \
-             WHERE id = $1 AND state = 'sending' AND attempts = $2",
-            &[&claim.id, &claim.attempts, &error],
-        )?;
-        Ok(n == 1)
+        self.mark_final(claim, "dead", error)
     }
 
     fn release_claims(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<()> {

@@ -330,3 +330,12 @@ fn unique() -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// What one delivery pass is expected to report.
+pub fn report(sent: usize, retried: usize, failed: usize) -> ticketgate::outbox::DeliveryReport {
+    ticketgate::outbox::DeliveryReport {
+        sent,
+        retried,
+        failed,
+    }
+}
