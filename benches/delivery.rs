@@ -249,7 +249,7 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
     let mut app = App::open(cfg, clock.clone()).expect("open app");
     let enqueue = |app: &mut App| {
         let now = clock.now();
-        let mut tx = app.store.write().expect("write transaction");
+        let mut tx = app.store().unwrap().write().expect("write transaction");
         for m in mails {
             tx.enqueue(&NewOutbound {
                 ticket_id: None,
@@ -276,7 +276,11 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
         (report.sent, report.retried, report.failed),
         (mails.len(), 0, 0)
     );
-    let rows = app.store.outbox(mails.len() + 1).expect("outbox rows");
+    let rows = app
+        .store()
+        .unwrap()
+        .outbox(mails.len() + 1)
+        .expect("outbox rows");
     assert_eq!(rows.len(), mails.len());
     assert!(rows.iter().all(|r| r.state == "sent"), "every row is sent");
     let rate = mails.len() as f64 / elapsed.as_secs_f64();
@@ -289,12 +293,17 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
     let mut done = 0;
     loop {
         let now = clock.now();
-        let batch = app.store.claim_due(now, now + lease, c, 8).expect("claim");
+        let batch = app
+            .store()
+            .unwrap()
+            .claim_due(now, now + lease, c, 8)
+            .expect("claim");
         if batch.is_empty() {
             break;
         }
         for m in batch {
-            app.store
+            app.store()
+                .unwrap()
                 .mark_sent(m.claim(), clock.now())
                 .expect("mark sent");
             done += 1;

@@ -173,7 +173,7 @@ fn throughput(rt: &tokio::runtime::Runtime, n: usize) {
         outcome.error
     );
     let summary = outcome;
-    work.verify(app.store.as_mut(), &summary.report);
+    work.verify(&mut *app.store().unwrap(), &summary.report);
     let inbox = dovecot.list("INBOX");
     match mb_cfg.after {
         ticketgate::config::AfterAction::Flag => assert!(

@@ -144,14 +144,14 @@ fn pipeline_batches(work: &Workload, parse_rate: f64) -> f64 {
     for chunk in work.mails.chunks(batch) {
         let (r, _) = app
             .pipeline
-            .process(app.store.as_mut(), chunk)
+            .process(&mut *app.store().unwrap(), chunk)
             .expect("process a batch");
         report.add(&r);
     }
     let elapsed = start.elapsed();
     let io_after = io_counters();
     let cpu_after = cpu_time();
-    work.verify(app.store.as_mut(), &report);
+    work.verify(&mut *app.store().unwrap(), &report);
     let r = rate(n, elapsed);
     println!("pipeline_seconds {:.3}", elapsed.as_secs_f64());
     println!("pipeline_rate_per_s {r:.0}");
@@ -202,7 +202,7 @@ fn maildir(work: &Workload, parse_rate: f64) -> f64 {
     let report = app.drain_maildir(&md).expect("drain maildir");
     let elapsed = start.elapsed();
     let cpu_after = cpu_time();
-    work.verify(app.store.as_mut(), &report);
+    work.verify(&mut *app.store().unwrap(), &report);
     assert!(
         md.pending(1).expect("list new/").is_empty(),
         "mail left in new/"

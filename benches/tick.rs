@@ -268,12 +268,12 @@ fn run(open: usize, due: usize, explain: bool) -> Figures {
 
     // Dry run first: the same work as the first tick, rolled back.
     let t = Instant::now();
-    let dry = timers::tick(&app.pipeline, app.store.as_mut(), t0, true).unwrap();
+    let dry = timers::tick(&app.pipeline, &mut *app.store().unwrap(), t0, true).unwrap();
     let dry_run = t.elapsed();
     check(&dry, due);
     drop(dry);
     assert!(
-        app.store.outbox(1).unwrap().is_empty(),
+        app.store().unwrap().outbox(1).unwrap().is_empty(),
         "a dry run sends nothing"
     );
 
@@ -288,7 +288,7 @@ fn run(open: usize, due: usize, explain: bool) -> Figures {
         let mem = MemStart::now();
         let cpu0 = cpu_ns();
         let t = Instant::now();
-        let fired = timers::tick(&app.pipeline, app.store.as_mut(), now, false).unwrap();
+        let fired = timers::tick(&app.pipeline, &mut *app.store().unwrap(), now, false).unwrap();
         ticks.push(t.elapsed());
         cpus.push(StdDuration::from_nanos(cpu_ns().saturating_sub(cpu0)));
         check(&fired, due);
@@ -299,13 +299,18 @@ fn run(open: usize, due: usize, explain: bool) -> Figures {
         wal.push(wal_checkpoint(&db, "PASSIVE"));
 
         let t = Instant::now();
-        let again = timers::tick(&app.pipeline, app.store.as_mut(), now, false).unwrap();
+        let again = timers::tick(&app.pipeline, &mut *app.store().unwrap(), now, false).unwrap();
         second = second.max(t.elapsed());
         second_fired += again.len();
     }
     assert_eq!(second_fired, 0, "fired timers are re-armed after the tick");
 
-    let mails = app.store.outbox(100 * TICKS * due).unwrap().len();
+    let mails = app
+        .store()
+        .unwrap()
+        .outbox(100 * TICKS * due)
+        .unwrap()
+        .len();
     assert!(
         mails >= TICKS * due,
         "every fired timer wrote at least one mail"
@@ -417,7 +422,7 @@ fn populate(app: &mut App, open: usize, due: usize, t0: DateTime<Utc>) {
     let plans: Vec<Arc<Plan>> = CUSTOMERS.iter().map(|c| registry.plan(c.2)).collect();
     let stride = open / (TICKS * due);
     let mut rng = Rng(0x7469_636b);
-    let mut tx = app.store.write().unwrap();
+    let mut tx = app.store().unwrap().write().unwrap();
     let mut made = 0;
     for i in 0..open {
         let (kind, now) = if i.is_multiple_of(stride) && made < TICKS * due {

@@ -50,6 +50,7 @@ pub struct Config {
     pub registry_path: PathBuf,
     pub templates_dir: Option<PathBuf>,
     pub log: LogConfig,
+    pub daemon: DaemonConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +206,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[daemon]`: how the long-running process behaves.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// At SIGTERM/SIGINT: how long the tasks get to finish their commits and sends.
+    pub shutdown_timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -232,6 +240,14 @@ struct RawConfig {
     templates: RawTemplates,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -677,6 +693,18 @@ impl Config {
             registry_path: path(raw.registry.path.as_deref().unwrap_or("customers.toml")),
             templates_dir: raw.templates.dir.as_deref().map(path),
             log,
+            daemon: DaemonConfig {
+                shutdown_timeout: {
+                    let t = duration(
+                        "daemon.shutdown_timeout",
+                        raw.daemon.shutdown_timeout.as_deref().unwrap_or("30s"),
+                    )?;
+                    if t.is_zero() {
+                        return Err(err("daemon.shutdown_timeout", "must be more than 0"));
+                    }
+                    t
+                },
+            },
         })
     }
 }

@@ -11,10 +11,11 @@
 //! - [`pipeline`]: a batch in one transaction: parse, route, apply, render outbound mail.
 //! - [`notify`]: templates (en, fr; overridable) and composing RFC 5322 messages.
 //! - [`store`]: the only module with SQL; SQLite and PostgreSQL behind the [`store::Store`]
-//!   trait.
+//!   trait, shared by the tasks through the [`store::Db`] handle (a writer thread, a pool).
 //! - [`outbox`]: claims due messages, delivers them (SMTP or files), retries, records.
 //! - [`tls`]: the rustls client configuration shared by IMAP and SMTP.
-//! - [`app`]: wires the parts and runs the daemon loop.
+//! - [`app`]: opens the parts from the configuration.
+//! - [`daemon`]: the spawned tasks (mailboxes, Maildir and timers, delivery) and shutdown.
 //! - [`clock`]: the one source of "now".
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod app;
 pub mod calendar;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod ingest;
 pub mod lifecycle;
 pub mod mailer;

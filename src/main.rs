@@ -257,7 +257,7 @@ fn dispatch(
         Command::Run { once } => {
             let embedded = cfg.source == ConfigSource::EmbeddedDefault;
             let inbox_is_new = !cfg.inbound.maildir.exists();
-            let mut app = App::open(cfg, clock())?;
+            let app = App::open(cfg, clock())?;
             if embedded && inbox_is_new {
                 let md = Maildir::open(&app.cfg.inbound.maildir)?;
                 let n = ticketgate::samples::seed(&md)?;
@@ -266,8 +266,11 @@ fn dispatch(
                     md.root().display()
                 );
             }
-            let rt = tokio::runtime::Builder::new_current_thread()
+            // The daemon's tasks are spawned on a multi-thread runtime: a mailbox, the
+            // Maildir/timer loop and delivery never wait for each other.
+            let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .thread_name("ticketgate")
                 .build()?;
             let summary = rt.block_on(app.run(once, shutdown_signal()))?;
             let r = summary.inbound;
@@ -319,7 +322,7 @@ fn dispatch(
                 }
             }
             let source = file.map_or("stdin".to_string(), |p| format!("file:{}", p.display()));
-            let mut app = App::open(cfg, clock())?;
+            let app = App::open(cfg, clock())?;
             match app.ingest(RawMail { source, bytes }) {
                 Ok(outcome) => {
                     println!("{}", serde_json::to_string(&outcome)?);
@@ -467,8 +470,8 @@ fn dispatch(
         Command::Quarantine {
             command: QuarantineCommand::Replay { id },
         } => {
-            let mut app = App::open(cfg, clock())?;
-            let outcome = app.pipeline.replay(app.store.as_mut(), id)?;
+            let app = App::open(cfg, clock())?;
+            let outcome = app.pipeline.replay(&mut *app.store()?, id)?;
             rt.block_on(app.deliver())?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(ExitCode::SUCCESS)
@@ -503,8 +506,8 @@ fn dispatch(
                     "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
                 );
             };
-            let mut app = App::open(cfg, clock())?;
-            let t = app.store.ticket_with_articles(id)?.map(|(t, _)| t);
+            let app = App::open(cfg, clock())?;
+            let t = app.store()?.ticket_with_articles(id)?.map(|(t, _)| t);
             let Some(t) = t else {
                 anyhow::bail!("no ticket {reference}")
             };
@@ -528,7 +531,7 @@ fn dispatch(
             let am = ticketgate::workflow::parse_agent_mail(profile, &format!("{line}\n{text}"));
             match app
                 .pipeline
-                .agent_action(app.store.as_mut(), id, &am, &author)?
+                .agent_action(&mut *app.store()?, id, &am, &author)?
             {
                 Ok(t) => {
                     let d = rt.block_on(app.deliver())?;
@@ -618,8 +621,8 @@ fn dispatch(
                     .with_timezone(&chrono::Utc),
                 None => clock().now(),
             };
-            let mut app = App::open(cfg, clock())?;
-            let fired = ticketgate::timers::tick(&app.pipeline, app.store.as_mut(), now, dry_run)?;
+            let app = App::open(cfg, clock())?;
+            let fired = ticketgate::timers::tick(&app.pipeline, &mut *app.store()?, now, dry_run)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&fired)?);
             } else {

@@ -9,7 +9,7 @@ use ticketgate::ingest::Maildir;
 
 #[tokio::test]
 async fn mail_arriving_while_the_daemon_runs_is_answered_and_shutdown_stops_it() {
-    let mut e = env();
+    let e = env();
     let inbox = Maildir::open(&e.path("inbox")).unwrap();
     let outbox_dir = e.path("outbox");
     let seen = e.path("inbox/cur/1700000000.M1.test:2,S");
@@ -52,9 +52,9 @@ async fn mail_arriving_while_the_daemon_runs_is_answered_and_shutdown_stops_it()
     assert!(seen.exists(), "processed mail is moved to cur/ as Seen");
 }
 
-#[test]
-fn a_mail_that_cannot_be_moved_after_commit_does_not_stall_the_drain() {
-    let mut e = env();
+#[tokio::test]
+async fn a_mail_that_cannot_be_moved_after_commit_does_not_stall_the_drain() {
+    let e = env();
     let inbox = Maildir::open(&e.path("inbox")).unwrap();
     inbox
         .deliver(
@@ -67,10 +67,10 @@ fn a_mail_that_cannot_be_moved_after_commit_does_not_stall_the_drain() {
     // cur/ is a file: every move fails.
     std::fs::remove_dir(e.path("inbox/cur")).unwrap();
     std::fs::write(e.path("inbox/cur"), b"not a folder").unwrap();
-    let r = e.app.drain_maildir(&inbox).unwrap();
+    let r = e.app.drain_maildir(&inbox).await.unwrap();
     assert_eq!(r.created, 1);
     // The next drain sees a duplicate, not a second ticket, and returns.
-    let r = e.app.drain_maildir(&inbox).unwrap();
+    let r = e.app.drain_maildir(&inbox).await.unwrap();
     assert_eq!((r.created, r.duplicates), (0, 1));
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 1);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 1);
 }

@@ -103,10 +103,16 @@ async fn appended_mail_becomes_a_ticket_is_acknowledged_and_moved() {
     assert!(acks[0].contains("jane@acme.example"), "{}", acks[0]);
     assert!(dc.list("INBOX").is_empty(), "moved out of INBOX");
     assert_eq!(message_ids(&dc, USER, "Processed"), vec![id]);
-    let t = e.app.store.tickets(10).unwrap();
+    let t = e.app.store().unwrap().tickets(10).unwrap();
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].subject, "printer on fire");
-    let state = e.app.store.mailbox_state("support").unwrap().unwrap();
+    let state = e
+        .app
+        .store()
+        .unwrap()
+        .mailbox_state("support")
+        .unwrap()
+        .unwrap();
     assert_eq!(state.uid_validity, dc.uid_validity("INBOX"));
     assert_eq!(state.last_uid, 1);
 
@@ -150,7 +156,7 @@ async fn delete_mode_removes_processed_mail() {
     assert_eq!(s.inbound.created, 3);
     assert!(dc.list("INBOX").is_empty());
     assert!(dc.list("Processed").is_empty());
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 3);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -193,7 +199,7 @@ async fn a_certificate_from_another_ca_is_refused_with_a_clear_error() {
         dc.other_ca_file().display(),
         password_file(&dc, PASSWORD),
     );
-    let mut e = env_with(&extra);
+    let e = env_with(&extra);
     dc.append("INBOX", request("secret").0.as_bytes());
     let err = e
         .app
@@ -211,7 +217,7 @@ async fn a_certificate_from_another_ca_is_refused_with_a_clear_error() {
         "says what to check: {err}"
     );
     assert_eq!(dc.list("INBOX").len(), 1, "nothing read");
-    assert!(e.app.store.tickets(10).unwrap().is_empty());
+    assert!(e.app.store().unwrap().tickets(10).unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -270,7 +276,7 @@ async fn after_a_server_restart_the_daemon_reconnects_and_reads_later_mail() {
     };
     let ((), s) = daemon(&mut e, driver).await;
     assert_eq!(s.inbound.created, 2, "{s:?}");
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 2);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -287,7 +293,7 @@ async fn a_new_uidvalidity_rereads_the_folder_without_duplicates() {
     let s = once(&mut e).await;
     // `a` is read again (every UID counts as new) and recognised; `b` is new.
     assert_eq!((s.inbound.created, s.inbound.duplicates), (1, 1), "{s:?}");
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 2);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 2);
     assert_eq!(sink.wait_for(2).len(), 2);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
@@ -295,7 +301,13 @@ async fn a_new_uidvalidity_rereads_the_folder_without_duplicates() {
         2,
         "no second acknowledgement for `a`"
     );
-    let state = e.app.store.mailbox_state("support").unwrap().unwrap();
+    let state = e
+        .app
+        .store()
+        .unwrap()
+        .mailbox_state("support")
+        .unwrap()
+        .unwrap();
     assert_eq!(state.uid_validity, old + 1000);
 }
 
@@ -322,7 +334,7 @@ async fn oversized_mail_is_quarantined_with_a_reply_without_downloading_its_body
 
     let s = once(&mut e).await;
     assert_eq!((s.inbound.quarantined, s.inbound.created), (1, 0), "{s:?}");
-    let q = e.app.store.quarantine(10).unwrap();
+    let q = e.app.store().unwrap().quarantine(10).unwrap();
     assert_eq!(q[0].reason_code, "too_large");
     assert!(q[0].reason.contains("bytes is over"), "{}", q[0].reason);
     assert!(
@@ -369,7 +381,7 @@ async fn oversized_mail_in_delete_mode_is_left_in_the_folder_seen_not_deleted() 
     let s = once(&mut e).await;
     assert_eq!((s.inbound.created, s.inbound.quarantined), (1, 1), "{s:?}");
     assert_eq!(
-        e.app.store.quarantine(10).unwrap()[0].reason_code,
+        e.app.store().unwrap().quarantine(10).unwrap()[0].reason_code,
         "too_large"
     );
     // Only its header was stored: the mail itself stays on the server, marked as read.
@@ -382,7 +394,13 @@ async fn oversized_mail_in_delete_mode_is_left_in_the_folder_seen_not_deleted() 
     let s = once(&mut e).await;
     assert_eq!(s.inbound.mails(), 0, "{s:?}");
     assert_eq!(dc.list("INBOX"), left);
-    let state = e.app.store.mailbox_state("support").unwrap().unwrap();
+    let state = e
+        .app
+        .store()
+        .unwrap()
+        .mailbox_state("support")
+        .unwrap()
+        .unwrap();
     assert_eq!(state.last_uid, left[0].uid);
 }
 
@@ -419,7 +437,7 @@ async fn a_mail_the_server_cannot_return_is_given_up_on_and_the_others_are_read(
     assert_eq!((s.inbound.created, s.inbound.duplicates), (1, 0), "{s:?}");
     assert_eq!(message_ids(&dc, USER, "Processed").last(), Some(&d_id));
     assert_eq!(dc.list("INBOX").len(), 1);
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 3);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -452,7 +470,7 @@ async fn a_failing_move_does_not_stop_new_mail_and_is_retried_without_downloadin
     assert_eq!(s.inbound.mails(), 0, "{s:?}");
     assert!(dc.list("INBOX").is_empty());
     assert_eq!(message_ids(&dc, USER, "Processed"), vec![a_id, b_id]);
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 2);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -465,7 +483,8 @@ async fn mail_committed_but_not_moved_before_a_crash_is_moved_and_not_processed_
     // position are committed, the mail is still in the folder.
     let uid = dc.append("INBOX", raw.as_bytes());
     e.ingest(&raw);
-    let mut tx = e.app.store.write().unwrap();
+    let mut conn = e.app.store().unwrap();
+    let mut tx = conn.write().unwrap();
     tx.set_mailbox_state(
         "support",
         MailboxState {
@@ -483,7 +502,7 @@ async fn mail_committed_but_not_moved_before_a_crash_is_moved_and_not_processed_
     assert_eq!((s.inbound.created, s.inbound.duplicates), (1, 0), "{s:?}");
     assert!(dc.list("INBOX").is_empty());
     assert_eq!(message_ids(&dc, USER, "Processed"), vec![id, later_id]);
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 2);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 2);
     let acks: Vec<_> = e.sent("acknowledgement");
     assert_eq!(acks.len(), 2, "one acknowledgement per mail: {acks:?}");
 }
@@ -521,7 +540,7 @@ async fn a_mailbox_with_a_wrong_password_does_not_stop_the_others() {
         "no password in messages: {err}"
     );
     assert_eq!(message_ids(&dc, OTHER_USER, "Processed").len(), 1);
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 1);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 1);
 
     // The daemon keeps serving the good mailbox while the bad one keeps failing.
     let driver = async {
@@ -550,7 +569,8 @@ async fn a_mailbox_leased_by_another_instance_is_left_to_it() {
     let now = e.clock.now();
     assert!(
         e.app
-            .store
+            .store()
+            .unwrap()
             .try_lease(
                 "imap:support",
                 "other-host:1:x",
@@ -564,7 +584,8 @@ async fn a_mailbox_leased_by_another_instance_is_left_to_it() {
     assert_eq!(dc.list("INBOX").len(), 1);
 
     e.app
-        .store
+        .store()
+        .unwrap()
         .release_lease("imap:support", "other-host:1:x")
         .unwrap();
     let s = once(&mut e).await;
@@ -572,7 +593,8 @@ async fn a_mailbox_leased_by_another_instance_is_left_to_it() {
     // Released again after the pass: another instance may take it.
     assert!(
         e.app
-            .store
+            .store()
+            .unwrap()
             .try_lease(
                 "imap:support",
                 "other-host:1:x",

@@ -239,7 +239,7 @@ fn xmpro_severity_1_at_1630_dallas_friday_is_due_monday_0930_and_escalates_when_
         e.text(&manager[0])
     );
     assert_eq!(
-        e.app.store.escalations(1).unwrap().len(),
+        e.app.store().unwrap().escalations(1).unwrap().len(),
         1,
         "recorded for reports"
     );
@@ -443,7 +443,7 @@ fn wso2_resolved_the_client_reopens_then_work_waits_on_wso2() {
     );
     assert_eq!(e.ticket(1).status, "reopened");
     assert_eq!(
-        e.app.store.tickets(10).unwrap().len(),
+        e.app.store().unwrap().tickets(10).unwrap().len(),
         1,
         "no new ticket under WSO2"
     );
@@ -499,7 +499,7 @@ fn a_score_in_reply_to_a_closure_notice_is_the_survey_answer() {
     e.ingest(&mail("jane@exo.example", "Re: [TKT-000001] one", "5").build());
     assert_eq!(e.ticket(1).survey_score, Some(5));
     assert_eq!(
-        e.app.store.tickets(10).unwrap().len(),
+        e.app.store().unwrap().tickets(10).unwrap().len(),
         1,
         "a score opens no new ticket"
     );
@@ -614,7 +614,13 @@ fn an_agent_note_stays_internal_and_a_severity_change_moves_the_due_time() {
     assert_eq!(t.sla.due_at, Some(e.clock.now() + Duration::hours(4)));
     assert!(t.sla.responded_at.is_none(), "a note is not a response");
     assert!(e.sent("agent_reply").is_empty() && e.sent("status_change").is_empty());
-    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
     assert_eq!(articles.last().unwrap().kind, "note");
 }
 
@@ -644,17 +650,19 @@ fn timers_survive_a_restart_and_a_dry_run_changes_nothing() {
     let cfg = (*e.app.cfg).clone();
     e.app = ticketgate::app::App::open(cfg, std::sync::Arc::new(e.clock.clone())).unwrap();
     let later = e.clock.now() + Duration::days(3);
-    let dry = ticketgate::timers::tick(&e.app.pipeline, e.app.store.as_mut(), later, true).unwrap();
+    let dry = ticketgate::timers::tick(&e.app.pipeline, &mut *e.app.store().unwrap(), later, true)
+        .unwrap();
     assert_eq!(dry.len(), 1);
     assert!(dry[0].action.contains("reminder 1 of 3"));
     assert_eq!(e.outbox().len(), outbox_before, "a dry run sends nothing");
     assert_eq!(
-        e.app.store.timers(1).unwrap().len(),
+        e.app.store().unwrap().timers(1).unwrap().len(),
         1,
         "and keeps the timer"
     );
     let real =
-        ticketgate::timers::tick(&e.app.pipeline, e.app.store.as_mut(), later, false).unwrap();
+        ticketgate::timers::tick(&e.app.pipeline, &mut *e.app.store().unwrap(), later, false)
+            .unwrap();
     assert_eq!(real, dry, "the dry run said what the tick does");
     assert_eq!(e.sent("reminder").len(), 1);
 }
@@ -681,7 +689,7 @@ fn a_timer_that_fails_is_put_off_alone_and_the_others_fire() {
     let english = fired.iter().find(|f| f.ticket == "TKT-000002").unwrap();
     assert!(english.action.contains("reminder 1 of 3"), "{english:?}");
     assert_eq!(e.sent("reminder").len(), 1);
-    let timers = e.app.store.timers(1).unwrap();
+    let timers = e.app.store().unwrap().timers(1).unwrap();
     assert_eq!(
         timers[0].due_at,
         e.clock.now() + Duration::hours(1),
@@ -719,7 +727,13 @@ fn an_out_of_office_reply_changes_nothing_on_the_ticket() {
     e.ingest(&agent_auto);
     assert_eq!(e.ticket(1).status, "resolved");
     assert!(e.sent("closure").is_empty() && e.sent("agent_reply").is_empty());
-    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
     assert_eq!(articles.last().unwrap().kind, "note");
 }
 
@@ -791,7 +805,7 @@ fn a_reply_to_a_closed_ticket_whose_key_was_revoked_stays_on_it() {
         }
     );
     assert_eq!(
-        e.app.store.tickets(10).unwrap().len(),
+        e.app.store().unwrap().tickets(10).unwrap().len(),
         1,
         "no new ticket without an active key"
     );

@@ -19,7 +19,10 @@ async fn delivery_writes_one_file_per_message_and_marks_it_sent() {
         .path("outbox")
         .join(format!("{:08}-acknowledgement.eml", row.id));
     let bytes = std::fs::read(file).unwrap();
-    assert_eq!(bytes, e.app.store.outbox_body(row.id).unwrap().unwrap());
+    assert_eq!(
+        bytes,
+        e.app.store().unwrap().outbox_body(row.id).unwrap().unwrap()
+    );
     // Nothing is due any more: a second pass sends nothing twice.
     let r = e.app.deliver().await.unwrap();
     assert_eq!(r.sent, 0);
@@ -73,11 +76,11 @@ async fn a_transient_failure_is_retried_after_backoff_and_then_given_up() {
     std::fs::remove_file(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
     let now = e.clock.now();
-    assert!(e.app.store.retry_outbox(row.id, now).unwrap());
+    assert!(e.app.store().unwrap().retry_outbox(row.id, now).unwrap());
     let again = e.outbox().remove(0);
     assert_eq!((again.state.as_str(), again.attempts), ("pending", 0));
     assert!(
-        !e.app.store.retry_outbox(row.id, now).unwrap(),
+        !e.app.store().unwrap().retry_outbox(row.id, now).unwrap(),
         "only failed or dead"
     );
     assert_eq!(e.app.deliver().await.unwrap().sent, 1);
@@ -109,7 +112,8 @@ async fn a_message_whose_sender_died_on_the_last_attempt_is_dead_not_retried_for
     let now = e.clock.now();
     let claimed = e
         .app
-        .store
+        .store()
+        .unwrap()
         .claim_due(now, now + chrono::Duration::minutes(5), 10, 1)
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -32,7 +32,7 @@ fn new_request_with_a_valid_key_opens_a_ticket_and_acknowledges_it() {
     let t = created(&e.ingest(&m.build()));
     assert_eq!(t, "TKT-000001");
 
-    let tickets = e.app.store.tickets(10).unwrap();
+    let tickets = e.app.store().unwrap().tickets(10).unwrap();
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].status, "new");
     assert_eq!(tickets[0].severity, 2);
@@ -70,7 +70,7 @@ fn severity_defaults_to_the_plan_when_not_stated() {
             .build(),
         ),
     );
-    assert_eq!(e.app.store.tickets(1).unwrap()[0].severity, 3);
+    assert_eq!(e.app.store().unwrap().tickets(1).unwrap()[0].severity, 3);
 }
 
 #[test]
@@ -146,7 +146,13 @@ fn a_reply_to_our_acknowledgement_lands_on_the_ticket_and_headers_win_over_the_s
             ticket: "TKT-000001".into()
         }
     );
-    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
     assert_eq!(articles.len(), 2);
     assert_eq!(articles[1].body, "more details");
 }
@@ -192,7 +198,13 @@ fn a_colleague_from_an_allowed_domain_may_add_to_a_ticket_but_a_stranger_may_not
     );
     assert_eq!(code, "not_allowed_on_ticket");
     assert_eq!(e.outbox().len(), before, "nothing is sent to a stranger");
-    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
     assert!(articles.iter().all(|a| a.author != "eve@evil.example"));
 }
 
@@ -244,8 +256,8 @@ fn missing_unknown_revoked_and_expired_keys_are_rejected_with_the_precise_reason
         assert!(text.contains(says), "{code}: {text}");
         assert!(text.contains("welcome mail"), "how to find the key: {text}");
     }
-    assert!(e.app.store.tickets(10).unwrap().is_empty());
-    let q = e.app.store.quarantine(10).unwrap();
+    assert!(e.app.store().unwrap().tickets(10).unwrap().is_empty());
+    let q = e.app.store().unwrap().quarantine(10).unwrap();
     assert_eq!(
         q.iter().map(|r| r.reason_code.as_str()).collect::<Vec<_>>(),
         ["no_key", "unknown_key", "revoked_key", "expired_key"]
@@ -259,7 +271,7 @@ fn a_valid_key_from_an_address_the_customer_does_not_allow_opens_nothing() {
         quarantined(&e.ingest(&mail("x@gmail.example", "help", "ACME-0000-0000-0001").build())),
         "sender_not_allowed"
     );
-    assert!(e.app.store.tickets(10).unwrap().is_empty());
+    assert!(e.app.store().unwrap().tickets(10).unwrap().is_empty());
     assert_eq!(e.outbox()[0].kind, "rejection");
 }
 
@@ -316,7 +328,7 @@ fn mail_from_our_own_address_is_never_processed() {
         );
     }
     assert!(e.outbox().is_empty());
-    assert!(e.app.store.tickets(10).unwrap().is_empty());
+    assert!(e.app.store().unwrap().tickets(10).unwrap().is_empty());
 }
 
 #[test]
@@ -360,7 +372,7 @@ fn the_same_mail_twice_changes_nothing_the_second_time() {
         .build();
     created(&e.ingest(&n));
     assert_eq!(e.ingest(&n), Outcome::Duplicate);
-    assert_eq!(e.app.store.tickets(10).unwrap().len(), 2);
+    assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 2);
     assert_eq!(e.outbox().len(), 2);
 }
 
@@ -369,16 +381,21 @@ fn raw_bytes_of_every_inbound_mail_are_kept() {
     let mut e = env();
     let m = mail("nokey@x.example", "x", "no key").build();
     quarantined(&e.ingest(&m));
-    let q = e.app.store.quarantine(1).unwrap();
+    let q = e.app.store().unwrap().quarantine(1).unwrap();
     assert_eq!(
-        e.app.store.inbound_raw(q[0].id).unwrap().unwrap(),
+        e.app
+            .store()
+            .unwrap()
+            .inbound_raw(q[0].id)
+            .unwrap()
+            .unwrap(),
         m.as_bytes()
     );
 }
 
 #[test]
 fn garbage_is_quarantined_and_does_not_stop_the_rest_of_the_batch() {
-    let mut e = env();
+    let e = env();
     let good = mail("jane@acme.example", "x", "ACME-0000-0000-0001").build();
     let batch = vec![
         ticketgate::pipeline::RawMail {
@@ -393,7 +410,7 @@ fn garbage_is_quarantined_and_does_not_stop_the_rest_of_the_batch() {
     let (report, outcomes) = e
         .app
         .pipeline
-        .process(e.app.store.as_mut(), &batch)
+        .process(&mut *e.app.store().unwrap(), &batch)
         .unwrap();
     assert_eq!(report.created, 1);
     assert_eq!(report.quarantined, 1);
@@ -432,7 +449,13 @@ fn attachments_are_stored_and_those_over_the_limit_are_recorded_but_not_kept() {
          --B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{big}\r\n--B--\r\n"
     );
     created(&e.ingest(&raw));
-    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
     let a = &articles[0].attachments;
     assert_eq!(a.len(), 2);
     assert_eq!(
@@ -540,7 +563,7 @@ fn a_mail_whose_processing_fails_is_quarantined_alone_and_the_rest_of_the_batch_
     let (report, outcomes) = e
         .app
         .pipeline
-        .process(e.app.store.as_mut(), &batch)
+        .process(&mut *e.app.store().unwrap(), &batch)
         .unwrap();
     assert_eq!((report.created, report.quarantined), (2, 1), "{outcomes:?}");
     assert!(
@@ -548,7 +571,7 @@ fn a_mail_whose_processing_fails_is_quarantined_alone_and_the_rest_of_the_batch_
         "{outcomes:?}"
     );
     // Nothing of the failed mail is left half-done; its raw bytes are kept for replay.
-    let tickets = e.app.store.tickets(10).unwrap();
+    let tickets = e.app.store().unwrap().tickets(10).unwrap();
     assert_eq!(
         tickets
             .iter()
@@ -556,9 +579,14 @@ fn a_mail_whose_processing_fails_is_quarantined_alone_and_the_rest_of_the_batch_
             .collect::<Vec<_>>(),
         ["acme", "acme"]
     );
-    let q = e.app.store.quarantine(10).unwrap();
+    let q = e.app.store().unwrap().quarantine(10).unwrap();
     assert_eq!(
-        e.app.store.inbound_raw(q[0].id).unwrap().unwrap(),
+        e.app
+            .store()
+            .unwrap()
+            .inbound_raw(q[0].id)
+            .unwrap()
+            .unwrap(),
         batch[1].bytes
     );
     assert_eq!(e.outbox().len(), 2);
@@ -569,29 +597,46 @@ fn a_quarantined_mail_can_be_replayed_once_its_cause_is_fixed() {
     let mut e = env();
     let m = mail("new@newco.example", "hello", "NEWC-0000-0000-0009").build();
     assert_eq!(quarantined(&e.ingest(&m)), "unknown_key");
-    let id = e.app.store.quarantine(1).unwrap()[0].id;
+    let id = e.app.store().unwrap().quarantine(1).unwrap()[0].id;
     // Still unknown: the replay quarantines it again, nothing else changes.
     assert!(matches!(
-        e.app.pipeline.replay(e.app.store.as_mut(), id).unwrap(),
+        e.app
+            .pipeline
+            .replay(&mut *e.app.store().unwrap(), id)
+            .unwrap(),
         Outcome::Quarantined { .. }
     ));
     let path = e.path("customers.toml");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("\n[[customers]]\nid = \"newco\"\nplan = \"standard\"\nkeys = [{ key = \"NEWC-0000-0000-0009\" }]\n");
     std::fs::write(&path, text).unwrap();
-    let again = e.app.store.quarantine(10).unwrap().last().unwrap().id;
+    let again = e
+        .app
+        .store()
+        .unwrap()
+        .quarantine(10)
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
     assert_eq!(
-        e.app.pipeline.replay(e.app.store.as_mut(), again).unwrap(),
+        e.app
+            .pipeline
+            .replay(&mut *e.app.store().unwrap(), again)
+            .unwrap(),
         Outcome::Created {
             ticket: "TKT-000001".into()
         }
     );
     assert!(
-        e.app.store.quarantine(10).unwrap().is_empty(),
+        e.app.store().unwrap().quarantine(10).unwrap().is_empty(),
         "out of quarantine"
     );
     assert!(
-        e.app.pipeline.replay(e.app.store.as_mut(), again).is_err(),
+        e.app
+            .pipeline
+            .replay(&mut *e.app.store().unwrap(), again)
+            .is_err(),
         "replays once"
     );
     // The original bytes are what was processed, and the mail is still a duplicate if re-delivered.
@@ -609,7 +654,13 @@ fn a_ticket_number_pasted_from_another_customer_does_not_block_a_new_request() {
     )
     .build();
     assert_eq!(created(&e.ingest(&m)), "TKT-000002");
-    let (_, articles) = e.app.store.ticket_with_articles(1).unwrap().unwrap();
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         articles.len(),
         1,
@@ -651,7 +702,13 @@ fn nul_bytes_in_headers_and_body_do_not_make_a_mail_unstorable() {
                Support key: ACME-0000-0000-0001\r\nThe log has a \u{0} in it.\r\n";
     let ticket = created(&e.ingest(raw));
     let id: i64 = ticket.trim_start_matches("TKT-").parse().unwrap();
-    let (t, articles) = e.app.store.ticket_with_articles(id).unwrap().unwrap();
+    let (t, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(id)
+        .unwrap()
+        .unwrap();
     assert_eq!(t.subject, "NUL inside");
     assert!(articles[0].body.contains("has a \u{FFFD} in it"));
     // Re-delivered: recognised by its (cleaned) Message-ID.

@@ -75,7 +75,7 @@ impl Env {
     }
 
     fn outbox(&mut self) -> Vec<OutboxRow> {
-        self.app.store.outbox(10_000).unwrap()
+        self.app.store().unwrap().outbox(10_000).unwrap()
     }
 
     fn only_row(&mut self) -> OutboxRow {
@@ -318,7 +318,7 @@ async fn a_mail_that_keeps_getting_4xx_becomes_dead_and_goes_out_once_retried() 
 
     // The operator retries it: back to pending with its attempts reset, then sent once.
     let now = e.clock.now();
-    assert!(e.app.store.retry_outbox(dead.id, now).unwrap());
+    assert!(e.app.store().unwrap().retry_outbox(dead.id, now).unwrap());
     let row = e.only_row();
     assert_eq!((row.state.as_str(), row.attempts), ("pending", 0));
     assert_eq!(e.deliver().await, report(1, 0, 0));
@@ -335,7 +335,7 @@ async fn a_mail_that_keeps_getting_4xx_becomes_dead_and_goes_out_once_retried() 
     );
 
     // Sent is final: it cannot be retried again.
-    assert!(!e.app.store.retry_outbox(row.id, now).unwrap());
+    assert!(!e.app.store().unwrap().retry_outbox(row.id, now).unwrap());
 }
 
 #[tokio::test]

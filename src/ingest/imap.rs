@@ -19,11 +19,10 @@
 //! lets one read it at a time. Every failure is logged on one line and retried with jittered
 //! exponential backoff; one broken mailbox never stops the others.
 
-use crate::app::App;
 use crate::clock::SharedClock;
 use crate::config::{AfterAction, ImapAuth, ImapConfig, ImapTls, TokenSource};
-use crate::pipeline::{RawMail, Report};
-use crate::store::MailboxState;
+use crate::pipeline::{Pipeline, RawMail, Report};
+use crate::store::{Db, MailboxState};
 use async_imap::types::{Fetch, UnsolicitedResponse};
 use futures_util::TryStreamExt as _;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -36,8 +35,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Connecting (TCP and TLS) and every command but a body fetch.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,10 +53,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const UID_ATTEMPTS: u32 = 3;
 /// Keyword set on mail given up on, so that no catch-up moves or deletes it.
 const SKIPPED_KEYWORD: &str = "TicketgateSkipped";
-
-/// The app, shared by the daemon loop and the mailbox tasks of one `run`. Network I/O
-/// happens outside the lock; only store calls and commits take it.
-pub type SharedApp<'b> = Mutex<&'b mut App>;
 
 /// This process, as a lease holder: `hostname:pid:random`, made once.
 pub fn instance_id() -> &'static str {
@@ -74,19 +70,20 @@ pub fn instance_id() -> &'static str {
 }
 
 /// What one mailbox task needs.
-pub struct Mailbox<'a, 'b> {
-    pub cfg: &'a ImapConfig,
+pub struct Mailbox {
+    pub cfg: ImapConfig,
     /// Position in `[[inbound.imap]]`, for naming keys in messages.
     pub index: usize,
-    pub app: &'a SharedApp<'b>,
+    pub db: Db,
+    pub pipeline: Arc<Pipeline>,
     pub clock: SharedClock,
     pub batch_size: usize,
     pub max_message_bytes: usize,
     /// Woken after a commit that queued outbound mail.
-    pub deliver: &'a Notify,
-    /// Becomes `true` at shutdown: the task stops after its current batch.
-    pub stop: watch::Receiver<bool>,
-    pub holder: &'a str,
+    pub deliver: Arc<Notify>,
+    /// Cancelled at shutdown: the task stops after its current batch.
+    pub stop: CancellationToken,
+    pub holder: &'static str,
 }
 
 /// What a mailbox task did.
@@ -122,7 +119,7 @@ enum End {
     LeaseLost,
 }
 
-impl Mailbox<'_, '_> {
+impl Mailbox {
     fn key(&self, k: &str) -> String {
         format!("inbound.imap[{}].{k}", self.index)
     }
@@ -143,7 +140,7 @@ impl Mailbox<'_, '_> {
     }
 
     fn stopped(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.is_cancelled()
     }
 
     /// Waits `d`, or less when shutdown is requested; `true` when stopped.
@@ -151,10 +148,9 @@ impl Mailbox<'_, '_> {
         if self.stopped() {
             return true;
         }
-        let mut stop = self.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => self.stopped(),
-            _ = stop.wait_for(|s| *s) => true,
+            _ = self.stop.cancelled() => true,
         }
     }
 
@@ -215,8 +211,9 @@ impl Mailbox<'_, '_> {
             }
         }
         if t.lease.held.is_some() {
-            let mut app = self.app.lock().await;
-            if let Err(e) = app.store.release_lease(&t.lease.name, self.holder) {
+            let (name, holder) = (t.lease.name.clone(), self.holder);
+            let released = self.db.read(move |s| s.release_lease(&name, holder)).await;
+            if let Err(e) = released {
                 tracing::warn!(mailbox = %self.cfg.name, error = %e, "could not release the IMAP mailbox lease; it lapses by itself");
             }
         }
@@ -246,10 +243,10 @@ impl Mailbox<'_, '_> {
         t: &mut Task,
         failures: &mut u32,
     ) -> Result<End, Failure> {
-        let mut stop = self.stop.clone();
+        let stop = self.stop.clone();
         let connected = tokio::select! {
             r = self.connect() => r?,
-            _ = stop.wait_for(|s| *s) => return Ok(End::Stopped),
+            _ = stop.cancelled() => return Ok(End::Stopped),
         };
         let mut s = connected;
         let caps = timed(COMMAND_TIMEOUT, s.capabilities())
@@ -277,9 +274,10 @@ impl Mailbox<'_, '_> {
         }
         *failures = 0;
         let state = {
-            let mut app = self.app.lock().await;
-            app.store
-                .mailbox_state(&self.cfg.name)
+            let name = self.cfg.name.clone();
+            self.db
+                .read(move |s| s.mailbox_state(&name))
+                .await
                 .map_err(|e| self.store_failure(e))?
         };
         let last = match state {
@@ -369,7 +367,7 @@ impl Mailbox<'_, '_> {
                     let next = deadline.min(t.lease.next_renewal());
                     tokio::select! {
                         _ = tokio::time::sleep_until(next) => {}
-                        _ = stop.wait_for(|s| *s) => return self.end(s, End::Stopped).await,
+                        _ = stop.cancelled() => return self.end(s, End::Stopped).await,
                     }
                     if !t.lease.keep(self).await? {
                         return self.end(s, End::LeaseLost).await;
@@ -447,7 +445,7 @@ impl Mailbox<'_, '_> {
             .await
             .map_err(|e| self.fail(format!("IDLE failed: {e}"), "check the server"))?;
         let renew_at = Instant::now() + self.cfg.idle_renew;
-        let mut stop = self.stop.clone();
+        let stop = self.stop.clone();
         let wake = {
             // `_interrupt` must live while waiting: dropping it ends the wait.
             let (wait, _interrupt) = handle.wait_with_timeout(self.cfg.idle_renew);
@@ -467,7 +465,7 @@ impl Mailbox<'_, '_> {
                             break Wake::Again;
                         }
                     }
-                    _ = stop.wait_for(|s| *s) => break Wake::End(End::Stopped),
+                    _ = stop.cancelled() => break Wake::End(End::Stopped),
                 }
             }
         };
@@ -515,9 +513,13 @@ impl Mailbox<'_, '_> {
         Ok(())
     }
 
-    /// Fetches, commits and finishes `uids` (ascending) chunk by chunk. `Some(end)` when the
-    /// task must stop reading (shutdown between chunks, lease lost). UIDs in the range of a
-    /// chunk whose fetch failed are fetched one at a time.
+    /// Fetches, commits and finishes `uids` (ascending) chunk by chunk, with three chunks
+    /// in flight: while chunk k is committed (on the store's writer), this session applies
+    /// the after-action of chunk k−1 and fetches chunk k+1. Commits stay in UID order, and a
+    /// chunk is committed only after the one before it committed and lacked nothing, so the
+    /// position never passes a UID that was neither stored nor given up on. `Some(end)` when
+    /// the task must stop reading (shutdown between chunks, lease lost). UIDs in the range
+    /// of a chunk whose fetch failed are fetched one at a time.
     async fn process(
         &mut self,
         s: &mut Session,
@@ -545,9 +547,18 @@ impl Mailbox<'_, '_> {
             groups.push(&rest[..n]);
             rest = &rest[n..];
         }
-        for group in groups {
+        // Fetched and not committed yet; committed and not finished yet.
+        let mut flight = Flight::default();
+        let mut end = None;
+        'groups: for group in groups {
             if self.stopped() {
-                return Ok(Some(End::Stopped));
+                end = Some(End::Stopped);
+                break;
+            }
+            // A chunk that lacked mail is committed and finished alone: nothing after it is
+            // read in this session (the connection may be broken).
+            if flight.lacks_mail() {
+                break;
             }
             if !t.lease.keep(self).await? {
                 return Ok(Some(End::LeaseLost));
@@ -573,34 +584,296 @@ impl Mailbox<'_, '_> {
             // Chunks of at most CHUNK_BYTES (a larger mail alone).
             let mut start = 0;
             while start < group.len() {
-                let mut end = start;
+                let mut stop_at = start;
                 let mut bytes = 0usize;
-                while end < group.len() {
+                while stop_at < group.len() {
                     let sz = sizes
-                        .get(&group[end])
+                        .get(&group[stop_at])
                         .copied()
                         .unwrap_or(0)
                         .min(self.max_message_bytes.saturating_add(1));
-                    if end > start && bytes + sz > CHUNK_BYTES {
+                    if stop_at > start && bytes + sz > CHUNK_BYTES {
                         break;
                     }
                     bytes += sz;
-                    end += 1;
+                    stop_at += 1;
                 }
-                let chunk = &group[start..end];
-                start = end;
+                let chunk = &group[start..stop_at];
+                start = stop_at;
                 if self.stopped() {
-                    return Ok(Some(End::Stopped));
+                    end = Some(End::Stopped);
+                    break 'groups;
                 }
-                if !t.lease.keep(self).await? {
-                    return Ok(Some(End::LeaseLost));
+                if flight.lacks_mail() {
+                    break 'groups;
                 }
-                if let Some(end) = self.chunk(s, chunk, &sizes, pass, t).await? {
-                    return Ok(Some(end));
+                if let Some(e) = self
+                    .step(s, Some((chunk, &sizes)), &mut flight, pass, t)
+                    .await?
+                {
+                    return Ok(Some(e));
                 }
             }
         }
+        while flight.fetched.is_some() || flight.committed.is_some() {
+            if let Some(e) = self.step(s, None, &mut flight, pass, t).await? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(end)
+    }
+
+    /// One step of [`Mailbox::process`]: commits `flight.fetched` while this session
+    /// finishes `flight.committed` and then fetches `next`.
+    async fn step(
+        &mut self,
+        s: &mut Session,
+        next: Option<(&[u32], &HashMap<u32, usize>)>,
+        flight: &mut Flight,
+        pass: &mut Pass,
+        t: &mut Task,
+    ) -> Result<Option<End>, Failure> {
+        let mut to_commit = flight.fetched.take();
+        let commit = match &mut to_commit {
+            Some(f) => {
+                // The position: past every UID stored or given up on, up to the first that
+                // was not.
+                let top = f
+                    .chunk
+                    .iter()
+                    .copied()
+                    .take_while(|u| f.fetched.binary_search(u).is_ok() || t.mem.skipped.contains(u))
+                    .last()
+                    .unwrap_or(0)
+                    .max(pass.last);
+                f.top = top;
+                if f.mails.is_empty() && top <= pass.last {
+                    None
+                } else {
+                    // Renewed right before the commit: a slow fetch may have used up the lease.
+                    if !t.lease.keep(self).await? {
+                        return Ok(Some(End::LeaseLost));
+                    }
+                    let state = MailboxState {
+                        uid_validity: pass.uid_validity,
+                        last_uid: top,
+                    };
+                    let mails = std::mem::take(&mut f.mails);
+                    let declared = std::mem::take(&mut f.declared);
+                    let (db, pipeline, name) = (
+                        self.db.clone(),
+                        self.pipeline.clone(),
+                        self.cfg.name.clone(),
+                    );
+                    Some(async move {
+                        db.write(move |st| {
+                            pipeline
+                                .process_declared(st, &mails, &declared, &mut |tx| {
+                                    tx.set_mailbox_state(&name, state)
+                                })
+                                .map(|(report, _)| report)
+                        })
+                        .await
+                    })
+                }
+            }
+            None => None,
+        };
+        let committing = async {
+            match commit {
+                Some(c) => Some(c.await),
+                None => None,
+            }
+        };
+        let finished = flight.committed.take();
+        let session = async {
+            if let Some(done) = finished {
+                self.finish(s, done, pass, &mut t.mem).await?;
+            }
+            match next {
+                Some((chunk, sizes)) => self
+                    .fetch_chunk(s, chunk, sizes, pass.uid_validity, &mut t.mem)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let (committed, fetched) = tokio::join!(committing, session);
+        if let Some(f) = to_commit {
+            if let Some(r) = committed {
+                let report = r.map_err(|e| self.store_failure(e))?;
+                t.out.report.add(&report);
+                if report.outbound > 0 {
+                    self.deliver.notify_one();
+                }
+                if f.count > 0 {
+                    tracing::info!(mailbox = %self.cfg.name, mails = f.count, created = report.created,
+                        appended = report.appended, quarantined = report.quarantined,
+                        duplicates = report.duplicates, last_uid = f.top, "IMAP batch committed");
+                }
+            }
+            pass.last = f.top;
+            flight.committed = Some(f);
+        }
+        flight.fetched = fetched?;
         Ok(None)
+    }
+
+    /// Fetches one chunk (the mails over the size limit header only).
+    async fn fetch_chunk(
+        &self,
+        s: &mut Session,
+        chunk: &[u32],
+        sizes: &HashMap<u32, usize>,
+        uid_validity: u32,
+        mem: &mut Memory,
+    ) -> Result<Fetched, Failure> {
+        let (mut small, mut big) = (Vec::new(), Vec::new());
+        for &uid in chunk {
+            if mem.skipped.contains(&uid) {
+                continue;
+            }
+            match sizes.get(&uid) {
+                None => tracing::warn!(mailbox = %self.cfg.name, uid,
+                    "the server gave no size for this mail (deleted by someone else?); not read now, tried again"),
+                Some(&sz) if sz > self.max_message_bytes => big.push(uid),
+                Some(_) => small.push(uid),
+            }
+        }
+        let mut got: Vec<(u32, Vec<u8>, Option<usize>)> = Vec::with_capacity(chunk.len());
+        for (uids, query, header_only) in [
+            (&small, "(UID RFC822.SIZE BODY.PEEK[])", false),
+            (&big, "(UID RFC822.SIZE BODY.PEEK[HEADER])", true),
+        ] {
+            for set in uid_sets(uids) {
+                let fetched = self
+                    .fetch(s, &set, query, FETCH_TIMEOUT)
+                    .await
+                    .map_err(|f| {
+                        let mut all: Vec<u32> = small.iter().chain(&big).copied().collect();
+                        all.sort_unstable();
+                        self.fetch_failed(f, &all, mem)
+                    })?;
+                for f in fetched {
+                    let Some(uid) = f.uid else { continue };
+                    let bytes = if header_only { f.header() } else { f.body() };
+                    match bytes {
+                        Some(b) => got.push((
+                            uid,
+                            b.to_vec(),
+                            header_only.then(|| sizes.get(&uid).copied()).flatten(),
+                        )),
+                        None => tracing::error!(mailbox = %self.cfg.name, uid,
+                            "the server returned no content for this mail; not read now, tried again"),
+                    }
+                }
+            }
+        }
+        got.sort_unstable_by_key(|g| g.0);
+        got.dedup_by_key(|g| g.0);
+        let fetched: Vec<u32> = got.iter().map(|g| g.0).collect();
+        let missing: Vec<u32> = chunk
+            .iter()
+            .copied()
+            .filter(|uid| !mem.skipped.contains(uid) && fetched.binary_search(uid).is_err())
+            .collect();
+        for (uid, _, declared) in &got {
+            if let Some(size) = declared {
+                tracing::warn!(mailbox = %self.cfg.name, uid, size,
+                    limit = self.max_message_bytes,
+                    "mail over inbound.max_message_size: header only fetched, quarantined as too large");
+            }
+        }
+        let header_only: Vec<u32> = got.iter().filter(|g| g.2.is_some()).map(|g| g.0).collect();
+        let mut declared = Vec::with_capacity(got.len());
+        let mails: Vec<RawMail> = got
+            .into_iter()
+            .map(|(uid, bytes, d)| {
+                declared.push(d);
+                RawMail {
+                    source: format!("imap:{}/{uid_validity}/{uid}", self.cfg.name),
+                    bytes,
+                }
+            })
+            .collect();
+        Ok(Fetched {
+            chunk: chunk.to_vec(),
+            count: mails.len(),
+            fetched,
+            missing,
+            header_only,
+            mails,
+            declared,
+            top: 0,
+        })
+    }
+
+    /// After a chunk's commit: the after-action, the keyword on mail given up on, and the
+    /// failure for UIDs the server did not return (they are read again one at a time).
+    async fn finish(
+        &self,
+        s: &mut Session,
+        done: Fetched,
+        pass: &mut Pass,
+        mem: &mut Memory,
+    ) -> Result<(), Failure> {
+        if self.cfg.after == AfterAction::Delete {
+            mem.header_only.extend(done.header_only.iter().copied());
+        }
+        if let Err(f) = self.after(s, &done.fetched, &done.header_only, pass).await {
+            // Committed: new mail goes on; the after-action is retried at the next pass.
+            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
+            mem.after_pending = true;
+        }
+        // Mail given up on in this chunk: marked so that no later catch-up (even after a
+        // restart, when this memory is gone) moves or deletes it. Best effort, once.
+        let unmarked: Vec<u32> = done
+            .chunk
+            .iter()
+            .copied()
+            .filter(|u| *u <= pass.last && mem.skipped.contains(u) && mem.marked.insert(*u))
+            .collect();
+        for set in uid_sets(&unmarked) {
+            let r = timed(COMMAND_TIMEOUT, async {
+                s.uid_store(&set, format!("+FLAGS.SILENT ({SKIPPED_KEYWORD})"))
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(mailbox = %self.cfg.name, uids = %set, error = %e,
+                    "could not flag mail given up on with {SKIPPED_KEYWORD}; it is left alone while this process runs");
+            }
+        }
+        let missing = done.missing;
+        if !missing.is_empty() {
+            // A UID is counted only when it failed alone; in a larger chunk, the missing
+            // ones (a broken connection cuts off all that follow) are read one at a time next.
+            let asked = done
+                .chunk
+                .iter()
+                .filter(|u| !mem.skipped.contains(u))
+                .count();
+            if asked > 1 {
+                mem.retry = true;
+                mem.suspect = Some((missing[0], missing[missing.len() - 1]));
+            } else {
+                for &uid in &missing {
+                    self.uid_failed(uid, mem);
+                }
+            }
+            return Err(self.fail(
+                format!(
+                    "the server returned no content or no size for UID(s) {}",
+                    uid_sets(&missing).join(",")
+                ),
+                format!(
+                    "they stay in the folder and are tried again (given up after {UID_ATTEMPTS} attempts each)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Counts a failed fetch of `uids`: a chunk is fetched one UID at a time next; a UID
@@ -636,179 +909,6 @@ impl Mailbox<'_, '_> {
                 folder = %self.cfg.folder, uid, attempts = UID_ATTEMPTS,
                 "the server could not return this mail: given up on it, it is left in the folder and NOT processed (flagged {SKIPPED_KEYWORD} when the server allows); check the message on the server (damaged or unreadable file?), then copy it back into the folder as a new message to have it read");
         }
-    }
-
-    /// One chunk: fetch, commit with the mailbox position, then the after-action. The
-    /// position moves past a UID only when it was stored or given up on.
-    async fn chunk(
-        &mut self,
-        s: &mut Session,
-        chunk: &[u32],
-        sizes: &HashMap<u32, usize>,
-        pass: &mut Pass,
-        t: &mut Task,
-    ) -> Result<Option<End>, Failure> {
-        let (mut small, mut big) = (Vec::new(), Vec::new());
-        for &uid in chunk {
-            if t.mem.skipped.contains(&uid) {
-                continue;
-            }
-            match sizes.get(&uid) {
-                None => tracing::warn!(mailbox = %self.cfg.name, uid,
-                    "the server gave no size for this mail (deleted by someone else?); not read now, tried again"),
-                Some(&sz) if sz > self.max_message_bytes => big.push(uid),
-                Some(_) => small.push(uid),
-            }
-        }
-        let mut got: Vec<(u32, Vec<u8>, Option<usize>)> = Vec::with_capacity(chunk.len());
-        for (uids, query, header_only) in [
-            (&small, "(UID RFC822.SIZE BODY.PEEK[])", false),
-            (&big, "(UID RFC822.SIZE BODY.PEEK[HEADER])", true),
-        ] {
-            for set in uid_sets(uids) {
-                let fetched = self
-                    .fetch(s, &set, query, FETCH_TIMEOUT)
-                    .await
-                    .map_err(|f| {
-                        let all: Vec<u32> = small.iter().chain(&big).copied().collect();
-                        let mut all = all;
-                        all.sort_unstable();
-                        self.fetch_failed(f, &all, &mut t.mem)
-                    })?;
-                for f in fetched {
-                    let Some(uid) = f.uid else { continue };
-                    let bytes = if header_only { f.header() } else { f.body() };
-                    match bytes {
-                        Some(b) => got.push((
-                            uid,
-                            b.to_vec(),
-                            header_only.then(|| sizes.get(&uid).copied()).flatten(),
-                        )),
-                        None => tracing::error!(mailbox = %self.cfg.name, uid,
-                            "the server returned no content for this mail; not read now, tried again"),
-                    }
-                }
-            }
-        }
-        got.sort_unstable_by_key(|g| g.0);
-        got.dedup_by_key(|g| g.0);
-        let fetched: Vec<u32> = got.iter().map(|g| g.0).collect();
-        let mut missing = Vec::new();
-        for &uid in chunk {
-            if !t.mem.skipped.contains(&uid) && fetched.binary_search(&uid).is_err() {
-                missing.push(uid);
-            }
-        }
-        for (uid, _, declared) in &got {
-            if let Some(size) = declared {
-                tracing::warn!(mailbox = %self.cfg.name, uid, size,
-                    limit = self.max_message_bytes,
-                    "mail over inbound.max_message_size: header only fetched, quarantined as too large");
-            }
-        }
-        let header_only: Vec<u32> = got.iter().filter(|g| g.2.is_some()).map(|g| g.0).collect();
-        let mut declared = Vec::with_capacity(got.len());
-        let mails: Vec<RawMail> = got
-            .into_iter()
-            .map(|(uid, bytes, d)| {
-                declared.push(d);
-                RawMail {
-                    source: format!("imap:{}/{}/{uid}", self.cfg.name, pass.uid_validity),
-                    bytes,
-                }
-            })
-            .collect();
-        // The position: past every UID stored or given up on, up to the first that was not.
-        let top = chunk
-            .iter()
-            .copied()
-            .take_while(|u| fetched.binary_search(u).is_ok() || t.mem.skipped.contains(u))
-            .last()
-            .unwrap_or(0)
-            .max(pass.last);
-        let state = MailboxState {
-            uid_validity: pass.uid_validity,
-            last_uid: top,
-        };
-        if !mails.is_empty() || top > pass.last {
-            // Renewed right before the commit: a slow fetch may have used up the lease.
-            if !t.lease.keep(self).await? {
-                return Ok(Some(End::LeaseLost));
-            }
-            let report = {
-                let mut guard = self.app.lock().await;
-                let app: &mut App = &mut guard;
-                let name = &self.cfg.name;
-                let (report, _) = app
-                    .pipeline
-                    .process_declared(app.store.as_mut(), &mails, &declared, &mut |tx| {
-                        tx.set_mailbox_state(name, state)
-                    })
-                    .map_err(|e| self.store_failure(e))?;
-                report
-            };
-            pass.last = top;
-            t.out.report.add(&report);
-            if report.outbound > 0 {
-                self.deliver.notify_one();
-            }
-            if !mails.is_empty() {
-                tracing::info!(mailbox = %self.cfg.name, mails = mails.len(), created = report.created,
-                    appended = report.appended, quarantined = report.quarantined,
-                    duplicates = report.duplicates, last_uid = top, "IMAP batch committed");
-            }
-        }
-        if self.cfg.after == AfterAction::Delete {
-            t.mem.header_only.extend(header_only.iter().copied());
-        }
-        if let Err(f) = self.after(s, &fetched, &header_only, pass).await {
-            // Committed: new mail goes on; the after-action is retried at the next pass.
-            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
-            t.mem.after_pending = true;
-        }
-        // Mail given up on in this chunk: marked so that no later catch-up (even after a
-        // restart, when this memory is gone) moves or deletes it. Best effort, once.
-        let unmarked: Vec<u32> = chunk
-            .iter()
-            .copied()
-            .filter(|u| *u <= pass.last && t.mem.skipped.contains(u) && t.mem.marked.insert(*u))
-            .collect();
-        for set in uid_sets(&unmarked) {
-            let r = timed(COMMAND_TIMEOUT, async {
-                s.uid_store(&set, format!("+FLAGS.SILENT ({SKIPPED_KEYWORD})"))
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(mailbox = %self.cfg.name, uids = %set, error = %e,
-                    "could not flag mail given up on with {SKIPPED_KEYWORD}; it is left alone while this process runs");
-            }
-        }
-        if !missing.is_empty() {
-            // A UID is counted only when it failed alone; in a larger chunk, the missing
-            // ones (a broken connection cuts off all that follow) are read one at a time next.
-            let asked = chunk.iter().filter(|u| !t.mem.skipped.contains(u)).count();
-            if asked > 1 {
-                t.mem.retry = true;
-                t.mem.suspect = Some((missing[0], missing[missing.len() - 1]));
-            } else {
-                for &uid in &missing {
-                    self.uid_failed(uid, &mut t.mem);
-                }
-            }
-            return Err(self.fail(
-                format!(
-                    "the server returned no content or no size for UID(s) {}",
-                    uid_sets(&missing).join(",")
-                ),
-                format!(
-                    "they stay in the folder and are tried again (given up after {UID_ATTEMPTS} attempts each)"
-                ),
-            ));
-        }
-        Ok(None)
     }
 
     /// `UID FETCH`; the time limit applies to each response (lack of progress), not to the
@@ -917,7 +1017,7 @@ impl Mailbox<'_, '_> {
     }
     /// TCP, then TLS as configured, then login.
     async fn connect(&self) -> Result<Session, Failure> {
-        let cfg = self.cfg;
+        let cfg = &self.cfg;
         let tcp = match tokio::time::timeout(
             COMMAND_TIMEOUT,
             TcpStream::connect((cfg.host.as_str(), cfg.port)),
@@ -1067,6 +1167,38 @@ struct Pass {
     exists: u32,
 }
 
+/// One chunk read from the server, on its way to the store and then to its after-action.
+struct Fetched {
+    /// The UIDs the chunk was asked for (ascending).
+    chunk: Vec<u32>,
+    /// The UIDs the server returned (ascending).
+    fetched: Vec<u32>,
+    /// Asked for, not given up on, and not returned.
+    missing: Vec<u32>,
+    /// Stored header only (over `inbound.max_message_size`).
+    header_only: Vec<u32>,
+    /// The mails, handed to the commit (then empty), with their declared sizes.
+    mails: Vec<RawMail>,
+    declared: Vec<Option<usize>>,
+    count: usize,
+    /// The position its commit recorded.
+    top: u32,
+}
+
+/// The chunks of [`Mailbox::process`] between the session and the store.
+#[derive(Default)]
+struct Flight {
+    fetched: Option<Fetched>,
+    committed: Option<Fetched>,
+}
+
+impl Flight {
+    /// The chunk waiting for its commit lacks mail the server did not return.
+    fn lacks_mail(&self) -> bool {
+        self.fetched.as_ref().is_some_and(|f| !f.missing.is_empty())
+    }
+}
+
 /// What a mailbox task keeps across its sessions.
 struct Task {
     lease: Lease,
@@ -1122,16 +1254,16 @@ impl Lease {
     }
 
     /// Takes or renews the lease for its period; `false` when another instance has it.
-    async fn take(&mut self, mb: &Mailbox<'_, '_>) -> Result<bool, Failure> {
+    async fn take(&mut self, mb: &Mailbox) -> Result<bool, Failure> {
         let now = mb.clock.now();
-        // Measured before the store call: the lease runs from `now`, however long the wait
-        // for the app lock.
+        // Measured before the store call: the lease runs from `now`, however long the call.
         let started = Instant::now();
         let until = now + chrono::Duration::from_std(self.period).unwrap_or_default();
         let ok = {
-            let mut app = mb.app.lock().await;
-            app.store
-                .try_lease(&self.name, &self.holder, now, until)
+            let (name, holder) = (self.name.clone(), self.holder.clone());
+            mb.db
+                .read(move |s| s.try_lease(&name, &holder, now, until))
+                .await
                 .map_err(|e| mb.store_failure(e))?
         };
         if ok && self.held.is_none() {
@@ -1147,7 +1279,7 @@ impl Lease {
     }
 
     /// Renews the lease when it is due; `false` when it was lost.
-    async fn keep(&mut self, mb: &Mailbox<'_, '_>) -> Result<bool, Failure> {
+    async fn keep(&mut self, mb: &Mailbox) -> Result<bool, Failure> {
         if self.held.is_some() && Instant::now() < self.next_renewal() {
             return Ok(true);
         }
@@ -1177,7 +1309,7 @@ async fn timed_login<C>(
 
 /// Reads the server's greeting.
 async fn greet<T>(
-    mb: &Mailbox<'_, '_>,
+    mb: &Mailbox,
     mut client: async_imap::Client<T>,
 ) -> Result<async_imap::Client<T>, Failure>
 where

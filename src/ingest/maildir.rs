@@ -7,6 +7,7 @@ use crate::pipeline::RawMail;
 use std::io;
 use std::path::{Path, PathBuf};
 
+#[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
 }

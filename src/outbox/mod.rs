@@ -4,18 +4,18 @@
 //! `failed`, messages out of attempts as `dead` (the dead letters, which `ticketgate outbox
 //! retry` puts back to pending), both with the reason. One log line per attempt.
 
-use crate::clock::Clock;
+use crate::clock::SharedClock;
 use crate::config::{OutboundConfig, TransportConfig};
-use crate::store::{Claim, OutboxMail, Store, StoreError};
+use crate::store::{Claim, Db, OutboxMail, StoreError};
 use chrono::{DateTime, Utc};
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
 use lettre::Address;
 use lettre::address::Envelope;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinSet;
 
 mod smtp;
 
@@ -146,16 +146,19 @@ const CLAIM_FACTOR: usize = 8;
 /// claim comes back empty no more is claimed; what is still in flight is finished and
 /// recorded.
 pub async fn deliver_due(
-    store: &mut dyn Store,
-    transport: &Transport,
+    db: &Db,
+    transport: &Arc<Transport>,
     cfg: &OutboundConfig,
-    clock: &dyn Clock,
+    clock: &SharedClock,
 ) -> Result<DeliveryReport, StoreError> {
-    deliver_due_until(store, transport, cfg, clock, &|| false).await
+    deliver_due_until(db, transport, cfg, clock, &|| false).await
 }
 
 /// [`deliver_due`] that stops once `stop()` says so (shutdown): sends not started yet are
 /// given back (due again at once), the ones in flight are finished and recorded.
+///
+/// Each send is a task of its own, so sends go on while a claim or an outcome is being
+/// committed (on a pooled connection: never behind the ingest writer).
 ///
 /// No message is sent twice by this loop: a claimed message is started only while its claim
 /// has at least one whole attempt's time left ([`Transport::attempt_limit`]), and every
@@ -163,31 +166,36 @@ pub async fn deliver_due(
 /// gives back what was not started, still records what is in flight as far as the database
 /// lets it, and is then returned.
 pub async fn deliver_due_until(
-    store: &mut dyn Store,
-    transport: &Transport,
+    db: &Db,
+    transport: &Arc<Transport>,
     cfg: &OutboundConfig,
-    clock: &dyn Clock,
-    stop: &dyn Fn() -> bool,
+    clock: &SharedClock,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<DeliveryReport, StoreError> {
     let lease =
         chrono::Duration::from_std(cfg.claim_timeout).unwrap_or(chrono::Duration::minutes(5));
     let attempt = chrono::Duration::from_std(transport.attempt_limit())
         .unwrap_or(chrono::Duration::minutes(5));
     let slots = cfg.concurrency.max(1);
+    let max_attempts = cfg.max_attempts;
     let mut report = DeliveryReport::default();
     // Claimed and not started, with the end of each claim.
     let mut claimed: VecDeque<(OutboxMail, DateTime<Utc>)> = VecDeque::new();
-    let mut in_flight = FuturesUnordered::new();
+    let mut in_flight: JoinSet<(OutboxMail, Result<(), SendError>)> = JoinSet::new();
     let mut more_due = true;
     let mut failure: Option<StoreError> = None;
     loop {
         if failure.is_none() && stop() {
             more_due = false;
-            give_back(store, &mut claimed, clock, "shutdown");
+            give_back(db, &mut claimed, clock, "shutdown").await;
         }
         if claimed.is_empty() && more_due && failure.is_none() {
             let now = clock.now();
-            match store.claim_due(now, now + lease, slots * CLAIM_FACTOR, cfg.max_attempts) {
+            let limit = slots * CLAIM_FACTOR;
+            match db
+                .read(move |s| s.claim_due(now, now + lease, limit, max_attempts))
+                .await
+            {
                 Ok(batch) => {
                     more_due = !batch.is_empty();
                     claimed.extend(batch.into_iter().map(|m| (m, now + lease)));
@@ -208,15 +216,11 @@ pub async fn deliver_due_until(
                 // Its claim could lapse mid-attempt and another sender take it: give it
                 // back instead, and claim it afresh.
                 claimed.push_front((mail, until));
-                give_back(
-                    store,
-                    &mut claimed,
-                    clock,
-                    "claim too old to start an attempt",
-                );
+                give_back(db, &mut claimed, clock, "claim too old to start an attempt").await;
                 break;
             }
-            in_flight.push(async move {
+            let transport = transport.clone();
+            in_flight.spawn(async move {
                 let result = transport.send(&mail).await;
                 (mail, result)
             });
@@ -224,7 +228,7 @@ pub async fn deliver_due_until(
         if in_flight.is_empty() && claimed.is_empty() && more_due && failure.is_none() {
             continue; // everything claimed was given back: claim afresh
         }
-        let Some(first) = in_flight.next().await else {
+        let Some(first) = in_flight.join_next().await else {
             return match failure {
                 Some(e) => Err(e),
                 None => Ok(report),
@@ -232,9 +236,16 @@ pub async fn deliver_due_until(
         };
         // Every other send that has finished by now is recorded with it: the successes in
         // one commit (one fsync for several mails).
-        let mut done = vec![first];
-        while let Some(Some(d)) = in_flight.next().now_or_never() {
-            done.push(d);
+        let mut done = Vec::with_capacity(slots);
+        for joined in std::iter::once(first).chain(std::iter::from_fn(|| in_flight.try_join_next()))
+        {
+            match joined {
+                Ok(d) => done.push(d),
+                // The send panicked: its mail is unknown here; its claim lapses and it is
+                // tried again then.
+                Err(e) => tracing::error!(error = %e,
+                    "a delivery attempt panicked; its message is tried again when its claim lapses (outbound.claim_timeout)"),
+            }
         }
         let now = clock.now();
         let sent: Vec<Claim> = done
@@ -243,28 +254,30 @@ pub async fn deliver_due_until(
             .map(|(m, _)| m.claim())
             .collect();
         if !sent.is_empty() {
-            match store.mark_sent_many(&sent, now) {
-                Ok(n) if n < sent.len() => tracing::warn!(
-                    lapsed = sent.len() - n,
+            let n_sent = sent.len();
+            match db.read(move |s| s.mark_sent_many(&sent, now)).await {
+                Ok(n) if n < n_sent => tracing::warn!(
+                    lapsed = n_sent - n,
                     "some sent messages were no longer claimed by this sender (claim lapsed): \
                      their `sent` was not recorded; raise outbound.claim_timeout"
                 ),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, messages = sent.len(),
+                    tracing::error!(error = %e, messages = n_sent,
                         "sent, but `sent` could not be recorded: these may be sent again when their claim lapses");
                     failure.get_or_insert(e);
-                    give_back(store, &mut claimed, clock, "database error");
+                    give_back(db, &mut claimed, clock, "database error").await;
                     continue;
                 }
             }
         }
         for (mail, result) in done {
-            if let Err(e) = record(store, cfg, &mail, result, now, &mut report) {
-                tracing::error!(outbox_id = mail.id, error = %e,
+            let id = mail.id;
+            if let Err(e) = record(db, cfg, mail, result, now, &mut report).await {
+                tracing::error!(outbox_id = id, error = %e,
                     "the outcome of this attempt could not be recorded; it is tried again when its claim lapses");
                 if failure.is_none() {
-                    give_back(store, &mut claimed, clock, "database error");
+                    give_back(db, &mut claimed, clock, "database error").await;
                     failure = Some(e);
                 }
             }
@@ -274,23 +287,25 @@ pub async fn deliver_due_until(
 
 /// Gives back every claimed message that was not started (best effort: if the database
 /// refuses, the claims lapse by themselves after `outbound.claim_timeout`).
-fn give_back(
-    store: &mut dyn Store,
+async fn give_back(
+    db: &Db,
     claimed: &mut VecDeque<(OutboxMail, DateTime<Utc>)>,
-    clock: &dyn Clock,
+    clock: &SharedClock,
     why: &str,
 ) {
     if claimed.is_empty() {
         return;
     }
     let claims: Vec<Claim> = claimed.drain(..).map(|(m, _)| m.claim()).collect();
-    match store.release_claims(&claims, clock.now()) {
+    let n = claims.len();
+    let now = clock.now();
+    match db.read(move |s| s.release_claims(&claims, now)).await {
         Ok(()) => tracing::info!(
-            messages = claims.len(),
+            messages = n,
             reason = why,
             "claimed messages given back unsent; due again at once"
         ),
-        Err(e) => tracing::warn!(messages = claims.len(), reason = why, error = %e,
+        Err(e) => tracing::warn!(messages = n, reason = why, error = %e,
             "could not give claimed messages back; they are due again when their claim lapses (outbound.claim_timeout)"),
     }
 }
@@ -307,10 +322,10 @@ fn lapsed(mail: &OutboxMail, recorded: bool) {
 }
 
 /// Records one attempt's outcome and logs it; a success is already marked sent.
-fn record(
-    store: &mut dyn Store,
+async fn record(
+    db: &Db,
     cfg: &OutboundConfig,
-    mail: &OutboxMail,
+    mail: OutboxMail,
     result: Result<(), SendError>,
     now: DateTime<Utc>,
     report: &mut DeliveryReport,
@@ -325,7 +340,12 @@ fn record(
         Err(SendError::Transient(e)) if mail.attempts < cfg.max_attempts as i64 => {
             let wait = backoff(cfg, mail.attempts);
             let next = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
-            lapsed(mail, store.mark_retry(mail.claim(), next, &e)?);
+            let claim = mail.claim();
+            let why = e.clone();
+            lapsed(
+                &mail,
+                db.read(move |s| s.mark_retry(claim, next, &why)).await?,
+            );
             report.retried += 1;
             tracing::warn!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "retry", error = %e, next_attempt_at = %next.to_rfc3339(),
@@ -336,14 +356,18 @@ fn record(
                 "gave up after {} attempts (outbound.max_attempts); last error: {e}",
                 mail.attempts
             );
-            lapsed(mail, store.mark_dead(mail.claim(), &e)?);
+            let claim = mail.claim();
+            let why = e.clone();
+            lapsed(&mail, db.read(move |s| s.mark_dead(claim, &why)).await?);
             report.failed += 1;
             tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "dead", error = %e,
                 "delivery gave up; kept as dead letter: `ticketgate outbox retry ID` sends it again");
         }
         Err(SendError::Permanent(e)) => {
-            lapsed(mail, store.mark_failed(mail.claim(), &e)?);
+            let claim = mail.claim();
+            let why = e.clone();
+            lapsed(&mail, db.read(move |s| s.mark_failed(claim, &why)).await?);
             report.failed += 1;
             tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "failed", error = %e, "delivery refused by the server; not retried");

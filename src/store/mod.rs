@@ -2,9 +2,11 @@
 //! [`WriteTx`] traits; SQLite (`sqlite.rs`) and PostgreSQL (`postgres.rs`) implement them,
 //! each with its own migrations. Times cross this boundary as `DateTime<Utc>`.
 
+mod db;
 mod postgres;
 mod sqlite;
 
+pub use db::{Conn, Db};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -28,15 +30,28 @@ pub enum StoreError {
 /// Opens the store named by a URL (`sqlite:PATH`, creating its folder, or
 /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and migrates it.
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
+    open_with(url, true)
+}
+
+/// [`open`] without migrating: another connection of the same process already did.
+pub fn connect(url: &str) -> Result<Box<dyn Store>> {
+    open_with(url, false)
+}
+
+fn open_with(url: &str, migrate: bool) -> Result<Box<dyn Store>> {
     match url.split_once(':') {
         Some(("sqlite", path)) => {
             let mut s = SqliteStore::open(std::path::Path::new(path))?;
-            s.migrate()?;
+            if migrate {
+                s.migrate()?;
+            }
             Ok(Box::new(s))
         }
         Some(("postgres" | "postgresql", _)) => {
             let mut s = PgStore::open(url)?;
-            s.migrate()?;
+            if migrate {
+                s.migrate()?;
+            }
             Ok(Box::new(s))
         }
         // Only the scheme is shown: the rest may hold a password.

@@ -220,21 +220,41 @@ impl Env {
     }
 
     pub fn outbox(&mut self) -> Vec<OutboxRow> {
-        self.app.store.outbox(10_000).unwrap()
+        self.app.store().unwrap().outbox(10_000).unwrap()
     }
 
     pub fn body(&mut self, row: &OutboxRow) -> String {
-        String::from_utf8(self.app.store.outbox_body(row.id).unwrap().unwrap()).unwrap()
+        String::from_utf8(
+            self.app
+                .store()
+                .unwrap()
+                .outbox_body(row.id)
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     /// Runs every timer due now (the test's clock); returns what fired.
     pub fn tick(&mut self) -> Vec<ticketgate::timers::Fired> {
         let now = ticketgate::clock::Clock::now(&self.clock);
-        ticketgate::timers::tick(&self.app.pipeline, self.app.store.as_mut(), now, false).unwrap()
+        ticketgate::timers::tick(
+            &self.app.pipeline,
+            &mut *self.app.store().unwrap(),
+            now,
+            false,
+        )
+        .unwrap()
     }
 
     pub fn ticket(&mut self, id: i64) -> ticketgate::store::TicketRow {
-        self.app.store.ticket_with_articles(id).unwrap().unwrap().0
+        self.app
+            .store()
+            .unwrap()
+            .ticket_with_articles(id)
+            .unwrap()
+            .unwrap()
+            .0
     }
 
     /// Outbound mail of one kind, in order.

@@ -1,0 +1,410 @@
+//! The daemon: spawned tasks that own cheap handles ([`Db`], `Arc`s) and stop on one
+//! [`CancellationToken`]. No lock around the application: a task waits only for its own
+//! store calls.
+//!
+//! - one task per IMAP mailbox ([`crate::ingest::imap`]);
+//! - the Maildir/timer task ([`maildir_and_timers`]): drains `new/` batch by batch, ticks
+//!   the timers when one is due, sleeps until the poll interval or the next timer;
+//! - the delivery task ([`delivery`]): sends what is due, woken by a commit that queued
+//!   mail.
+//!
+//! At shutdown the token is cancelled: each task stops taking new work, finishes what is in
+//! flight (a commit, its after-action, the sends started), gives back unstarted claims and
+//! its leases, and returns; the daemon waits for them up to `daemon.shutdown_timeout`.
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::ingest::Maildir;
+use crate::ingest::imap::{self, Mailbox, MailboxOutcome};
+use crate::outbox::{self, DeliveryReport, Transport};
+use crate::pipeline::{Pipeline, Report};
+use crate::store::Db;
+use anyhow::Context;
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The handles every task gets a clone of.
+#[derive(Clone)]
+pub struct Parts {
+    pub cfg: Arc<Config>,
+    pub db: Db,
+    pub pipeline: Arc<Pipeline>,
+    pub transport: Arc<Transport>,
+    pub clock: SharedClock,
+}
+
+/// What a run did, for the summary line.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct RunSummary {
+    pub inbound: Report,
+    /// Timers fired (reminders, warnings, closes, escalations).
+    pub timers: usize,
+    pub delivery: DeliveryReport,
+}
+
+/// What one task hands back when it ends.
+enum TaskEnd {
+    Mailbox(MailboxOutcome),
+    Local(anyhow::Result<RunSummary>),
+    Delivery(DeliveryReport),
+}
+
+/// The daemon's main job. With `once`, reads each IMAP mailbox once, drains the Maildir,
+/// fires the due timers, delivers what is due, and returns. Otherwise spawns the tasks and
+/// runs until `shutdown` completes, then stops them (see the module doc).
+pub async fn run(
+    parts: Parts,
+    once: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<RunSummary> {
+    let cfg = parts.cfg.clone();
+    let md = Arc::new(Maildir::open(&cfg.inbound.maildir).with_context(|| {
+        format!(
+            "opening the inbox (inbound.maildir = {})",
+            cfg.inbound.maildir.display()
+        )
+    })?);
+    let stop = CancellationToken::new();
+    // Woken after a commit that queued mail, so that acknowledgements leave at once.
+    let deliver = Arc::new(Notify::new());
+    let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
+    for index in 0..cfg.inbound.imap.len() {
+        let mb = Mailbox {
+            cfg: cfg.inbound.imap[index].clone(),
+            index,
+            batch_size: cfg.inbound.batch_size,
+            max_message_bytes: cfg.inbound.max_message_bytes,
+            db: parts.db.clone(),
+            pipeline: parts.pipeline.clone(),
+            clock: parts.clock.clone(),
+            deliver: deliver.clone(),
+            stop: stop.clone(),
+            holder: imap::instance_id(),
+        };
+        tasks.spawn(async move { TaskEnd::Mailbox(mb.run(once).await) });
+    }
+    if once {
+        let mut summary = RunSummary::default();
+        let mut failed = Vec::new();
+        // The mailboxes first, then the Maildir and the timers, then delivery, as one pass.
+        while let Some(end) = tasks.join_next().await {
+            if let TaskEnd::Mailbox(o) = end.context("an IMAP mailbox task panicked")? {
+                summary.inbound.add(&o.report);
+                failed.extend(o.error);
+            }
+        }
+        let local = maildir_and_timers(parts.clone(), md, true, stop.clone(), deliver).await?;
+        summary.inbound.add(&local.inbound);
+        summary.timers += local.timers;
+        let now = parts.clock.now();
+        let due = parts.db.read(|s| s.next_due()).await?;
+        if due.is_some_and(|d| d <= now) {
+            let d = outbox::deliver_due(&parts.db, &parts.transport, &cfg.outbound, &parts.clock)
+                .await?;
+            summary.delivery.add(&d);
+        }
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "{} of {} IMAP mailboxes could not be read (the others were): {}",
+                failed.len(),
+                cfg.inbound.imap.len(),
+                failed.join(" | ")
+            );
+        }
+        return Ok(summary);
+    }
+    tasks.spawn({
+        let (parts, md, stop, deliver) = (parts.clone(), md.clone(), stop.clone(), deliver.clone());
+        async move { TaskEnd::Local(maildir_and_timers(parts, md, false, stop, deliver).await) }
+    });
+    tasks.spawn({
+        let (parts, stop, deliver) = (parts.clone(), stop.clone(), deliver.clone());
+        async move { TaskEnd::Delivery(delivery(parts, stop, deliver).await) }
+    });
+    let mut summary = RunSummary::default();
+    let mut failure = None;
+    tokio::pin!(shutdown);
+    // Until shutdown, or until a task ends by itself (the Maildir task on a fatal error).
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            end = tasks.join_next() => match end {
+                Some(end) => {
+                    collect(end, &mut summary, &mut failure);
+                    if failure.is_some() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    tracing::info!(
+        timeout = ?cfg.daemon.shutdown_timeout,
+        "shutting down: finishing the commits and sends in flight"
+    );
+    stop.cancel();
+    let drained = tokio::time::timeout(cfg.daemon.shutdown_timeout, async {
+        while let Some(end) = tasks.join_next().await {
+            collect(end, &mut summary, &mut failure);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::error!(
+            tasks = tasks.len(),
+            "some tasks did not stop within daemon.shutdown_timeout and were abandoned: their claims and leases lapse by themselves, and mail not yet moved is read again (as a duplicate)"
+        );
+        tasks.abort_all();
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+fn collect(
+    end: Result<TaskEnd, tokio::task::JoinError>,
+    summary: &mut RunSummary,
+    failure: &mut Option<anyhow::Error>,
+) {
+    match end {
+        Ok(TaskEnd::Mailbox(o)) => summary.inbound.add(&o.report),
+        Ok(TaskEnd::Local(Ok(s))) => {
+            summary.inbound.add(&s.inbound);
+            summary.timers += s.timers;
+        }
+        Ok(TaskEnd::Local(Err(e))) => {
+            failure.get_or_insert(e);
+        }
+        Ok(TaskEnd::Delivery(d)) => summary.delivery.add(&d),
+        Err(e) => {
+            tracing::error!(error = %e, "a daemon task panicked");
+            failure.get_or_insert(anyhow::anyhow!("a daemon task panicked: {e}"));
+        }
+    }
+}
+
+/// Processes everything waiting in the Maildir, batch by batch. A batch's files leave
+/// `new/` only after its transaction committed. File I/O runs on the blocking pool, the
+/// batch on the store's writer.
+pub async fn drain_maildir(
+    db: &Db,
+    pipeline: &Arc<Pipeline>,
+    batch_size: usize,
+    md: &Arc<Maildir>,
+) -> anyhow::Result<Report> {
+    let mut total = Report::default();
+    // Files this drain cannot read or cannot move: skipped until the next drain.
+    let mut unreadable: HashSet<PathBuf> = HashSet::new();
+    loop {
+        // List once, then work through the list batch by batch; mail that arrived
+        // meanwhile is seen by the next listing.
+        let listed: Vec<PathBuf> = {
+            let m = md.clone();
+            tokio::task::spawn_blocking(move || m.pending(usize::MAX))
+                .await
+                .context("listing the inbox")?
+                .with_context(|| format!("listing {}", md.root().join("new").display()))?
+        };
+        let listed: Vec<PathBuf> = listed
+            .into_iter()
+            .filter(|p| !unreadable.contains(p))
+            .collect();
+        if listed.is_empty() {
+            return Ok(total);
+        }
+        for chunk in listed.chunks(batch_size.max(1)) {
+            let (mails, done, bad) = {
+                let (md, chunk) = (md.clone(), chunk.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    let (mut mails, mut done, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+                    for p in chunk {
+                        match md.read(&p) {
+                            Ok(m) => {
+                                mails.push(m);
+                                done.push(p);
+                            }
+                            Err(e) => {
+                                tracing::error!(path = %p.display(), error = %e,
+                                    "cannot read inbound mail file; left in place: check its permissions");
+                                bad.push(p);
+                            }
+                        }
+                    }
+                    (mails, done, bad)
+                })
+                .await
+                .context("reading inbound mail files")?
+            };
+            unreadable.extend(bad);
+            if mails.is_empty() {
+                continue;
+            }
+            let p = pipeline.clone();
+            let (report, _) = db.write(move |s| p.process(s, &mails)).await.context(
+                "storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)",
+            )?;
+            let md = md.clone();
+            let stuck = tokio::task::spawn_blocking(move || {
+                let mut stuck = Vec::new();
+                for p in done {
+                    if let Err(e) = md.mark_done(&p) {
+                        // Committed: a later pass sees it as a duplicate and tries the move
+                        // again; this drain skips it so that it cannot spin on it.
+                        tracing::error!(path = %p.display(), error = %e,
+                            "mail committed but not moved to cur/: check the folder's permissions");
+                        stuck.push(p);
+                    }
+                }
+                stuck
+            })
+            .await
+            .context("moving processed mail to cur/")?;
+            unreadable.extend(stuck);
+            total.add(&report);
+        }
+    }
+}
+
+/// The Maildir drain and the timers: once, or until `stop`. Wakes the delivery task after a
+/// pass that queued mail.
+async fn maildir_and_timers(
+    parts: Parts,
+    md: Arc<Maildir>,
+    once: bool,
+    stop: CancellationToken,
+    deliver: Arc<Notify>,
+) -> anyhow::Result<RunSummary> {
+    let cfg = parts.cfg.clone();
+    let mut summary = RunSummary::default();
+    let mut failures = 0u32;
+    loop {
+        let pass = async {
+            let r = drain_maildir(&parts.db, &parts.pipeline, cfg.inbound.batch_size, &md).await?;
+            // Timers take the writer only when one is due: an idle daemon does not contend
+            // with `ingest` once a second.
+            let now = parts.clock.now();
+            let due = parts.db.read(|s| s.next_timer()).await?;
+            let fired = if due.is_some_and(|d| d <= now) {
+                let p = parts.pipeline.clone();
+                parts
+                    .db
+                    .write(move |s| crate::timers::tick(&p, s, now, false))
+                    .await?
+                    .len()
+            } else {
+                0
+            };
+            anyhow::Ok((r, fired))
+        }
+        .await;
+        match pass {
+            Ok((r, fired)) => {
+                failures = 0;
+                if r.outbound > 0 || fired > 0 {
+                    deliver.notify_one();
+                }
+                summary.timers += fired;
+                summary.inbound.add(&r);
+                if r.mails() > 0 {
+                    tracing::info!(
+                        created = r.created,
+                        appended = r.appended,
+                        quarantined = r.quarantined,
+                        duplicates = r.duplicates,
+                        "inbox pass done"
+                    );
+                }
+            }
+            Err(e) if once => return Err(e),
+            Err(e) => {
+                failures += 1;
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    failures,
+                    "inbox pass failed; retrying"
+                );
+            }
+        }
+        if once {
+            return Ok(summary);
+        }
+        let mut wait = cfg.inbound.poll_interval;
+        if failures > 0 {
+            wait = wait.max(after_failures(failures));
+        }
+        if let Ok(Some(due)) = parts.db.read(|s| s.next_timer()).await {
+            let until = (due - parts.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            wait = wait.min(until.max(Duration::from_millis(50)));
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(summary),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Delivery: sends what is due, then sleeps until the next due message, a wake-up (a commit
+/// queued mail), or shutdown. At shutdown it stops claiming, gives back what it claimed and
+/// did not start, and finishes the sends in flight.
+async fn delivery(parts: Parts, stop: CancellationToken, wake: Arc<Notify>) -> DeliveryReport {
+    let cfg = &parts.cfg;
+    let mut total = DeliveryReport::default();
+    let mut failures = 0u32;
+    loop {
+        if stop.is_cancelled() {
+            return total;
+        }
+        let now = parts.clock.now();
+        let result = match parts.db.read(|s| s.next_due()).await {
+            Ok(Some(d)) if d <= now => {
+                let stopping = stop.clone();
+                outbox::deliver_due_until(
+                    &parts.db,
+                    &parts.transport,
+                    &cfg.outbound,
+                    &parts.clock,
+                    &move || stopping.is_cancelled(),
+                )
+                .await
+            }
+            Ok(_) => Ok(DeliveryReport::default()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(d) => {
+                failures = 0;
+                total.add(&d);
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = %e, failures,
+                    "delivery pass failed (database); retrying: check the database");
+            }
+        }
+        let mut wait = cfg.inbound.poll_interval;
+        if failures > 0 {
+            wait = wait.max(after_failures(failures));
+        } else if let Ok(Some(due)) = parts.db.read(|s| s.next_due()).await {
+            let until = (due - parts.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            wait = wait.min(until.max(Duration::from_millis(20)));
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return total,
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+/// The wait after `failures` passes in a row failed: 5 s more for each, up to 30 s.
+fn after_failures(failures: u32) -> Duration {
+    Duration::from_secs(u64::from(failures.min(6)) * 5)
+}
