@@ -3,11 +3,13 @@
 //! `cargo bench --bench imap [-- N] [latency=M] [throughput] [latency]`.
 //!
 //! - Throughput: N generated mails (default 10,000; the workload of `benches/pipeline.rs`)
-//!   are put in the INBOX. First the raw rate of the same mailbox: one `UID FETCH 1:*
-//!   (UID RFC822.SIZE BODY.PEEK[])` with async-imap, nothing else. Then ticketgate reads the
-//!   mailbox (`run --once` with one `[[inbound.imap]]`, after-action `move`, SQLite with
-//!   durable commits) until every mail is committed with its acknowledgement in the outbox
-//!   and moved out of the INBOX. Target: at least half the raw rate.
+//!   are put in the INBOX. First what the server itself needs for the same mailbox, from a
+//!   minimal async-imap client: one `UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[])`, then one
+//!   `UID MOVE 1:*` of all of it, each timed. The mails are put back, and ticketgate reads
+//!   the mailbox (the mailbox task as `run --once` starts it, after-action `move`, SQLite
+//!   with durable commits) until every mail is committed with its acknowledgement in the
+//!   outbox and moved out of the INBOX. Printed: `imap_vs_raw_fetch_move_ratio` (target
+//!   0.7: ticketgate's work has to overlap the server's) and `imap_vs_raw_fetch_ratio`.
 //! - Latency: the daemon runs (IDLE, SMTP delivery to smtp-sink); M new requests (default
 //!   100) are APPENDed one at a time, 250 ms apart; for each, the time from the start of the
 //!   APPEND to the acknowledgement's file written by smtp-sink. p50, p99, max. Target: p99
@@ -36,13 +38,13 @@ use std::time::{Duration, Instant};
 use ticketgate::app::App;
 use ticketgate::clock::SystemClock;
 use ticketgate::config::{Config, ConfigSource};
-use ticketgate::ingest::imap::{self, Mailbox, SharedApp};
+use ticketgate::ingest::imap::{self, Mailbox};
 use workload::Workload;
 
 const DEFAULT_MAILS: usize = 10_000;
 const DEFAULT_LATENCY_MAILS: usize = 100;
 const LATENCY_SPACING: Duration = Duration::from_millis(250);
-const TARGET_RATIO: f64 = 0.5;
+const TARGET_RATIO: f64 = 0.7;
 const TARGET_P99_MS: f64 = 1_000.0;
 
 fn main() {
@@ -61,7 +63,8 @@ fn main() {
         .filter(|a| ["throughput", "latency"].contains(a))
         .collect();
     let run = |p: &str| named.is_empty() || named.contains(&p);
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // As the daemon runs: a multi-thread runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
@@ -123,13 +126,23 @@ fn throughput(rt: &tokio::runtime::Runtime, n: usize) {
 
     // Raw: what async-imap and Dovecot do alone on the same mailbox. The first pass also
     // makes Dovecot index the new files, which the timed pass then does not pay for.
-    let _ = rt.block_on(raw_fetch(dovecot.imap_port));
-    let (fetched, raw_bytes, raw_time) = rt.block_on(raw_fetch(dovecot.imap_port));
+    let _ = rt.block_on(raw_fetch(dovecot.imap_port, false));
+    let (fetched, raw_bytes, raw_time, move_time) = rt.block_on(raw_fetch(dovecot.imap_port, true));
     assert_eq!(fetched, n, "raw fetch returned every mail");
     assert!(raw_bytes >= total, "raw fetch returned the bodies");
+    assert!(
+        dovecot.list("INBOX").is_empty(),
+        "raw move emptied the INBOX"
+    );
+    // The same mails again for ticketgate, indexed by an untimed pass as before.
+    dovecot.deliver_many(USER, "INBOX", &bytes);
+    let _ = rt.block_on(raw_fetch(dovecot.imap_port, false));
     let raw_rate = n as f64 / raw_time.as_secs_f64();
     println!("raw_uid_fetch_seconds {:.3}", raw_time.as_secs_f64());
     println!("raw_uid_fetch_rate_per_s {raw_rate:.0}");
+    println!("raw_uid_move_seconds {:.3}", move_time.as_secs_f64());
+    let raw_fm_rate = n as f64 / (raw_time + move_time).as_secs_f64();
+    println!("raw_fetch_move_rate_per_s {raw_fm_rate:.0}");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let outbound = format!(
@@ -137,35 +150,26 @@ fn throughput(rt: &tokio::runtime::Runtime, n: usize) {
         dir.path().join("outbox").display()
     );
     let cfg = config(dir.path(), &work, &dovecot, &outbound);
-    let mut app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
+    let app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
     // The mailbox task alone, as `run` starts it: reading, committing (with the outbox rows)
     // and moving. Delivering the outbox is the delivery benchmark's business.
     let mb_cfg = app.cfg.inbound.imap[0].clone();
-    let (batch_size, max_bytes) = (
-        app.cfg.inbound.batch_size,
-        app.cfg.inbound.max_message_bytes,
-    );
-    let clock = app.clock.clone();
     let start = Instant::now();
-    let outcome = {
-        let shared: SharedApp<'_> = tokio::sync::Mutex::new(&mut app);
-        let deliver = tokio::sync::Notify::new();
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        rt.block_on(
-            Mailbox {
-                cfg: &mb_cfg,
-                index: 0,
-                app: &shared,
-                clock,
-                batch_size,
-                max_message_bytes: max_bytes,
-                deliver: &deliver,
-                stop: stop_rx,
-                holder: imap::instance_id(),
-            }
-            .run(true),
-        )
-    };
+    let outcome = rt.block_on(
+        Mailbox {
+            cfg: mb_cfg.clone(),
+            index: 0,
+            db: app.db.clone(),
+            pipeline: app.pipeline.clone(),
+            clock: app.clock.clone(),
+            batch_size: app.cfg.inbound.batch_size,
+            max_message_bytes: app.cfg.inbound.max_message_bytes,
+            deliver: Arc::new(tokio::sync::Notify::new()),
+            stop: tokio_util::sync::CancellationToken::new(),
+            holder: imap::instance_id(),
+        }
+        .run(true),
+    );
     let elapsed = start.elapsed();
     assert!(
         outcome.error.is_none(),
@@ -193,10 +197,11 @@ fn throughput(rt: &tokio::runtime::Runtime, n: usize) {
     let rate = n as f64 / elapsed.as_secs_f64();
     println!("imap_end_to_end_seconds {:.3}", elapsed.as_secs_f64());
     println!("imap_end_to_end_rate_per_s {rate:.0}");
+    println!("imap_vs_raw_fetch_move_ratio {:.3}", rate / raw_fm_rate);
     println!("imap_vs_raw_fetch_ratio {:.3}", rate / raw_rate);
     println!(
-        "target_imap_ge_{TARGET_RATIO}_of_raw {}",
-        if rate / raw_rate >= TARGET_RATIO {
+        "target_imap_ge_{TARGET_RATIO}_of_raw_fetch_move {}",
+        if rate / raw_fm_rate >= TARGET_RATIO {
             "met"
         } else {
             "MISSED"
@@ -204,8 +209,9 @@ fn throughput(rt: &tokio::runtime::Runtime, n: usize) {
     );
 }
 
-/// One `UID FETCH 1:*` of every mail's size and body; `(mails, body bytes, time)`.
-async fn raw_fetch(port: u16) -> (usize, usize, Duration) {
+/// One `UID FETCH 1:*` of every mail's size and body, then (with `and_move`) one
+/// `UID MOVE 1:*` of all of it; `(mails, body bytes, fetch time, move time)`.
+async fn raw_fetch(port: u16, and_move: bool) -> (usize, usize, Duration, Duration) {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to Dovecot");
@@ -230,8 +236,15 @@ async fn raw_fetch(port: u16) -> (usize, usize, Duration) {
         }
     }
     let elapsed = start.elapsed();
+    let mut moved = Duration::ZERO;
+    if and_move {
+        let _ = session.create("RawMoved").await;
+        let start = Instant::now();
+        session.uid_mv("1:*", "RawMoved").await.expect("uid move");
+        moved = start.elapsed();
+    }
     let _ = session.logout().await;
-    (n, bytes, elapsed)
+    (n, bytes, elapsed, moved)
 }
 
 fn latency(rt: &tokio::runtime::Runtime, m: usize) {
@@ -245,7 +258,7 @@ fn latency(rt: &tokio::runtime::Runtime, m: usize) {
         sink.port
     );
     let cfg = config(dir.path(), &work, &dovecot, &outbound);
-    let mut app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
+    let app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {

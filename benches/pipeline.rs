@@ -199,7 +199,11 @@ fn maildir(work: &Workload, parse_rate: f64) -> f64 {
     let mut app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
     let cpu_before = cpu_time();
     let start = Instant::now();
-    let report = app.drain_maildir(&md).expect("drain maildir");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt.block_on(app.drain_maildir(&md)).expect("drain maildir");
     let elapsed = start.elapsed();
     let cpu_after = cpu_time();
     work.verify(&mut *app.store().unwrap(), &report);

@@ -159,3 +159,108 @@ fn two_instances_on_one_mailbox_process_every_mail_once_and_take_over_when_one_d
     other.kill().unwrap();
     other.wait().unwrap();
 }
+
+/// Automatic mail (no reply owed): quarantined, so a batch is all commit and no delivery.
+fn automatic(tag: &str, i: usize) -> Vec<u8> {
+    common::mail(
+        &format!("robot{i}@acme.example"),
+        &format!("Nightly report {i}"),
+        "All jobs finished.",
+    )
+    .header("Auto-Submitted: auto-generated")
+    .id(&format!("{tag}-{i}@robot.example"))
+    .build()
+    .into_bytes()
+}
+
+/// Lease renewal never waits behind a batch commit: instance B reads the mailbox (lease
+/// 2 s, renewed every ⅔ s) while both instances commit large Maildir batches into the same
+/// database, so B's own writes keep waiting for A's. A is configured with the same mailbox
+/// and takes the lease the moment it lapses; it never gets it.
+#[test]
+fn a_mailbox_lease_is_kept_while_both_instances_commit_large_batches() {
+    let dovecot = Dovecot::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _db_guard) = common::database_url(dir.path());
+    std::fs::write(dir.path().join("customers.toml"), common::REGISTRY).unwrap();
+    let config = |name: &str| {
+        let text = format!(
+            "[database]\nurl = \"{db}\"\n[inbound]\nmaildir = \"inbox-{name}\"\npoll_interval = \"100ms\"\n\
+             batch_size = 1024\n\n{mailbox}password_file = \"{pw}\"\nlease = \"2s\"\n\n\
+             [registry]\npath = \"customers.toml\"\n\
+             [outbound]\ntransport = \"file\"\ndir = \"outbox\"\n\
+             [log]\nlevel = \"info\"\n",
+            mailbox = dovecot.mailbox_config("support", USER, ""),
+            pw = dovecot.password_file(PASSWORD).display(),
+        );
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let (cfg_a, cfg_b) = (config("a"), config("b"));
+    let mut store = ticketgate::store::open(&db).unwrap();
+    let logs =
+        |n: &str| std::fs::read_to_string(dir.path().join(format!("{n}.log"))).unwrap_or_default();
+    let inbox = |n: &str| {
+        ticketgate::ingest::Maildir::open(&dir.path().join(format!("inbox-{n}"))).unwrap()
+    };
+    let (inbox_a, inbox_b) = (inbox("a"), inbox("b"));
+
+    let mut b = start(dir.path(), &cfg_b, "b");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !logs("b").contains("lease taken") {
+        assert!(
+            Instant::now() < deadline,
+            "B never took the lease: {}",
+            logs("b")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut a = start(dir.path(), &cfg_a, "a");
+    let (waves, per_wave) = (6, 2000);
+    let started = Instant::now();
+    for wave in 0..waves {
+        for i in wave * per_wave..(wave + 1) * per_wave {
+            inbox_a
+                .deliver(&format!("{i}.a"), &automatic("a", i))
+                .unwrap();
+            inbox_b
+                .deliver(&format!("{i}.b"), &automatic("b", i))
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let total = 2 * waves * per_wave;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let stored = store.quarantine(100_000).unwrap().len();
+        if stored == total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stored} of {total} stored after 5 minutes; logs: {} | {}",
+            logs("a"),
+            logs("b")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let busy = started.elapsed();
+    for p in [&mut a, &mut b] {
+        p.kill().unwrap();
+        p.wait().unwrap();
+    }
+    let (log_a, log_b) = (logs("a"), logs("b"));
+    let batches = |l: &str| l.matches("inbox pass done").count();
+    assert!(
+        batches(&log_a) > 0 && batches(&log_b) > 0,
+        "both instances committed"
+    );
+    assert!(
+        !log_a.contains("lease taken"),
+        "A took the lease from B after {busy:?} of large commits: {log_a}"
+    );
+    assert_eq!(log_b.matches("lease taken").count(), 1, "{log_b}");
+    assert!(!log_b.contains("lost the lease"), "{log_b}");
+    eprintln!("{total} mails committed in {busy:?} by two instances; the lease stayed with B");
+}
