@@ -14,7 +14,12 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Languages with a full set of templates.
+mod lang;
+
+pub use lang::Lang;
+
+/// Codes of the languages with a full set of templates ([`Lang`]), as the configuration and
+/// the registry accept them.
 pub const LANGUAGES: &[&str] = &["en", "fr"];
 
 macro_rules! builtin {
