@@ -10,56 +10,19 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use minijinja::Environment;
-use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 mod lang;
+mod notice;
 
 pub use lang::Lang;
+pub use notice::*;
 
 /// Codes of the languages with a full set of templates ([`Lang`]), as the configuration and
 /// the registry accept them.
 pub const LANGUAGES: &[&str] = &["en", "fr"];
-
-macro_rules! builtin {
-    ($($lang:literal / $kind:literal),* $(,)?) => {
-        &[$(($lang, $kind, include_str!(concat!("../../templates/", $lang, "/", $kind, ".txt")))),*]
-    };
-}
-
-const BUILTIN: &[(&str, &str, &str)] = builtin!(
-    "en" / "acknowledgement",
-    "en" / "rejection",
-    "en" / "followup_received",
-    "en" / "agent_notification",
-    "en" / "agent_reply",
-    "en" / "status_change",
-    "en" / "reminder",
-    "en" / "closure_warning",
-    "en" / "resolution",
-    "en" / "closure",
-    "en" / "escalation_customer",
-    "en" / "escalation_manager",
-    "en" / "command_error",
-    "en" / "close_confirmation",
-    "en" / "survey_thanks",
-    "fr" / "acknowledgement",
-    "fr" / "rejection",
-    "fr" / "followup_received",
-    "fr" / "agent_notification",
-    "fr" / "agent_reply",
-    "fr" / "status_change",
-    "fr" / "reminder",
-    "fr" / "closure_warning",
-    "fr" / "resolution",
-    "fr" / "closure",
-    "fr" / "escalation_customer",
-    "fr" / "escalation_manager",
-    "fr" / "command_error",
-    "fr" / "close_confirmation",
-    "fr" / "survey_thanks",
-);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -71,9 +34,16 @@ pub enum NotifyError {
     Build(String),
 }
 
-/// The loaded templates.
+/// The loaded templates: two per kind and language (subject and body), compiled.
 pub struct Templates {
     env: Environment<'static>,
+    /// Where each template came from, for errors: the override file's path, or
+    /// `LANG/KIND.txt (built in)`.
+    origins: HashMap<(Lang, Kind), String>,
+}
+
+fn template_name(lang: Lang, kind: Kind, part: &str) -> String {
+    format!("{}/{}.txt:{part}", lang.code(), kind.name())
 }
 
 impl Templates {
@@ -92,63 +62,67 @@ impl Templates {
                 })?,
         );
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
-        for (lang, kind, text) in BUILTIN {
-            let name = format!("{lang}/{kind}.txt");
-            let source = match dir.map(|d| d.join(&name)) {
-                Some(p) if p.exists() => {
-                    std::fs::read_to_string(&p).map_err(|e| NotifyError::Template {
-                        name: p.display().to_string(),
-                        detail: e.to_string(),
-                    })?
+        let mut origins = HashMap::new();
+        for &lang in Lang::ALL {
+            for &kind in Kind::ALL {
+                let file = format!("{}/{}.txt", lang.code(), kind.name());
+                let (origin, source) = match dir.map(|d| d.join(&file)) {
+                    Some(p) if p.exists() => (
+                        p.display().to_string(),
+                        std::fs::read_to_string(&p).map_err(|e| NotifyError::Template {
+                            name: p.display().to_string(),
+                            detail: e.to_string(),
+                        })?,
+                    ),
+                    _ => (format!("{file} (built in)"), kind.builtin(lang).to_string()),
+                };
+                // "Subject: …", a blank line, the body: two templates, so that nothing a block
+                // tag does to white space can move text between the subject and the body.
+                let split = source
+                    .strip_prefix("Subject:")
+                    .and_then(|rest| rest.split_once("\n\n"));
+                let Some((subject, body)) = split else {
+                    return Err(NotifyError::Template {
+                        name: origin,
+                        detail:
+                            "must start with a `Subject:` line, then a blank line, then the body"
+                                .into(),
+                    });
+                };
+                for (part, text) in [
+                    ("subject", subject.trim().to_string()),
+                    ("body", body.to_string()),
+                ] {
+                    env.add_template_owned(template_name(lang, kind, part), text)
+                        .map_err(|e| NotifyError::Template {
+                            name: origin.clone(),
+                            detail: e.to_string(),
+                        })?;
                 }
-                _ => text.to_string(),
-            };
-            // "Subject: …", a blank line, the body: two templates, so that nothing a block
-            // tag does to white space can move text between the subject and the body.
-            let split = source
-                .strip_prefix("Subject:")
-                .and_then(|rest| rest.split_once("\n\n"));
-            let Some((subject, body)) = split else {
-                return Err(NotifyError::Template {
-                    name,
-                    detail: "must start with a `Subject:` line, then a blank line, then the body"
-                        .into(),
-                });
-            };
-            for (part, text) in [
-                ("subject", subject.trim().to_string()),
-                ("body", body.to_string()),
-            ] {
-                env.add_template_owned(format!("{name}:{part}"), text)
-                    .map_err(|e| NotifyError::Template {
-                        name: name.clone(),
-                        detail: e.to_string(),
-                    })?;
+                origins.insert((lang, kind), origin);
             }
         }
-        Ok(Templates { env })
+        Ok(Templates { env, origins })
     }
 
-    /// Renders `kind` in `lang` (falling back to English) to `(subject, body)`.
-    pub fn render<S: Serialize>(
-        &self,
-        kind: &str,
-        lang: &str,
-        ctx: &S,
-    ) -> Result<(String, String), NotifyError> {
-        let lang = if LANGUAGES.contains(&lang) {
-            lang
-        } else {
-            "en"
-        };
-        let name = format!("{lang}/{kind}.txt");
-        let ctx = minijinja::Value::from(minijinja::value::Serde(ctx));
+    fn origin(&self, lang: Lang, kind: Kind) -> String {
+        self.origins
+            .get(&(lang, kind))
+            .cloned()
+            .unwrap_or_else(|| format!("{}/{}.txt", lang.code(), kind.name()))
+    }
+
+    /// Renders `notice` in `lang` (falling back to English) to `(subject, body)`.
+    pub fn render(&self, notice: &Notice, lang: &str) -> Result<(String, String), NotifyError> {
+        let lang = Lang::or_english(lang);
+        let kind = notice.kind();
+        let ctx = minijinja::Value::from(minijinja::value::Serde(notice));
         let render = |part: &str| {
             self.env
-                .get_template(&format!("{name}:{part}"))
+                .get_template(&template_name(lang, kind, part))
                 .and_then(|t| t.render(&ctx))
                 .map_err(|e| NotifyError::Template {
-                    name: name.clone(),
+                    name: self.origin(lang, kind),
                     detail: e.to_string(),
                 })
         };
@@ -303,43 +277,57 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    #[derive(Serialize)]
-    struct Ctx {
-        reference: &'static str,
-        subject: &'static str,
-        severity: u8,
-        phone: Option<&'static str>,
-        reason: &'static str,
+    fn ack() -> Notice {
+        Kind::Acknowledgement.samples(Lang::En).remove(0)
     }
 
-    fn ctx() -> Ctx {
-        Ctx {
-            reference: "TKT-000007",
-            subject: "Export fails",
-            severity: 1,
-            phone: Some("+1 214 555 0142"),
-            reason: "unknown_key",
-        }
-    }
-
+    /// Every kind in every language, each from its typed context (every sample of it).
     #[test]
-    fn every_kind_renders_in_every_language() {
+    fn every_kind_renders_in_every_language_from_its_typed_context() {
         let t = Templates::load(None).unwrap();
-        let kinds: Vec<&str> = BUILTIN
-            .iter()
-            .filter(|(l, _, _)| *l == "en")
-            .map(|(_, k, _)| *k)
-            .collect();
-        assert_eq!(kinds.len(), 15);
-        for lang in LANGUAGES {
-            for kind in &kinds {
-                let (subject, body) = t.render(kind, lang, &ctx()).unwrap();
-                assert!(!subject.is_empty(), "{lang}/{kind} subject");
-                assert!(body.len() > 20, "{lang}/{kind} body");
+        // The kinds come from the enum; the template folders must hold exactly those.
+        assert_eq!(Kind::ALL.len(), 15);
+        for lang in Lang::ALL {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(lang.code());
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let mut names: Vec<String> = Kind::ALL
+                .iter()
+                .map(|k| format!("{}.txt", k.name()))
+                .collect();
+            names.sort();
+            assert_eq!(files, names, "templates/{}", lang.code());
+        }
+        let mut rendered = 0;
+        for &lang in Lang::ALL {
+            for &kind in Kind::ALL {
+                let samples = kind.samples(lang);
+                assert!(!samples.is_empty(), "{kind}: no sample");
+                for n in &samples {
+                    assert_eq!(n.kind(), kind);
+                    let (subject, body) = t
+                        .render(n, lang.code())
+                        .unwrap_or_else(|e| panic!("{}/{kind}: {e}", lang.code()));
+                    assert!(!subject.is_empty(), "{}/{kind} subject", lang.code());
+                    assert!(body.len() > 20, "{}/{kind} body", lang.code());
+                    assert!(
+                        !body.contains("none") && !subject.contains("none"),
+                        "{}/{kind} prints a missing value: {subject}\n{body}",
+                        lang.code()
+                    );
+                }
+                rendered += 1;
             }
         }
-        let (s, b) = t.render("acknowledgement", "fr", &ctx()).unwrap();
-        assert!(s.contains("[TKT-000007]"), "{s}");
+        assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
+        assert_eq!(rendered, 30);
+        let (s, b) = t.render(&ack(), "fr").unwrap();
+        assert!(s.contains("[TKT-000042]"), "{s}");
         assert!(b.contains("+1 214 555 0142"), "{b}");
     }
 
@@ -353,11 +341,12 @@ mod tests {
         )
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
-        let (s, b) = t.render("acknowledgement", "en", &ctx()).unwrap();
-        assert_eq!(s, "Got it TKT-000007");
+        let (s, b) = t.render(&ack(), "en").unwrap();
+        assert_eq!(s, "Got it TKT-000042");
         assert_eq!(b, "Custom body text here.\n");
         std::fs::write(dir.path().join("en/rejection.txt"), "no subject line").unwrap();
-        assert!(Templates::load(Some(dir.path())).is_err());
+        let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
+        assert!(err.contains("en/rejection.txt"), "{err}");
     }
 
     #[test]
