@@ -10,7 +10,7 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use minijinja::Environment;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -48,7 +48,8 @@ fn template_name(lang: Lang, kind: Kind, part: &str) -> String {
 
 impl Templates {
     /// Built-in templates, each replaced by `DIR/LANG/KIND.txt` where that file exists.
-    /// Every template is compiled here, so a broken override stops the start.
+    /// Every template is compiled here, so a syntax error in an override stops the start;
+    /// [`Templates::check`] goes further.
     pub fn load(dir: Option<&Path>) -> Result<Templates, NotifyError> {
         let mut env = Environment::new();
         env.set_syntax(
@@ -61,7 +62,8 @@ impl Templates {
                     detail: e.to_string(),
                 })?,
         );
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        // A variable the context lacks is an error, never blank text.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         let mut origins = HashMap::new();
         for &lang in Lang::ALL {
             for &kind in Kind::ALL {
@@ -110,6 +112,61 @@ impl Templates {
             .get(&(lang, kind))
             .cloned()
             .unwrap_or_else(|| format!("{}/{}.txt", lang.code(), kind.name()))
+    }
+
+    /// Checks every template against its kind's context, naming the file of the first one
+    /// that fails: each variable it reads (in any branch) must be a field of the context,
+    /// and it must render each of [`Kind::samples`].
+    pub fn check(&self) -> Result<(), NotifyError> {
+        for &lang in Lang::ALL {
+            for &kind in Kind::ALL {
+                let samples = kind.samples(lang);
+                let fields: BTreeSet<String> = samples
+                    .iter()
+                    .flat_map(|n| {
+                        let v = minijinja::Value::from(minijinja::value::Serde(n));
+                        v.try_iter()
+                            .into_iter()
+                            .flatten()
+                            .map(|k| k.to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                for part in ["subject", "body"] {
+                    let t = self
+                        .env
+                        .get_template(&template_name(lang, kind, part))
+                        .map_err(|e| NotifyError::Template {
+                            name: self.origin(lang, kind),
+                            detail: e.to_string(),
+                        })?;
+                    let mut unknown: Vec<String> = t
+                        .undeclared_variables(false)
+                        .into_iter()
+                        .filter(|v| !fields.contains(v))
+                        .collect();
+                    unknown.sort();
+                    if !unknown.is_empty() {
+                        return Err(NotifyError::Template {
+                            name: self.origin(lang, kind),
+                            detail: format!(
+                                "the {part} reads {}, which the {kind} context does not have; it has: {}",
+                                unknown
+                                    .iter()
+                                    .map(|v| format!("`{v}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                fields.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                    }
+                }
+                for n in &samples {
+                    self.render(n, lang.code())?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Renders `notice` in `lang` (falling back to English) to `(subject, body)`.
@@ -281,7 +338,8 @@ mod tests {
         Kind::Acknowledgement.samples(Lang::En).remove(0)
     }
 
-    /// Every kind in every language, each from its typed context (every sample of it).
+    /// Every kind in every language, each from its typed context (every sample of it), with
+    /// strict undefined handling: a template reading a variable its context lacks fails here.
     #[test]
     fn every_kind_renders_in_every_language_from_its_typed_context() {
         let t = Templates::load(None).unwrap();
@@ -326,9 +384,45 @@ mod tests {
         }
         assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
         assert_eq!(rendered, 30);
+        // And the static check: no template reads a variable outside its context in any
+        // branch.
+        t.check().unwrap();
         let (s, b) = t.render(&ack(), "fr").unwrap();
         assert!(s.contains("[TKT-000042]"), "{s}");
         assert!(b.contains("+1 214 555 0142"), "{b}");
+    }
+
+    #[test]
+    fn a_variable_the_context_lacks_is_an_error_not_blank_text() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("fr")).unwrap();
+        let path = dir.path().join("fr/escalation_customer.txt");
+        // The B6 template: `target_fr` was never set, and rendered as blank.
+        std::fs::write(
+            &path,
+            "Subject: {{ reference }}\n\nDélai : {{ target_fr or target }}\n",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let n = Kind::EscalationCustomer.samples(Lang::Fr).remove(0);
+        let err = t.render(&n, "fr").unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("undefined"), "{err}");
+        // The check names the file and the variable, even in a branch no sample takes.
+        let err = t.check().unwrap_err().to_string();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("`target_fr`"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "Subject: {{ reference }}\n\n{% if severity > 9 %}{{ nope }}{% endif %}ok\n",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        assert!(t.render(&n, "fr").is_ok());
+        let err = t.check().unwrap_err().to_string();
+        assert!(err.contains("`nope`"), "{err}");
     }
 
     #[test]
@@ -344,6 +438,7 @@ mod tests {
         let (s, b) = t.render(&ack(), "en").unwrap();
         assert_eq!(s, "Got it TKT-000042");
         assert_eq!(b, "Custom body text here.\n");
+        t.check().unwrap();
         std::fs::write(dir.path().join("en/rejection.txt"), "no subject line").unwrap();
         let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
         assert!(err.contains("en/rejection.txt"), "{err}");
