@@ -509,6 +509,7 @@ impl Engine<'_> {
                     support_name: self.mailer.support_name(),
                 }),
                 Kind::Closure => Notice::Closure(self.closure(t, &plan, text)),
+                // Kind::AgentReply, the only other kind set above.
                 _ => Notice::AgentReply(notify::AgentReply {
                     reference: self.reference(t),
                     subject: t.subject.clone(),

@@ -118,6 +118,8 @@ impl Templates {
     /// that fails: each variable it reads (in any branch) must be a field of the context,
     /// and it must render each of [`Kind::samples`].
     pub fn check(&self) -> Result<(), NotifyError> {
+        // Built-in functions (`range`, `namespace`…) are read like variables.
+        let globals: BTreeSet<&str> = self.env.globals().map(|(name, _)| name).collect();
         for &lang in Lang::ALL {
             for &kind in Kind::ALL {
                 let samples = kind.samples(lang);
@@ -143,7 +145,7 @@ impl Templates {
                     let mut unknown: Vec<String> = t
                         .undeclared_variables(false)
                         .into_iter()
-                        .filter(|v| !fields.contains(v))
+                        .filter(|v| !fields.contains(v) && !globals.contains(v.as_str()))
                         .collect();
                     unknown.sort();
                     if !unknown.is_empty() {
@@ -439,6 +441,13 @@ mod tests {
         assert_eq!(s, "Got it TKT-000042");
         assert_eq!(b, "Custom body text here.\n");
         t.check().unwrap();
+        // Built-in functions are not variables the context must have.
+        std::fs::write(
+            dir.path().join("en/acknowledgement.txt"),
+            "Subject: {{ reference }}\n\n{% for i in range(2) %}{{ i }}{% endfor %} ok\n",
+        )
+        .unwrap();
+        Templates::load(Some(dir.path())).unwrap().check().unwrap();
         std::fs::write(dir.path().join("en/rejection.txt"), "no subject line").unwrap();
         let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
         assert!(err.contains("en/rejection.txt"), "{err}");
