@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::mailer::{Letter, MailError, Mailer};
-use crate::notify::Automatic;
+use crate::notify::{self, Automatic, Kind, Lang, Notice, WaitingFor};
 use crate::parse::InboundMail;
 use crate::pipeline::reference;
 use crate::registry::{Customer, Plan, Registry};
@@ -14,7 +14,6 @@ use crate::sla;
 use crate::store::{self, NewArticle, SlaState, TicketRow, Timer, WriteTx};
 use crate::workflow::{AgentMail, Command, CustomerEffect, Profile, Status};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::sync::Arc;
 
 pub type Result<T> = std::result::Result<T, MailError>;
@@ -272,20 +271,16 @@ impl Engine<'_> {
             }
             CustomerEffect::Survey(score) => {
                 t.survey_score = Some(score);
-                let ctx = json!({
-                    "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
-                    "score": score, "support_name": self.mailer.support_name(),
+                let notice = Notice::SurveyThanks(notify::SurveyThanks {
+                    reference: self.reference(t),
+                    subject: t.subject.clone(),
+                    contact_name: t.requester_name.clone(),
+                    score,
+                    support_name: self.mailer.support_name(),
                 });
                 self.mailer.send(
                     tx,
-                    self.to_customer(
-                        t,
-                        "survey_thanks",
-                        &ctx,
-                        Some(mail),
-                        Some(inbound_id),
-                        Automatic::Replied,
-                    ),
+                    self.to_customer(t, &notice, Some(mail), Some(inbound_id), Automatic::Replied),
                     self.now,
                 )?;
             }
@@ -299,16 +294,14 @@ impl Engine<'_> {
     fn to_customer<'l>(
         &self,
         t: &'l TicketRow,
-        kind: &'l str,
-        ctx: &'l serde_json::Value,
+        notice: &'l Notice,
         answers: Option<&'l InboundMail>,
         inbound_id: Option<i64>,
         automatic: Automatic,
-    ) -> Letter<'l, serde_json::Value> {
+    ) -> Letter<'l> {
         Letter {
-            kind,
+            notice,
             lang: &t.language,
-            ctx,
             to: &t.requester,
             to_name: t.requester_name.as_deref(),
             ticket: Some(t),
@@ -321,6 +314,27 @@ impl Engine<'_> {
         }
     }
 
+    /// The closure notice's context; `text` is the agent's, or empty.
+    fn closure(&self, t: &TicketRow, plan: &Plan, text: &str) -> notify::Closure {
+        notify::Closure {
+            reference: self.reference(t),
+            subject: t.subject.clone(),
+            contact_name: t.requester_name.clone(),
+            reason: t.reason.clone(),
+            text: text.to_string(),
+            survey: plan.survey,
+            reopen: Self::profile(t) == Profile::Wso2,
+            support_name: self.mailer.support_name(),
+        }
+    }
+
+    /// The customer's name from the registry, or its id.
+    fn customer_name(&self, t: &TicketRow) -> String {
+        self.registry
+            .customer(&t.customer)
+            .map_or(t.customer.clone(), |c| c.name.clone())
+    }
+
     fn closure_notice(
         &self,
         tx: &mut dyn WriteTx,
@@ -330,11 +344,7 @@ impl Engine<'_> {
         answers: Option<&InboundMail>,
         inbound_id: Option<i64>,
     ) -> Result<()> {
-        let ctx = json!({
-            "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
-            "reason": t.reason, "text": text, "survey": plan.survey,
-            "reopen": Self::profile(t) == Profile::Wso2, "support_name": self.mailer.support_name(),
-        });
+        let notice = Notice::Closure(self.closure(t, plan, text));
         let auto = if answers.is_some() {
             Automatic::Replied
         } else {
@@ -342,7 +352,7 @@ impl Engine<'_> {
         };
         self.mailer.send(
             tx,
-            self.to_customer(t, "closure", &ctx, answers, inbound_id, auto),
+            self.to_customer(t, &notice, answers, inbound_id, auto),
             self.now,
         )?;
         Ok(())
@@ -390,15 +400,17 @@ impl Engine<'_> {
             errors.push("the mail has neither commands nor text".into());
         }
         if !errors.is_empty() {
-            let ctx = json!({
-                "reference": self.reference(t), "subject": t.subject, "errors": errors,
-                "agent_name": author_name, "support_name": self.mailer.support_name(),
+            let notice = Notice::CommandError(notify::CommandError {
+                reference: self.reference(t),
+                subject: t.subject.clone(),
+                errors: errors.clone(),
+                agent_name: author_name.map(str::to_string),
+                support_name: self.mailer.support_name(),
             });
             if author.contains('@') {
                 let letter = Letter {
-                    kind: "command_error",
+                    notice: &notice,
                     lang: &t.language,
-                    ctx: &ctx,
                     to: author,
                     to_name: author_name,
                     ticket: Some(t),
@@ -415,7 +427,7 @@ impl Engine<'_> {
         }
 
         let before = status(t);
-        let mut notice: Option<&'static str> = None;
+        let mut notice: Option<Kind> = None;
         for c in &am.commands {
             match c {
                 Command::Severity(n) => {
@@ -431,15 +443,15 @@ impl Engine<'_> {
                 }
                 Command::Status(s) => {
                     self.set_status(tx, t, &plan, *s, author, None)?;
-                    notice = notice.or(Some("status_change"));
+                    notice = notice.or(Some(Kind::StatusChange));
                 }
                 Command::Resolve(reason) => {
                     self.set_status(tx, t, &plan, Status::Resolved, author, Some(reason))?;
-                    notice = Some("resolution");
+                    notice = Some(Kind::Resolution);
                 }
                 Command::Close(reason) => {
                     self.set_status(tx, t, &plan, Status::Closed, author, Some(reason))?;
-                    notice = Some("closure");
+                    notice = Some(Kind::Closure);
                 }
             }
         }
@@ -469,19 +481,46 @@ impl Engine<'_> {
         );
         let kind = match notice {
             Some(k) => Some(k),
-            None if public => Some("agent_reply"),
+            None if public => Some(Kind::AgentReply),
             None => None,
         };
         if let Some(kind) = kind {
-            let ctx = json!({
-                "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
-                "agent_name": author_name.unwrap_or(author), "text": text,
-                "status_name": Self::status_name(t), "previous_status_name": profile.display(before),
-                "waiting_on_customer": status(t) == Status::WaitingOnCustomer,
-                "reason": t.reason, "survey": plan.survey, "reopen": profile == Profile::Wso2,
-                "missing": t.missing_info, "support_name": self.mailer.support_name(),
-            });
-            let mut letter = self.to_customer(t, kind, &ctx, None, inbound_id, Automatic::Human);
+            let agent_name = author_name.unwrap_or(author).to_string();
+            let notice = match kind {
+                Kind::StatusChange => Notice::StatusChange(notify::StatusChange {
+                    reference: self.reference(t),
+                    subject: t.subject.clone(),
+                    contact_name: t.requester_name.clone(),
+                    agent_name,
+                    text: text.to_string(),
+                    status_name: Self::status_name(t).to_string(),
+                    previous_status_name: profile.display(before).to_string(),
+                    waiting_on_customer: status(t) == Status::WaitingOnCustomer,
+                    support_name: self.mailer.support_name(),
+                }),
+                Kind::Resolution => Notice::Resolution(notify::Resolution {
+                    reference: self.reference(t),
+                    subject: t.subject.clone(),
+                    contact_name: t.requester_name.clone(),
+                    agent_name,
+                    text: text.to_string(),
+                    status_name: Self::status_name(t).to_string(),
+                    reason: t.reason.clone(),
+                    support_name: self.mailer.support_name(),
+                }),
+                Kind::Closure => Notice::Closure(self.closure(t, &plan, text)),
+                // Kind::AgentReply, the only other kind set above.
+                _ => Notice::AgentReply(notify::AgentReply {
+                    reference: self.reference(t),
+                    subject: t.subject.clone(),
+                    contact_name: t.requester_name.clone(),
+                    agent_name,
+                    text: text.to_string(),
+                    status_name: Self::status_name(t).to_string(),
+                    support_name: self.mailer.support_name(),
+                }),
+            };
+            let mut letter = self.to_customer(t, &notice, None, inbound_id, Automatic::Human);
             letter.from_name = Some(&via);
             self.mailer.send(tx, letter, self.now)?;
         }
@@ -530,28 +569,31 @@ impl Engine<'_> {
         let target_text = plan.response_targets[usize::from(t.severity.clamp(1, 4)) - 1]
             .clone()
             .unwrap_or_else(|| sla::human(target));
-        let ctx = json!({
-            "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
-            "customer_name": self.registry.customer(&t.customer).map_or(t.customer.clone(), |c| c.name.clone()),
-            "requester": t.requester, "severity": t.severity,
-            "target": format!("{} ({})", target_text, if plan.calendar_name == "24/7" { "24/7".to_string() } else { format!("working time, {} calendar", plan.calendar_name) }),
-            "due_at": plan.calendar.local_text(due), "started_at": t.sla.started_at.map(|s| plan.calendar.local_text(s)),
-            "status_name": Self::status_name(t), "plan": plan.name, "support_name": self.mailer.support_name(),
-        });
+        // The times in the ticket's language: the managers get the same mail in it.
+        let lang = Lang::or_english(&t.language);
+        let ctx = notify::Escalation {
+            reference: self.reference(t),
+            subject: t.subject.clone(),
+            contact_name: t.requester_name.clone(),
+            customer_name: self.customer_name(t),
+            requester: t.requester.clone(),
+            severity: t.severity,
+            target: lang.response_target(&target_text, &plan.calendar_name),
+            due_at: lang.datetime(&plan.calendar, due),
+            started_at: t.sla.started_at.map(|s| lang.datetime(&plan.calendar, s)),
+            status_name: Self::status_name(t).to_string(),
+            plan: plan.name.clone(),
+            support_name: self.mailer.support_name(),
+        };
+        let to_managers = Notice::EscalationManager(ctx.clone());
+        let notice = Notice::EscalationCustomer(ctx);
         self.mailer.send(
             tx,
-            self.to_customer(
-                t,
-                "escalation_customer",
-                &ctx,
-                None,
-                None,
-                Automatic::Generated,
-            ),
+            self.to_customer(t, &notice, None, None, Automatic::Generated),
             self.now,
         )?;
         for m in &plan.managers {
-            let letter = Letter::to_staff("escalation_manager", &t.language, &ctx, m, t);
+            let letter = Letter::to_staff(&to_managers, &t.language, m, t);
             self.mailer.send(tx, letter, self.now)?;
         }
         Ok(format!(
@@ -565,8 +607,8 @@ impl Engine<'_> {
         let r = &plan.reminders;
         let st = status(t);
         let waiting_for = match st {
-            Status::WaitingOnCustomer => "information",
-            Status::Resolved => "acceptance",
+            Status::WaitingOnCustomer => WaitingFor::Information,
+            Status::Resolved => WaitingFor::Acceptance,
             _ => return Ok("follow-up timer no longer applies".into()),
         };
         if t.followup_stage < r.count {
@@ -575,20 +617,28 @@ impl Engine<'_> {
             let last = t.followup_stage == r.count;
             let closes_after = last
                 && (st == Status::Resolved || (r.closure_warning.is_none() && !r.confirm_close));
-            let ctx = json!({
-                "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
-                "number": t.followup_stage, "total": r.count, "waiting_for": waiting_for,
-                "missing": t.missing_info, "status_name": Self::status_name(t), "closes_after": closes_after,
-                "support_name": self.mailer.support_name(),
+            let notice = Notice::Reminder(notify::Reminder {
+                reference: self.reference(t),
+                subject: t.subject.clone(),
+                contact_name: t.requester_name.clone(),
+                number: t.followup_stage,
+                total: r.count,
+                waiting_for,
+                missing: t.missing_info.clone(),
+                status_name: Self::status_name(t).to_string(),
+                closes_after,
+                support_name: self.mailer.support_name(),
             });
             self.mailer.send(
                 tx,
-                self.to_customer(t, "reminder", &ctx, None, None, Automatic::Generated),
+                self.to_customer(t, &notice, None, None, Automatic::Generated),
                 self.now,
             )?;
             return Ok(format!(
-                "reminder {} of {} sent ({waiting_for})",
-                t.followup_stage, r.count
+                "reminder {} of {} sent ({})",
+                t.followup_stage,
+                r.count,
+                waiting_for.name()
             ));
         }
         if st == Status::Resolved {
@@ -608,30 +658,36 @@ impl Engine<'_> {
         {
             t.followup_stage += 1;
             t.followup_base_at = Some(self.now);
-            let (en, fr) = period_texts(text);
-            let ctx = json!({
-                "reference": self.reference(t), "subject": t.subject, "contact_name": t.requester_name,
-                "period": en, "period_en": en, "period_fr": fr, "missing": t.missing_info,
-                "support_name": self.mailer.support_name(),
+            let notice = Notice::ClosureWarning(notify::ClosureWarning {
+                reference: self.reference(t),
+                subject: t.subject.clone(),
+                contact_name: t.requester_name.clone(),
+                period: Lang::or_english(&t.language).period(text),
+                missing: t.missing_info.clone(),
+                support_name: self.mailer.support_name(),
             });
             self.mailer.send(
                 tx,
-                self.to_customer(t, "closure_warning", &ctx, None, None, Automatic::Generated),
+                self.to_customer(t, &notice, None, None, Automatic::Generated),
                 self.now,
             )?;
             return Ok(format!(
-                "closure warning sent: closed within {en} without an answer"
+                "closure warning sent: closed within {} without an answer",
+                Lang::En.period(text)
             ));
         }
         if r.confirm_close {
             t.followup_stage = r.count + 2;
-            let ctx = json!({
-                "reference": self.reference(t), "subject": t.subject,
-                "customer_name": self.registry.customer(&t.customer).map_or(t.customer.clone(), |c| c.name.clone()),
-                "requester": t.requester, "reminders": r.count, "support_name": self.mailer.support_name(),
+            let notice = Notice::CloseConfirmation(notify::CloseConfirmation {
+                reference: self.reference(t),
+                subject: t.subject.clone(),
+                customer_name: self.customer_name(t),
+                requester: t.requester.clone(),
+                reminders: r.count,
+                support_name: self.mailer.support_name(),
             });
             for m in &plan.managers {
-                let letter = Letter::to_staff("close_confirmation", &t.language, &ctx, m, t);
+                let letter = Letter::to_staff(&notice, &t.language, m, t);
                 self.mailer.send(tx, letter, self.now)?;
             }
             return Ok("no response: closing needs a manager's confirmation, asked".into());
@@ -639,32 +695,5 @@ impl Engine<'_> {
         self.set_status(tx, t, plan, Status::Closed, "system", Some("no response"))?;
         self.closure_notice(tx, t, plan, "", None, None)?;
         Ok("closed: no response".into())
-    }
-}
-
-/// "2d" → ("2 working days", "2 jours ouvrés"); "48h" → ("48 working hours", "48 heures ouvrées").
-fn period_texts(text: &str) -> (String, String) {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let plural = n != "1";
-    match unit.trim() {
-        "d" => (
-            format!("{n} working day{}", if plural { "s" } else { "" }),
-            format!(
-                "{n} jour{} ouvré{}",
-                if plural { "s" } else { "" },
-                if plural { "s" } else { "" }
-            ),
-        ),
-        "h" => (
-            format!("{n} working hour{}", if plural { "s" } else { "" }),
-            format!(
-                "{n} heure{} ouvrée{}",
-                if plural { "s" } else { "" },
-                if plural { "s" } else { "" }
-            ),
-        ),
-        _ => (t.to_string(), t.to_string()),
     }
 }

@@ -4,18 +4,18 @@
 //! Every part that sends mail (pipeline, lifecycle, timers) goes through here.
 
 use crate::config::Config;
-use crate::notify::{self, Automatic, NotifyError, Outgoing, Templates};
+use crate::notify::{self, Automatic, Notice, NotifyError, Outgoing, Templates};
 use crate::parse::{Attachment, InboundMail};
 use crate::route::loops;
 use crate::store::{self, NewOutbound, TicketRow, WriteTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 /// One mail to write.
-pub struct Letter<'a, C: Serialize> {
-    pub kind: &'a str,
+pub struct Letter<'a> {
+    /// What it says: its kind and the context its template renders from.
+    pub notice: &'a Notice,
+    /// The language code; English when there are no templates in it.
     pub lang: &'a str,
-    pub ctx: &'a C,
     pub to: &'a str,
     pub to_name: Option<&'a str>,
     pub ticket: Option<&'a TicketRow>,
@@ -31,20 +31,18 @@ pub struct Letter<'a, C: Serialize> {
     pub to_staff: bool,
 }
 
-impl<'a, C: Serialize> Letter<'a, C> {
+impl<'a> Letter<'a> {
     /// An automatic answer to the sender of `mail`, threaded to it.
     pub fn reply(
-        kind: &'a str,
+        notice: &'a Notice,
         lang: &'a str,
-        ctx: &'a C,
         mail: &'a InboundMail,
         ticket: Option<&'a TicketRow>,
         inbound_id: Option<i64>,
     ) -> Self {
         Letter {
-            kind,
+            notice,
             lang,
-            ctx,
             to: mail.from.as_deref().unwrap_or_default(),
             to_name: mail.from_name.as_deref(),
             ticket,
@@ -58,17 +56,10 @@ impl<'a, C: Serialize> Letter<'a, C> {
     }
 
     /// Generated mail to one of our own people (a manager, an agent) about a ticket.
-    pub fn to_staff(
-        kind: &'a str,
-        lang: &'a str,
-        ctx: &'a C,
-        to: &'a str,
-        ticket: &'a TicketRow,
-    ) -> Self {
+    pub fn to_staff(notice: &'a Notice, lang: &'a str, to: &'a str, ticket: &'a TicketRow) -> Self {
         Letter {
-            kind,
+            notice,
             lang,
-            ctx,
             to,
             to_name: None,
             ticket: Some(ticket),
@@ -116,19 +107,20 @@ impl Mailer<'_> {
             .unwrap_or_else(|| "Support".to_string())
     }
 
-    pub fn send<C: Serialize>(
+    pub fn send(
         &self,
         tx: &mut dyn WriteTx,
-        l: Letter<'_, C>,
+        l: Letter<'_>,
         now: DateTime<Utc>,
     ) -> Result<Sent, MailError> {
+        let kind = l.notice.kind().name();
         // Automatic mail to a customer obeys RFC 3834; mail to our own people does not.
         let capped_kind = l.automatic != Automatic::Human && !l.to_staff;
         if capped_kind
             && let Some(m) = l.answers
             && let Some(why) = loops::no_auto_reply(m, &self.cfg.loops)
         {
-            tracing::info!(to = l.to, kind = l.kind, why = %why, "no automatic reply");
+            tracing::info!(to = l.to, kind, why = %why, "no automatic reply");
             return Ok(Sent::Skipped);
         }
         let mut note = None;
@@ -143,7 +135,7 @@ impl Mailer<'_> {
                 ));
             }
         }
-        let (subject, body) = self.templates.render(l.kind, l.lang, l.ctx)?;
+        let (subject, body) = self.templates.render(l.notice, l.lang)?;
         let mut references: Vec<String> = Vec::new();
         if let Some(m) = l.answers {
             references.extend(m.references.iter().rev().take(9).rev().cloned());
@@ -152,7 +144,7 @@ impl Mailer<'_> {
         let tag = l
             .ticket
             .map(|t| crate::pipeline::reference(self.prefix, t.id))
-            .unwrap_or_else(|| l.kind.to_string());
+            .unwrap_or_else(|| kind.to_string());
         let composed = match notify::compose(
             &self.cfg.outbound,
             now,
@@ -171,7 +163,7 @@ impl Mailer<'_> {
         ) {
             Ok(c) => c,
             Err(NotifyError::BadRecipient(a)) => {
-                tracing::warn!(to = %a, kind = l.kind, "mail not written: the address cannot be written to");
+                tracing::warn!(to = %a, kind, "mail not written: the address cannot be written to");
                 return Ok(Sent::Skipped);
             }
             Err(e) => return Err(e.into()),
@@ -179,7 +171,7 @@ impl Mailer<'_> {
         tx.enqueue(&NewOutbound {
             ticket_id: l.ticket.map(|t| t.id),
             inbound_id: l.inbound_id,
-            kind: l.kind,
+            kind,
             recipient: l.to,
             subject: &subject,
             message_id: &composed.message_id,
@@ -199,7 +191,7 @@ impl Mailer<'_> {
         if note.is_some() {
             tracing::warn!(
                 to = l.to,
-                kind = l.kind,
+                kind,
                 "automatic mail suppressed by the per-recipient cap"
             );
             Ok(Sent::Suppressed)

@@ -657,7 +657,7 @@ fn dispatch(
         }
         Command::CheckConfig => {
             let reg = ticketgate::registry::RegistryFile::open(&cfg.registry_path)?;
-            ticketgate::notify::Templates::load(cfg.templates_dir.as_deref())?;
+            ticketgate::notify::Templates::load(cfg.templates_dir.as_deref())?.check()?;
             ticketgate::outbox::Transport::from_config(&cfg.outbound)
                 .map_err(anyhow::Error::msg)?;
             let source = match &cfg.source {

@@ -7,7 +7,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::lifecycle::Engine;
 use crate::mailer::{Letter, MailError, Mailer, Sent};
-use crate::notify::{Automatic, Templates};
+use crate::notify::{self, Automatic, Notice, Templates};
 use crate::parse::{self, InboundMail, Limits, ParseFailure, Patterns};
 use crate::registry::{Customer, KeyStatus};
 use crate::registry::{Registry, RegistryFile};
@@ -16,7 +16,6 @@ use crate::store::{self, NewArticle, NewInbound, Store, TicketRow, WriteTx};
 use crate::workflow::{self, CustomerEffect, Profile, Status};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
 use std::sync::Arc;
 
 /// Mails parsed per hand-over from the parsing thread to the applying one.
@@ -508,20 +507,19 @@ impl Pipeline {
                 self.add_article(tx, ticket.id, Some(inbound_id), "customer", mail, now)?;
                 engine.customer_update(tx, &mut ticket, mail, inbound_id)?;
                 if self.cfg.tickets.acknowledge_followups {
-                    let ctx = json!({
-                        "reference": self.reference(ticket.id),
-                        "subject": ticket.subject,
-                        "contact_name": mail.from_name,
-                        "support_name": engine.mailer.support_name(),
+                    let notice = Notice::FollowupReceived(notify::FollowupReceived {
+                        reference: self.reference(ticket.id),
+                        subject: ticket.subject.clone(),
+                        contact_name: mail.from_name.clone(),
+                        support_name: engine.mailer.support_name(),
                     });
                     self.count(
                         report,
                         engine.mailer.send(
                             tx,
                             Letter::reply(
-                                "followup_received",
+                                &notice,
                                 &ticket.language,
-                                &ctx,
                                 mail,
                                 Some(&ticket),
                                 Some(inbound_id),
@@ -535,7 +533,7 @@ impl Pipeline {
                     mail,
                     &ticket,
                     Some(inbound_id),
-                    "update",
+                    notify::Update::Update,
                     registry,
                     now,
                     report,
@@ -641,32 +639,28 @@ impl Pipeline {
         )?);
         self.add_article(tx, ticket.id, inbound_id, "customer", mail, now)?;
         let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
-        let ctx = json!({
-            "reference": reference,
-            "subject": ticket.subject,
-            "severity": ticket.severity,
-            "stated_severity": ticket.stated_severity,
-            "phone": phone,
-            "missing": ticket.missing_info,
-            "parent_reference": parent_id.map(|p| self.reference(p)),
-            "status_name": plan.profile.display(Status::parse(&ticket.status).unwrap_or(Status::New)),
-            "contact_name": mail.from_name,
-            "contact_email": mail.from,
-            "customer_name": customer.name,
-            "support_name": engine.mailer.support_name(),
+        let notice = Notice::Acknowledgement(notify::Acknowledgement {
+            reference: reference.clone(),
+            subject: ticket.subject.clone(),
+            severity: ticket.severity,
+            stated_severity: ticket.stated_severity.clone(),
+            phone: phone.map(str::to_string),
+            missing: ticket.missing_info.clone(),
+            parent_reference: parent_id.map(|p| self.reference(p)),
+            status_name: plan
+                .profile
+                .display(Status::parse(&ticket.status).unwrap_or(Status::New))
+                .to_string(),
+            contact_name: mail.from_name.clone(),
+            contact_email: mail.from.clone(),
+            customer_name: customer.name.clone(),
+            support_name: engine.mailer.support_name(),
         });
         self.count(
             report,
             engine.mailer.send(
                 tx,
-                Letter::reply(
-                    "acknowledgement",
-                    &plan.language,
-                    &ctx,
-                    mail,
-                    Some(&ticket),
-                    inbound_id,
-                ),
+                Letter::reply(&notice, &plan.language, mail, Some(&ticket), inbound_id),
                 now,
             )?,
         );
@@ -675,7 +669,7 @@ impl Pipeline {
             mail,
             &ticket,
             inbound_id,
-            "new",
+            notify::Update::New,
             engine.registry,
             now,
             report,
@@ -725,21 +719,21 @@ impl Pipeline {
                 .as_deref()
                 .unwrap_or(&self.cfg.tickets.default_language);
             let mailer = self.mailer();
-            let ctx = json!({
-                "reason": q.code,
-                "key": info.key,
-                "subject": mail.subject,
-                "contact_name": mail.from_name,
-                "contact_email": mail.from,
-                "key_help": self.cfg.tickets.key_help,
-                "limit": format!("{} MB", self.cfg.inbound.max_message_bytes / (1024 * 1024)),
-                "support_name": mailer.support_name(),
+            let notice = Notice::Rejection(notify::Rejection {
+                reason: q.code.to_string(),
+                key: info.key.clone(),
+                subject: mail.subject.clone(),
+                contact_name: mail.from_name.clone(),
+                contact_email: mail.from.clone(),
+                key_help: self.cfg.tickets.key_help.clone(),
+                limit: format!("{} MB", self.cfg.inbound.max_message_bytes / (1024 * 1024)),
+                support_name: mailer.support_name(),
             });
             self.count(
                 report,
                 mailer.send(
                     tx,
-                    Letter::reply("rejection", lang, &ctx, mail, None, Some(inbound_id)),
+                    Letter::reply(&notice, lang, mail, None, Some(inbound_id)),
                     now,
                 )?,
             );
@@ -841,7 +835,7 @@ impl Pipeline {
         mail: &InboundMail,
         ticket: &TicketRow,
         inbound_id: Option<i64>,
-        update: &str,
+        update: notify::Update,
         registry: &Registry,
         now: DateTime<Utc>,
         report: &mut Report,
@@ -862,16 +856,16 @@ impl Pipeline {
         } else {
             format!("{}\n\n{}", mail.text, mail.quoted)
         };
-        let ctx = json!({
-            "reference": self.reference(ticket.id),
-            "subject": ticket.subject,
-            "severity": ticket.severity,
-            "update": update,
-            "contact_display": contact,
-            "customer_name": customer.name,
-            "plan": customer.plan.name,
-            "status": ticket.status,
-            "text": text,
+        let notice = Notice::AgentNotification(notify::AgentNotification {
+            reference: self.reference(ticket.id),
+            subject: ticket.subject.clone(),
+            severity: ticket.severity,
+            update,
+            contact_display: contact.clone(),
+            customer_name: customer.name.clone(),
+            plan: customer.plan.name.clone(),
+            status: ticket.status.clone(),
+            text,
         });
         let from_name = format!(
             "{} via {}",
@@ -883,9 +877,8 @@ impl Pipeline {
             mailer.send(
                 tx,
                 Letter {
-                    kind: "agent_notification",
+                    notice: &notice,
                     lang: &ticket.language,
-                    ctx: &ctx,
                     to: team,
                     to_name: None,
                     ticket: Some(ticket),

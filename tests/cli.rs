@@ -217,6 +217,41 @@ fn a_bad_configuration_stops_the_start_and_names_the_key() {
 }
 
 #[test]
+fn check_config_renders_every_template_and_names_a_broken_override() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_registry(dir.path());
+    std::fs::write(dir.path().join("t.toml"), "[templates]\ndir = \"tpl\"\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("tpl/fr")).unwrap();
+    let file = dir.path().join("tpl/fr/closure_warning.txt");
+    // A variable the closure warning's context does not have, in a branch only some
+    // tickets reach: blank text before, an error at start now.
+    std::fs::write(
+        &file,
+        "Subject: [{{ reference }}] {{ subject }}\n\n{% if missing %}{{ period_fr }}{% endif %}\n",
+    )
+    .unwrap();
+    let out = tg(dir.path(), &["--config", "t.toml", "check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("tpl/fr/closure_warning.txt") && err.contains("`period_fr`"),
+        "{err}"
+    );
+    // The same override with the context's own variable passes.
+    std::fs::write(
+        &file,
+        "Subject: [{{ reference }}] {{ subject }}\n\nFermée sous {{ period }}.\n",
+    )
+    .unwrap();
+    let out = tg(dir.path(), &["--config", "t.toml", "check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn an_agent_acts_on_a_ticket_from_the_command_line_and_the_tick_reports_what_fires() {
     let dir = tempfile::tempdir().unwrap();
     repo_registry(dir.path());

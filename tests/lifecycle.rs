@@ -555,6 +555,73 @@ fn a_french_plan_gets_its_lifecycle_mail_in_french() {
     assert!(text.contains("Bonjour"), "{text}");
 }
 
+/// B6: the French escalation mails said the response time, the due time and the start in
+/// English ("2h (working time, paris calendar)", "Mon 23 Nov 2026 10:00 CET").
+#[test]
+fn a_french_escalation_says_its_times_in_french() {
+    let registry = r#"
+agents = ["mike@support.example.test"]
+
+[calendars.paris]
+time_zone = "Europe/Paris"
+hours = { mon = "09:00-18:00", tue = "09:00-18:00", wed = "09:00-18:00", thu = "09:00-18:00", fri = "09:00-18:00" }
+day_length = "9h"
+
+[plans.fr-sla]
+language = "fr"
+profile = "exo"
+calendar = "paris"
+response_targets = { 1 = "2h", 2 = "1d" }
+managers = ["direction@support.example.test"]
+
+[[customers]]
+id = "fr-sla"
+name = "Société Initech"
+plan = "fr-sla"
+keys = [{ key = "FRSL-0000-0000-0007" }]
+"#;
+    let mut e = env_registry(registry, "");
+    // Friday 17:00 in Paris: one working hour on Friday, one on Monday.
+    e.clock.set(at("2026-11-20T17:00:00+01:00"));
+    e.ingest(
+        &mail(
+            "amelie@initech.example",
+            "Production arrêtée",
+            "FRSL-0000-0000-0007\nSévérité : critique",
+        )
+        .build(),
+    );
+    assert_eq!(e.ticket(1).severity, 1);
+    e.clock.set(at("2026-11-23T10:01:00+01:00"));
+    let fired = e.tick();
+    assert!(fired[0].action.contains("escalated"), "{fired:?}");
+    let customer = e.sent("escalation_customer").remove(0);
+    let manager = e.sent("escalation_manager").remove(0);
+    // The bodies: the headers (Date:) are English by the RFC.
+    let texts =
+        [e.text(&customer), e.text(&manager)].map(|t| t.split_once("\n\n").unwrap().1.to_string());
+    for text in &texts {
+        for english in [
+            "working", "calendar", "Mon ", "Fri ", " Nov ", "hour", " day",
+        ] {
+            assert!(!text.contains(english), "English `{english}` in:\n{text}");
+        }
+        assert!(
+            text.contains("2 heures (temps ouvré, calendrier paris)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lundi 23 novembre 2026 à 10:00 CET"),
+            "{text}"
+        );
+    }
+    assert!(
+        texts[1].contains("Début :        vendredi 20 novembre 2026 à 17:00 CET"),
+        "{}",
+        texts[1]
+    );
+}
+
 #[test]
 fn unknown_agent_commands_are_answered_and_nothing_is_applied() {
     let mut e = env();

@@ -10,51 +10,19 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use minijinja::Environment;
-use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Languages with a full set of templates.
+mod lang;
+mod notice;
+
+pub use lang::Lang;
+pub use notice::*;
+
+/// Codes of the languages with a full set of templates ([`Lang`]), as the configuration and
+/// the registry accept them.
 pub const LANGUAGES: &[&str] = &["en", "fr"];
-
-macro_rules! builtin {
-    ($($lang:literal / $kind:literal),* $(,)?) => {
-        &[$(($lang, $kind, include_str!(concat!("../../templates/", $lang, "/", $kind, ".txt")))),*]
-    };
-}
-
-const BUILTIN: &[(&str, &str, &str)] = builtin!(
-    "en" / "acknowledgement",
-    "en" / "rejection",
-    "en" / "followup_received",
-    "en" / "agent_notification",
-    "en" / "agent_reply",
-    "en" / "status_change",
-    "en" / "reminder",
-    "en" / "closure_warning",
-    "en" / "resolution",
-    "en" / "closure",
-    "en" / "escalation_customer",
-    "en" / "escalation_manager",
-    "en" / "command_error",
-    "en" / "close_confirmation",
-    "en" / "survey_thanks",
-    "fr" / "acknowledgement",
-    "fr" / "rejection",
-    "fr" / "followup_received",
-    "fr" / "agent_notification",
-    "fr" / "agent_reply",
-    "fr" / "status_change",
-    "fr" / "reminder",
-    "fr" / "closure_warning",
-    "fr" / "resolution",
-    "fr" / "closure",
-    "fr" / "escalation_customer",
-    "fr" / "escalation_manager",
-    "fr" / "command_error",
-    "fr" / "close_confirmation",
-    "fr" / "survey_thanks",
-);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -66,14 +34,22 @@ pub enum NotifyError {
     Build(String),
 }
 
-/// The loaded templates.
+/// The loaded templates: two per kind and language (subject and body), compiled.
 pub struct Templates {
     env: Environment<'static>,
+    /// Where each template came from, for errors: the override file's path, or
+    /// `LANG/KIND.txt (built in)`.
+    origins: HashMap<(Lang, Kind), String>,
+}
+
+fn template_name(lang: Lang, kind: Kind, part: &str) -> String {
+    format!("{}/{}.txt:{part}", lang.code(), kind.name())
 }
 
 impl Templates {
     /// Built-in templates, each replaced by `DIR/LANG/KIND.txt` where that file exists.
-    /// Every template is compiled here, so a broken override stops the start.
+    /// Every template is compiled here, so a syntax error in an override stops the start;
+    /// [`Templates::check`] goes further.
     pub fn load(dir: Option<&Path>) -> Result<Templates, NotifyError> {
         let mut env = Environment::new();
         env.set_syntax(
@@ -86,64 +62,126 @@ impl Templates {
                     detail: e.to_string(),
                 })?,
         );
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
-        for (lang, kind, text) in BUILTIN {
-            let name = format!("{lang}/{kind}.txt");
-            let source = match dir.map(|d| d.join(&name)) {
-                Some(p) if p.exists() => {
-                    std::fs::read_to_string(&p).map_err(|e| NotifyError::Template {
-                        name: p.display().to_string(),
-                        detail: e.to_string(),
-                    })?
+        // A variable the context lacks is an error, never blank text.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let mut origins = HashMap::new();
+        for &lang in Lang::ALL {
+            for &kind in Kind::ALL {
+                let file = format!("{}/{}.txt", lang.code(), kind.name());
+                let (origin, source) = match dir.map(|d| d.join(&file)) {
+                    Some(p) if p.exists() => (
+                        p.display().to_string(),
+                        std::fs::read_to_string(&p).map_err(|e| NotifyError::Template {
+                            name: p.display().to_string(),
+                            detail: e.to_string(),
+                        })?,
+                    ),
+                    _ => (format!("{file} (built in)"), kind.builtin(lang).to_string()),
+                };
+                // "Subject: …", a blank line, the body: two templates, so that nothing a block
+                // tag does to white space can move text between the subject and the body.
+                let split = source
+                    .strip_prefix("Subject:")
+                    .and_then(|rest| rest.split_once("\n\n"));
+                let Some((subject, body)) = split else {
+                    return Err(NotifyError::Template {
+                        name: origin,
+                        detail:
+                            "must start with a `Subject:` line, then a blank line, then the body"
+                                .into(),
+                    });
+                };
+                for (part, text) in [
+                    ("subject", subject.trim().to_string()),
+                    ("body", body.to_string()),
+                ] {
+                    env.add_template_owned(template_name(lang, kind, part), text)
+                        .map_err(|e| NotifyError::Template {
+                            name: origin.clone(),
+                            detail: e.to_string(),
+                        })?;
                 }
-                _ => text.to_string(),
-            };
-            // "Subject: …", a blank line, the body: two templates, so that nothing a block
-            // tag does to white space can move text between the subject and the body.
-            let split = source
-                .strip_prefix("Subject:")
-                .and_then(|rest| rest.split_once("\n\n"));
-            let Some((subject, body)) = split else {
-                return Err(NotifyError::Template {
-                    name,
-                    detail: "must start with a `Subject:` line, then a blank line, then the body"
-                        .into(),
-                });
-            };
-            for (part, text) in [
-                ("subject", subject.trim().to_string()),
-                ("body", body.to_string()),
-            ] {
-                env.add_template_owned(format!("{name}:{part}"), text)
-                    .map_err(|e| NotifyError::Template {
-                        name: name.clone(),
-                        detail: e.to_string(),
-                    })?;
+                origins.insert((lang, kind), origin);
             }
         }
-        Ok(Templates { env })
+        Ok(Templates { env, origins })
     }
 
-    /// Renders `kind` in `lang` (falling back to English) to `(subject, body)`.
-    pub fn render<S: Serialize>(
-        &self,
-        kind: &str,
-        lang: &str,
-        ctx: &S,
-    ) -> Result<(String, String), NotifyError> {
-        let lang = if LANGUAGES.contains(&lang) {
-            lang
-        } else {
-            "en"
-        };
-        let name = format!("{lang}/{kind}.txt");
-        let ctx = minijinja::Value::from(minijinja::value::Serde(ctx));
+    fn origin(&self, lang: Lang, kind: Kind) -> String {
+        self.origins
+            .get(&(lang, kind))
+            .cloned()
+            .unwrap_or_else(|| format!("{}/{}.txt", lang.code(), kind.name()))
+    }
+
+    /// Checks every template against its kind's context, naming the file of the first one
+    /// that fails: each variable it reads (in any branch) must be a field of the context,
+    /// and it must render each of [`Kind::samples`].
+    pub fn check(&self) -> Result<(), NotifyError> {
+        // Built-in functions (`range`, `namespace`…) are read like variables.
+        let globals: BTreeSet<&str> = self.env.globals().map(|(name, _)| name).collect();
+        for &lang in Lang::ALL {
+            for &kind in Kind::ALL {
+                let samples = kind.samples(lang);
+                let fields: BTreeSet<String> = samples
+                    .iter()
+                    .flat_map(|n| {
+                        let v = minijinja::Value::from(minijinja::value::Serde(n));
+                        v.try_iter()
+                            .into_iter()
+                            .flatten()
+                            .map(|k| k.to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                for part in ["subject", "body"] {
+                    let t = self
+                        .env
+                        .get_template(&template_name(lang, kind, part))
+                        .map_err(|e| NotifyError::Template {
+                            name: self.origin(lang, kind),
+                            detail: e.to_string(),
+                        })?;
+                    let mut unknown: Vec<String> = t
+                        .undeclared_variables(false)
+                        .into_iter()
+                        .filter(|v| !fields.contains(v) && !globals.contains(v.as_str()))
+                        .collect();
+                    unknown.sort();
+                    if !unknown.is_empty() {
+                        return Err(NotifyError::Template {
+                            name: self.origin(lang, kind),
+                            detail: format!(
+                                "the {part} reads {}, which the {kind} context does not have; it has: {}",
+                                unknown
+                                    .iter()
+                                    .map(|v| format!("`{v}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                fields.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                    }
+                }
+                for n in &samples {
+                    self.render(n, lang.code())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders `notice` in `lang` (falling back to English) to `(subject, body)`.
+    pub fn render(&self, notice: &Notice, lang: &str) -> Result<(String, String), NotifyError> {
+        let lang = Lang::or_english(lang);
+        let kind = notice.kind();
+        let ctx = minijinja::Value::from(minijinja::value::Serde(notice));
         let render = |part: &str| {
             self.env
-                .get_template(&format!("{name}:{part}"))
+                .get_template(&template_name(lang, kind, part))
                 .and_then(|t| t.render(&ctx))
                 .map_err(|e| NotifyError::Template {
-                    name: name.clone(),
+                    name: self.origin(lang, kind),
                     detail: e.to_string(),
                 })
         };
@@ -298,44 +336,95 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    #[derive(Serialize)]
-    struct Ctx {
-        reference: &'static str,
-        subject: &'static str,
-        severity: u8,
-        phone: Option<&'static str>,
-        reason: &'static str,
+    fn ack() -> Notice {
+        Kind::Acknowledgement.samples(Lang::En).remove(0)
     }
 
-    fn ctx() -> Ctx {
-        Ctx {
-            reference: "TKT-000007",
-            subject: "Export fails",
-            severity: 1,
-            phone: Some("+1 214 555 0142"),
-            reason: "unknown_key",
+    /// Every kind in every language, each from its typed context (every sample of it), with
+    /// strict undefined handling: a template reading a variable its context lacks fails here.
+    #[test]
+    fn every_kind_renders_in_every_language_from_its_typed_context() {
+        let t = Templates::load(None).unwrap();
+        // The kinds come from the enum; the template folders must hold exactly those.
+        assert_eq!(Kind::ALL.len(), 15);
+        for lang in Lang::ALL {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(lang.code());
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let mut names: Vec<String> = Kind::ALL
+                .iter()
+                .map(|k| format!("{}.txt", k.name()))
+                .collect();
+            names.sort();
+            assert_eq!(files, names, "templates/{}", lang.code());
         }
+        let mut rendered = 0;
+        for &lang in Lang::ALL {
+            for &kind in Kind::ALL {
+                let samples = kind.samples(lang);
+                assert!(!samples.is_empty(), "{kind}: no sample");
+                for n in &samples {
+                    assert_eq!(n.kind(), kind);
+                    let (subject, body) = t
+                        .render(n, lang.code())
+                        .unwrap_or_else(|e| panic!("{}/{kind}: {e}", lang.code()));
+                    assert!(!subject.is_empty(), "{}/{kind} subject", lang.code());
+                    assert!(body.len() > 20, "{}/{kind} body", lang.code());
+                    assert!(
+                        !body.contains("none") && !subject.contains("none"),
+                        "{}/{kind} prints a missing value: {subject}\n{body}",
+                        lang.code()
+                    );
+                }
+                rendered += 1;
+            }
+        }
+        assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
+        assert_eq!(rendered, 30);
+        // And the static check: no template reads a variable outside its context in any
+        // branch.
+        t.check().unwrap();
+        let (s, b) = t.render(&ack(), "fr").unwrap();
+        assert!(s.contains("[TKT-000042]"), "{s}");
+        assert!(b.contains("+1 214 555 0142"), "{b}");
     }
 
     #[test]
-    fn every_kind_renders_in_every_language() {
-        let t = Templates::load(None).unwrap();
-        let kinds: Vec<&str> = BUILTIN
-            .iter()
-            .filter(|(l, _, _)| *l == "en")
-            .map(|(_, k, _)| *k)
-            .collect();
-        assert_eq!(kinds.len(), 15);
-        for lang in LANGUAGES {
-            for kind in &kinds {
-                let (subject, body) = t.render(kind, lang, &ctx()).unwrap();
-                assert!(!subject.is_empty(), "{lang}/{kind} subject");
-                assert!(body.len() > 20, "{lang}/{kind} body");
-            }
-        }
-        let (s, b) = t.render("acknowledgement", "fr", &ctx()).unwrap();
-        assert!(s.contains("[TKT-000007]"), "{s}");
-        assert!(b.contains("+1 214 555 0142"), "{b}");
+    fn a_variable_the_context_lacks_is_an_error_not_blank_text() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("fr")).unwrap();
+        let path = dir.path().join("fr/escalation_customer.txt");
+        // The B6 template: `target_fr` was never set, and rendered as blank.
+        std::fs::write(
+            &path,
+            "Subject: {{ reference }}\n\nDélai : {{ target_fr or target }}\n",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let n = Kind::EscalationCustomer.samples(Lang::Fr).remove(0);
+        let err = t.render(&n, "fr").unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("undefined"), "{err}");
+        // The check names the file and the variable, even in a branch no sample takes.
+        let err = t.check().unwrap_err().to_string();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("`target_fr`"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "Subject: {{ reference }}\n\n{% if severity > 9 %}{{ nope }}{% endif %}ok\n",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        assert!(t.render(&n, "fr").is_ok());
+        let err = t.check().unwrap_err().to_string();
+        assert!(err.contains("`nope`"), "{err}");
     }
 
     #[test]
@@ -348,11 +437,20 @@ mod tests {
         )
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
-        let (s, b) = t.render("acknowledgement", "en", &ctx()).unwrap();
-        assert_eq!(s, "Got it TKT-000007");
+        let (s, b) = t.render(&ack(), "en").unwrap();
+        assert_eq!(s, "Got it TKT-000042");
         assert_eq!(b, "Custom body text here.\n");
+        t.check().unwrap();
+        // Built-in functions are not variables the context must have.
+        std::fs::write(
+            dir.path().join("en/acknowledgement.txt"),
+            "Subject: {{ reference }}\n\n{% for i in range(2) %}{{ i }}{% endfor %} ok\n",
+        )
+        .unwrap();
+        Templates::load(Some(dir.path())).unwrap().check().unwrap();
         std::fs::write(dir.path().join("en/rejection.txt"), "no subject line").unwrap();
-        assert!(Templates::load(Some(dir.path())).is_err());
+        let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
+        assert!(err.contains("en/rejection.txt"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,522 @@
+//! What each kind of mail says: the kinds of outbound mail (one template per language each)
+//! and the typed context each kind's template renders from. One table below declares them
+//! all: the [`Kind`] enum, the built-in template files and the [`Notice`] enum come from it,
+//! so a kind cannot exist without its context and its templates.
+
+use super::Lang;
+use serde::Serialize;
+
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $kind:ident($ctx:ident) = $file:literal;)*) => {
+        /// A kind of outbound mail: one template per language, one context type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl Kind {
+            /// Every kind, in the order of the table.
+            pub const ALL: &'static [Kind] = &[$(Kind::$kind,)*];
+
+            /// The template's file name without `.txt`; also the outbox row's `kind`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => $file,)*
+                }
+            }
+
+            /// The built-in template, `templates/LANG/NAME.txt`.
+            pub(crate) fn builtin(self, lang: Lang) -> &'static str {
+                match (self, lang) {
+                    $(
+                        (Kind::$kind, Lang::En) => {
+                            include_str!(concat!("../../templates/en/", $file, ".txt"))
+                        }
+                        (Kind::$kind, Lang::Fr) => {
+                            include_str!(concat!("../../templates/fr/", $file, ".txt"))
+                        }
+                    )*
+                }
+            }
+        }
+
+        /// One mail's content: its kind, with the context its template renders from. It
+        /// serializes as the context alone: the template's variables are its fields.
+        #[derive(Debug, Clone, Serialize)]
+        #[serde(untagged)]
+        pub enum Notice {
+            $($(#[$doc])* $kind($ctx),)*
+        }
+
+        impl Notice {
+            pub fn kind(&self) -> Kind {
+                match self {
+                    $(Notice::$kind(_) => Kind::$kind,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// A new ticket, to its requester.
+    Acknowledgement(Acknowledgement) = "acknowledgement";
+    /// A mail that could not open a ticket, to its sender.
+    Rejection(Rejection) = "rejection";
+    /// A customer's follow-up was added (when `tickets.acknowledge_followups`).
+    FollowupReceived(FollowupReceived) = "followup_received";
+    /// A new ticket or a customer update, copied to the plan's agent team.
+    AgentNotification(AgentNotification) = "agent_notification";
+    /// An agent's answer, relayed to the customer.
+    AgentReply(AgentReply) = "agent_reply";
+    /// An agent changed the status.
+    StatusChange(StatusChange) = "status_change";
+    /// A reminder while the ticket waits on the customer.
+    Reminder(Reminder) = "reminder";
+    /// The last notice before an automatic close.
+    ClosureWarning(ClosureWarning) = "closure_warning";
+    /// An agent resolved the ticket.
+    Resolution(Resolution) = "resolution";
+    /// The ticket was closed.
+    Closure(Closure) = "closure";
+    /// The response target was missed: to the customer.
+    EscalationCustomer(Escalation) = "escalation_customer";
+    /// The response target was missed: to each of the plan's managers.
+    EscalationManager(Escalation) = "escalation_manager";
+    /// An agent's commands were refused: to the agent.
+    CommandError(CommandError) = "command_error";
+    /// An automatic close waits for a manager's confirmation.
+    CloseConfirmation(CloseConfirmation) = "close_confirmation";
+    /// Thanks for a survey score.
+    SurveyThanks(SurveyThanks) = "survey_thanks";
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Acknowledgement {
+    pub reference: String,
+    pub subject: String,
+    pub severity: u8,
+    /// The severity as the customer wrote it, e.g. "Major".
+    pub stated_severity: Option<String>,
+    /// The plan's phone line, for severities 1 and 2.
+    pub phone: Option<String>,
+    /// Required information the first mail lacks.
+    pub missing: Vec<String>,
+    /// The closed ticket this one refers to.
+    pub parent_reference: Option<String>,
+    pub status_name: String,
+    pub contact_name: Option<String>,
+    pub contact_email: Option<String>,
+    pub customer_name: String,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// The quarantine code: `no_key`, `unknown_key`, `revoked_key`, `expired_key`,
+    /// `sender_not_allowed`, `too_large`…
+    pub reason: String,
+    pub key: Option<String>,
+    /// The subject of the mail rejected.
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub contact_email: Option<String>,
+    /// `tickets.key_help`.
+    pub key_help: String,
+    /// The size limit, e.g. "25 MB".
+    pub limit: String,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FollowupReceived {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub support_name: String,
+}
+
+/// Whether an agent copy is about a new ticket or an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Update {
+    New,
+    Update,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentNotification {
+    pub reference: String,
+    pub subject: String,
+    pub severity: u8,
+    pub update: Update,
+    /// "Name <address>", or the address.
+    pub contact_display: String,
+    pub customer_name: String,
+    pub plan: String,
+    /// The canonical status, e.g. `in_progress`.
+    pub status: String,
+    /// The customer's text, with the quoted history after it.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentReply {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub agent_name: String,
+    pub text: String,
+    pub status_name: String,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusChange {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub agent_name: String,
+    /// The agent's text, empty when there is none.
+    pub text: String,
+    pub status_name: String,
+    pub previous_status_name: String,
+    pub waiting_on_customer: bool,
+    pub support_name: String,
+}
+
+/// What a reminder waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitingFor {
+    /// Missing information (waiting on the customer).
+    Information,
+    /// The customer's acceptance of a solution (resolved).
+    Acceptance,
+}
+
+impl WaitingFor {
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitingFor::Information => "information",
+            WaitingFor::Acceptance => "acceptance",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reminder {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub number: i64,
+    pub total: i64,
+    pub waiting_for: WaitingFor,
+    pub missing: Vec<String>,
+    pub status_name: String,
+    /// The last reminder: the ticket closes after it without an answer.
+    pub closes_after: bool,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClosureWarning {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    /// In the mail's language, e.g. "2 working days", "2 jours ouvrés" ([`Lang::period`]).
+    pub period: String,
+    pub missing: Vec<String>,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub agent_name: String,
+    pub text: String,
+    pub status_name: String,
+    /// `workaround`, `fix`…
+    pub reason: Option<String>,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Closure {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    /// `no_response`, `solution_accepted`, `duplicate`…
+    pub reason: Option<String>,
+    pub text: String,
+    /// Ask for a survey score.
+    pub survey: bool,
+    /// A reply reopens the ticket (WSO2) rather than opening a linked one (eXo).
+    pub reopen: bool,
+    pub support_name: String,
+}
+
+/// Both escalation mails. The times are written in the mail's language ([`Lang::datetime`],
+/// [`Lang::response_target`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Escalation {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub customer_name: String,
+    pub requester: String,
+    pub severity: u8,
+    /// The response target with how it is counted, e.g. "2h (working time, dallas calendar)".
+    pub target: String,
+    pub due_at: String,
+    pub started_at: Option<String>,
+    pub status_name: String,
+    pub plan: String,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandError {
+    pub reference: String,
+    pub subject: String,
+    pub errors: Vec<String>,
+    pub agent_name: Option<String>,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CloseConfirmation {
+    pub reference: String,
+    pub subject: String,
+    pub customer_name: String,
+    pub requester: String,
+    /// How many reminders went unanswered.
+    pub reminders: i64,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SurveyThanks {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub score: u8,
+    pub support_name: String,
+}
+
+impl Kind {
+    /// Sample notices of this kind in `lang`, for checking templates: every optional field
+    /// set, and one notice per branch a built-in template takes on a code (rejection
+    /// reasons, closure reasons, what a reminder waits for…).
+    pub fn samples(self, lang: Lang) -> Vec<Notice> {
+        let reference = || "TKT-000042".to_string();
+        let subject = || "Export fails with error 500".to_string();
+        let contact_name = || Some("Jane Doe".to_string());
+        let support_name = || "Example Support".to_string();
+        let text = || "Please restart the export service.\n".to_string();
+        let missing = || vec!["Product version".to_string(), "Environment".to_string()];
+        match self {
+            Kind::Acknowledgement => vec![Notice::Acknowledgement(Acknowledgement {
+                reference: reference(),
+                subject: subject(),
+                severity: 1,
+                stated_severity: Some("Critical".into()),
+                phone: Some("+1 214 555 0142".into()),
+                missing: missing(),
+                parent_reference: Some("TKT-000007".into()),
+                status_name: "New".into(),
+                contact_name: contact_name(),
+                contact_email: Some("jane@acme.example".into()),
+                customer_name: "ACME".into(),
+                support_name: support_name(),
+            })],
+            Kind::Rejection => [
+                "no_key",
+                "unknown_key",
+                "revoked_key",
+                "expired_key",
+                "sender_not_allowed",
+                "too_large",
+                "unreadable",
+            ]
+            .into_iter()
+            .map(|reason| {
+                Notice::Rejection(Rejection {
+                    reason: reason.into(),
+                    key: Some("ACME-0000-0000-0001".into()),
+                    subject: subject(),
+                    contact_name: contact_name(),
+                    contact_email: Some("jane@acme.example".into()),
+                    key_help: "Your support key is in your welcome mail.".into(),
+                    limit: "25 MB".into(),
+                    support_name: support_name(),
+                })
+            })
+            .collect(),
+            Kind::FollowupReceived => vec![Notice::FollowupReceived(FollowupReceived {
+                reference: reference(),
+                subject: subject(),
+                contact_name: contact_name(),
+                support_name: support_name(),
+            })],
+            Kind::AgentNotification => [Update::New, Update::Update]
+                .into_iter()
+                .map(|update| {
+                    Notice::AgentNotification(AgentNotification {
+                        reference: reference(),
+                        subject: subject(),
+                        severity: 2,
+                        update,
+                        contact_display: "Jane Doe <jane@acme.example>".into(),
+                        customer_name: "ACME".into(),
+                        plan: "gold".into(),
+                        status: "in_progress".into(),
+                        text: text(),
+                    })
+                })
+                .collect(),
+            Kind::AgentReply => vec![Notice::AgentReply(AgentReply {
+                reference: reference(),
+                subject: subject(),
+                contact_name: contact_name(),
+                agent_name: "Mike Chen".into(),
+                text: text(),
+                status_name: "In progress".into(),
+                support_name: support_name(),
+            })],
+            Kind::StatusChange => vec![Notice::StatusChange(StatusChange {
+                reference: reference(),
+                subject: subject(),
+                contact_name: contact_name(),
+                agent_name: "Mike Chen".into(),
+                text: text(),
+                status_name: "Waiting on customer".into(),
+                previous_status_name: "In progress".into(),
+                waiting_on_customer: true,
+                support_name: support_name(),
+            })],
+            Kind::Reminder => [
+                (WaitingFor::Information, false),
+                (WaitingFor::Information, true),
+                (WaitingFor::Acceptance, false),
+                (WaitingFor::Acceptance, true),
+            ]
+            .into_iter()
+            .map(|(waiting_for, closes_after)| {
+                Notice::Reminder(Reminder {
+                    reference: reference(),
+                    subject: subject(),
+                    contact_name: contact_name(),
+                    number: 3,
+                    total: 3,
+                    waiting_for,
+                    missing: missing(),
+                    status_name: "Suspended".into(),
+                    closes_after,
+                    support_name: support_name(),
+                })
+            })
+            .collect(),
+            Kind::ClosureWarning => vec![Notice::ClosureWarning(ClosureWarning {
+                reference: reference(),
+                subject: subject(),
+                contact_name: contact_name(),
+                period: lang.period("2d"),
+                missing: missing(),
+                support_name: support_name(),
+            })],
+            Kind::Resolution => vec![Notice::Resolution(Resolution {
+                reference: reference(),
+                subject: subject(),
+                contact_name: contact_name(),
+                agent_name: "Mike Chen".into(),
+                text: text(),
+                status_name: "Resolved".into(),
+                reason: Some("workaround".into()),
+                support_name: support_name(),
+            })],
+            Kind::Closure => [
+                ("no_response", false),
+                ("solution_assumed_valid", true),
+                ("solution_accepted", false),
+                ("duplicate", true),
+            ]
+            .into_iter()
+            .map(|(reason, flag)| {
+                Notice::Closure(Closure {
+                    reference: reference(),
+                    subject: subject(),
+                    contact_name: contact_name(),
+                    reason: Some(reason.into()),
+                    text: text(),
+                    survey: flag,
+                    reopen: flag,
+                    support_name: support_name(),
+                })
+            })
+            .collect(),
+            Kind::EscalationCustomer | Kind::EscalationManager => {
+                let at = |s: &str| {
+                    chrono::DateTime::parse_from_rfc3339(s)
+                        .expect("valid literal")
+                        .with_timezone(&chrono::Utc)
+                };
+                let calendar = crate::calendar::Calendar::Always;
+                let ctx = Escalation {
+                    reference: reference(),
+                    subject: subject(),
+                    contact_name: contact_name(),
+                    customer_name: "ACME".into(),
+                    requester: "jane@acme.example".into(),
+                    severity: 1,
+                    target: lang.response_target("2h", "24/7"),
+                    due_at: lang.datetime(&calendar, at("2026-11-23T15:30:00Z")),
+                    started_at: Some(lang.datetime(&calendar, at("2026-11-20T22:30:00Z"))),
+                    status_name: "New".into(),
+                    plan: "gold".into(),
+                    support_name: support_name(),
+                };
+                vec![if self == Kind::EscalationCustomer {
+                    Notice::EscalationCustomer(ctx)
+                } else {
+                    Notice::EscalationManager(ctx)
+                }]
+            }
+            Kind::CommandError => vec![Notice::CommandError(CommandError {
+                reference: reference(),
+                subject: subject(),
+                errors: vec!["unknown command `#stauts`".into()],
+                agent_name: Some("Mike Chen".into()),
+                support_name: support_name(),
+            })],
+            Kind::CloseConfirmation => vec![Notice::CloseConfirmation(CloseConfirmation {
+                reference: reference(),
+                subject: subject(),
+                customer_name: "ACME".into(),
+                requester: "jane@acme.example".into(),
+                reminders: 3,
+                support_name: support_name(),
+            })],
+            Kind::SurveyThanks => [2, 5]
+                .into_iter()
+                .map(|score| {
+                    Notice::SurveyThanks(SurveyThanks {
+                        reference: reference(),
+                        subject: subject(),
+                        contact_name: contact_name(),
+                        score,
+                        support_name: support_name(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
