@@ -4,7 +4,7 @@
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::daemon::{self, Parts};
+use crate::daemon;
 use crate::ingest::Maildir;
 use crate::notify::Templates;
 use crate::outbox::{self, DeliveryReport, Transport};
@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 pub use crate::daemon::RunSummary;
 
+/// Every handle is a cheap clone: the daemon's tasks each own a clone of the `App`.
+#[derive(Clone)]
 pub struct App {
     pub cfg: Arc<Config>,
     pub db: Db,
@@ -55,18 +57,7 @@ impl App {
         self.db.conn()
     }
 
-    /// The handles the daemon's tasks share.
-    pub fn parts(&self) -> Parts {
-        Parts {
-            cfg: self.cfg.clone(),
-            db: self.db.clone(),
-            pipeline: self.pipeline.clone(),
-            transport: self.transport.clone(),
-            clock: self.clock.clone(),
-        }
-    }
-
-    /// Processes one message (the `ingest` command and MTA pipes).
+    /// Processes one message (MTA pipes; see [`crate::services::intake`]), blocking.
     pub fn ingest(&self, raw: RawMail) -> Result<Outcome, store::StoreError> {
         let p = self.pipeline.clone();
         let (_, mut outcomes) = self
@@ -97,6 +88,6 @@ impl App {
         once: bool,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<RunSummary> {
-        daemon::run(self.parts(), once, shutdown).await
+        daemon::run(self.clone(), once, shutdown).await
     }
 }

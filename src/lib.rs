@@ -15,6 +15,7 @@
 //! - [`outbox`]: claims due messages, delivers them (SMTP or files), retries, records.
 //! - [`tls`]: the rustls client configuration shared by IMAP and SMTP.
 //! - [`app`]: opens the parts from the configuration.
+//! - [`services`]: the operations the command line, the daemon and the HTTP API share.
 //! - [`daemon`]: the spawned tasks (mailboxes, Maildir and timers, delivery) and shutdown.
 //! - [`clock`]: the one source of "now".
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod route;
 pub mod samples;
+pub mod services;
 pub mod sla;
 pub mod store;
 pub mod timers;

@@ -14,8 +14,9 @@ use ticketgate::app::App;
 use ticketgate::clock::{SharedClock, SystemClock};
 use ticketgate::config::{Config, ConfigSource, LogFormat};
 use ticketgate::ingest::Maildir;
-use ticketgate::pipeline::{self, RawMail};
-use ticketgate::store::{self, OutboxRow, TicketRow};
+use ticketgate::pipeline::RawMail;
+use ticketgate::services::{self, ServiceError, tickets::AgentAction};
+use ticketgate::store;
 
 /// sysexits: temporary failure, the MTA should retry.
 const EX_TEMPFAIL: u8 = 75;
@@ -252,7 +253,6 @@ fn dispatch(
     cfg: Config,
     rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
-    let prefix = cfg.tickets.reference_prefix.clone();
     match command {
         Command::Run { once } => {
             let embedded = cfg.source == ConfigSource::EmbeddedDefault;
@@ -323,7 +323,7 @@ fn dispatch(
             }
             let source = file.map_or("stdin".to_string(), |p| format!("file:{}", p.display()));
             let app = App::open(cfg, clock())?;
-            match app.ingest(RawMail { source, bytes }) {
+            match rt.block_on(services::intake::ingest(&app, RawMail { source, bytes })) {
                 Ok(outcome) => {
                     println!("{}", serde_json::to_string(&outcome)?);
                     Ok(ExitCode::SUCCESS)
@@ -335,51 +335,33 @@ fn dispatch(
             }
         }
         Command::Tickets { command } => {
-            let mut st = store::open(&cfg.database_url)?;
+            let app = App::open(cfg, clock())?;
             match command {
                 TicketsCommand::List { json, limit } => {
-                    let tickets = st.tickets(limit)?;
+                    let tickets = rt.block_on(services::tickets::list(&app, limit))?;
                     if json {
-                        let rows: Vec<_> =
-                            tickets.iter().map(|t| ticket_json(&prefix, t)).collect();
-                        println!("{}", serde_json::to_string_pretty(&rows)?);
+                        println!("{}", serde_json::to_string_pretty(&tickets)?);
                     } else {
                         for t in tickets {
                             println!(
                                 "{}  {:<20} sev {}  {:<12} {}",
-                                pipeline::reference(&prefix, t.id),
-                                t.status,
-                                t.severity,
-                                t.customer,
-                                t.subject
+                                t.reference, t.status, t.severity, t.customer, t.subject
                             );
                         }
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 TicketsCommand::Show { reference, json } => {
-                    let Some(id) = pipeline::parse_reference(&prefix, &reference) else {
-                        anyhow::bail!(
-                            "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
-                        );
-                    };
-                    let Some((t, articles)) = st.ticket_with_articles(id)? else {
-                        anyhow::bail!("no ticket {reference}");
-                    };
-                    let mut v = ticket_json(&prefix, &t);
-                    v["articles"] = serde_json::to_value(&articles)?;
+                    let d = rt.block_on(services::tickets::show(&app, &reference))?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        println!("{}", serde_json::to_string_pretty(&d)?);
                     } else {
+                        let t = &d.ticket;
                         println!(
                             "{}  [{}] sev {}  {}  {}",
-                            v["reference"].as_str().unwrap_or(""),
-                            t.status,
-                            t.severity,
-                            t.customer,
-                            t.subject
+                            t.reference, t.status, t.severity, t.customer, t.subject
                         );
-                        for a in articles {
+                        for a in &d.articles {
                             println!(
                                 "\n--- {} {} {}\n{}",
                                 a.created_at.to_rfc3339(),
@@ -396,26 +378,19 @@ fn dispatch(
         Command::Outbox {
             command: OutboxCommand::List { state, json, limit },
         } => {
-            let mut st = store::open(&cfg.database_url)?;
-            let rows = match state {
-                None => st.outbox(limit)?,
-                // The store lists by id only: read every row's summary (not the bodies) and
-                // keep the first `limit` in the state.
-                Some(state) => st
-                    .outbox(i64::MAX as usize)?
-                    .into_iter()
-                    .filter(|o| o.state == state.as_str())
-                    .take(limit)
-                    .collect(),
-            };
+            let app = App::open(cfg, clock())?;
+            let rows = rt.block_on(services::outbox::list(
+                &app,
+                state.map(OutboxState::as_str),
+                limit,
+            ))?;
             if json {
-                let v: Vec<_> = rows.iter().map(|o| outbox_json(&prefix, o)).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for o in rows {
                     println!(
                         "{:>6}  {:<10} {:<20} {:<32} {}",
-                        o.id, o.state, o.kind, o.recipient, o.subject
+                        o.id, o.state, o.kind, o.to, o.subject
                     );
                     if let ("failed" | "dead" | "retry", Some(e)) =
                         (o.state.as_str(), o.last_error.as_deref())
@@ -427,51 +402,32 @@ fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Outbox {
-            command: OutboxCommand::Retry { mut ids },
+            command: OutboxCommand::Retry { ids },
         } => {
-            ids.sort_unstable();
-            ids.dedup();
-            let mut st = store::open(&cfg.database_url)?;
-            // Check every id first: a mistyped one changes nothing.
-            let rows = st.outbox(i64::MAX as usize)?;
-            let mut problems = Vec::new();
-            for id in &ids {
-                match rows.iter().find(|o| o.id == *id) {
-                    None => problems.push(format!("outbox {id}: no such mail")),
-                    Some(o) if o.state != "failed" && o.state != "dead" => problems.push(format!(
-                        "outbox {id}: is {}, not failed or dead: only those can be retried",
-                        o.state
-                    )),
-                    Some(_) => {}
+            let app = App::open(cfg, clock())?;
+            match rt.block_on(services::outbox::retry(&app, &ids)) {
+                Ok(done) => {
+                    for (id, was) in done {
+                        println!("outbox {id}: {was} -> pending");
+                    }
+                    println!("the daemon (or `ticketgate run --once`) sends them now");
+                    Ok(ExitCode::SUCCESS)
                 }
-            }
-            if !problems.is_empty() {
-                for p in &problems {
-                    eprintln!("ticketgate: {p}");
+                Err(ServiceError::Rejected(problems)) => {
+                    for p in &problems {
+                        eprintln!("ticketgate: {p}");
+                    }
+                    eprintln!("ticketgate: nothing was retried");
+                    Ok(ExitCode::FAILURE)
                 }
-                eprintln!("ticketgate: nothing was retried");
-                return Ok(ExitCode::FAILURE);
+                Err(e) => Err(e.into()),
             }
-            let now = clock().now();
-            for id in ids {
-                let was = rows
-                    .iter()
-                    .find(|o| o.id == id)
-                    .map_or("", |o| o.state.as_str());
-                if !st.retry_outbox(id, now)? {
-                    // Changed under us (another `outbox retry`): say so, and fail.
-                    anyhow::bail!("outbox {id}: is no longer failed or dead; not retried");
-                }
-                println!("outbox {id}: {was} -> pending");
-            }
-            println!("the daemon (or `ticketgate run --once`) sends them now");
-            Ok(ExitCode::SUCCESS)
         }
         Command::Quarantine {
             command: QuarantineCommand::Replay { id },
         } => {
             let app = App::open(cfg, clock())?;
-            let outcome = app.pipeline.replay(&mut *app.store()?, id)?;
+            let outcome = rt.block_on(services::quarantine::replay(&app, id))?;
             rt.block_on(app.deliver())?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(ExitCode::SUCCESS)
@@ -479,8 +435,8 @@ fn dispatch(
         Command::Quarantine {
             command: QuarantineCommand::List { json, limit },
         } => {
-            let mut st = store::open(&cfg.database_url)?;
-            let rows = st.quarantine(limit)?;
+            let app = App::open(cfg, clock())?;
+            let rows = rt.block_on(services::quarantine::list(&app, limit))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -501,98 +457,51 @@ fn dispatch(
             author,
             action,
         } => {
-            let Some(id) = pipeline::parse_reference(&prefix, &reference) else {
-                anyhow::bail!(
-                    "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
-                );
-            };
             let app = App::open(cfg, clock())?;
-            let t = app.store()?.ticket_with_articles(id)?.map(|(t, _)| t);
-            let Some(t) = t else {
-                anyhow::bail!("no ticket {reference}")
+            let action = match action {
+                TicketAction::Status { status } => AgentAction::Status(status),
+                TicketAction::Severity { severity } => AgentAction::Severity(severity),
+                TicketAction::Reply { text } => AgentAction::Reply(text),
+                TicketAction::Note { text } => AgentAction::Note(text),
+                TicketAction::Resolve { reason, text } => AgentAction::Resolve { reason, text },
+                TicketAction::Close { reason, text } => AgentAction::Close { reason, text },
             };
-            let profile = ticketgate::workflow::Profile::parse(&t.profile)
-                .unwrap_or(ticketgate::workflow::Profile::Exo);
-            let (line, text) = match &action {
-                TicketAction::Status { status } => (format!("#status {status}"), String::new()),
-                TicketAction::Severity { severity } => {
-                    (format!("#severity {severity}"), String::new())
-                }
-                TicketAction::Reply { text } => (String::new(), text.clone()),
-                TicketAction::Note { text } => ("#note".to_string(), text.clone()),
-                TicketAction::Resolve { reason, text } => (
-                    format!("#resolve {reason}"),
-                    text.clone().unwrap_or_default(),
-                ),
-                TicketAction::Close { reason, text } => {
-                    (format!("#close {reason}"), text.clone().unwrap_or_default())
-                }
-            };
-            let am = ticketgate::workflow::parse_agent_mail(profile, &format!("{line}\n{text}"));
-            match app
-                .pipeline
-                .agent_action(&mut *app.store()?, id, &am, &author)?
-            {
-                Ok(t) => {
+            match rt.block_on(services::tickets::act(&app, &reference, &author, &action)) {
+                Ok(done) => {
                     let d = rt.block_on(app.deliver())?;
                     println!(
                         "{}: {} (severity {}); {} mail(s) delivered",
-                        pipeline::reference(&prefix, t.id),
-                        profile.display(
-                            ticketgate::workflow::Status::parse(&t.status)
-                                .unwrap_or(ticketgate::workflow::Status::Open)
-                        ),
-                        t.severity,
-                        d.sent
+                        done.reference, done.status, done.severity, d.sent
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(errors) => {
+                Err(ServiceError::Rejected(errors)) => {
                     for e in errors {
                         eprintln!("ticketgate: {e}");
                     }
                     eprintln!("ticketgate: nothing was applied");
                     Ok(ExitCode::from(1))
                 }
+                Err(e) => Err(e.into()),
             }
         }
         Command::Sla { reference, json } => {
-            let Some(id) = pipeline::parse_reference(&prefix, &reference) else {
-                anyhow::bail!(
-                    "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
-                );
-            };
-            let registry = ticketgate::registry::RegistryFile::open(&cfg.registry_path)?;
-            let mut st = store::open(&cfg.database_url)?;
-            let Some((t, _)) = st.ticket_with_articles(id)? else {
-                anyhow::bail!("no ticket {reference}")
-            };
-            let plan = registry.current().plan(&t.plan);
-            let now = clock().now();
-            let view = ticketgate::sla::view(&t.sla, &plan.calendar, now);
-            let escalations = st.escalations(id)?;
+            let app = App::open(cfg, clock())?;
+            let r = rt.block_on(services::tickets::sla(&app, &reference))?;
             if json {
-                let mut v = serde_json::to_value(&view)?;
-                v["reference"] = serde_json::json!(pipeline::reference(&prefix, id));
-                v["calendar"] = serde_json::json!(plan.calendar_name);
-                v["severity"] = serde_json::json!(t.severity);
-                v["escalations"] = serde_json::json!(escalations);
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
+                let view = &r.view;
                 let local = |at: Option<chrono::DateTime<chrono::Utc>>| {
-                    at.map_or("-".to_string(), |a| plan.calendar.local_text(a))
+                    at.map_or("-".to_string(), |a| r.plan.calendar.local_text(a))
                 };
                 println!(
                     "{}  severity {}  calendar {}",
-                    pipeline::reference(&prefix, id),
-                    t.severity,
-                    plan.calendar_name
+                    r.reference, r.severity, r.calendar
                 );
-                let written =
-                    plan.response_targets[usize::from(t.severity.clamp(1, 4)) - 1].as_deref();
                 println!(
                     "  target:    {}",
-                    match (written, view.target.as_deref()) {
+                    match (r.target_written.as_deref(), view.target.as_deref()) {
                         (Some(w), Some(h)) if w != h => format!("{w} ({h} of working time)"),
                         (_, Some(h)) => h.to_string(),
                         (_, None) => "none (as soon as possible)".to_string(),
@@ -615,14 +524,10 @@ fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Tick { at, dry_run, json } => {
-            let now = match at {
-                Some(a) => chrono::DateTime::parse_from_rfc3339(&a)
-                    .map_err(|e| anyhow::anyhow!("--at `{a}` is not an RFC 3339 instant ({e}); write e.g. 2026-11-23T15:30:00Z"))?
-                    .with_timezone(&chrono::Utc),
-                None => clock().now(),
-            };
             let app = App::open(cfg, clock())?;
-            let fired = ticketgate::timers::tick(&app.pipeline, &mut *app.store()?, now, dry_run)?;
+            let now = services::timers::instant(&app, at.as_deref())
+                .map_err(|e| anyhow::anyhow!("--at {e}"))?;
+            let fired = rt.block_on(services::timers::tick(&app, now, dry_run))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&fired)?);
             } else {
@@ -672,39 +577,6 @@ fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn ticket_json(prefix: &str, t: &TicketRow) -> serde_json::Value {
-    serde_json::json!({
-        "reference": pipeline::reference(prefix, t.id),
-        "status": t.status,
-        "severity": t.severity,
-        "stated_severity": t.stated_severity,
-        "customer": t.customer,
-        "plan": t.plan,
-        "language": t.language,
-        "subject": t.subject,
-        "requester": t.requester,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-    })
-}
-
-fn outbox_json(prefix: &str, o: &OutboxRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": o.id,
-        "kind": o.kind,
-        "to": o.recipient,
-        "subject": o.subject,
-        "ticket": o.ticket_id.map(|id| pipeline::reference(prefix, id)),
-        "state": o.state,
-        "attempts": o.attempts,
-        "message_id": o.message_id,
-        "last_error": o.last_error,
-        "created_at": o.created_at,
-        "next_attempt_at": o.next_attempt_at,
-        "sent_at": o.sent_at,
-    })
 }
 
 async fn shutdown_signal() {

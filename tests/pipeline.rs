@@ -714,3 +714,81 @@ fn nul_bytes_in_headers_and_body_do_not_make_a_mail_unstorable() {
     // Re-delivered: recognised by its (cleaned) Message-ID.
     assert_eq!(e.ingest(raw), Outcome::Duplicate);
 }
+
+/// The services the CLI (and the HTTP API) call return typed errors whose kind says what
+/// went wrong: a malformed reference is invalid, an unknown one not found, a refused agent
+/// action or retry lists every reason and changes nothing.
+#[tokio::test]
+async fn services_return_errors_of_the_right_kind() {
+    use ticketgate::services::{self, ErrorKind, ServiceError, tickets::AgentAction};
+    let mut e = env();
+    let Outcome::Created { ticket } = e.ingest(
+        &mail(
+            "jane@acme.example",
+            "Login fails",
+            "Key ACME-0000-0000-0001",
+        )
+        .id("svc-1@acme.example")
+        .build(),
+    ) else {
+        panic!("a ticket")
+    };
+    let app = &e.app;
+    fn kind<T: std::fmt::Debug>(r: Result<T, ServiceError>) -> ErrorKind {
+        r.unwrap_err().kind()
+    }
+    assert_eq!(
+        kind(services::tickets::show(app, "nonsense").await),
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        kind(services::tickets::show(app, "TKT-999999").await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        services::tickets::show(app, &ticket)
+            .await
+            .unwrap()
+            .ticket
+            .reference,
+        ticket
+    );
+
+    let bad = AgentAction::Status("no-such-status".into());
+    match services::tickets::act(app, &ticket, "mike@support.example.test", &bad).await {
+        Err(ServiceError::Rejected(why)) => assert!(!why.is_empty()),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let before = services::tickets::show(app, &ticket).await.unwrap().ticket;
+    assert_eq!(before.status, "new", "nothing was applied");
+    let done = services::tickets::act(
+        app,
+        &ticket,
+        "mike@support.example.test",
+        &AgentAction::Severity("2".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (done.reference.as_str(), done.severity),
+        (ticket.as_str(), 2)
+    );
+
+    // The acknowledgement is pending: it cannot be retried, and nothing is changed.
+    let pending = services::outbox::list(app, Some("pending"), 10)
+        .await
+        .unwrap();
+    assert!(!pending.is_empty());
+    match services::outbox::retry(app, &[pending[0].id, 999_999]).await {
+        Err(ServiceError::Rejected(why)) => assert_eq!(why.len(), 2, "{why:?}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(
+        kind(services::quarantine::replay(app, 999_999).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(services::timers::instant(app, Some("tomorrow"))),
+        ErrorKind::Invalid
+    );
+}

@@ -1,4 +1,5 @@
-//! The daemon: spawned tasks that own cheap handles ([`Db`], `Arc`s) and stop on one
+//! The daemon: spawned tasks that own cheap handles (a clone of the [`App`]: the [`Db`],
+//! `Arc`s) and stop on one
 //! [`CancellationToken`]. No lock around the application: a task waits only for its own
 //! store calls.
 //!
@@ -12,11 +13,10 @@
 //! flight (a commit, its after-action, the sends started), gives back unstarted claims and
 //! its leases, and returns; the daemon waits for them up to `daemon.shutdown_timeout`.
 
-use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::app::App;
 use crate::ingest::Maildir;
 use crate::ingest::imap::{self, Mailbox, MailboxOutcome};
-use crate::outbox::{self, DeliveryReport, Transport};
+use crate::outbox::{self, DeliveryReport};
 use crate::pipeline::{Pipeline, Report};
 use crate::store::Db;
 use anyhow::Context;
@@ -28,16 +28,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// The handles every task gets a clone of.
-#[derive(Clone)]
-pub struct Parts {
-    pub cfg: Arc<Config>,
-    pub db: Db,
-    pub pipeline: Arc<Pipeline>,
-    pub transport: Arc<Transport>,
-    pub clock: SharedClock,
-}
 
 /// What a run did, for the summary line.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -59,7 +49,7 @@ enum TaskEnd {
 /// fires the due timers, delivers what is due, and returns. Otherwise spawns the tasks and
 /// runs until `shutdown` completes, then stops them (see the module doc).
 pub async fn run(
-    parts: Parts,
+    parts: App,
     once: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<RunSummary> {
@@ -276,7 +266,7 @@ pub async fn drain_maildir(
 /// The Maildir drain and the timers: once, or until `stop`. Wakes the delivery task after a
 /// pass that queued mail.
 async fn maildir_and_timers(
-    parts: Parts,
+    parts: App,
     md: Arc<Maildir>,
     once: bool,
     stop: CancellationToken,
@@ -354,7 +344,7 @@ async fn maildir_and_timers(
 /// Delivery: sends what is due, then sleeps until the next due message, a wake-up (a commit
 /// queued mail), or shutdown. At shutdown it stops claiming, gives back what it claimed and
 /// did not start, and finishes the sends in flight.
-async fn delivery(parts: Parts, stop: CancellationToken, wake: Arc<Notify>) -> DeliveryReport {
+async fn delivery(parts: App, stop: CancellationToken, wake: Arc<Notify>) -> DeliveryReport {
     let cfg = &parts.cfg;
     let mut total = DeliveryReport::default();
     let mut failures = 0u32;

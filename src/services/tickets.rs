@@ -1,0 +1,201 @@
+//! Tickets: listings, one ticket with its articles, an agent's action, the SLA clock.
+
+use super::{Result, ServiceError, ticket_id};
+use crate::app::App;
+use crate::registry::Plan;
+use crate::sla::SlaView;
+use crate::store::{ArticleRow, Escalation, TicketRow};
+use crate::workflow::{self, Profile, Status};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// A ticket as operators read it (`tickets list --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketView {
+    pub reference: String,
+    pub status: String,
+    pub severity: u8,
+    pub stated_severity: Option<String>,
+    pub customer: String,
+    pub plan: String,
+    pub language: String,
+    pub subject: String,
+    pub requester: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TicketView {
+    pub fn new(prefix: &str, t: &TicketRow) -> TicketView {
+        TicketView {
+            reference: crate::pipeline::reference(prefix, t.id),
+            status: t.status.clone(),
+            severity: t.severity,
+            stated_severity: t.stated_severity.clone(),
+            customer: t.customer.clone(),
+            plan: t.plan.clone(),
+            language: t.language.clone(),
+            subject: t.subject.clone(),
+            requester: t.requester.clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// One ticket with its articles (`tickets show --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketDetail {
+    #[serde(flatten)]
+    pub ticket: TicketView,
+    pub articles: Vec<ArticleRow>,
+}
+
+pub async fn list(app: &App, limit: usize) -> Result<Vec<TicketView>> {
+    let rows = app.db.read(move |s| s.tickets(limit)).await?;
+    let prefix = &app.cfg.tickets.reference_prefix;
+    Ok(rows.iter().map(|t| TicketView::new(prefix, t)).collect())
+}
+
+pub async fn show(app: &App, reference: &str) -> Result<TicketDetail> {
+    let id = ticket_id(app, reference)?;
+    let Some((t, articles)) = app.db.read(move |s| s.ticket_with_articles(id)).await? else {
+        return Err(ServiceError::NotFound(format!("no ticket {reference}")));
+    };
+    Ok(TicketDetail {
+        ticket: TicketView::new(&app.cfg.tickets.reference_prefix, &t),
+        articles,
+    })
+}
+
+/// An agent's action: the same as the commands of an agent's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentAction {
+    /// A status name of the ticket's workflow.
+    Status(String),
+    /// 1–4.
+    Severity(String),
+    /// A public answer, relayed to the customer.
+    Reply(String),
+    /// An internal note.
+    Note(String),
+    Resolve {
+        reason: String,
+        text: Option<String>,
+    },
+    Close {
+        reason: String,
+        text: Option<String>,
+    },
+}
+
+impl AgentAction {
+    /// The command line and text of the equivalent agent mail.
+    fn as_mail(&self) -> String {
+        let (line, text) = match self {
+            AgentAction::Status(s) => (format!("#status {s}"), ""),
+            AgentAction::Severity(s) => (format!("#severity {s}"), ""),
+            AgentAction::Reply(t) => (String::new(), t.as_str()),
+            AgentAction::Note(t) => ("#note".to_string(), t.as_str()),
+            AgentAction::Resolve { reason, text } => {
+                (format!("#resolve {reason}"), text.as_deref().unwrap_or(""))
+            }
+            AgentAction::Close { reason, text } => {
+                (format!("#close {reason}"), text.as_deref().unwrap_or(""))
+            }
+        };
+        format!("{line}\n{text}")
+    }
+}
+
+/// What an applied action left.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionDone {
+    pub reference: String,
+    /// The status as the ticket's workflow names it.
+    pub status: String,
+    pub severity: u8,
+}
+
+/// Applies `action` by `author` to the ticket, all or nothing: every command is checked
+/// first ([`ServiceError::Rejected`] lists what is wrong). The mail it owes people is in the
+/// outbox when this returns.
+pub async fn act(
+    app: &App,
+    reference: &str,
+    author: &str,
+    action: &AgentAction,
+) -> Result<ActionDone> {
+    let id = ticket_id(app, reference)?;
+    let Some((t, _)) = app.db.read(move |s| s.ticket_with_articles(id)).await? else {
+        return Err(ServiceError::NotFound(format!("no ticket {reference}")));
+    };
+    let profile = profile(&t)?;
+    let am = workflow::parse_agent_mail(profile, &action.as_mail());
+    let (p, author) = (app.pipeline.clone(), author.to_string());
+    let done = app
+        .db
+        .write(move |s| Ok(p.agent_action(s, id, &am, &author)))
+        .await??;
+    let t = done.map_err(ServiceError::Rejected)?;
+    Ok(ActionDone {
+        reference: app.pipeline.reference(t.id),
+        status: profile.display(status(&t)?).to_string(),
+        severity: t.severity,
+    })
+}
+
+fn profile(t: &TicketRow) -> Result<Profile> {
+    Profile::parse(&t.profile).ok_or_else(|| {
+        ServiceError::Conflict(format!(
+            "ticket #{} has the unknown workflow profile `{}` in the database",
+            t.id, t.profile
+        ))
+    })
+}
+
+fn status(t: &TicketRow) -> Result<Status> {
+    Status::parse(&t.status).ok_or_else(|| {
+        ServiceError::Conflict(format!(
+            "ticket #{} has the unknown status `{}` in the database",
+            t.id, t.status
+        ))
+    })
+}
+
+/// A ticket's first-response clock (`ticketgate sla --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SlaReport {
+    #[serde(flatten)]
+    pub view: SlaView,
+    pub reference: String,
+    pub calendar: String,
+    pub severity: u8,
+    pub escalations: Vec<Escalation>,
+    /// The target as the plan writes it (e.g. `1d`), when it has one for this severity.
+    #[serde(skip)]
+    pub target_written: Option<String>,
+    /// The plan, for showing times in its calendar.
+    #[serde(skip)]
+    pub plan: Arc<Plan>,
+}
+
+pub async fn sla(app: &App, reference: &str) -> Result<SlaReport> {
+    let id = ticket_id(app, reference)?;
+    let Some((t, _)) = app.db.read(move |s| s.ticket_with_articles(id)).await? else {
+        return Err(ServiceError::NotFound(format!("no ticket {reference}")));
+    };
+    let plan = app.pipeline.registry().plan(&t.plan);
+    let view = crate::sla::view(&t.sla, &plan.calendar, app.clock.now());
+    let escalations = app.db.read(move |s| s.escalations(id)).await?;
+    Ok(SlaReport {
+        view,
+        reference: app.pipeline.reference(id),
+        calendar: plan.calendar_name.clone(),
+        severity: t.severity,
+        escalations,
+        target_written: plan.response_targets[usize::from(t.severity.clamp(1, 4)) - 1].clone(),
+        plan,
+    })
+}
