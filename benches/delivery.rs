@@ -249,7 +249,8 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
     let mut app = App::open(cfg, clock.clone()).expect("open app");
     let enqueue = |app: &mut App| {
         let now = clock.now();
-        let mut tx = app.store().unwrap().write().expect("write transaction");
+        let mut conn = app.store().unwrap();
+        let mut tx = conn.write().expect("write transaction");
         for m in mails {
             tx.enqueue(&NewOutbound {
                 ticket_id: None,

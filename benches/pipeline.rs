@@ -130,7 +130,7 @@ fn pipeline_batches(work: &Workload, parse_rate: f64) -> f64 {
     let setup = Setup::new(work);
     let cfg = setup.config();
     let batch = cfg.inbound.batch_size;
-    let mut app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
+    let app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
     // The pipeline's own parse step (both cores) alone: the part of the run that is parsing.
     let start = Instant::now();
     for chunk in work.mails.chunks(batch) {
@@ -196,7 +196,7 @@ fn maildir(work: &Workload, parse_rate: f64) -> f64 {
         md.deliver(&format!("1795344000.M{i:08}P1.bench"), &m.bytes)
             .expect("deliver");
     }
-    let mut app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
+    let app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
     let cpu_before = cpu_time();
     let start = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()

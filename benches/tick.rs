@@ -422,7 +422,8 @@ fn populate(app: &mut App, open: usize, due: usize, t0: DateTime<Utc>) {
     let plans: Vec<Arc<Plan>> = CUSTOMERS.iter().map(|c| registry.plan(c.2)).collect();
     let stride = open / (TICKS * due);
     let mut rng = Rng(0x7469_636b);
-    let mut tx = app.store().unwrap().write().unwrap();
+    let mut conn = app.store().unwrap();
+    let mut tx = conn.write().unwrap();
     let mut made = 0;
     for i in 0..open {
         let (kind, now) = if i.is_multiple_of(stride) && made < TICKS * due {
