@@ -15,7 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 use ticketgate::app::RunSummary;
 use ticketgate::clock::Clock;
-use ticketgate::store::MailboxState;
+use ticketgate::store::{MailboxState, UidDisposition};
 
 /// `[outbound]` over SMTP to the sink, then the mailbox `support` of [`USER`] on the plain
 /// port, with `extra` keys in its table.
@@ -493,7 +493,14 @@ async fn mail_committed_but_not_moved_before_a_crash_is_moved_and_not_processed_
         },
     )
     .unwrap();
+    tx.set_uid_dispositions(
+        "support",
+        dc.uid_validity("INBOX"),
+        &[(uid, UidDisposition::Stored)],
+    )
+    .unwrap();
     tx.commit().unwrap();
+    drop(conn);
     let (later, later_id) = request("later");
     dc.append("INBOX", later.as_bytes());
 
@@ -505,6 +512,115 @@ async fn mail_committed_but_not_moved_before_a_crash_is_moved_and_not_processed_
     assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 2);
     let acks: Vec<_> = e.sent("acknowledgement");
     assert_eq!(acks.len(), 2, "one acknowledgement per mail: {acks:?}");
+}
+
+/// B1: after a restart, the catch-up moves or deletes only mail recorded as stored. Mail
+/// at or below the position that was never stored (given up on before a crash, before its
+/// keyword could be set) and mail stored header only are never deleted, whatever happened
+/// between the commit and the after-action.
+#[tokio::test]
+async fn after_a_restart_delete_mode_deletes_only_mail_recorded_as_stored() {
+    let dc = Dovecot::start();
+    let sink = SmtpSink::start(&[]);
+    let mut e = env_with(&config(&dc, &sink, "after = \"delete\""));
+    let uidv = dc.uid_validity("INBOX");
+    let (stored, _) = request("stored");
+    let (never, never_id) = request("never stored");
+    let big = huge("big@client.example");
+    let stored_uid = dc.append("INBOX", stored.as_bytes());
+    let never_uid = dc.append("INBOX", never.as_bytes());
+    let big_uid = dc.append("INBOX", big.as_bytes());
+    e.ingest(&stored);
+    // What a crash right after the commit leaves: the position past all three, the records
+    // of what became of each, no after-action, no keyword.
+    let mut conn = e.app.store().unwrap();
+    let mut tx = conn.write().unwrap();
+    tx.set_mailbox_state(
+        "support",
+        MailboxState {
+            uid_validity: uidv,
+            last_uid: big_uid,
+        },
+    )
+    .unwrap();
+    tx.set_uid_dispositions(
+        "support",
+        uidv,
+        &[
+            (stored_uid, UidDisposition::Stored),
+            (never_uid, UidDisposition::GivenUp),
+            (big_uid, UidDisposition::HeaderOnly),
+        ],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    drop(conn);
+
+    let s = once(&mut e).await;
+    assert_eq!(s.inbound.mails(), 0, "nothing is read again: {s:?}");
+    let left = dc.list("INBOX");
+    let ids: Vec<&str> = left.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![never_id.as_str(), "<big@client.example>"],
+        "the stored mail is deleted; the one never stored and the header-only one stay"
+    );
+    let big_left = left.iter().find(|m| m.uid == big_uid).unwrap();
+    assert!(big_left.flags.contains("\\Seen"), "{left:?}");
+    // The finished records are dropped; the given-up one stays, so it is never touched.
+    let states = e.app.store().unwrap().uid_states("support", uidv).unwrap();
+    assert_eq!(
+        states
+            .iter()
+            .map(|s| (s.uid, s.disposition))
+            .collect::<Vec<_>>(),
+        vec![(never_uid, UidDisposition::GivenUp)]
+    );
+}
+
+/// A mail the server cannot return is given up on in the store, with the position: a new
+/// process (no memory of it) neither reads it again nor moves it, even without the keyword.
+#[tokio::test]
+async fn a_given_up_mail_is_recorded_and_left_alone_by_a_new_process() {
+    let dc = Dovecot::start();
+    let sink = SmtpSink::start(&[]);
+    let cfg = config(&dc, &sink, "");
+    let mut e = env_with(&cfg);
+    let (a, _) = request("readable");
+    let (b, b_id) = request("unreadable");
+    dc.append("INBOX", a.as_bytes());
+    let b_uid = dc.append("INBOX", b.as_bytes());
+    let b_file = dc.message_file(USER, "INBOX", &b_id);
+    dc.make_unreadable(&b_file, true);
+    let s = once(&mut e).await;
+    assert_eq!(s.inbound.created, 1, "{s:?}");
+    dc.make_unreadable(&b_file, false);
+    let uidv = dc.uid_validity("INBOX");
+    let states = e.app.store().unwrap().uid_states("support", uidv).unwrap();
+    assert_eq!(
+        states
+            .iter()
+            .map(|s| (s.uid, s.disposition))
+            .collect::<Vec<_>>(),
+        vec![(b_uid, UidDisposition::GivenUp)],
+        "given up on, in the store"
+    );
+    // Another process: its memory is empty; the keyword is gone (a server that keeps no
+    // keywords). The mail stays where it is and is not read.
+    dc.remove_keyword("INBOX", b_uid, "TicketgateSkipped");
+    assert!(
+        !dc.list("INBOX")[0].flags.contains("TicketgateSkipped"),
+        "{:?}",
+        dc.list("INBOX")
+    );
+    let mut again =
+        ticketgate::app::App::open(e.app.cfg.as_ref().clone(), e.app.clock.clone()).unwrap();
+    std::mem::swap(&mut e.app, &mut again);
+    let s = once(&mut e).await;
+    assert_eq!(s.inbound.mails(), 0, "{s:?}");
+    let left = dc.list("INBOX");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].uid, b_uid);
 }
 
 #[tokio::test]

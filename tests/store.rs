@@ -729,14 +729,25 @@ fn instances_starting_together_migrate_once_postgres_only() {
     for t in opened {
         t.join().unwrap().unwrap();
     }
+    // One row per migration file, each applied once.
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "sql")
+        })
+        .count() as i64;
     assert_eq!(
         pg_scalar(&pg.url, "SELECT count(*) FROM schema_migrations"),
-        1
+        files
     );
     d.open(); // and again: nothing to do
     assert_eq!(
         pg_scalar(&pg.url, "SELECT count(*) FROM schema_migrations"),
-        1
+        files
     );
 }
 
@@ -805,5 +816,53 @@ fn released_claims_are_due_again_with_their_attempt_taken_back() {
     assert_eq!(
         again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
         [(ids[0], 1), (ids[1], 1)]
+    );
+}
+
+/// What became of IMAP UIDs: written in the batch's transaction (gone with a rollback),
+/// read back per UIDVALIDITY, finished records dropped while given-up ones stay, and failure
+/// counts that never overwrite a stored or given-up record.
+#[test]
+fn uid_dispositions_are_transactional_and_given_up_ones_are_kept() {
+    use ticketgate::store::UidDisposition::{Failing, GivenUp, HeaderOnly, Stored};
+    let db = db();
+    let mut s = db.open();
+    let rows = |s: &mut dyn Store, v: u32| -> Vec<(u32, ticketgate::store::UidDisposition, u32)> {
+        s.uid_states("support", v)
+            .unwrap()
+            .iter()
+            .map(|r| (r.uid, r.disposition, r.failures))
+            .collect()
+    };
+    {
+        let mut tx = s.write().unwrap();
+        tx.set_uid_dispositions("support", 7, &[(1, Stored)])
+            .unwrap();
+        // Dropped: rolled back.
+    }
+    assert!(rows(s.as_mut(), 7).is_empty());
+    s.set_uid_failures("support", 7, 3, 2).unwrap();
+    let mut tx = s.write().unwrap();
+    tx.set_uid_dispositions("support", 7, &[(1, Stored), (2, HeaderOnly), (3, GivenUp)])
+        .unwrap();
+    tx.set_uid_dispositions("support", 6, &[(9, Stored)])
+        .unwrap();
+    tx.commit().unwrap();
+    s.set_uid_failures("support", 7, 1, 5).unwrap();
+    s.set_uid_failures("support", 7, 4, 1).unwrap();
+    assert_eq!(
+        rows(s.as_mut(), 7),
+        vec![
+            (1, Stored, 0),
+            (2, HeaderOnly, 0),
+            (3, GivenUp, 2),
+            (4, Failing, 1)
+        ]
+    );
+    s.forget_uids("support", 7, 1, 3).unwrap();
+    assert_eq!(rows(s.as_mut(), 7), vec![(3, GivenUp, 2), (4, Failing, 1)]);
+    assert!(
+        rows(s.as_mut(), 6).is_empty(),
+        "another UIDVALIDITY's rows go too"
     );
 }

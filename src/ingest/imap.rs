@@ -22,7 +22,7 @@
 use crate::clock::SharedClock;
 use crate::config::{AfterAction, ImapAuth, ImapConfig, ImapTls, TokenSource};
 use crate::pipeline::{Pipeline, RawMail, Report};
-use crate::store::{Db, MailboxState};
+use crate::store::{Db, MailboxState, UidDisposition};
 use async_imap::types::{Fetch, UnsolicitedResponse};
 use futures_util::TryStreamExt as _;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -225,6 +225,18 @@ impl Mailbox {
     /// tried again (one UID at a time, giving up on a UID after [`UID_ATTEMPTS`]), so that
     /// one unreadable mail does not stop the pass.
     async fn failed(&mut self, f: Failure, failures: u32, once: bool, t: &mut Task) -> bool {
+        // Failed fetches are counted in the store, so a restart does not start them over.
+        for (uid, n) in std::mem::take(&mut t.mem.unsaved) {
+            let (name, uidv) = (self.cfg.name.clone(), t.mem.uid_validity);
+            if let Err(e) = self
+                .db
+                .read(move |st| st.set_uid_failures(&name, uidv, uid, n))
+                .await
+            {
+                tracing::warn!(mailbox = %self.cfg.name, uid, error = %e,
+                    "could not record a failed fetch; it is counted in memory only");
+            }
+        }
         let retry = std::mem::take(&mut t.mem.retry);
         if once && !retry {
             tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
@@ -291,11 +303,32 @@ impl Mailbox {
             None => 0,
         };
         if t.mem.uid_validity != uid_validity {
-            // What is remembered about UIDs is about another incarnation of the folder.
+            // What is remembered about UIDs is about another incarnation of the folder (or
+            // this process just started): what the store recorded under this UIDVALIDITY.
             t.mem = Memory {
                 uid_validity,
                 ..Memory::default()
             };
+            let name = self.cfg.name.clone();
+            let recorded = self
+                .db
+                .read(move |st| st.uid_states(&name, uid_validity))
+                .await
+                .map_err(|e| self.store_failure(e))?;
+            for r in recorded {
+                match r.disposition {
+                    UidDisposition::GivenUp => {
+                        t.mem.skipped.insert(r.uid);
+                    }
+                    UidDisposition::Failing if r.failures >= UID_ATTEMPTS => {
+                        t.mem.skipped.insert(r.uid);
+                    }
+                    UidDisposition::Failing => {
+                        t.mem.failures.insert(r.uid, r.failures);
+                    }
+                    UidDisposition::Stored | UidDisposition::HeaderOnly => {}
+                }
+            }
         }
         if self.cfg.after == AfterAction::Move {
             self.ensure_folder(&mut s).await?;
@@ -381,10 +414,11 @@ impl Mailbox {
     }
 
     /// Applies the after-action to mail at or below the position that is still in the folder
-    /// (interrupted after its commit, or its after-action failed). Its effects are committed
-    /// (the position says so), so it is not downloaded again. Never touched: mail given up on
-    /// (its fetch kept failing: it was not stored), and in delete mode mail stored header only
-    /// (left `\Seen` in the folder).
+    /// (interrupted after its commit, or its after-action failed). Only UIDs the store
+    /// records as stored (whole or header only) are candidates: the record was committed
+    /// with the mail, so mail given up on, or never read, is never moved or deleted, whatever
+    /// happened between a commit and its after-action. In delete mode mail stored header
+    /// only is flagged `\Seen` and left. Not downloaded again.
     async fn catch_up(
         &mut self,
         s: &mut Session,
@@ -396,34 +430,71 @@ impl Mailbox {
         if last == 0 {
             return Ok(());
         }
+        let (name, uidv) = (self.cfg.name.clone(), pass.uid_validity);
+        let recorded = self
+            .db
+            .read(move |st| st.uid_states(&name, uidv))
+            .await
+            .map_err(|e| self.store_failure(e))?;
+        let (mut stored, mut header_only) = (Vec::new(), Vec::new());
+        for r in recorded.iter().filter(|r| r.uid <= last) {
+            match r.disposition {
+                UidDisposition::Stored => stored.push(r.uid),
+                UidDisposition::HeaderOnly => {
+                    stored.push(r.uid);
+                    header_only.push(r.uid);
+                }
+                UidDisposition::GivenUp | UidDisposition::Failing => {}
+            }
+        }
+        let (Some(&lo), Some(&hi)) = (stored.first(), stored.last()) else {
+            return Ok(());
+        };
         let query = match self.cfg.after {
             AfterAction::Flag | AfterAction::Delete => {
-                format!("UID 1:{last} UNSEEN NOT KEYWORD {SKIPPED_KEYWORD}")
+                format!("UID {lo}:{hi} UNSEEN NOT KEYWORD {SKIPPED_KEYWORD}")
             }
-            AfterAction::Move => format!("UID 1:{last} NOT KEYWORD {SKIPPED_KEYWORD}"),
+            AfterAction::Move => format!("UID {lo}:{hi} NOT KEYWORD {SKIPPED_KEYWORD}"),
         };
         let mut left: Vec<u32> = self
             .search(s, &query)
             .await?
             .into_iter()
-            .filter(|u| {
-                *u <= last
-                    && !t.mem.skipped.contains(u)
-                    && !(self.cfg.after == AfterAction::Delete && t.mem.header_only.contains(u))
-            })
+            .filter(|u| stored.binary_search(u).is_ok() && !t.mem.skipped.contains(u))
             .collect();
         left.sort_unstable();
-        if left.is_empty() {
-            return Ok(());
+        if !left.is_empty() {
+            tracing::warn!(mailbox = %self.cfg.name, mails = left.len(),
+                "mail committed before but still in the folder (interrupted after commit, or its after-action failed): finishing it");
+            let keep: Vec<u32> = header_only
+                .into_iter()
+                .filter(|u| left.binary_search(u).is_ok())
+                .collect();
+            if let Err(f) = self.after(s, &left, &keep, pass).await {
+                tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
+                t.mem.after_pending = true;
+                return Ok(());
+            }
         }
-        tracing::warn!(mailbox = %self.cfg.name, mails = left.len(),
-            "mail committed before but still in the folder (interrupted after commit, or its after-action failed): finishing it");
-        if let Err(f) = self.after(s, &left, &[], pass).await {
-            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
-            t.mem.after_pending = true;
-        }
+        // Done, or no longer in the folder (moved, flagged or deleted before a crash).
+        self.forget(pass.uid_validity, lo, hi).await;
         Ok(())
     }
+
+    /// Drops the records of stored UIDs `lo..=hi` once their after-action is done (best
+    /// effort: a record left behind only costs a catch-up search).
+    async fn forget(&self, uid_validity: u32, lo: u32, hi: u32) {
+        let name = self.cfg.name.clone();
+        if let Err(e) = self
+            .db
+            .read(move |st| st.forget_uids(&name, uid_validity, lo, hi))
+            .await
+        {
+            tracing::warn!(mailbox = %self.cfg.name, error = %e,
+                "could not drop the records of finished mail; the next catch-up looks at it again");
+        }
+    }
+
     /// Logs out (best effort) and returns `end`.
     async fn end(&self, mut s: Session, end: End) -> Result<End, Failure> {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
@@ -660,15 +731,36 @@ impl Mailbox {
                     };
                     let mails = std::mem::take(&mut f.mails);
                     let declared = std::mem::take(&mut f.declared);
+                    // What became of each UID, committed with the mails: only these stored
+                    // ones are ever moved or deleted, and given-up ones never.
+                    let mut dispositions: Vec<(u32, UidDisposition)> = f
+                        .fetched
+                        .iter()
+                        .map(|u| {
+                            if f.header_only.binary_search(u).is_ok() {
+                                (*u, UidDisposition::HeaderOnly)
+                            } else {
+                                (*u, UidDisposition::Stored)
+                            }
+                        })
+                        .collect();
+                    dispositions.extend(
+                        f.chunk
+                            .iter()
+                            .filter(|u| **u <= top && t.mem.skipped.contains(u))
+                            .map(|u| (*u, UidDisposition::GivenUp)),
+                    );
                     let (db, pipeline, name) = (
                         self.db.clone(),
                         self.pipeline.clone(),
                         self.cfg.name.clone(),
                     );
+                    let uid_validity = pass.uid_validity;
                     Some(async move {
                         db.write(move |st| {
                             pipeline
                                 .process_declared(st, &mails, &declared, &mut |tx| {
+                                    tx.set_uid_dispositions(&name, uid_validity, &dispositions)?;
                                     tx.set_mailbox_state(&name, state)
                                 })
                                 .map(|(report, _)| report)
@@ -817,13 +909,17 @@ impl Mailbox {
         pass: &mut Pass,
         mem: &mut Memory,
     ) -> Result<(), Failure> {
-        if self.cfg.after == AfterAction::Delete {
-            mem.header_only.extend(done.header_only.iter().copied());
-        }
-        if let Err(f) = self.after(s, &done.fetched, &done.header_only, pass).await {
-            // Committed: new mail goes on; the after-action is retried at the next pass.
-            tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
-            mem.after_pending = true;
+        match self.after(s, &done.fetched, &done.header_only, pass).await {
+            Ok(()) => {
+                if let (Some(&lo), Some(&hi)) = (done.fetched.first(), done.fetched.last()) {
+                    self.forget(pass.uid_validity, lo, hi).await;
+                }
+            }
+            Err(f) => {
+                // Committed: new mail goes on; the after-action is retried at the next pass.
+                tracing::error!(mailbox = %self.cfg.name, host = %self.cfg.host, "{f}");
+                mem.after_pending = true;
+            }
         }
         // Mail given up on in this chunk: marked so that no later catch-up (even after a
         // restart, when this memory is gone) moves or deletes it. Best effort, once.
@@ -902,6 +998,7 @@ impl Mailbox {
         mem.retry = true;
         let n = mem.failures.entry(uid).or_insert(0);
         *n += 1;
+        mem.unsaved.push((uid, *n));
         if *n >= UID_ATTEMPTS {
             mem.failures.remove(&uid);
             mem.skipped.insert(uid);
@@ -1217,14 +1314,14 @@ struct Memory {
     skipped: BTreeSet<u32>,
     /// Skipped UIDs already flagged (or tried) with [`SKIPPED_KEYWORD`].
     marked: HashSet<u32>,
-    /// Delete mode: UIDs stored header only, left in the folder `\Seen`.
-    header_only: HashSet<u32>,
     /// The UID range of a chunk whose fetch failed: read one UID at a time.
     suspect: Option<(u32, u32)>,
     /// An after-action failed: the catch-up runs again at the next pass.
     after_pending: bool,
     /// A fetch failure was just counted (with `once`, the pass is tried again).
     retry: bool,
+    /// Failure counts not yet written to the store: `(uid, failures)`.
+    unsaved: Vec<(u32, u32)>,
 }
 
 enum Wake {

@@ -255,6 +255,53 @@ pub struct MailboxState {
     pub last_uid: u32,
 }
 
+/// What became of one UID of an IMAP mailbox. Only `Stored` and `HeaderOnly` mail is ever
+/// moved, flagged or deleted by a catch-up; the rows are written in the batch's
+/// transaction, so no crash window lets a catch-up touch mail that was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UidDisposition {
+    /// Committed whole; its after-action is owed.
+    Stored,
+    /// Committed header only (over `inbound.max_message_size`): never deleted.
+    HeaderOnly,
+    /// The server could not return it; given up on, never moved or deleted.
+    GivenUp,
+    /// Its fetch failed (`failures` times); not given up on yet.
+    Failing,
+}
+
+impl UidDisposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UidDisposition::Stored => "stored",
+            UidDisposition::HeaderOnly => "header_only",
+            UidDisposition::GivenUp => "given_up",
+            UidDisposition::Failing => "failing",
+        }
+    }
+
+    /// `None` for a value this version does not know (an error for the caller to report).
+    pub fn parse(s: &str) -> Option<UidDisposition> {
+        Some(match s {
+            "stored" => UidDisposition::Stored,
+            "header_only" => UidDisposition::HeaderOnly,
+            "given_up" => UidDisposition::GivenUp,
+            "failing" => UidDisposition::Failing,
+            _ => return None,
+        })
+    }
+}
+
+/// A recorded UID of an IMAP mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UidState {
+    pub uid: u32,
+    pub disposition: UidDisposition,
+    /// Failed fetches counted so far.
+    pub failures: u32,
+}
+
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub trait WriteTx {
     /// Marks a point the pipeline can return to when one mail of a batch fails.
@@ -323,6 +370,13 @@ pub trait WriteTx {
     fn enqueue(&mut self, m: &NewOutbound<'_>) -> Result<i64>;
     /// Records how far a mailbox was read, in the transaction that committed the mails.
     fn set_mailbox_state(&mut self, mailbox: &str, state: MailboxState) -> Result<()>;
+    /// Records what became of UIDs of a mailbox, in the transaction that committed them.
+    fn set_uid_dispositions(
+        &mut self,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[(u32, UidDisposition)],
+    ) -> Result<()>;
 
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -388,4 +442,19 @@ pub trait Store: Send {
     ) -> Result<bool>;
     /// Gives the lease up at once (clean shutdown), when `holder` has it.
     fn release_lease(&mut self, name: &str, holder: &str) -> Result<()>;
+
+    /// The recorded UIDs of a mailbox under this UIDVALIDITY, ascending.
+    fn uid_states(&mut self, mailbox: &str, uid_validity: u32) -> Result<Vec<UidState>>;
+    /// The after-action of the stored UIDs in `lo..=hi` is done (or they are gone): their
+    /// rows go, with every row of another UIDVALIDITY. Given-up rows stay.
+    fn forget_uids(&mut self, mailbox: &str, uid_validity: u32, lo: u32, hi: u32) -> Result<()>;
+    /// Counts failed fetches of `uid` (kept across restarts); no effect on a UID that was
+    /// stored or given up on.
+    fn set_uid_failures(
+        &mut self,
+        mailbox: &str,
+        uid_validity: u32,
+        uid: u32,
+        failures: u32,
+    ) -> Result<()>;
 }

@@ -24,7 +24,13 @@ use tokio_postgres::error::Severity;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_imap_uids.sql"),
+    ),
+];
 
 /// Advisory lock key taken by every write transaction ("tgwriter").
 pub const WRITE_LOCK: i64 = 0x7467_7772_6974_6572;
@@ -879,6 +885,26 @@ impl WriteTx for PgTx<'_> {
         Ok(())
     }
 
+    fn set_uid_dispositions(
+        &mut self,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[(u32, UidDisposition)],
+    ) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<i64> = uids.iter().map(|(u, _)| i64::from(*u)).collect();
+        let what: Vec<&str> = uids.iter().map(|(_, d)| d.as_str()).collect();
+        self.execute(
+            "INSERT INTO imap_uids (mailbox, uid_validity, uid, disposition) \
+             SELECT $1, $2, u, d FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS t(u, d) \
+             ON CONFLICT (mailbox, uid_validity, uid) DO UPDATE SET disposition = excluded.disposition",
+            &[&mailbox, &i64::from(uid_validity), &list, &what],
+        )?;
+        Ok(())
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.failed {
             // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.
@@ -1254,6 +1280,65 @@ impl Store for PgStore {
         self.conn()?.execute(
             "DELETE FROM leases WHERE name = $1 AND holder = $2",
             &[&name, &holder],
+        )?;
+        Ok(())
+    }
+
+    fn uid_states(&mut self, mailbox: &str, uid_validity: u32) -> Result<Vec<UidState>> {
+        let rows = self.conn()?.query(
+            "SELECT uid, disposition, failures FROM imap_uids \
+             WHERE mailbox = $1 AND uid_validity = $2 ORDER BY uid",
+            &[&mailbox, &i64::from(uid_validity)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let uid = u32_col(r, 0)?;
+                let d: String = r.try_get(1)?;
+                let failures: i32 = r.try_get(2)?;
+                Ok(UidState {
+                    uid,
+                    disposition: UidDisposition::parse(&d).ok_or_else(|| {
+                        StoreError::Other(format!(
+                            "imap_uids row ({mailbox}, {uid_validity}, {uid}) has the unknown disposition `{d}`"
+                        ))
+                    })?,
+                    failures: u32::try_from(failures).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    fn forget_uids(&mut self, mailbox: &str, uid_validity: u32, lo: u32, hi: u32) -> Result<()> {
+        self.conn()?.execute(
+            "DELETE FROM imap_uids WHERE mailbox = $1 AND (uid_validity <> $2 OR \
+             (uid BETWEEN $3 AND $4 AND disposition IN ('stored', 'header_only')))",
+            &[
+                &mailbox,
+                &i64::from(uid_validity),
+                &i64::from(lo),
+                &i64::from(hi),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_uid_failures(
+        &mut self,
+        mailbox: &str,
+        uid_validity: u32,
+        uid: u32,
+        failures: u32,
+    ) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT INTO imap_uids (mailbox, uid_validity, uid, disposition, failures) \
+             VALUES ($1, $2, $3, 'failing', $4) ON CONFLICT (mailbox, uid_validity, uid) \
+             DO UPDATE SET failures = excluded.failures WHERE imap_uids.disposition = 'failing'",
+            &[
+                &mailbox,
+                &i64::from(uid_validity),
+                &i64::from(uid),
+                &i32::try_from(failures).unwrap_or(i32::MAX),
+            ],
         )?;
         Ok(())
     }

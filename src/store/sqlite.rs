@@ -17,6 +17,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_mailboxes.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_imap_uids.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -524,6 +528,22 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn set_uid_dispositions(
+        &mut self,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[(u32, UidDisposition)],
+    ) -> Result<()> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO imap_uids (mailbox, uid_validity, uid, disposition) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (mailbox, uid_validity, uid) DO UPDATE SET disposition = excluded.disposition",
+        )?;
+        for (uid, d) in uids {
+            st.execute(params![mailbox, uid_validity, uid, d.as_str()])?;
+        }
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -841,6 +861,61 @@ impl Store for SqliteStore {
         self.conn
             .prepare_cached("DELETE FROM leases WHERE name = ?1 AND holder = ?2")?
             .execute(params![name, holder])?;
+        Ok(())
+    }
+
+    fn uid_states(&mut self, mailbox: &str, uid_validity: u32) -> Result<Vec<UidState>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT uid, disposition, failures FROM imap_uids \
+             WHERE mailbox = ?1 AND uid_validity = ?2 ORDER BY uid",
+        )?;
+        let rows = st.query_map(params![mailbox, uid_validity], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (uid, d, failures) = row?;
+            out.push(UidState {
+                uid,
+                disposition: UidDisposition::parse(&d).ok_or_else(|| {
+                    StoreError::Other(format!(
+                        "imap_uids row ({mailbox}, {uid_validity}, {uid}) has the unknown disposition `{d}`"
+                    ))
+                })?,
+                failures,
+            });
+        }
+        Ok(out)
+    }
+
+    fn forget_uids(&mut self, mailbox: &str, uid_validity: u32, lo: u32, hi: u32) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM imap_uids WHERE mailbox = ?1 AND (uid_validity <> ?2 OR \
+                 (uid BETWEEN ?3 AND ?4 AND disposition IN ('stored', 'header_only')))",
+            )?
+            .execute(params![mailbox, uid_validity, lo, hi])?;
+        Ok(())
+    }
+
+    fn set_uid_failures(
+        &mut self,
+        mailbox: &str,
+        uid_validity: u32,
+        uid: u32,
+        failures: u32,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO imap_uids (mailbox, uid_validity, uid, disposition, failures) \
+                 VALUES (?1, ?2, ?3, 'failing', ?4) ON CONFLICT (mailbox, uid_validity, uid) \
+                 DO UPDATE SET failures = excluded.failures WHERE imap_uids.disposition = 'failing'",
+            )?
+            .execute(params![mailbox, uid_validity, uid, failures])?;
         Ok(())
     }
 }

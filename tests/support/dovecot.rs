@@ -515,6 +515,21 @@ impl Dovecot {
             .unwrap_or_else(|| panic!("uidvalidity of {folder}: {out:?}"))
     }
 
+    /// Removes a keyword (flag) from one mail, as a server that keeps no keywords would.
+    pub fn remove_keyword(&self, folder: &str, uid: u32, keyword: &str) {
+        self.doveadm(&[
+            "flags",
+            "remove",
+            "-u",
+            USER,
+            keyword,
+            "mailbox",
+            folder,
+            "uid",
+            &uid.to_string(),
+        ]);
+    }
+
     /// Gives `folder` a new UIDVALIDITY, as a server does when a folder is rebuilt.
     pub fn set_uid_validity(&self, folder: &str, value: u32) {
         self.doveadm(&[
