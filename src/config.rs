@@ -1133,18 +1133,27 @@ pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
+    let too_long = || {
+        err(
+            key,
+            format!("`{text}` is too long: write at most 36500d (100 years)"),
+        )
+    };
+    let n: u64 = num.parse().map_err(|e: std::num::ParseIntError| {
+        if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            return too_long();
+        }
         err(
             key,
             format!("`{text}` is not a duration: write e.g. 30s, 5m, 3h, 2d"),
         )
     })?;
-    let secs = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" | "" => n,
-        "m" | "min" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let (factor, per_second) = match unit.trim() {
+        "ms" => (1, false),
+        "s" | "" => (1, true),
+        "m" | "min" => (60, true),
+        "h" => (3600, true),
+        "d" => (86400, true),
         _ => {
             return Err(err(
                 key,
@@ -1152,15 +1161,41 @@ pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
             ));
         }
     };
-    Ok(Duration::from_secs(secs))
+    let d = n.checked_mul(factor).map(|v| {
+        if per_second {
+            Duration::from_secs(v)
+        } else {
+            Duration::from_millis(v)
+        }
+    });
+    match d {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(too_long()),
+    }
 }
+
+/// The longest duration setting: every one must stay usable as a deadline
+/// (`Instant + d` and chrono's arithmetic overflow far beyond it).
+const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// Parses `512KB`, `25MB`, `1GB` or a byte count.
 pub fn size(key: &str, text: &str) -> Result<usize, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: usize = num.parse().map_err(|_| {
+    let too_large = || {
+        err(
+            key,
+            format!(
+                "`{text}` is too large: write at most {}GB",
+                usize::MAX / (1024 * 1024 * 1024)
+            ),
+        )
+    };
+    let n: usize = num.parse().map_err(|e: std::num::ParseIntError| {
+        if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            return too_large();
+        }
         err(
             key,
             format!("`{text}` is not a size: write e.g. 512KB or 25MB"),
@@ -1178,7 +1213,7 @@ pub fn size(key: &str, text: &str) -> Result<usize, ConfigError> {
             ));
         }
     };
-    Ok(n * mul)
+    n.checked_mul(mul).ok_or_else(too_large)
 }
 
 #[cfg(test)]
@@ -1416,6 +1451,35 @@ mod tests {
         assert_eq!(duration("k", "2d").unwrap(), Duration::from_secs(172_800));
         assert_eq!(size("k", "25MB").unwrap(), 25 * 1024 * 1024);
         assert!(size("k", "-1").is_err());
+    }
+
+    #[test]
+    fn overflowing_durations_and_sizes_are_errors_naming_the_key() {
+        let e = size("inbound.max_message_size", "20000000000GB").unwrap_err();
+        assert_eq!(e.key, "inbound.max_message_size");
+        assert!(e.problem.contains("too large"), "{e}");
+        let e = duration("inbound.poll_interval", "99999999999999999d").unwrap_err();
+        assert_eq!(e.key, "inbound.poll_interval");
+        assert!(e.problem.contains("too long"), "{e}");
+        // Through the whole configuration, too.
+        let e = parse("[inbound]\nmax_message_size = \"20000000000GB\"\n").unwrap_err();
+        assert_eq!(e.key, "inbound.max_message_size");
+        let e = parse("[inbound]\npoll_interval = \"99999999999999999d\"\n").unwrap_err();
+        assert_eq!(e.key, "inbound.poll_interval");
+        // A duration must stay usable as a deadline (`Instant + d` panics on overflow): at
+        // most 100 years, which no setting needs.
+        assert_eq!(
+            duration("k", "36500d").unwrap(),
+            Duration::from_secs(36_500 * 86_400)
+        );
+        assert!(duration("k", &format!("{}s", u64::MAX)).is_err());
+        assert!(duration("k", &format!("{}ms", u64::MAX)).is_err());
+        let e = duration("k", "99999999999999999999999s").unwrap_err();
+        assert!(e.problem.contains("too long"), "{e}");
+        let e = size("k", "99999999999999999999999").unwrap_err();
+        assert!(e.problem.contains("too large"), "{e}");
+        // The largest size that fits still parses.
+        assert_eq!(size("k", &format!("{}", usize::MAX)).unwrap(), usize::MAX);
     }
 }
 
