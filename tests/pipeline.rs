@@ -420,6 +420,53 @@ fn oversized_mail_is_quarantined_with_a_reply_saying_so() {
     assert!(e.body(reply).replace("=\r\n", "").contains("larger than"));
 }
 
+/// IMAP hands over only the header of a mail over the limit, with its declared size. The
+/// quarantine shows that size, and a replay (after, say, a registry fix) keeps it too large:
+/// it must not open a ticket from the header alone.
+#[test]
+fn a_header_only_oversized_mail_stays_too_large_when_replayed() {
+    let mut e = env();
+    let declared = e.app.cfg.inbound.max_message_bytes + 1000;
+    let whole = mail(
+        "jane@acme.example",
+        "ACME-0000-0000-0001 export logs",
+        "Support-Key: ACME-0000-0000-0001\nthe logs are attached",
+    )
+    .build();
+    let header_len = whole.find("\r\n\r\n").unwrap() + 4;
+    let batch = [ticketgate::pipeline::RawMail {
+        source: "imap:support/7".into(),
+        bytes: whole.as_bytes()[..header_len].to_vec(),
+    }];
+    let (_, outcomes) = e
+        .app
+        .pipeline
+        .process_declared(e.app.store.as_mut(), &batch, &[Some(declared)], &mut |_| {
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(quarantined(&outcomes[0]), "too_large");
+    let q = e.app.store.quarantine(10).unwrap();
+    assert_eq!(
+        q[0].size, declared as i64,
+        "quarantine list shows the mail's size, not its header's"
+    );
+
+    let replayed = e
+        .app
+        .pipeline
+        .replay(e.app.store.as_mut(), q[0].id)
+        .unwrap();
+    assert_eq!(quarantined(&replayed), "too_large", "{replayed:?}");
+    assert!(
+        e.app.store.tickets(10).unwrap().is_empty(),
+        "no ticket from a header"
+    );
+    let q = e.app.store.quarantine(10).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].size, declared as i64, "the replayed row keeps it too");
+}
+
 #[test]
 fn attachments_are_stored_and_those_over_the_limit_are_recorded_but_not_kept() {
     let mut e = env();
