@@ -444,12 +444,13 @@ impl Pipeline {
                     None,
                     now,
                     "quarantined",
-                    Some(("unparseable", &f.reason)),
+                    Some((f.code, &f.reason)),
                     None,
                 )?;
                 report.quarantined += 1;
+                tracing::info!(source = %raw.source, code = f.code, reason = %f.reason, "mail quarantined");
                 return Ok(Outcome::Quarantined {
-                    code: "unparseable".into(),
+                    code: f.code.into(),
                     reason: f.reason.clone(),
                 });
             }
