@@ -204,4 +204,10 @@ fn fixtures_key_facts() {
             && subject.ends_with("see details below"),
         "{subject}"
     );
+
+    // RFC 2231 continuations in ISO-2022-JP, split inside a JIS run: the encoded pieces are
+    // joined before the charset is decoded, as Python's email package does
+    // (`Message.get_filename()` gives this name).
+    let jp = get("iso2022jp_rfc2231_filename.eml");
+    assert_eq!(jp["attachments"][0]["filename"], "日本語の報告書.txt");
 }

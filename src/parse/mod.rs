@@ -4,6 +4,7 @@
 
 mod extract;
 mod html;
+mod params;
 mod quote;
 
 pub use extract::{Patterns, StatedSeverity};
@@ -202,9 +203,8 @@ fn parse_inner(
                 .to_ascii_lowercase()
                 .replace(|c: char| c.is_control(), "");
             Attachment {
-                filename: part
-                    .attachment_name()
-                    .map(one_line)
+                filename: continued_filename(raw, part)
+                    .or_else(|| part.attachment_name().map(one_line))
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| "attachment".into()),
                 content_type,
@@ -300,6 +300,30 @@ fn raw_body_text(raw: &[u8]) -> String {
         .unwrap_or(raw.len());
     let body = &raw[start..raw.len().min(start.saturating_add(1024 * 1024))];
     String::from_utf8_lossy(body).replace("\r\n", "\n")
+}
+
+/// An attachment name written as RFC 2231 continuations (`filename*0*=…; filename*1*=…`),
+/// decoded whole (see [`params::continued_param`]); `None` when it is not written so.
+fn continued_filename(raw: &[u8], part: &mail_parser::MessagePart<'_>) -> Option<String> {
+    for (field, param) in [
+        ("Content-Disposition", "filename"),
+        ("Content-Type", "name"),
+    ] {
+        let Some(h) = part
+            .headers()
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(field))
+        else {
+            continue;
+        };
+        let Some(value) = raw.get(h.offset_start() as usize..h.offset_end() as usize) else {
+            continue;
+        };
+        if let Some(name) = params::continued_param(value, param) {
+            return Some(one_line(name.trim()));
+        }
+    }
+    None
 }
 
 /// Joins the soft line breaks of `format=flowed` text (RFC 3676): a line that ends in a space
