@@ -38,11 +38,108 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `database.url`: the whole URL for opening the store (through `Deref` to `str`, or
+/// [`DatabaseUrl::expose`]), shown with its password masked (`postgres://user:***@host/db`)
+/// by `Display` and `Debug`, so that printing it never leaks the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password, for opening the store only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&redact_url(&self.0), f)
+    }
+}
+
+impl PartialEq<str> for DatabaseUrl {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// A database URL with its password masked: the password of the user information
+/// (everything up to the last `@`, since a password may hold `/`, `?` or `@`) and a
+/// `password=` parameter become `***`. Masking too much is safe; too little is not.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string(); // sqlite:PATH: no credentials
+    };
+    let (head, rest) = url.split_at(start);
+    let mut out = head.to_string();
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***@");
+                }
+                None => {
+                    out.push_str(userinfo);
+                    out.push('@');
+                }
+            }
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    match rest.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            for (i, param) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match param.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        out.push_str(k);
+                        out.push_str("=***");
+                    }
+                    _ => out.push_str(param),
+                }
+            }
+        }
+        None => out.push_str(rest),
+    }
+    out
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the settings came from: a file, or the embedded default.
     pub source: ConfigSource,
-    pub database_url: String,
+    /// Shows masked; `&*cfg.database_url` or `.expose()` is the URL to open.
+    pub database_url: DatabaseUrl,
     pub inbound: InboundConfig,
     pub outbound: OutboundConfig,
     pub tickets: TicketsConfig,
@@ -435,15 +532,21 @@ impl Config {
                 }
                 database_url
             }
-            _ => {
+            // Only the scheme is shown: the rest may hold a password.
+            scheme => {
+                let what = match scheme {
+                    Some((scheme, _)) => format!("the scheme `{scheme}:` is not supported"),
+                    None => "it has no scheme".to_string(),
+                };
                 return Err(err(
                     "database.url",
                     format!(
-                        "`{database_url}` is not a database URL: write sqlite:PATH or postgres://USER:PASSWORD@HOST/DATABASE"
+                        "is not a database URL ({what}): write sqlite:PATH or postgres://USER:PASSWORD@HOST/DATABASE"
                     ),
                 ));
             }
         };
+        let database_url = DatabaseUrl(database_url);
 
         let inbound = InboundConfig {
             maildir: path(raw.inbound.maildir.as_deref().unwrap_or("var/inbox")),
@@ -1161,18 +1264,27 @@ pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
+    let too_long = || {
+        err(
+            key,
+            format!("`{text}` is too long: write at most 36500d (100 years)"),
+        )
+    };
+    let n: u64 = num.parse().map_err(|e: std::num::ParseIntError| {
+        if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            return too_long();
+        }
         err(
             key,
             format!("`{text}` is not a duration: write e.g. 30s, 5m, 3h, 2d"),
         )
     })?;
-    let secs = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" | "" => n,
-        "m" | "min" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let (factor, per_second) = match unit.trim() {
+        "ms" => (1, false),
+        "s" | "" => (1, true),
+        "m" | "min" => (60, true),
+        "h" => (3600, true),
+        "d" => (86400, true),
         _ => {
             return Err(err(
                 key,
@@ -1180,15 +1292,41 @@ pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
             ));
         }
     };
-    Ok(Duration::from_secs(secs))
+    let d = n.checked_mul(factor).map(|v| {
+        if per_second {
+            Duration::from_secs(v)
+        } else {
+            Duration::from_millis(v)
+        }
+    });
+    match d {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(too_long()),
+    }
 }
+
+/// The longest duration setting: every one must stay usable as a deadline
+/// (`Instant + d` and chrono's arithmetic overflow far beyond it).
+const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// Parses `512KB`, `25MB`, `1GB` or a byte count.
 pub fn size(key: &str, text: &str) -> Result<usize, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: usize = num.parse().map_err(|_| {
+    let too_large = || {
+        err(
+            key,
+            format!(
+                "`{text}` is too large: write at most {}GB",
+                usize::MAX / (1024 * 1024 * 1024)
+            ),
+        )
+    };
+    let n: usize = num.parse().map_err(|e: std::num::ParseIntError| {
+        if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            return too_large();
+        }
         err(
             key,
             format!("`{text}` is not a size: write e.g. 512KB or 25MB"),
@@ -1206,7 +1344,7 @@ pub fn size(key: &str, text: &str) -> Result<usize, ConfigError> {
             ));
         }
     };
-    Ok(n * mul)
+    n.checked_mul(mul).ok_or_else(too_large)
 }
 
 #[cfg(test)]
@@ -1316,6 +1454,56 @@ mod tests {
         assert_eq!(s.port, 587);
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
+    }
+
+    #[test]
+    fn the_database_password_is_never_printed() {
+        let c = parse("[database]\nurl = \"postgres://tg:pa55-w0rd@db.example:5432/tickets\"\n")
+            .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("pa55-w0rd"), "password leaked: {shown}");
+        assert_eq!(
+            format!("{}", c.database_url),
+            "postgres://tg:***@db.example:5432/tickets"
+        );
+        // The store still gets the whole URL.
+        assert_eq!(
+            &*c.database_url,
+            "postgres://tg:pa55-w0rd@db.example:5432/tickets"
+        );
+        // Unknown scheme: the error names the key and never echoes the URL's secret.
+        let e =
+            parse("[database]\nurl = \"mysql://tg:pa55-w0rd@db.example/tickets\"\n").unwrap_err();
+        assert_eq!(e.key, "database.url");
+        assert!(!e.to_string().contains("pa55-w0rd"), "password leaked: {e}");
+        let e = parse("[database]\nurl = \"tg:pa55-w0rd@db.example/tickets\"\n").unwrap_err();
+        assert!(!e.to_string().contains("pa55-w0rd"), "password leaked: {e}");
+    }
+
+    #[test]
+    fn database_urls_are_redacted_for_display() {
+        for (url, shown) in [
+            (
+                "postgres://tg:pw@db.example/tickets",
+                "postgres://tg:***@db.example/tickets",
+            ),
+            (
+                "postgresql://tg:p%40ss:w@d@db.example:5433/t?sslmode=require",
+                "postgresql://tg:***@db.example:5433/t?sslmode=require",
+            ),
+            (
+                "postgres://tg@db.example/t?password=pw&sslmode=require",
+                "postgres://tg@db.example/t?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db.example/t?sslmode=require&password=pw",
+                "postgres://db.example/t?sslmode=require&password=***",
+            ),
+            ("postgres://tg@db.example/t", "postgres://tg@db.example/t"),
+            ("sqlite:var/ticketgate.db", "sqlite:var/ticketgate.db"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     const IMAP_MIN: &str = "[[inbound.imap]]\nname = \"support\"\nhost = \"imap.example.com\"\ntls = \"implicit\"\nusername = \"support@example.com\"\npassword_env = \"IMAP_PW\"\n";
@@ -1444,6 +1632,35 @@ mod tests {
         assert_eq!(duration("k", "2d").unwrap(), Duration::from_secs(172_800));
         assert_eq!(size("k", "25MB").unwrap(), 25 * 1024 * 1024);
         assert!(size("k", "-1").is_err());
+    }
+
+    #[test]
+    fn overflowing_durations_and_sizes_are_errors_naming_the_key() {
+        let e = size("inbound.max_message_size", "20000000000GB").unwrap_err();
+        assert_eq!(e.key, "inbound.max_message_size");
+        assert!(e.problem.contains("too large"), "{e}");
+        let e = duration("inbound.poll_interval", "99999999999999999d").unwrap_err();
+        assert_eq!(e.key, "inbound.poll_interval");
+        assert!(e.problem.contains("too long"), "{e}");
+        // Through the whole configuration, too.
+        let e = parse("[inbound]\nmax_message_size = \"20000000000GB\"\n").unwrap_err();
+        assert_eq!(e.key, "inbound.max_message_size");
+        let e = parse("[inbound]\npoll_interval = \"99999999999999999d\"\n").unwrap_err();
+        assert_eq!(e.key, "inbound.poll_interval");
+        // A duration must stay usable as a deadline (`Instant + d` panics on overflow): at
+        // most 100 years, which no setting needs.
+        assert_eq!(
+            duration("k", "36500d").unwrap(),
+            Duration::from_secs(36_500 * 86_400)
+        );
+        assert!(duration("k", &format!("{}s", u64::MAX)).is_err());
+        assert!(duration("k", &format!("{}ms", u64::MAX)).is_err());
+        let e = duration("k", "99999999999999999999999s").unwrap_err();
+        assert!(e.problem.contains("too long"), "{e}");
+        let e = size("k", "99999999999999999999999").unwrap_err();
+        assert!(e.problem.contains("too large"), "{e}");
+        // The largest size that fits still parses.
+        assert_eq!(size("k", &format!("{}", usize::MAX)).unwrap(), usize::MAX);
     }
 }
 

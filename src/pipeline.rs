@@ -292,6 +292,7 @@ impl Pipeline {
                     let kept = self.insert_inbound(
                         tx.as_mut(),
                         raw,
+                        size(i),
                         &key,
                         parsed.as_ref().ok(),
                         now,
@@ -310,6 +311,7 @@ impl Pipeline {
                         self.insert_inbound(
                             tx.as_mut(),
                             raw,
+                            size(i),
                             &content,
                             None,
                             now,
@@ -382,13 +384,17 @@ impl Pipeline {
         let limits = Limits {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
         };
-        let parsed = self.parse_one(&raw.bytes, raw.bytes.len(), limits);
+        // A mail stored header-only counts with its declared size: still too large.
+        let size = tx
+            .inbound_declared_size(inbound_id)?
+            .map_or(raw.bytes.len(), |d| d.max(raw.bytes.len()));
+        let parsed = self.parse_one(&raw.bytes, size, limits);
         let mut report = Report::default();
         let outcome = self
             .apply(
                 tx.as_mut(),
                 &raw,
-                raw.bytes.len(),
+                size,
                 &parsed,
                 &registry,
                 now,
@@ -432,16 +438,18 @@ impl Pipeline {
                 self.insert_inbound(
                     tx,
                     raw,
+                    size,
                     &f.dedup_key,
                     None,
                     now,
                     "quarantined",
-                    Some(("unparseable", &f.reason)),
+                    Some((f.code, &f.reason)),
                     None,
                 )?;
                 report.quarantined += 1;
+                tracing::info!(source = %raw.source, code = f.code, reason = %f.reason, "mail quarantined");
                 return Ok(Outcome::Quarantined {
-                    code: "unparseable".into(),
+                    code: f.code.into(),
                     reason: f.reason.clone(),
                 });
             }
@@ -451,19 +459,28 @@ impl Pipeline {
             return Ok(Outcome::Duplicate);
         }
 
-        if size > self.cfg.inbound.max_message_bytes {
+        // Over the limit, or stored header-only when it was (a replay after the limit was
+        // raised): either way there is no body to open a ticket with.
+        let limit = self.cfg.inbound.max_message_bytes;
+        if size > limit || size > raw.bytes.len() {
+            let reason = if size > limit {
+                format!("{size} bytes is over inbound.max_message_size ({limit} bytes)")
+            } else {
+                format!(
+                    "only the header of this {size}-byte mail was kept (it was over \
+                     inbound.max_message_size when read): take the whole mail from the mailbox \
+                     and hand it to `ticketgate ingest`"
+                )
+            };
             let q = Quarantine {
                 code: "too_large",
-                reason: format!(
-                    "{} bytes is over inbound.max_message_size ({} bytes)",
-                    size, self.cfg.inbound.max_message_bytes
-                ),
+                reason,
                 reply: Some(route::ReplyInfo {
                     key: None,
                     language: None,
                 }),
             };
-            return self.quarantine(tx, raw, mail, q, now, report);
+            return self.quarantine(tx, raw, size, mail, q, now, report);
         }
 
         let engine = self.engine(registry, now);
@@ -583,7 +600,7 @@ impl Pipeline {
                 tracing::info!(source = %raw.source, ticket = %reference, agent = author, status = %ticket.status, "agent update applied");
                 Ok(Outcome::Appended { ticket: reference })
             }
-            Decision::Quarantine(q) => self.quarantine(tx, raw, mail, q, now, report),
+            Decision::Quarantine(q) => self.quarantine(tx, raw, size, mail, q, now, report),
         }
     }
 
@@ -630,6 +647,7 @@ impl Pipeline {
         let inbound_id = Some(self.insert_inbound(
             tx,
             raw,
+            raw.bytes.len(),
             &mail.dedup_key,
             Some(mail),
             now,
@@ -688,10 +706,12 @@ impl Pipeline {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn quarantine(
         &self,
         tx: &mut dyn WriteTx,
         raw: &RawMail,
+        size: usize,
         mail: &InboundMail,
         mut q: Quarantine,
         now: DateTime<Utc>,
@@ -706,6 +726,7 @@ impl Pipeline {
         let inbound_id = self.insert_inbound(
             tx,
             raw,
+            size,
             &mail.dedup_key,
             Some(mail),
             now,
@@ -746,11 +767,13 @@ impl Pipeline {
         })
     }
 
+    /// `size`: the mail's whole size, recorded as declared when `raw` is its header only.
     #[allow(clippy::too_many_arguments)]
     fn insert_inbound(
         &self,
         tx: &mut dyn WriteTx,
         raw: &RawMail,
+        size: usize,
         dedup_key: &str,
         mail: Option<&InboundMail>,
         now: DateTime<Utc>,
@@ -766,6 +789,7 @@ impl Pipeline {
             from: mail.and_then(|m| m.from.as_deref()),
             subject: mail.map_or("", |m| m.subject.as_str()),
             raw: &raw.bytes,
+            declared_size: (size > raw.bytes.len()).then_some(size),
             outcome,
             reason_code: reason.map(|r| r.0),
             reason: reason.map(|r| r.1),
@@ -785,6 +809,7 @@ impl Pipeline {
         self.insert_inbound(
             tx,
             raw,
+            raw.bytes.len(),
             &mail.dedup_key,
             Some(mail),
             now,

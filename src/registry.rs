@@ -539,17 +539,18 @@ struct RawKey {
 }
 
 /// The registry file and the last good registry read from it. `current()` re-reads the file
-/// when its modification time or size changed.
+/// when its modification time or size changed; a broken or vanished file keeps the last good
+/// registry.
 pub struct RegistryFile {
     path: PathBuf,
     state: RwLock<(Option<Stamp>, Arc<Registry>)>,
 }
 
 impl RegistryFile {
-    /// Loads the file; a missing file is an empty registry (no customers yet).
+    /// Loads the file; a file missing at start is an empty registry (no customers yet).
     pub fn open(path: &Path) -> Result<RegistryFile, RegistryError> {
         let stamp = stamp(path);
-        let reg = load(path)?;
+        let reg = load(path)?.unwrap_or_default();
         Ok(RegistryFile {
             path: path.to_path_buf(),
             state: RwLock::new((stamp, Arc::new(reg))),
@@ -572,7 +573,7 @@ impl RegistryFile {
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if st.0 != now_stamp {
             match load(&self.path) {
-                Ok(reg) => {
+                Ok(Some(reg)) => {
                     tracing::info!(
                         path = %self.path.display(),
                         customers = reg.customer_count(),
@@ -580,6 +581,13 @@ impl RegistryFile {
                     );
                     st.1 = Arc::new(reg);
                 }
+                // Gone while running (deleted, or a deployment that removes before it
+                // writes): emptying the registry would answer every new request with an
+                // unknown-key rejection, so the last good one stays until the file is back.
+                Ok(None) => tracing::error!(
+                    path = %self.path.display(),
+                    "customer registry file is missing: put it back; the previous registry stays in force"
+                ),
                 Err(e) => tracing::error!(
                     path = %self.path.display(),
                     error = %e,
@@ -600,13 +608,14 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((m.modified().ok()?, m.len()))
 }
 
-fn load(path: &Path) -> Result<Registry, RegistryError> {
+/// The registry in the file; `None` when there is no file.
+fn load(path: &Path) -> Result<Option<Registry>, RegistryError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Registry::parse(&text).map_err(|e| RegistryError {
+        Ok(text) => Registry::parse(&text).map(Some).map_err(|e| RegistryError {
             key: e.key,
             problem: format!("{} (in {})", e.problem, path.display()),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RegistryError::new(
             "registry.path",
             format!("cannot read {}: {e}", path.display()),
@@ -691,6 +700,35 @@ keys = [
         assert_eq!(e.key, "plans.p.language");
         let e = Registry::parse("[plans.p]\n[[customers]]\nid = \"a\"\nplan = \"p\"\nkeys = [{ key = \"K\", expires = \"someday\" }]").unwrap_err();
         assert_eq!(e.key, "customers[0].keys[0].expires");
+    }
+
+    #[test]
+    fn a_file_that_vanishes_keeps_the_last_good_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("customers.toml");
+        std::fs::write(&path, SAMPLE).unwrap();
+        let file = RegistryFile::open(&path).unwrap();
+        assert_eq!(file.current().customer_count(), 1);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            file.current().customer_count(),
+            1,
+            "a vanished file must not empty the registry"
+        );
+        assert_eq!(file.current().customer_count(), 1, "nor on a later look");
+        // Back with an edit: read again.
+        let two = format!("{SAMPLE}\n[[customers]]\nid = \"globex\"\nplan = \"fr\"\n");
+        std::fs::write(&path, two).unwrap();
+        assert_eq!(file.current().customer_count(), 2);
+
+        // Missing at start (no customers yet), then written, then gone: the written one stays.
+        let later = dir.path().join("later.toml");
+        let file = RegistryFile::open(&later).unwrap();
+        assert_eq!(file.current().customer_count(), 0);
+        std::fs::write(&later, SAMPLE).unwrap();
+        assert_eq!(file.current().customer_count(), 1);
+        std::fs::remove_file(&later).unwrap();
+        assert_eq!(file.current().customer_count(), 1);
     }
 
     #[test]

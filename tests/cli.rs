@@ -2,6 +2,7 @@
 //! listings, `ingest` exit codes, configuration errors, and the operator's view of failed and
 //! dead outbound mail (`outbox list --state`, `outbox retry`).
 
+mod common;
 mod support;
 
 use std::path::Path;
@@ -214,6 +215,70 @@ fn a_bad_configuration_stops_the_start_and_names_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 customers"));
+}
+
+/// `migrate` and configuration errors never print the password in `database.url`; `migrate`
+/// names the database with the password masked. The success case needs a PostgreSQL server
+/// (`TICKETGATE_TEST_DATABASE_URL` with a password); without one only the error cases run.
+#[test]
+fn the_database_password_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = |out: &Output| format!("{}{}", stdout(out), stderr(out));
+
+    // An unknown scheme is a configuration error naming the key, not echoing the URL.
+    std::fs::write(
+        dir.path().join("mysql.toml"),
+        "[database]\nurl = \"mysql://tg:pa55-w0rd@db.example/tg\"\n",
+    )
+    .unwrap();
+    for args in [
+        &["--config", "mysql.toml", "migrate"][..],
+        &["--config", "mysql.toml", "check-config"],
+    ] {
+        let out = tg(dir.path(), args);
+        let all = printed(&out);
+        assert_eq!(out.status.code(), Some(78), "{all}");
+        assert!(all.contains("database.url"), "{all}");
+        assert!(!all.contains("pa55-w0rd"), "password printed: {all}");
+    }
+
+    // A server that does not answer: the error names host and user, not the password.
+    std::fs::write(
+        dir.path().join("down.toml"),
+        "[database]\nurl = \"postgres://tg:pa55-w0rd@127.0.0.1:1/tg\"\n",
+    )
+    .unwrap();
+    let out = tg(dir.path(), &["--config", "down.toml", "migrate"]);
+    let all = printed(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("127.0.0.1:1"), "{all}");
+    assert!(!all.contains("pa55-w0rd"), "password printed: {all}");
+
+    // A server that answers: `migrate` succeeds and shows the URL with the password masked.
+    let Some(db) = common::TestDatabase::create() else {
+        return;
+    };
+    let config: tokio_postgres::Config = db.url.parse().unwrap();
+    let Some(password) = config
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+    else {
+        eprintln!("TICKETGATE_TEST_DATABASE_URL has no password: the migrate case is skipped");
+        return;
+    };
+    std::fs::write(
+        dir.path().join("pg.toml"),
+        format!("[database]\nurl = \"{}\"\n", db.url),
+    )
+    .unwrap();
+    let out = tg(dir.path(), &["--config", "pg.toml", "migrate"]);
+    let all = printed(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        stdout(&out).contains(":***@") && stdout(&out).contains("is up to date"),
+        "{all}"
+    );
+    assert!(!all.contains(&password), "password printed: {all}");
 }
 
 #[test]

@@ -21,7 +21,7 @@ fn summary(raw: &[u8]) -> serde_json::Value {
             max_attachment_bytes: 4096,
         },
     ) {
-        Err(f) => json!({ "failure": f.reason }),
+        Err(f) => json!({ "failure": f.reason, "code": f.code }),
         Ok(m) => json!({
             "message_id": m.message_id,
             "has_content_key": m.dedup_key.starts_with("sha256:"),
@@ -184,4 +184,30 @@ fn fixtures_key_facts() {
         "malformed MIME still yields the readable text part"
     );
     assert_eq!(m["key_candidates"], json!(["ACME-7Q2M-4KX9-0001"]));
+
+    // Declared multipart, boundary never there: the text is not readable as a part, but the
+    // key written in it is still found (not answered "no support key").
+    let bm = get("broken_mime_key.eml");
+    assert_eq!(bm["key_candidates"], json!(["ACME-7Q2M-4KX9-0001"]));
+
+    // Text with no header section and binary noise are not mail at all.
+    for name in ["not_a_mail_text.eml", "not_a_mail_binary.eml"] {
+        assert_eq!(get(name)["code"], "not_a_mail", "{name}");
+    }
+
+    // A subject is read whole, however long (folded over three lines here).
+    let ls = get("long_subject.eml");
+    let subject = ls["subject"].as_str().unwrap();
+    assert!(
+        subject.len() > 300
+            && subject.starts_with("Export of the quarterly")
+            && subject.ends_with("see details below"),
+        "{subject}"
+    );
+
+    // RFC 2231 continuations in ISO-2022-JP, split inside a JIS run: the encoded pieces are
+    // joined before the charset is decoded, as Python's email package does
+    // (`Message.get_filename()` gives this name).
+    let jp = get("iso2022jp_rfc2231_filename.eml");
+    assert_eq!(jp["attachments"][0]["filename"], "日本語の報告書.txt");
 }

@@ -414,15 +414,56 @@ fn garbage_is_quarantined_and_does_not_stop_the_rest_of_the_batch() {
         .unwrap();
     assert_eq!(report.created, 1);
     assert_eq!(report.quarantined, 1);
-    // Binary noise has no readable sender: quarantined with that reason, kept for replay.
-    assert!(
-        matches!(&outcomes[0], Outcome::Quarantined { code, .. } if code == "unparseable" || code == "no_sender"),
-        "{outcomes:?}"
-    );
+    // Binary noise is not a mail: quarantined with its own reason, kept for replay.
+    assert_eq!(quarantined(&outcomes[0]), "not_a_mail");
     assert!(
         matches!(&outcomes[1], Outcome::Created { .. }),
         "{outcomes:?}"
     );
+}
+
+#[test]
+fn text_that_is_not_a_mail_is_quarantined_as_such_not_as_a_mail_without_sender() {
+    let mut e = env();
+    for bytes in [
+        &b"Hello,\nplease open a ticket. Support-Key: ACME-0000-0000-0001\n"[..],
+        b"Support-Key: ACME-0000-0000-0001\nour server is down\n",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00",
+    ] {
+        let out = e.ingest(&String::from_utf8_lossy(bytes));
+        assert_eq!(quarantined(&out), "not_a_mail", "{bytes:?}");
+    }
+    assert!(e.outbox().is_empty(), "nobody to answer");
+    // A mail with headers but no From is still a mail without a sender.
+    let no_from = "To: support@support.example.test\r\nSubject: hi\r\n\r\nACME-0000-0000-0001\r\n";
+    assert_eq!(quarantined(&e.ingest(no_from)), "no_sender");
+}
+
+#[test]
+fn a_mail_with_broken_mime_and_a_key_in_its_text_opens_a_ticket() {
+    let mut e = env();
+    // Declared multipart, but the boundary never comes: no part is readable as text.
+    let raw = "From: jane@acme.example\r\nSubject: scheduler down\r\nMessage-ID: <bm1@acme.example>\r\n\
+               MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"never\"\r\n\r\n\
+               Support-Key: ACME-0000-0000-0001\r\nThe scheduler stopped.\r\n";
+    let out = e.ingest(raw);
+    assert_eq!(created(&out), "TKT-000001", "{out:?}");
+}
+
+#[test]
+fn a_long_subject_is_stored_whole() {
+    let mut e = env();
+    let subject = format!(
+        "Export fails {}",
+        "with a very long explanation ".repeat(20)
+    );
+    let subject = subject.trim_end();
+    created(&e.ingest(&mail("jane@acme.example", subject, "ACME-0000-0000-0001").build()));
+    assert_eq!(e.app.store.tickets(10).unwrap()[0].subject, subject);
+    // In quarantine too.
+    let q = mail("jane@acme.example", subject, "no key here").build();
+    assert_eq!(quarantined(&e.ingest(&q)), "no_key");
+    assert_eq!(e.app.store.quarantine(10).unwrap()[0].subject, subject);
 }
 
 #[test]
@@ -435,6 +476,53 @@ fn oversized_mail_is_quarantined_with_a_reply_saying_so() {
     let reply = &e.outbox()[0];
     assert_eq!(reply.kind, "rejection");
     assert!(e.body(reply).replace("=\r\n", "").contains("larger than"));
+}
+
+/// IMAP hands over only the header of a mail over the limit, with its declared size. The
+/// quarantine shows that size, and a replay (after, say, a registry fix) keeps it too large:
+/// it must not open a ticket from the header alone.
+#[test]
+fn a_header_only_oversized_mail_stays_too_large_when_replayed() {
+    let mut e = env();
+    let declared = e.app.cfg.inbound.max_message_bytes + 1000;
+    let whole = mail(
+        "jane@acme.example",
+        "ACME-0000-0000-0001 export logs",
+        "Support-Key: ACME-0000-0000-0001\nthe logs are attached",
+    )
+    .build();
+    let header_len = whole.find("\r\n\r\n").unwrap() + 4;
+    let batch = [ticketgate::pipeline::RawMail {
+        source: "imap:support/7".into(),
+        bytes: whole.as_bytes()[..header_len].to_vec(),
+    }];
+    let (_, outcomes) = e
+        .app
+        .pipeline
+        .process_declared(e.app.store.as_mut(), &batch, &[Some(declared)], &mut |_| {
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(quarantined(&outcomes[0]), "too_large");
+    let q = e.app.store.quarantine(10).unwrap();
+    assert_eq!(
+        q[0].size, declared as i64,
+        "quarantine list shows the mail's size, not its header's"
+    );
+
+    let replayed = e
+        .app
+        .pipeline
+        .replay(e.app.store.as_mut(), q[0].id)
+        .unwrap();
+    assert_eq!(quarantined(&replayed), "too_large", "{replayed:?}");
+    assert!(
+        e.app.store.tickets(10).unwrap().is_empty(),
+        "no ticket from a header"
+    );
+    let q = e.app.store.quarantine(10).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].size, declared as i64, "the replayed row keeps it too");
 }
 
 #[test]

@@ -73,6 +73,7 @@ fn inbound<'a>(key: &'a str, outcome: &'a str) -> NewInbound<'a> {
         from: Some("a@example.test"),
         subject: "x",
         raw: b"raw bytes",
+        declared_size: None,
         outcome,
         reason_code: None,
         reason: None,
@@ -595,6 +596,32 @@ fn a_replayed_mail_no_longer_counts_for_deduplication() {
     assert_eq!(s.inbound_raw(id).unwrap().unwrap(), b"raw bytes");
 }
 
+#[test]
+fn a_header_only_mail_keeps_its_declared_size() {
+    let d = db();
+    let mut s = d.open();
+    let mut tx = s.write().unwrap();
+    let whole = tx
+        .insert_inbound(&inbound("mid:whole@x", "quarantined"))
+        .unwrap();
+    let head = tx
+        .insert_inbound(&NewInbound {
+            declared_size: Some(30_000_000),
+            ..inbound("mid:head@x", "quarantined")
+        })
+        .unwrap();
+    assert_eq!(tx.inbound_declared_size(whole).unwrap(), None);
+    assert_eq!(tx.inbound_declared_size(head).unwrap(), Some(30_000_000));
+    tx.commit().unwrap();
+    let sizes: Vec<_> = s
+        .quarantine(10)
+        .unwrap()
+        .iter()
+        .map(|q| (q.id, q.size))
+        .collect();
+    assert_eq!(sizes, [(whole, 9), (head, 30_000_000)]);
+}
+
 /// The daemon's situation: the synchronous store used from inside a runtime's `block_on`.
 #[tokio::test]
 async fn the_store_works_inside_a_current_thread_runtime() {
@@ -729,25 +756,28 @@ fn instances_starting_together_migrate_once_postgres_only() {
     for t in opened {
         t.join().unwrap().unwrap();
     }
-    // One row per migration file, each applied once.
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
-        .unwrap()
-        .filter(|f| {
-            f.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|e| e == "sql")
-        })
-        .count() as i64;
+    // Each migration recorded once.
+    let migrations = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres"),
+    )
+    .unwrap()
+    .filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "sql")
+    })
+    .count() as i64;
+    assert!(migrations >= 2);
     assert_eq!(
         pg_scalar(&pg.url, "SELECT count(*) FROM schema_migrations"),
-        files
+        migrations
     );
     d.open(); // and again: nothing to do
     assert_eq!(
         pg_scalar(&pg.url, "SELECT count(*) FROM schema_migrations"),
-        files
+        migrations
     );
 }
 

@@ -12,7 +12,7 @@ use lettre::Address;
 use lettre::address::Envelope;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -89,14 +89,16 @@ impl Transport {
         match self {
             Transport::File { dir } => {
                 let name = format!("{:08}-{}.eml", mail.id, mail.kind);
-                let tmp = dir.join(format!(".{name}.tmp"));
-                std::fs::write(&tmp, &mail.body)
-                    .and_then(|_| std::fs::rename(&tmp, dir.join(&name)))
+                let path = dir.join(&name);
+                // Counts as sent only once durable; the fsyncs block, so off the runtime.
+                let (dir, body) = (dir.clone(), mail.body.clone());
+                tokio::task::spawn_blocking(move || write_durably(&dir, &name, &body))
+                    .await
                     .map_err(|e| {
-                        SendError::Transient(format!(
-                            "cannot write {}: {e}",
-                            dir.join(&name).display()
-                        ))
+                        SendError::Transient(format!("writing {} stopped: {e}", path.display()))
+                    })?
+                    .map_err(|e| {
+                        SendError::Transient(format!("cannot write {}: {e}", path.display()))
                     })
             }
             Transport::Smtp {
@@ -115,6 +117,38 @@ impl Transport {
             }
         }
     }
+}
+
+/// Writes `bytes` to `dir/name` so that, once this returns `Ok`, the whole file is on disk
+/// under its name: written under a temporary name and fsynced, renamed, then the folder
+/// fsynced (only that makes the rename itself survive a power loss). A reader never sees a
+/// partial file; on error the temporary file is removed. Blocking: run it off the runtime.
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp); // may not exist: nothing else to do
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Elsewhere a folder cannot be opened for fsync; the rename is as durable as it gets.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The wait before attempt `attempt + 1`: base × 2^(attempt−1), capped, with ±20 % jitter.
@@ -374,4 +408,81 @@ async fn record(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_durable_write_leaves_the_whole_file_under_its_name_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = vec![b'x'; 300_000];
+        write_durably(dir.path(), "00000001-ack.eml", &body).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("00000001-ack.eml")).unwrap(),
+            body
+        );
+        // Written again (a repeated attempt): replaced whole.
+        write_durably(dir.path(), "00000001-ack.eml", b"second").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("00000001-ack.eml")).unwrap(),
+            b"second"
+        );
+        assert_eq!(
+            names(dir.path()),
+            ["00000001-ack.eml"],
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_failed_durable_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The final name is taken by a folder that is not empty: the rename fails.
+        std::fs::create_dir(dir.path().join("00000002-ack.eml")).unwrap();
+        std::fs::write(dir.path().join("00000002-ack.eml/keep"), b"k").unwrap();
+        assert!(write_durably(dir.path(), "00000002-ack.eml", b"body").is_err());
+        assert_eq!(
+            names(dir.path()),
+            ["00000002-ack.eml"],
+            "temporary file left behind"
+        );
+        // A folder that does not exist: an error, nothing created.
+        let gone = dir.path().join("gone");
+        assert!(write_durably(&gone, "x.eml", b"body").is_err());
+        assert!(!gone.exists());
+    }
+
+    /// The file transport writes off the runtime thread and still works on the daemon's
+    /// current-thread runtime.
+    #[tokio::test]
+    async fn the_file_transport_delivers_on_a_current_thread_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Transport::File {
+            dir: dir.path().to_path_buf(),
+        };
+        let mail = OutboxMail {
+            id: 7,
+            kind: "acknowledgement".into(),
+            recipient: "jane@acme.example".into(),
+            message_id: "<m@x>".into(),
+            attempts: 1,
+            body: b"Subject: s\r\n\r\nbody\r\n".to_vec(),
+        };
+        t.send(&mail).await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("00000007-acknowledgement.eml")).unwrap(),
+            mail.body
+        );
+    }
 }

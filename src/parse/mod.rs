@@ -4,6 +4,7 @@
 
 mod extract;
 mod html;
+mod params;
 mod quote;
 
 pub use extract::{Patterns, StatedSeverity};
@@ -73,6 +74,8 @@ pub struct AutoSignals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseFailure {
     pub dedup_key: String,
+    /// Stable code for scripts, the quarantine's reason code.
+    pub code: &'static str,
     pub reason: String,
 }
 
@@ -88,6 +91,7 @@ pub fn parse(raw: &[u8], patterns: &Patterns, limits: Limits) -> Result<InboundM
         Ok(r) => r,
         Err(_) => Err(ParseFailure {
             dedup_key: content_key(raw),
+            code: "unparseable",
             reason: "the MIME parser failed on this message (internal panic caught); it is kept for replay".into(),
         }),
     }
@@ -109,17 +113,27 @@ fn parse_inner(
     patterns: &Patterns,
     limits: Limits,
 ) -> Result<InboundMail, ParseFailure> {
+    let not_a_mail = |why: &str| ParseFailure {
+        dedup_key: content_key(raw),
+        code: "not_a_mail",
+        reason: format!("not a mail message: {why}"),
+    };
     let Some(msg) = MessageParser::default().parse(raw) else {
-        return Err(ParseFailure {
-            dedup_key: content_key(raw),
-            reason: "not a mail message: no header section could be read".into(),
-        });
+        return Err(not_a_mail("no header section could be read"));
     };
     if msg.headers().is_empty() {
-        return Err(ParseFailure {
-            dedup_key: content_key(raw),
-            reason: "not a mail message: no header fields".into(),
-        });
+        return Err(not_a_mail("no header fields"));
+    }
+    // Text or binary data whose first lines happen to read as header fields (`Note: …`) is
+    // not a mail: a mail has at least one of the fields every mail client writes.
+    if !msg
+        .headers()
+        .iter()
+        .any(|h| MAIL_FIELDS.iter().any(|f| h.name().eq_ignore_ascii_case(f)))
+    {
+        return Err(not_a_mail(
+            "none of the header fields of a mail (From, To, Subject, Date, Message-ID…)",
+        ));
     }
 
     let message_id = msg
@@ -142,7 +156,8 @@ fn parse_inner(
         ),
         None => (None, None),
     };
-    let subject = one_line(msg.subject().unwrap_or(""));
+    // Stored whole: only what is shown (and our own headers) is shortened.
+    let subject = fold_line(msg.subject().unwrap_or(""));
     let date = msg
         .date()
         .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
@@ -188,9 +203,8 @@ fn parse_inner(
                 .to_ascii_lowercase()
                 .replace(|c: char| c.is_control(), "");
             Attachment {
-                filename: part
-                    .attachment_name()
-                    .map(one_line)
+                filename: continued_filename(raw, part)
+                    .or_else(|| part.attachment_name().map(one_line))
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| "attachment".into()),
                 content_type,
@@ -223,7 +237,13 @@ fn parse_inner(
         }),
     };
 
-    let key_candidates = patterns.key_candidates(&subject, &text);
+    let mut key_candidates = patterns.key_candidates(&subject, &text);
+    if key_candidates.is_empty() && text.trim().is_empty() {
+        // No text could be read from the MIME structure (a multipart whose boundary never
+        // comes, a text part whose encoding is broken): a key written in the raw body still
+        // counts, rather than telling the sender they gave none.
+        key_candidates = patterns.key_candidates("", &raw_body_text(raw));
+    }
     let subject_refs = patterns.subject_refs(&subject);
     let body_refs = patterns.body_refs(&text);
     let severity = patterns.severity(&subject, &text);
@@ -248,6 +268,62 @@ fn parse_inner(
         severity,
         issue_type,
     })
+}
+
+/// Header fields at least one of which every mail has; data with none of them is not a mail.
+const MAIL_FIELDS: &[&str] = &[
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Received",
+    "Return-Path",
+    "Delivered-To",
+    "MIME-Version",
+    "Content-Type",
+];
+
+/// The body section of a raw mail (after the first empty line) as text, for a best-effort
+/// look when the MIME structure could not be read. At most 1 MB is looked at.
+fn raw_body_text(raw: &[u8]) -> String {
+    let start = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(raw.len());
+    let body = &raw[start..raw.len().min(start.saturating_add(1024 * 1024))];
+    String::from_utf8_lossy(body).replace("\r\n", "\n")
+}
+
+/// An attachment name written as RFC 2231 continuations (`filename*0*=…; filename*1*=…`),
+/// decoded whole (see [`params::continued_param`]); `None` when it is not written so.
+fn continued_filename(raw: &[u8], part: &mail_parser::MessagePart<'_>) -> Option<String> {
+    for (field, param) in [
+        ("Content-Disposition", "filename"),
+        ("Content-Type", "name"),
+    ] {
+        let Some(h) = part
+            .headers()
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(field))
+        else {
+            continue;
+        };
+        let Some(value) = raw.get(h.offset_start() as usize..h.offset_end() as usize) else {
+            continue;
+        };
+        if let Some(name) = params::continued_param(value, param) {
+            return Some(one_line(name.trim()));
+        }
+    }
+    None
 }
 
 /// Joins the soft line breaks of `format=flowed` text (RFC 3676): a line that ends in a space
@@ -304,10 +380,19 @@ fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
 }
 
 /// One line of text: control characters (CR, LF, tabs…) become spaces, runs of white space
-/// fold, and the result is at most 250 characters. Anything a sender writes passes through
-/// this before it can reach a header of ours.
+/// fold, and the result is at most 250 bytes. Anything a sender writes passes through this
+/// before it can reach a header of ours.
 pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(256));
+    fold(s, 250)
+}
+
+/// [`one_line`] without the length limit: what is stored (a subject) is kept whole.
+pub fn fold_line(s: &str) -> String {
+    fold(s, usize::MAX)
+}
+
+fn fold(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max.saturating_add(4)));
     let mut space = false;
     for c in s.chars() {
         if c.is_control() || c.is_whitespace() {
@@ -318,7 +403,7 @@ pub fn one_line(s: &str) -> String {
             out.push(' ');
             space = false;
         }
-        if out.len() >= 250 {
+        if out.len() >= max {
             break;
         }
         out.push(c);
@@ -343,16 +428,27 @@ mod tests {
 
     #[test]
     fn garbage_is_a_clear_failure_not_a_panic() {
-        for raw in [&b""[..], b"\x00\x01\x02", b"\r\n\r\n", &[0xff; 64]] {
-            match parse(raw, &patterns(), LIMITS) {
-                Err(f) => {
-                    assert!(f.dedup_key.starts_with("sha256:"));
-                    assert!(f.reason.starts_with("not a mail message"), "{}", f.reason);
-                }
-                // Read as a headerless fragment: then there is no sender to route by.
-                Ok(m) => assert_eq!(m.from, None, "{raw:?}"),
-            }
+        for raw in [
+            &b""[..],
+            b"\x00\x01\x02",
+            b"\r\n\r\n",
+            &[0xff; 64],
+            b"Hello,\nplease help.\n",
+            b"Note: call me\nSupport-Key: ACME-0000-0000-0001\n",
+        ] {
+            let f = parse(raw, &patterns(), LIMITS).expect_err(&format!("{raw:?}"));
+            assert!(f.dedup_key.starts_with("sha256:"));
+            assert_eq!(f.code, "not_a_mail", "{raw:?}");
+            assert!(f.reason.starts_with("not a mail message"), "{}", f.reason);
         }
+    }
+
+    #[test]
+    fn subjects_are_read_whole() {
+        let long = "word ".repeat(200);
+        let raw = format!("From: a@b.example\r\nSubject: {long}\r\n\r\nhi\r\n");
+        let m = parse(raw.as_bytes(), &patterns(), LIMITS).unwrap();
+        assert_eq!(m.subject, long.trim_end());
     }
 
     #[test]

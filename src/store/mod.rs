@@ -204,6 +204,7 @@ pub struct QuarantineRow {
     pub message_id: Option<String>,
     pub reason_code: String,
     pub reason: String,
+    /// The mail's whole size: the declared one when only its header was stored.
     pub size: i64,
 }
 
@@ -215,6 +216,9 @@ pub struct NewInbound<'a> {
     pub from: Option<&'a str>,
     pub subject: &'a str,
     pub raw: &'a [u8],
+    /// The whole size the source declared when `raw` is the mail's header only (IMAP, over
+    /// `inbound.max_message_size`); `None` when `raw` is the whole mail.
+    pub declared_size: Option<usize>,
     pub outcome: &'a str,
     pub reason_code: Option<&'a str>,
     pub reason: Option<&'a str>,
@@ -349,6 +353,9 @@ pub trait WriteTx {
     /// `replayed`, with its raw bytes) but no longer counts for de-duplication. Returns the
     /// raw bytes and source, or `None` when the row is not a quarantined mail.
     fn take_for_replay(&mut self, id: i64) -> Result<Option<(Vec<u8>, String)>>;
+    /// The whole size declared for an inbound mail stored header-only
+    /// ([`NewInbound::declared_size`]); `None` when its raw bytes are the whole mail.
+    fn inbound_declared_size(&mut self, id: i64) -> Result<Option<usize>>;
     /// Changes what an inbound mail is recorded to have done.
     fn set_inbound_outcome(
         &mut self,

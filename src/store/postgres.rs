@@ -27,6 +27,10 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (
+        2,
+        include_str!("../../migrations/postgres/0002_declared_size.sql"),
+    ),
+    (
         3,
         include_str!("../../migrations/postgres/0003_imap_uids.sql"),
     ),
@@ -751,10 +755,11 @@ impl WriteTx for PgTx<'_> {
 
     fn insert_inbound(&mut self, m: &NewInbound<'_>) -> Result<i64> {
         let size = m.raw.len() as i64;
+        let declared_size = m.declared_size.map(|d| d as i64);
         let row = self.query_one(
             "INSERT INTO inbound (dedup_key, message_id, source, received_at, from_addr, subject, size, raw, \
-             outcome, reason_code, reason, ticket_id, dedup_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+             outcome, reason_code, reason, ticket_id, dedup_hash, declared_size) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
             &[
                 &m.dedup_key,
                 &m.message_id,
@@ -769,6 +774,7 @@ impl WriteTx for PgTx<'_> {
                 &m.reason,
                 &m.ticket_id,
                 &fnv64(m.dedup_key),
+                &declared_size,
             ],
         )?;
         Ok(row.try_get(0)?)
@@ -808,6 +814,16 @@ impl WriteTx for PgTx<'_> {
             &[&id, &retired, &fnv64(&retired)],
         )?;
         Ok(Some((raw, source)))
+    }
+
+    fn inbound_declared_size(&mut self, id: i64) -> Result<Option<usize>> {
+        let Some(row) =
+            self.query_opt("SELECT declared_size FROM inbound WHERE id = $1", &[&id])?
+        else {
+            return Ok(None);
+        };
+        let size: Option<i64> = row.try_get(0)?;
+        Ok(size.map(|s| s as usize))
     }
 
     fn set_inbound_outcome(
@@ -1053,7 +1069,8 @@ impl Store for PgStore {
         let limit = limit as i64;
         self.conn()?
             .query(
-                "SELECT id, received_at, source, from_addr, subject, message_id, reason_code, reason, size \
+                "SELECT id, received_at, source, from_addr, subject, message_id, reason_code, reason, \
+                 COALESCE(declared_size, size) \
                  FROM inbound WHERE outcome = 'quarantined' ORDER BY id LIMIT $1",
                 &[&limit],
             )?

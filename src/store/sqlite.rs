@@ -18,6 +18,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0003_mailboxes.sql"),
     ),
     (
+        4,
+        include_str!("../../migrations/sqlite/0004_declared_size.sql"),
+    ),
+    (
         5,
         include_str!("../../migrations/sqlite/0005_imap_uids.sql"),
     ),
@@ -404,8 +408,8 @@ impl WriteTx for SqliteTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO inbound (dedup_key, message_id, source, received_at, from_addr, subject, size, raw, \
-                 outcome, reason_code, reason, ticket_id, dedup_hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 outcome, reason_code, reason, ticket_id, dedup_hash, declared_size) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 m.dedup_key,
@@ -420,7 +424,8 @@ impl WriteTx for SqliteTx<'_> {
                 m.reason_code,
                 m.reason,
                 m.ticket_id,
-                fnv64(m.dedup_key)
+                fnv64(m.dedup_key),
+                m.declared_size.map(|d| d as i64)
             ])?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -449,6 +454,15 @@ impl WriteTx for SqliteTx<'_> {
             .prepare_cached("UPDATE inbound SET outcome = 'replayed', dedup_key = ?2, dedup_hash = ?3 WHERE id = ?1")?
             .execute(params![id, retired, fnv64(&retired)])?;
         Ok(Some((raw, source)))
+    }
+
+    fn inbound_declared_size(&mut self, id: i64) -> Result<Option<usize>> {
+        let size: Option<Option<i64>> = self
+            .tx
+            .prepare_cached("SELECT declared_size FROM inbound WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        Ok(size.flatten().map(|s| s as usize))
     }
 
     fn set_inbound_outcome(
@@ -633,7 +647,8 @@ impl Store for SqliteStore {
 
     fn quarantine(&mut self, limit: usize) -> Result<Vec<QuarantineRow>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, received_at, source, from_addr, subject, message_id, reason_code, reason, size \
+            "SELECT id, received_at, source, from_addr, subject, message_id, reason_code, reason, \
+             COALESCE(declared_size, size) \
              FROM inbound WHERE outcome = 'quarantined' ORDER BY id LIMIT ?1",
         )?;
         let rows = st.query_map([limit as i64], |r| {
