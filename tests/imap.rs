@@ -337,7 +337,14 @@ async fn oversized_mail_is_quarantined_with_a_reply_without_downloading_its_body
     let q = e.app.store().unwrap().quarantine(10).unwrap();
     assert_eq!(q[0].reason_code, "too_large");
     assert!(q[0].reason.contains("bytes is over"), "{}", q[0].reason);
-    let kept = e.app.store.inbound_raw(q[0].id).unwrap().unwrap().len();
+    let kept = e
+        .app
+        .store()
+        .unwrap()
+        .inbound_raw(q[0].id)
+        .unwrap()
+        .unwrap()
+        .len();
     assert!(
         kept < 64 * 1024,
         "only the header was fetched and kept: {kept} bytes"

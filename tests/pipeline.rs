@@ -459,11 +459,17 @@ fn a_long_subject_is_stored_whole() {
     );
     let subject = subject.trim_end();
     created(&e.ingest(&mail("jane@acme.example", subject, "ACME-0000-0000-0001").build()));
-    assert_eq!(e.app.store.tickets(10).unwrap()[0].subject, subject);
+    assert_eq!(
+        e.app.store().unwrap().tickets(10).unwrap()[0].subject,
+        subject
+    );
     // In quarantine too.
     let q = mail("jane@acme.example", subject, "no key here").build();
     assert_eq!(quarantined(&e.ingest(&q)), "no_key");
-    assert_eq!(e.app.store.quarantine(10).unwrap()[0].subject, subject);
+    assert_eq!(
+        e.app.store().unwrap().quarantine(10).unwrap()[0].subject,
+        subject
+    );
 }
 
 #[test]
@@ -483,7 +489,7 @@ fn oversized_mail_is_quarantined_with_a_reply_saying_so() {
 /// it must not open a ticket from the header alone.
 #[test]
 fn a_header_only_oversized_mail_stays_too_large_when_replayed() {
-    let mut e = env();
+    let e = env();
     let declared = e.app.cfg.inbound.max_message_bytes + 1000;
     let whole = mail(
         "jane@acme.example",
@@ -499,12 +505,15 @@ fn a_header_only_oversized_mail_stays_too_large_when_replayed() {
     let (_, outcomes) = e
         .app
         .pipeline
-        .process_declared(e.app.store.as_mut(), &batch, &[Some(declared)], &mut |_| {
-            Ok(())
-        })
+        .process_declared(
+            &mut *e.app.store().unwrap(),
+            &batch,
+            &[Some(declared)],
+            &mut |_| Ok(()),
+        )
         .unwrap();
     assert_eq!(quarantined(&outcomes[0]), "too_large");
-    let q = e.app.store.quarantine(10).unwrap();
+    let q = e.app.store().unwrap().quarantine(10).unwrap();
     assert_eq!(
         q[0].size, declared as i64,
         "quarantine list shows the mail's size, not its header's"
@@ -513,14 +522,14 @@ fn a_header_only_oversized_mail_stays_too_large_when_replayed() {
     let replayed = e
         .app
         .pipeline
-        .replay(e.app.store.as_mut(), q[0].id)
+        .replay(&mut *e.app.store().unwrap(), q[0].id)
         .unwrap();
     assert_eq!(quarantined(&replayed), "too_large", "{replayed:?}");
     assert!(
-        e.app.store.tickets(10).unwrap().is_empty(),
+        e.app.store().unwrap().tickets(10).unwrap().is_empty(),
         "no ticket from a header"
     );
-    let q = e.app.store.quarantine(10).unwrap();
+    let q = e.app.store().unwrap().quarantine(10).unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].size, declared as i64, "the replayed row keeps it too");
 }
