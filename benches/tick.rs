@@ -476,9 +476,9 @@ fn ticket(
         support_key: key.to_string(),
         plan: plan.name.clone(),
         language: plan.language.clone(),
-        profile: plan.profile.name().to_string(),
+        profile: plan.profile,
         issue_type: "incident".into(),
-        status: "new".into(),
+        status: ticketgate::workflow::Status::New,
         severity: 3,
         stated_severity: None,
         subject: format!("{} (#{})", SUBJECTS[i % SUBJECTS.len()], 1000 + i),
@@ -551,7 +551,7 @@ fn ticket(
                 Kind::Waiting => assert!(due_at > now, "a reminder due in the future"),
                 _ => assert!(due_at <= now, "a reminder due"),
             }
-            t.status = "waiting_on_customer".into();
+            t.status = ticketgate::workflow::Status::WaitingOnCustomer;
             t.followup_base_at = Some(base);
             t.followup_stage = 0;
             let target = plan.target_secs(t.severity);

@@ -30,7 +30,7 @@ pub struct Engine<'a> {
 }
 
 fn status(t: &TicketRow) -> Status {
-    Status::parse(&t.status).unwrap_or(Status::Open)
+    t.status
 }
 
 impl Engine<'_> {
@@ -39,7 +39,7 @@ impl Engine<'_> {
     }
 
     fn profile(t: &TicketRow) -> Profile {
-        Profile::parse(&t.profile).unwrap_or(Profile::Exo)
+        t.profile
     }
 
     pub fn reference(&self, t: &TicketRow) -> String {
@@ -82,15 +82,13 @@ impl Engine<'_> {
             support_key: key.to_string(),
             plan: plan.name.clone(),
             language: plan.language.clone(),
-            profile: plan.profile.name().to_string(),
+            profile: plan.profile,
             issue_type: issue_type.to_string(),
             status: if waiting {
                 Status::WaitingOnCustomer
             } else {
                 Status::New
-            }
-            .as_str()
-            .to_string(),
+            },
             severity,
             stated_severity: mail.severity.as_ref().map(|s| s.as_written.clone()),
             subject: if mail.subject.is_empty() {
@@ -160,7 +158,7 @@ impl Engine<'_> {
             // ticket closed before any reply is never escalated.
             sla::respond(&mut t.sla, &plan.calendar, self.now);
         }
-        t.status = to.as_str().to_string();
+        t.status = to;
         t.updated_at = self.now;
         Ok(())
     }

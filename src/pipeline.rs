@@ -13,7 +13,7 @@ use crate::registry::{Customer, KeyStatus};
 use crate::registry::{Registry, RegistryFile};
 use crate::route::{self, Decision, Quarantine, loops};
 use crate::store::{self, NewArticle, NewInbound, Store, TicketRow, WriteTx};
-use crate::workflow::{self, CustomerEffect, Profile, Status};
+use crate::workflow::{self, CustomerEffect};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -501,8 +501,8 @@ impl Pipeline {
                 }
                 // eXo: a closed ticket stays closed; the customer's mail opens a new one that
                 // refers to it, under the key's current state.
-                let profile = Profile::parse(&ticket.profile).unwrap_or(Profile::Exo);
-                let status = Status::parse(&ticket.status).unwrap_or(Status::Open);
+                let profile = ticket.profile;
+                let status = ticket.status;
                 if profile.customer_effect(status, &mail.text) == CustomerEffect::NewLinkedTicket
                     && let KeyStatus::Active(customer) =
                         registry.key_status(&ticket.support_key, now)
@@ -567,7 +567,7 @@ impl Pipeline {
                     return self
                         .keep_without_effect(tx, raw, mail, &ticket, "note", &why, now, report);
                 }
-                let profile = Profile::parse(&ticket.profile).unwrap_or(Profile::Exo);
+                let profile = ticket.profile;
                 let am = workflow::parse_agent_mail(profile, &mail.text);
                 let author = mail.from.as_deref().unwrap_or_default();
                 let reference = self.reference(ticket.id);
@@ -665,10 +665,7 @@ impl Pipeline {
             phone: phone.map(str::to_string),
             missing: ticket.missing_info.clone(),
             parent_reference: parent_id.map(|p| self.reference(p)),
-            status_name: plan
-                .profile
-                .display(Status::parse(&ticket.status).unwrap_or(Status::New))
-                .to_string(),
+            status_name: plan.profile.display(ticket.status).to_string(),
             contact_name: mail.from_name.clone(),
             contact_email: mail.from.clone(),
             customer_name: customer.name.clone(),
@@ -889,7 +886,7 @@ impl Pipeline {
             contact_display: contact.clone(),
             customer_name: customer.name.clone(),
             plan: customer.plan.name.clone(),
-            status: ticket.status.clone(),
+            status: ticket.status.to_string(),
             text,
         });
         let from_name = format!(

@@ -19,6 +19,19 @@ pub enum Status {
     Deferred,
 }
 
+/// Compares with a stored name (`"in_progress"`).
+impl PartialEq<&str> for Status {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Status {
     pub const ALL: [Status; 9] = [
         Status::New,
@@ -57,7 +70,8 @@ impl Status {
 }
 
 /// A workflow profile, chosen per plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// eXo: NEW, OPEN, SUSPENDED, IN PROGRESS, RESOLVED, CLOSED; CLOSED is final.
     Exo,
@@ -83,6 +97,13 @@ pub enum CustomerEffect {
     Reopen,
     /// A satisfaction score (1–5) answering a resolution or closure notice.
     Survey(u8),
+}
+
+/// Compares with a profile's name (`"exo"`).
+impl PartialEq<&str> for Profile {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
 }
 
 impl Profile {

@@ -638,8 +638,8 @@ fn unknown_agent_commands_are_answered_and_nothing_is_applied() {
     );
     let t = e.ticket(1);
     assert_eq!(
-        (t.severity, t.status.clone()),
-        (before.severity, before.status.clone()),
+        (t.severity, t.status),
+        (before.severity, before.status),
         "nothing half-applied"
     );
     assert!(t.sla.responded_at.is_none());

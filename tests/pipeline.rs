@@ -889,3 +889,37 @@ async fn services_return_errors_of_the_right_kind() {
         ErrorKind::Invalid
     );
 }
+
+/// B11: a status this version does not know, found in the database, is an error naming the
+/// ticket — never read as `open` in one place and `new` in another.
+#[test]
+fn an_unknown_stored_status_is_an_error_naming_the_ticket() {
+    let mut e = env();
+    let Outcome::Created { .. } = e.ingest(
+        &mail(
+            "jane@acme.example",
+            "Export fails",
+            "Key ACME-0000-0000-0001",
+        )
+        .id("b11@acme.example")
+        .build(),
+    ) else {
+        panic!("a ticket")
+    };
+    let url = e.app.cfg.database_url.expose().to_string();
+    let corrupt = "UPDATE tickets SET status = 'escalated_to_mars'";
+    match url.strip_prefix("sqlite:") {
+        Some(path) => {
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute(corrupt, [])
+                .unwrap();
+        }
+        None => common::admin(&url, corrupt),
+    }
+    let err = e.app.store().unwrap().tickets(10).unwrap_err().to_string();
+    assert!(
+        err.contains("ticket #1") && err.contains("escalated_to_mars"),
+        "{err}"
+    );
+}

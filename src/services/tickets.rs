@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::registry::Plan;
 use crate::sla::SlaView;
 use crate::store::{ArticleRow, Escalation, TicketRow};
-use crate::workflow::{self, Profile, Status};
+use crate::workflow;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ impl TicketView {
     pub fn new(prefix: &str, t: &TicketRow) -> TicketView {
         TicketView {
             reference: crate::pipeline::reference(prefix, t.id),
-            status: t.status.clone(),
+            status: t.status.to_string(),
             severity: t.severity,
             stated_severity: t.stated_severity.clone(),
             customer: t.customer.clone(),
@@ -131,7 +131,7 @@ pub async fn act(
     let Some((t, _)) = app.db.read(move |s| s.ticket_with_articles(id)).await? else {
         return Err(ServiceError::NotFound(format!("no ticket {reference}")));
     };
-    let profile = profile(&t)?;
+    let profile = t.profile;
     let am = workflow::parse_agent_mail(profile, &action.as_mail());
     let (p, author) = (app.pipeline.clone(), author.to_string());
     let done = app
@@ -141,26 +141,8 @@ pub async fn act(
     let t = done.map_err(ServiceError::Rejected)?;
     Ok(ActionDone {
         reference: app.pipeline.reference(t.id),
-        status: profile.display(status(&t)?).to_string(),
+        status: profile.display(t.status).to_string(),
         severity: t.severity,
-    })
-}
-
-fn profile(t: &TicketRow) -> Result<Profile> {
-    Profile::parse(&t.profile).ok_or_else(|| {
-        ServiceError::Conflict(format!(
-            "ticket #{} has the unknown workflow profile `{}` in the database",
-            t.id, t.profile
-        ))
-    })
-}
-
-fn status(t: &TicketRow) -> Result<Status> {
-    Status::parse(&t.status).ok_or_else(|| {
-        ServiceError::Conflict(format!(
-            "ticket #{} has the unknown status `{}` in the database",
-            t.id, t.status
-        ))
     })
 }
 

@@ -10,6 +10,7 @@ pub use db::{Conn, Db};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use crate::workflow::{Profile, Status};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -71,9 +72,9 @@ pub struct TicketRow {
     pub support_key: String,
     pub plan: String,
     pub language: String,
-    pub profile: String,
+    pub profile: Profile,
     pub issue_type: String,
-    pub status: String,
+    pub status: Status,
     pub severity: u8,
     pub stated_severity: Option<String>,
     pub subject: String,

@@ -440,6 +440,18 @@ fn small(v: i16) -> std::result::Result<u8, StoreError> {
     u8::try_from(v).map_err(|_| StoreError::Other(format!("value {v} out of range for u8")))
 }
 
+/// A stored name this version must know (a status, a profile): an unknown one is an error
+/// naming the ticket, never a silent fallback.
+fn known<T>(r: &Row, col: usize, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let v: String = r.try_get(col)?;
+    parse(&v).ok_or_else(|| {
+        let id: i64 = r.try_get(0).unwrap_or_default();
+        StoreError::Other(format!(
+            "ticket #{id}: `{v}` is not a value this version knows (column {col})"
+        ))
+    })
+}
+
 fn ticket_row(r: &Row) -> Result<TicketRow> {
     let missing: String = r.try_get(15)?;
     Ok(TicketRow {
@@ -448,9 +460,9 @@ fn ticket_row(r: &Row) -> Result<TicketRow> {
         support_key: r.try_get(2)?,
         plan: r.try_get(3)?,
         language: r.try_get(4)?,
-        profile: r.try_get(5)?,
+        profile: known(r, 5, Profile::parse)?,
         issue_type: r.try_get(6)?,
-        status: r.try_get(7)?,
+        status: known(r, 7, Status::parse)?,
         severity: small(r.try_get(8)?)?,
         stated_severity: r.try_get(9)?,
         subject: r.try_get(10)?,
@@ -623,9 +635,9 @@ impl WriteTx for PgTx<'_> {
                 &t.support_key,
                 &t.plan,
                 &t.language,
-                &t.profile,
+                &t.profile.name(),
                 &t.issue_type,
-                &t.status,
+                &t.status.as_str(),
                 &severity,
                 &t.stated_severity,
                 &t.subject,
@@ -662,7 +674,7 @@ impl WriteTx for PgTx<'_> {
              responded_at = $15, breached_at = $16, updated_at = $17, language = $18 WHERE id = $1",
             &[
                 &t.id,
-                &t.status,
+                &t.status.as_str(),
                 &severity,
                 &t.issue_type,
                 &t.reason,

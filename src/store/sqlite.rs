@@ -54,6 +54,20 @@ fn parse_opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
     s.map(|s| parse_ts(&s)).transpose()
 }
 
+/// A stored name this version must know (a status, a profile): an unknown one is an error
+/// naming the ticket, never a silent fallback.
+fn known<T>(r: &Row<'_>, col: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let v: String = r.get(col)?;
+    parse(&v).ok_or_else(|| {
+        let id: i64 = r.get(0).unwrap_or_default();
+        rusqlite::Error::FromSqlConversionFailure(
+            col,
+            rusqlite::types::Type::Text,
+            format!("ticket #{id}: `{v}` is not a value this version knows (column {col})").into(),
+        )
+    })
+}
+
 fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
@@ -148,9 +162,9 @@ fn ticket_row(r: &Row<'_>) -> rusqlite::Result<TicketRow> {
         support_key: r.get(2)?,
         plan: r.get(3)?,
         language: r.get(4)?,
-        profile: r.get(5)?,
+        profile: known(r, 5, Profile::parse)?,
         issue_type: r.get(6)?,
-        status: r.get(7)?,
+        status: known(r, 7, Status::parse)?,
         severity: r.get(8)?,
         stated_severity: r.get(9)?,
         subject: r.get(10)?,
@@ -187,9 +201,9 @@ fn ticket_params(t: &TicketRow) -> [Box<dyn rusqlite::ToSql + '_>; 27] {
         Box::new(&t.support_key),
         Box::new(&t.plan),
         Box::new(&t.language),
-        Box::new(&t.profile),
+        Box::new(t.profile.name()),
         Box::new(&t.issue_type),
-        Box::new(&t.status),
+        Box::new(t.status.as_str()),
         Box::new(t.severity),
         Box::new(&t.stated_severity),
         Box::new(&t.subject),
@@ -318,7 +332,7 @@ impl WriteTx for SqliteTx<'_> {
             )?
             .execute(params![
                 t.id,
-                t.status,
+                t.status.as_str(),
                 t.severity,
                 t.issue_type,
                 t.reason,
