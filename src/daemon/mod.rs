@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::ingest::Maildir;
 use crate::ingest::imap::{self, Mailbox, MailboxOutcome};
 use crate::outbox::{self, DeliveryReport};
-use crate::pipeline::{Pipeline, Report};
+use crate::pipeline::{Pipeline, RawMail, Report};
 use crate::store::Db;
 use anyhow::Context;
 use std::collections::HashSet;
@@ -210,29 +210,22 @@ pub async fn drain_maildir(
         if listed.is_empty() {
             return Ok(total);
         }
-        for chunk in listed.chunks(batch_size.max(1)) {
-            let (mails, done, bad) = {
-                let (md, chunk) = (md.clone(), chunk.to_vec());
-                tokio::task::spawn_blocking(move || {
-                    let (mut mails, mut done, mut bad) = (Vec::new(), Vec::new(), Vec::new());
-                    for p in chunk {
-                        match md.read(&p) {
-                            Ok(m) => {
-                                mails.push(m);
-                                done.push(p);
-                            }
-                            Err(e) => {
-                                tracing::error!(path = %p.display(), error = %e,
-                                    "cannot read inbound mail file; left in place: check its permissions");
-                                bad.push(p);
-                            }
-                        }
-                    }
-                    (mails, done, bad)
-                })
-                .await
-                .context("reading inbound mail files")?
-            };
+        // Three batches in flight: while batch k is committed on the writer, the files of
+        // batch k+1 are read and those of batch k-1 moved to cur/.
+        let chunks: Vec<Vec<PathBuf>> = listed
+            .chunks(batch_size.max(1))
+            .map(<[PathBuf]>::to_vec)
+            .collect();
+        let read = |chunk: Vec<PathBuf>| {
+            let md = md.clone();
+            tokio::task::spawn_blocking(move || read_files(&md, chunk))
+        };
+        let mut next = chunks.first().cloned().map(read);
+        let mut moving: Option<tokio::task::JoinHandle<Vec<PathBuf>>> = None;
+        for i in 0..chunks.len() {
+            let Some(reading) = next.take() else { break };
+            let (mails, done, bad) = reading.await.context("reading inbound mail files")?;
+            next = chunks.get(i + 1).cloned().map(read);
             unreadable.extend(bad);
             if mails.is_empty() {
                 continue;
@@ -241,26 +234,51 @@ pub async fn drain_maildir(
             let (report, _) = db.write(move |s| p.process(s, &mails)).await.context(
                 "storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)",
             )?;
+            if let Some(m) = moving.take() {
+                unreadable.extend(m.await.context("moving processed mail to cur/")?);
+            }
             let md = md.clone();
-            let stuck = tokio::task::spawn_blocking(move || {
-                let mut stuck = Vec::new();
-                for p in done {
-                    if let Err(e) = md.mark_done(&p) {
-                        // Committed: a later pass sees it as a duplicate and tries the move
-                        // again; this drain skips it so that it cannot spin on it.
-                        tracing::error!(path = %p.display(), error = %e,
-                            "mail committed but not moved to cur/: check the folder's permissions");
-                        stuck.push(p);
-                    }
-                }
-                stuck
-            })
-            .await
-            .context("moving processed mail to cur/")?;
-            unreadable.extend(stuck);
+            moving = Some(tokio::task::spawn_blocking(move || mark_done(&md, done)));
             total.add(&report);
         }
+        if let Some(m) = moving.take() {
+            unreadable.extend(m.await.context("moving processed mail to cur/")?);
+        }
     }
+}
+
+/// Reads the files of one batch: the mails, their paths, and the paths that could not be read.
+fn read_files(md: &Maildir, chunk: Vec<PathBuf>) -> (Vec<RawMail>, Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut mails, mut done, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+    for p in chunk {
+        match md.read(&p) {
+            Ok(m) => {
+                mails.push(m);
+                done.push(p);
+            }
+            Err(e) => {
+                tracing::error!(path = %p.display(), error = %e,
+                    "cannot read inbound mail file; left in place: check its permissions");
+                bad.push(p);
+            }
+        }
+    }
+    (mails, done, bad)
+}
+
+/// Moves committed mail to cur/; returns the files that could not be moved.
+fn mark_done(md: &Maildir, done: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut stuck = Vec::new();
+    for p in done {
+        if let Err(e) = md.mark_done(&p) {
+            // Committed: a later pass sees it as a duplicate and tries the move again; this
+            // drain skips it so that it cannot spin on it.
+            tracing::error!(path = %p.display(), error = %e,
+                "mail committed but not moved to cur/: check the folder's permissions");
+            stuck.push(p);
+        }
+    }
+    stuck
 }
 
 /// The Maildir drain and the timers: once, or until `stop`. Wakes the delivery task after a
