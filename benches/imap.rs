@@ -20,10 +20,10 @@
 #[path = "support/workload.rs"]
 mod workload;
 
-#[path = "../tests/support/dovecot.rs"]
+#[path = "../tests/it/support/dovecot.rs"]
 mod dovecot;
 
-#[path = "../tests/support/smtp_sink.rs"]
+#[path = "../tests/it/support/smtp_sink.rs"]
 mod smtp_sink;
 
 #[global_allocator]

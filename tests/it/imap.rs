@@ -2,11 +2,9 @@
 //! `support/dovecot.rs`), with acknowledgements delivered to Postfix's `smtp-sink` where a
 //! test needs them to leave. Needs `dovecot-imapd`, `openssl` and `postfix` (Debian).
 
-mod common;
-#[path = "support/dovecot.rs"]
-mod dovecot;
-#[path = "support/smtp_sink.rs"]
-mod smtp_sink;
+use crate::common;
+use crate::support::dovecot;
+use crate::support::smtp_sink;
 
 use common::{Env, env_with, mail};
 use dovecot::{Dovecot, OTHER_PASSWORD, OTHER_USER, PASSWORD, USER};

@@ -1,7 +1,7 @@
 //! The pipeline end to end on a real SQLite database: routing rules, loop rules, idempotency,
 //! quarantine, outbound mail. Each test names the behaviour it checks.
 
-mod common;
+use crate::common;
 
 use common::{env, env_with, mail};
 use ticketgate::pipeline::Outcome;

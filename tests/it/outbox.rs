@@ -1,7 +1,7 @@
 //! Delivery through the `.eml` file transport: sent, retried with backoff when the folder
 //! cannot be written, a dead letter after the last attempt, and sent again once retried.
 
-mod common;
+use crate::common;
 
 use common::{env_with, mail};
 use ticketgate::clock::Clock;

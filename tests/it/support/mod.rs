@@ -1,3 +1,4 @@
 //! Real servers for integration tests.
 
+pub mod dovecot;
 pub mod smtp_sink;

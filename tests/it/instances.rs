@@ -6,11 +6,9 @@
 //! On PostgreSQL when `TICKETGATE_TEST_DATABASE_URL` is set (the production setting for
 //! several instances), otherwise on one SQLite file shared by both processes.
 
-mod common;
-#[path = "support/dovecot.rs"]
-mod dovecot;
-#[path = "support/smtp_sink.rs"]
-mod smtp_sink;
+use crate::common;
+use crate::support::dovecot;
+use crate::support::smtp_sink;
 
 use dovecot::{Dovecot, PASSWORD, USER};
 use smtp_sink::SmtpSink;

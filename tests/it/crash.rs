@@ -8,11 +8,9 @@
 //! Runs on SQLite, and on PostgreSQL when `TICKETGATE_TEST_DATABASE_URL` is set. The seed
 //! of the kill schedule is printed; `CRASH_SEED=N` repeats a schedule.
 
-mod common;
-#[path = "support/dovecot.rs"]
-mod dovecot;
-#[path = "support/smtp_sink.rs"]
-mod smtp_sink;
+use crate::common;
+use crate::support::dovecot;
+use crate::support::smtp_sink;
 
 use dovecot::{Dovecot, PASSWORD, USER};
 use smtp_sink::SmtpSink;

@@ -3,7 +3,7 @@
 //! XMPro (business-hours SLA in Dallas, escalation, checklist, closure warning), WSO2
 //! (resolved, reopened by the client, waiting on WSO2), OX (24/7, phone line), and French.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{Env, env_registry, mail};

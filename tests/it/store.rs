@@ -4,7 +4,7 @@
 //! "PostgreSQL only" check what only a server can show (row locks held by another session,
 //! a connection killed under the store) and pass trivially on SQLite.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{DATABASE_URL_VAR, TestDatabase, database_url, on_postgres, start};

@@ -4,8 +4,8 @@
 //! letter) and the operator's retry of it, and the configured HELO name and envelope sender.
 //! Needs `smtp-sink` (Debian `postfix`); `scripts/test` installs it.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use chrono::Duration;
 use common::{REGISTRY, mail, report, start};

@@ -7,11 +7,9 @@
 //! Needs `dovecot-submissiond`, `dovecot-core`, `postfix` (smtp-sink) and `openssl`;
 //! `scripts/test` installs them.
 
-mod common;
-#[path = "support/dovecot.rs"]
-mod dovecot;
-#[path = "support/smtp_sink.rs"]
-mod smtp_sink;
+use crate::common;
+use crate::support::dovecot;
+use crate::support::smtp_sink;
 
 use common::{Env, env_with, mail, report};
 use dovecot::{Dovecot, PASSWORD, SUBMISSION_HOST, USER};

@@ -1,9 +1,8 @@
 //! The daemon loop: mail that arrives while it runs is processed and delivered without a
 //! restart, and a shutdown request stops it cleanly.
 
-mod common;
-#[path = "support/dovecot.rs"]
-mod dovecot;
+use crate::common;
+use crate::support::dovecot;
 
 use common::{env, mail};
 use dovecot::{Dovecot, PASSWORD, USER};

@@ -2,8 +2,8 @@
 //! listings, `ingest` exit codes, configuration errors, and the operator's view of failed and
 //! dead outbound mail (`outbox list --state`, `outbox retry`).
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

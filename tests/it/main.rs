@@ -1,0 +1,20 @@
+//! Every integration test in one binary (one link instead of one per file), a module per
+//! area. `common` gives each test a fresh store (SQLite, or a PostgreSQL database of its own
+//! when `TICKETGATE_TEST_DATABASE_URL` is set); `support` starts real servers (Dovecot,
+//! Postfix's smtp-sink) on free loopback ports. Filter by module: `cargo test --test it imap::`.
+
+mod common;
+mod support;
+
+mod cli;
+mod crash;
+mod daemon;
+mod golden;
+mod imap;
+mod instances;
+mod lifecycle;
+mod outbox;
+mod pipeline;
+mod smtp;
+mod smtp_tls;
+mod store;
