@@ -11,9 +11,9 @@
 //!   up through the public API) and delivered by `outbox::deliver_due` with
 //!   `outbound.concurrency = C`, timed from the start until every row is `sent`.
 //!
-//! Both run on a current-thread Tokio runtime, as the `ticketgate` command runs the daemon.
-//! Figures are printed one per line, `name value`; the target (outbox ≥ 0.80 of raw) is
-//! printed, not asserted; the ratio to the transport alone is printed next to it.
+//! All run on a multi-thread Tokio runtime, as the daemon runs. Figures are printed one per
+//! line, `name value`; the targets (outbox ≥ 0.80 of raw lettre, and ≥ 0.60 of ticketgate's
+//! transport alone) are printed, not asserted.
 //! Needs `smtp-sink` (Debian `postfix`).
 
 #[global_allocator]
@@ -65,7 +65,7 @@ fn main() {
         mails.iter().map(|m| m.body.len()).sum::<usize>() / n
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
@@ -90,9 +90,11 @@ fn main() {
     let median = ratios[ratios.len() / 2];
     println!("median_ratio {median:.3}");
     transport_ratios.sort_by(f64::total_cmp);
+    let vs_transport = transport_ratios[transport_ratios.len() / 2];
+    println!("median_ratio_vs_transport {vs_transport:.3}");
     println!(
-        "median_ratio_vs_transport {:.3}",
-        transport_ratios[transport_ratios.len() / 2]
+        "target_ratio_vs_transport_ge_0.6 {}",
+        if vs_transport >= 0.6 { "met" } else { "MISSED" }
     );
     println!(
         "target_ratio_ge_{TARGET_RATIO} {}",

@@ -32,7 +32,10 @@ fn main() {
     println!("mails_per_instance {n}");
     let one = run(&base, n, 1);
     let two = run(&base, n, 2);
-    let (r1, r2) = (n as f64 / one.as_secs_f64(), 2.0 * n as f64 / two.as_secs_f64());
+    let (r1, r2) = (
+        n as f64 / one.as_secs_f64(),
+        2.0 * n as f64 / two.as_secs_f64(),
+    );
     println!("one_instance_seconds {:.3}", one.as_secs_f64());
     println!("one_instance_rate_per_s {r1:.0}");
     println!("two_instances_seconds {:.3}", two.as_secs_f64());
@@ -74,11 +77,17 @@ fn run(base: &str, n: usize, instances: usize) -> Duration {
         })
         .collect();
     for mut c in children {
-        assert!(c.wait().expect("wait").success(), "ticketgate run --once failed");
+        assert!(
+            c.wait().expect("wait").success(),
+            "ticketgate run --once failed"
+        );
     }
     let took = start.elapsed();
     drop(dirs);
-    psql(base, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(
+        base,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
     took
 }
 
@@ -107,7 +116,11 @@ fn ticketgate(dir: &Path, args: &[&str]) {
         .args(args)
         .output()
         .expect("run ticketgate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn psql(url: &str, sql: &str) {
@@ -115,5 +128,9 @@ fn psql(url: &str, sql: &str) {
         .args([url, "-q", "-c", sql])
         .output()
         .expect("psql (Debian postgresql-client)");
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

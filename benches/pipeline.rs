@@ -36,7 +36,7 @@ use workload::Workload;
 
 const DEFAULT_MAILS: usize = 20_000;
 const TARGET_RATE: f64 = 10_000.0;
-const TARGET_RATIO: f64 = 0.25;
+const TARGET_RATIO: f64 = 0.33;
 
 fn main() {
     // `cargo bench` passes `--bench`; the first plain number is the mail count, `batch=N`
