@@ -673,7 +673,8 @@ fn a_killed_connection_gives_errors_then_reconnects_never_hangs_postgres_only() 
     let mut s = d.open();
     enqueue(s.as_mut(), 1, now());
 
-    assert_eq!(kill(), 1);
+    // At least the store's own connection (a backend terminated a moment ago may still be listed).
+    assert!(kill() >= 1);
     let t = Instant::now();
     let first = s.outbox(10);
     let second = s.outbox(10);
@@ -685,7 +686,8 @@ fn a_killed_connection_gives_errors_then_reconnects_never_hangs_postgres_only() 
     assert_eq!(second.unwrap().len(), 1);
 
     // Killed while idle: write() begins on a new connection at once.
-    assert_eq!(kill(), 1);
+    // At least the store's own connection (a backend terminated a moment ago may still be listed).
+    assert!(kill() >= 1);
     let mut tx = s
         .write()
         .expect("write() reconnects when the idle connection died");
@@ -695,7 +697,8 @@ fn a_killed_connection_gives_errors_then_reconnects_never_hangs_postgres_only() 
     // Killed inside a write transaction: the statement fails, dropping the transaction does
     // not hang, and the next transaction works on a new connection.
     let mut tx = s.write().unwrap();
-    assert_eq!(kill(), 1);
+    // At least the store's own connection (a backend terminated a moment ago may still be listed).
+    assert!(kill() >= 1);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(tx.insert_inbound(&inbound("k", "created")).is_err());
     drop(tx);
