@@ -216,9 +216,15 @@ pub async fn deliver_due_until(
     // Claimed and not started, with the end of each claim.
     let mut claimed: VecDeque<(OutboxMail, DateTime<Utc>)> = VecDeque::new();
     let mut in_flight: JoinSet<(OutboxMail, Result<(), SendError>)> = JoinSet::new();
+    // Outcomes being committed while the next sends go on.
+    let mut recording: JoinSet<(DeliveryReport, Option<StoreError>)> = JoinSet::new();
+    let shared_cfg = Arc::new(cfg.clone());
     let mut more_due = true;
     let mut failure: Option<StoreError> = None;
     loop {
+        while let Some(r) = recording.try_join_next() {
+            absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
+        }
         if failure.is_none() && stop() {
             more_due = false;
             give_back(db, &mut claimed, clock, "shutdown").await;
@@ -259,14 +265,21 @@ pub async fn deliver_due_until(
                 (mail, result)
             });
         }
-        if in_flight.is_empty() && claimed.is_empty() && more_due && failure.is_none() {
-            continue; // everything claimed was given back: claim afresh
+        if in_flight.is_empty() {
+            // Nothing in flight: every outcome is recorded before deciding what is next.
+            while let Some(r) = recording.join_next().await {
+                absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
+            }
+            if claimed.is_empty() && (!more_due || failure.is_some()) {
+                return match failure {
+                    Some(e) => Err(e),
+                    None => Ok(report),
+                };
+            }
+            continue; // claim afresh (everything claimed was given back, or more is due)
         }
         let Some(first) = in_flight.join_next().await else {
-            return match failure {
-                Some(e) => Err(e),
-                None => Ok(report),
-            };
+            continue;
         };
         // Every other send that has finished by now is recorded with it: the successes in
         // one commit (one fsync for several mails).
@@ -281,42 +294,83 @@ pub async fn deliver_due_until(
                     "a delivery attempt panicked; its message is tried again when its claim lapses (outbound.claim_timeout)"),
             }
         }
-        let now = clock.now();
-        let sent: Vec<Claim> = done
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(m, _)| m.claim())
-            .collect();
-        if !sent.is_empty() {
-            let n_sent = sent.len();
-            match db.read(move |s| s.mark_sent_many(&sent, now)).await {
-                Ok(n) if n < n_sent => tracing::warn!(
-                    lapsed = n_sent - n,
-                    "some sent messages were no longer claimed by this sender (claim lapsed): \
-                     their `sent` was not recorded; raise outbound.claim_timeout"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, messages = n_sent,
-                        "sent, but `sent` could not be recorded: these may be sent again when their claim lapses");
-                    failure.get_or_insert(e);
-                    give_back(db, &mut claimed, clock, "database error").await;
-                    continue;
-                }
-            }
+        // At most two recordings under way: the store sets the pace when it is slower.
+        if recording.len() >= 2
+            && let Some(r) = recording.join_next().await
+        {
+            absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
         }
-        for (mail, result) in done {
-            let id = mail.id;
-            if let Err(e) = record(db, cfg, mail, result, now, &mut report).await {
-                tracing::error!(outbox_id = id, error = %e,
-                    "the outcome of this attempt could not be recorded; it is tried again when its claim lapses");
-                if failure.is_none() {
-                    give_back(db, &mut claimed, clock, "database error").await;
-                    failure = Some(e);
-                }
+        let (db2, cfg2, now) = (db.clone(), shared_cfg.clone(), clock.now());
+        recording.spawn(async move { record_all(&db2, &cfg2, done, now).await });
+    }
+}
+
+/// Takes in a finished recording: its counts, and its failure (then what was claimed and not
+/// started is given back, and no more is claimed).
+async fn absorb(
+    joined: Result<(DeliveryReport, Option<StoreError>), tokio::task::JoinError>,
+    report: &mut DeliveryReport,
+    failure: &mut Option<StoreError>,
+    db: &Db,
+    claimed: &mut VecDeque<(OutboxMail, DateTime<Utc>)>,
+    clock: &SharedClock,
+) {
+    let (r, err) = match joined {
+        Ok(x) => x,
+        Err(e) => (
+            DeliveryReport::default(),
+            Some(StoreError::Other(format!(
+                "recording delivery outcomes failed: {e}"
+            ))),
+        ),
+    };
+    report.add(&r);
+    if let Some(e) = err
+        && failure.is_none()
+    {
+        give_back(db, claimed, clock, "database error").await;
+        *failure = Some(e);
+    }
+}
+
+/// Records the outcomes of finished sends: the successes in one commit, then each failure.
+async fn record_all(
+    db: &Db,
+    cfg: &OutboundConfig,
+    done: Vec<(OutboxMail, Result<(), SendError>)>,
+    now: DateTime<Utc>,
+) -> (DeliveryReport, Option<StoreError>) {
+    let mut report = DeliveryReport::default();
+    let sent: Vec<Claim> = done
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(m, _)| m.claim())
+        .collect();
+    if !sent.is_empty() {
+        let n_sent = sent.len();
+        match db.read(move |s| s.mark_sent_many(&sent, now)).await {
+            Ok(n) if n < n_sent => tracing::warn!(
+                lapsed = n_sent - n,
+                "some sent messages were no longer claimed by this sender (claim lapsed): \
+                 their `sent` was not recorded; raise outbound.claim_timeout"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, messages = n_sent,
+                    "sent, but `sent` could not be recorded: these may be sent again when their claim lapses");
+                return (report, Some(e));
             }
         }
     }
+    for (mail, result) in done {
+        let id = mail.id;
+        if let Err(e) = record(db, cfg, mail, result, now, &mut report).await {
+            tracing::error!(outbox_id = id, error = %e,
+                "the outcome of this attempt could not be recorded; it is tried again when its claim lapses");
+            return (report, Some(e));
+        }
+    }
+    (report, None)
 }
 
 /// Gives back every claimed message that was not started (best effort: if the database
