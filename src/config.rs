@@ -717,12 +717,12 @@ impl Config {
             .tickets
             .default_language
             .unwrap_or_else(|| "en".to_string());
-        if !crate::notify::LANGUAGES.contains(&default_language.as_str()) {
+        if !crate::lang::LANGUAGES.contains(&default_language.as_str()) {
             return Err(err(
                 "tickets.default_language",
                 format!(
                     "`{default_language}` has no templates: use one of {:?}",
-                    crate::notify::LANGUAGES
+                    crate::lang::LANGUAGES
                 ),
             ));
         }

@@ -18,6 +18,8 @@
 //! - [`services`]: the operations the command line, the daemon and the HTTP API share.
 //! - [`daemon`]: the spawned tasks (mailboxes, Maildir and timers, delivery) and shutdown.
 //! - [`clock`]: the one source of "now".
+//! - [`ticket_ref`]: the reference format (`TKT-000123`); [`lang`]: the languages mail is
+//!   written in, and how dates and periods read in each.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -26,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod ingest;
+pub mod lang;
 pub mod lifecycle;
 pub mod mailer;
 pub mod notify;
@@ -38,6 +41,7 @@ pub mod samples;
 pub mod services;
 pub mod sla;
 pub mod store;
+pub mod ticket_ref;
 pub mod timers;
 pub mod tls;
 pub mod workflow;

@@ -143,7 +143,7 @@ impl Mailer<'_> {
         }
         let tag = l
             .ticket
-            .map(|t| crate::pipeline::reference(self.prefix, t.id))
+            .map(|t| crate::ticket_ref::reference(self.prefix, t.id))
             .unwrap_or_else(|| kind.to_string());
         let composed = match notify::compose(
             &self.cfg.outbound,

@@ -918,20 +918,7 @@ impl Pipeline {
     }
 }
 
-/// `TKT-000123`.
-pub fn reference(prefix: &str, id: i64) -> String {
-    format!("{prefix}-{id:06}")
-}
-
-/// Parses `TKT-000123` (any case, any zero padding) to the ticket id.
-pub fn parse_reference(prefix: &str, text: &str) -> Option<i64> {
-    let t = text.trim();
-    let (p, n) = t.split_once('-')?;
-    if !p.eq_ignore_ascii_case(prefix) {
-        return None;
-    }
-    n.parse().ok().filter(|n| *n > 0)
-}
+pub use crate::ticket_ref::{parse as parse_reference, reference};
 
 /// Offset just past the header section (the first empty line), or the whole length.
 fn header_end(raw: &[u8]) -> usize {

@@ -245,12 +245,12 @@ impl Registry {
         for (name, p) in raw.plans {
             let key = |k: &str| format!("plans.{name}.{k}");
             let language = p.language.unwrap_or_else(|| "en".into());
-            if !crate::notify::LANGUAGES.contains(&language.as_str()) {
+            if !crate::lang::LANGUAGES.contains(&language.as_str()) {
                 return Err(RegistryError::new(
                     key("language"),
                     format!(
                         "`{language}` has no templates: use one of {:?}",
-                        crate::notify::LANGUAGES
+                        crate::lang::LANGUAGES
                     ),
                 ));
             }

@@ -14,15 +14,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
-mod lang;
 mod notice;
 
-pub use lang::Lang;
+pub use crate::lang::{LANGUAGES, Lang};
 pub use notice::*;
-
-/// Codes of the languages with a full set of templates ([`Lang`]), as the configuration and
-/// the registry accept them.
-pub const LANGUAGES: &[&str] = &["en", "fr"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {

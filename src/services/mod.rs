@@ -73,7 +73,7 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 /// The id of a ticket reference (`TKT-000123`), or [`ServiceError::Invalid`].
 pub fn ticket_id(app: &crate::app::App, reference: &str) -> Result<i64> {
     let prefix = &app.cfg.tickets.reference_prefix;
-    crate::pipeline::parse_reference(prefix, reference).ok_or_else(|| {
+    crate::ticket_ref::parse(prefix, reference).ok_or_else(|| {
         ServiceError::Invalid(format!(
             "`{reference}` is not a ticket reference: write e.g. {prefix}-000123"
         ))

@@ -29,7 +29,9 @@ impl OutboxView {
             kind: o.kind,
             to: o.recipient,
             subject: o.subject,
-            ticket: o.ticket_id.map(|id| crate::pipeline::reference(prefix, id)),
+            ticket: o
+                .ticket_id
+                .map(|id| crate::ticket_ref::reference(prefix, id)),
             state: o.state,
             attempts: o.attempts,
             message_id: o.message_id,

@@ -29,7 +29,7 @@ pub struct TicketView {
 impl TicketView {
     pub fn new(prefix: &str, t: &TicketRow) -> TicketView {
         TicketView {
-            reference: crate::pipeline::reference(prefix, t.id),
+            reference: crate::ticket_ref::reference(prefix, t.id),
             status: t.status.to_string(),
             severity: t.severity,
             stated_severity: t.stated_severity.clone(),

@@ -5,6 +5,10 @@
 use crate::calendar::Calendar;
 use chrono::{DateTime, Datelike, Utc};
 
+/// Codes of the languages with a full set of templates ([`Lang`]), as the configuration and
+/// the registry accept them.
+pub const LANGUAGES: &[&str] = &["en", "fr"];
+
 /// A language with a full set of templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Lang {
@@ -186,7 +190,7 @@ mod tests {
     #[test]
     fn languages_match_the_codes_the_configuration_accepts() {
         let codes: Vec<&str> = Lang::ALL.iter().map(|l| l.code()).collect();
-        assert_eq!(codes, super::super::LANGUAGES);
+        assert_eq!(codes, super::LANGUAGES);
         assert_eq!(Lang::or_english("de"), Lang::En);
     }
 }
