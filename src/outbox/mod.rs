@@ -206,6 +206,9 @@ pub async fn deliver_due_until(
     clock: &SharedClock,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<DeliveryReport, StoreError> {
+    // One store call of this pass at a time: claims and the background recordings take
+    // turns instead of meeting in SQLite's busy handler (which sleeps milliseconds).
+    let db = &Lane::new(db.clone());
     let lease =
         chrono::Duration::from_std(cfg.claim_timeout).unwrap_or(chrono::Duration::minutes(5));
     let attempt = chrono::Duration::from_std(transport.attempt_limit())
@@ -311,7 +314,7 @@ async fn absorb(
     joined: Result<(DeliveryReport, Option<StoreError>), tokio::task::JoinError>,
     report: &mut DeliveryReport,
     failure: &mut Option<StoreError>,
-    db: &Db,
+    db: &Lane,
     claimed: &mut VecDeque<(OutboxMail, DateTime<Utc>)>,
     clock: &SharedClock,
 ) {
@@ -335,7 +338,7 @@ async fn absorb(
 
 /// Records the outcomes of finished sends: the successes in one commit, then each failure.
 async fn record_all(
-    db: &Db,
+    db: &Lane,
     cfg: &OutboundConfig,
     done: Vec<(OutboxMail, Result<(), SendError>)>,
     now: DateTime<Utc>,
@@ -373,10 +376,34 @@ async fn record_all(
     (report, None)
 }
 
+/// The store, for one delivery pass: its calls take turns.
+#[derive(Clone)]
+struct Lane {
+    db: Db,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Lane {
+    fn new(db: Db) -> Lane {
+        Lane {
+            db,
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn crate::store::Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> crate::store::Result<T> {
+        let _turn = self.turn.lock().await;
+        self.db.read(f).await
+    }
+}
+
 /// Gives back every claimed message that was not started (best effort: if the database
 /// refuses, the claims lapse by themselves after `outbound.claim_timeout`).
 async fn give_back(
-    db: &Db,
+    db: &Lane,
     claimed: &mut VecDeque<(OutboxMail, DateTime<Utc>)>,
     clock: &SharedClock,
     why: &str,
@@ -411,7 +438,7 @@ fn lapsed(mail: &OutboxMail, recorded: bool) {
 
 /// Records one attempt's outcome and logs it; a success is already marked sent.
 async fn record(
-    db: &Db,
+    db: &Lane,
     cfg: &OutboundConfig,
     mail: OutboxMail,
     result: Result<(), SendError>,
