@@ -224,6 +224,9 @@ pub async fn deliver_due_until(
     let shared_cfg = Arc::new(cfg.clone());
     let mut more_due = true;
     let mut failure: Option<StoreError> = None;
+    // The next claim, made while the messages claimed before are still being sent.
+    type Claimed = crate::store::Result<(Vec<OutboxMail>, DateTime<Utc>)>;
+    let mut claiming: Option<tokio::task::JoinHandle<Claimed>> = None;
     loop {
         while let Some(r) = recording.try_join_next() {
             absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
@@ -232,22 +235,14 @@ pub async fn deliver_due_until(
             more_due = false;
             give_back(db, &mut claimed, clock, "shutdown").await;
         }
-        if claimed.is_empty() && more_due && failure.is_none() {
-            let now = clock.now();
-            let limit = slots * CLAIM_FACTOR;
-            match db
-                .read(move |s| s.claim_due(now, now + lease, limit, max_attempts))
-                .await
-            {
-                Ok(batch) => {
-                    more_due = !batch.is_empty();
-                    claimed.extend(batch.into_iter().map(|m| (m, now + lease)));
-                }
-                Err(e) => {
-                    more_due = false;
-                    failure = Some(e);
-                }
-            }
+        // Claim ahead: when fewer than two rounds of sends are left claimed.
+        if claiming.is_none() && more_due && failure.is_none() && claimed.len() < 2 * slots {
+            let (lane, now, limit) = (db.clone(), clock.now(), slots * CLAIM_FACTOR);
+            claiming = Some(tokio::spawn(async move {
+                lane.read(move |s| s.claim_due(now, now + lease, limit, max_attempts))
+                    .await
+                    .map(|batch| (batch, now + lease))
+            }));
         }
         while failure.is_none() && in_flight.len() < slots {
             let Some((mail, until)) = claimed.pop_front() else {
@@ -268,7 +263,7 @@ pub async fn deliver_due_until(
                 (mail, result)
             });
         }
-        if in_flight.is_empty() {
+        if in_flight.is_empty() && claiming.is_none() {
             // Nothing in flight: every outcome is recorded before deciding what is next.
             while let Some(r) = recording.join_next().await {
                 absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
@@ -281,30 +276,56 @@ pub async fn deliver_due_until(
             }
             continue; // claim afresh (everything claimed was given back, or more is due)
         }
-        let Some(first) = in_flight.join_next().await else {
-            continue;
-        };
-        // Every other send that has finished by now is recorded with it: the successes in
-        // one commit (one fsync for several mails).
-        let mut done = Vec::with_capacity(slots);
-        for joined in std::iter::once(first).chain(std::iter::from_fn(|| in_flight.try_join_next()))
-        {
-            match joined {
-                Ok(d) => done.push(d),
-                // The send panicked: its mail is unknown here; its claim lapses and it is
-                // tried again then.
-                Err(e) => tracing::error!(error = %e,
-                    "a delivery attempt panicked; its message is tried again when its claim lapses (outbound.claim_timeout)"),
+        tokio::select! {
+            Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
+                // Every other send that has finished by now is recorded with it: the
+                // successes in one commit (one fsync for several mails).
+                let mut done = Vec::with_capacity(slots);
+                for joined in std::iter::once(first).chain(std::iter::from_fn(|| in_flight.try_join_next())) {
+                    match joined {
+                        Ok(d) => done.push(d),
+                        // The send panicked: its mail is unknown here; its claim lapses and
+                        // it is tried again then.
+                        Err(e) => tracing::error!(error = %e,
+                            "a delivery attempt panicked; its message is tried again when its claim lapses (outbound.claim_timeout)"),
+                    }
+                }
+                // At most two recordings under way: the store sets the pace when it is
+                // slower.
+                if recording.len() >= 2
+                    && let Some(r) = recording.join_next().await
+                {
+                    absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
+                }
+                let (lane, cfg2, now) = (db.clone(), shared_cfg.clone(), clock.now());
+                recording.spawn(async move { record_all(&lane, &cfg2, done, now).await });
+            }
+            r = async { claiming.as_mut().expect("checked").await }, if claiming.is_some() => {
+                claiming = None;
+                match r {
+                    Ok(Ok((batch, until))) => {
+                        more_due = !batch.is_empty();
+                        claimed.extend(batch.into_iter().map(|m| (m, until)));
+                        if failure.is_some() || stop() {
+                            // Claimed after a failure or the stop: not started, given back.
+                            more_due = false;
+                            give_back(db, &mut claimed, clock, "shutdown or database error").await;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        more_due = false;
+                        if failure.is_none() {
+                            give_back(db, &mut claimed, clock, "database error").await;
+                            failure = Some(e);
+                        }
+                    }
+                    Err(e) => {
+                        more_due = false;
+                        failure.get_or_insert(StoreError::Other(format!("claiming failed: {e}")));
+                    }
+                }
             }
         }
-        // At most two recordings under way: the store sets the pace when it is slower.
-        if recording.len() >= 2
-            && let Some(r) = recording.join_next().await
-        {
-            absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
-        }
-        let (db2, cfg2, now) = (db.clone(), shared_cfg.clone(), clock.now());
-        recording.spawn(async move { record_all(&db2, &cfg2, done, now).await });
     }
 }
 
