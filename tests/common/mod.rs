@@ -111,6 +111,7 @@ impl Drop for TestDatabase {
 /// Runs `sql` on the server at `url`, from a throwaway runtime on its own thread (the
 /// caller may be inside a runtime already).
 pub fn admin(url: &str, sql: &str) {
+    use sqlx::Connection;
     let (url, sql) = (url.to_string(), sql.to_string());
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -118,16 +119,14 @@ pub fn admin(url: &str, sql: &str) {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            let mut c = sqlx::PgConnection::connect(&url)
                 .await
                 .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e:?}"));
-            let driver = tokio::spawn(connection);
-            client
-                .batch_execute(&sql)
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
                 .await
                 .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"));
-            drop(client);
-            let _ = driver.await;
+            let _ = c.close().await;
         });
     })
     .join()
