@@ -903,3 +903,55 @@ fn listing_everything_takes_usize_max_as_the_limit() {
     let mut tx = s.write().unwrap();
     assert!(tx.due_timers(now(), usize::MAX).unwrap().is_empty());
 }
+
+/// TLS to a real server, when it has it: Debian's cluster serves its `snakeoil` certificate
+/// (self-signed, for `localhost`). `verify-full` with that certificate as the CA connects
+/// (and the session is encrypted); the wrong CA or the wrong host name is refused.
+#[test]
+fn tls_verify_full_with_the_servers_ca_postgres_only() {
+    const CA: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    if pg_scalar(
+        &pg.url,
+        "SELECT (current_setting('ssl') = 'on')::int::bigint",
+    ) != 1
+        || !std::path::Path::new(CA).exists()
+        || !pg.url.contains("@127.0.0.1:")
+    {
+        eprintln!("skipped: the server has no TLS with {CA}");
+        return;
+    }
+    let url = |host: &str, ca: &str| {
+        let sep = if pg.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}sslmode=verify-full&sslrootcert={ca}",
+            pg.url.replace("@127.0.0.1:", &format!("@{host}:"))
+        )
+    };
+    let mut s = store::open(&url("localhost", CA)).unwrap();
+    enqueue(s.as_mut(), 1, now());
+    assert_eq!(s.outbox(10).unwrap().len(), 1);
+    let encrypted = pg_scalar(
+        &pg.url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = '{}' AND ssl AND application_name = 'ticketgate'",
+            pg.name
+        ),
+    );
+    assert!(encrypted >= 1, "the store's connections use TLS");
+
+    let wrong_ca = "/etc/ssl/certs/ca-certificates.crt";
+    for (host, ca) in [("localhost", wrong_ca), ("127.0.0.1", CA)] {
+        let err = match store::open(&url(host, ca)) {
+            Ok(_) => panic!("verify-full accepted host {host} with CA {ca}"),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("verify-full, host {host}, CA {ca}: {err}");
+        assert!(!err.contains(":ticketgate@"), "no password: {err}");
+        assert!(err.contains(&pg.name), "{err}");
+        assert!(err.contains("certificate"), "{err}");
+        assert!(err.contains("Check sslmode and sslrootcert"), "{err}");
+    }
+}

@@ -158,12 +158,17 @@ impl Shared {
 }
 
 fn open_error(display: &str, detail: String) -> StoreError {
+    let lower = detail.to_lowercase();
+    let hint = if lower.contains("certificate") || lower.contains("tls") || lower.contains("ssl") {
+        "Check sslmode and sslrootcert (the CA file) in database.url, and that the server's \
+         certificate names this host"
+    } else {
+        "Check that the PostgreSQL server is running and accepts TCP connections there, and \
+         that the user, password and database name in database.url are right"
+    };
     StoreError::Open {
         path: display.to_string(),
-        detail: format!(
-            "{detail}. Check that the PostgreSQL server is running and accepts TCP connections \
-             there, and that the user, password and database name in database.url are right"
-        ),
+        detail: format!("{detail}. {hint}"),
     }
 }
 
