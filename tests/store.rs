@@ -955,3 +955,53 @@ fn tls_verify_full_with_the_servers_ca_postgres_only() {
         assert!(err.contains("Check sslmode and sslrootcert"), "{err}");
     }
 }
+
+/// A PostgreSQL store handle is a cheap clone sharing one pool: while one clone's write
+/// transaction is open, other clones read at once (from other threads and from
+/// `spawn_blocking`) without seeing its uncommitted rows, and all of them together stay
+/// within the pool's connections.
+#[test]
+fn clones_share_one_pool_and_read_while_one_writes_postgres_only() {
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    let mut writer = store::PgStore::open(&pg.url).unwrap();
+    writer.migrate().unwrap();
+    let reader = writer.clone();
+    let mut tx = writer.write().unwrap();
+    tx.insert_inbound(&inbound("k", "quarantined")).unwrap();
+    let t = Instant::now();
+    let readers: Vec<_> = (0..12)
+        .map(|_| {
+            let mut r = reader.clone();
+            std::thread::spawn(move || r.quarantine(10).unwrap().len())
+        })
+        .collect();
+    for h in readers {
+        assert_eq!(h.join().unwrap(), 0, "uncommitted rows are not seen");
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    tx.commit().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut r = reader.clone();
+    let seen = rt.block_on(async {
+        tokio::task::spawn_blocking(move || r.quarantine(10).unwrap().len())
+            .await
+            .unwrap()
+    });
+    assert_eq!(seen, 1);
+    let connections = pg_scalar(
+        &pg.url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name = 'ticketgate'",
+            pg.name
+        ),
+    );
+    assert!(
+        (1..=i64::from(store::PgStore::POOL_SIZE)).contains(&connections),
+        "{connections} connections"
+    );
+}
