@@ -91,7 +91,7 @@ fn pg_scalar(url: &str, sql: &str) -> i64 {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut c = common::plumbing_connection(&url).await;
             let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .fetch_one(&mut c)
                 .await
@@ -130,7 +130,7 @@ impl RowLocks {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                let mut c = common::plumbing_connection(&url).await;
                 let mut tx = c.begin().await.unwrap();
                 let n = sqlx::query("SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE")
                     .bind(&ids)

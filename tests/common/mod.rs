@@ -119,9 +119,7 @@ pub fn admin(url: &str, sql: &str) {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e:?}"));
+            let mut c = plumbing_connection(&url).await;
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
                 .execute(&mut c)
                 .await
@@ -131,6 +129,23 @@ pub fn admin(url: &str, sql: &str) {
     })
     .join()
     .unwrap();
+}
+
+/// A connection of the tests' own (setup, checks, other sessions) to the server at `url`:
+/// without TLS unless the URL asks for it, since TLS handshakes are slow in debug builds and
+/// only the store's own connections are under test.
+pub async fn plumbing_connection(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let url = if url.contains("sslmode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&sslmode=disable")
+    } else {
+        format!("{url}?sslmode=disable")
+    };
+    sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e:?}"))
 }
 
 /// `url` with its database name replaced by `name`.
