@@ -278,22 +278,32 @@ impl PgStore {
     /// not migrate twice. Runs on a connection taken out of the pool and closed afterwards,
     /// so the session lock never stays with a pooled connection.
     pub fn migrate(&mut self) -> Result<()> {
-        self.call(|c| {
-            Box::pin(async move {
+        let shared = self.shared.clone();
+        run(async move {
+            let mut c = shared
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| shared.unreachable(e))?
+                .detach();
+            let result = async {
                 sqlx::query("SELECT pg_advisory_lock($1)")
                     .bind(MIGRATE_LOCK)
-                    .execute(&mut *c)
+                    .execute(&mut c)
                     .await?;
-                let result = migrate_locked(c).await;
+                let result = migrate_locked(&mut c).await;
                 let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
                     .bind(MIGRATE_LOCK)
-                    .execute(&mut *c)
+                    .execute(&mut c)
                     .await;
                 result?;
                 unlocked?;
                 Ok(())
-            })
-        })
+            }
+            .await;
+            let _ = c.close().await;
+            result
+        })?
     }
 
     /// Runs `f` on a pooled connection, on the background runtime.
