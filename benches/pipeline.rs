@@ -14,6 +14,10 @@
 //! shares the machine and the rates swing.
 //! Every run is checked (tickets, articles, outbox rows), so the figures cannot come from a
 //! run that silently did nothing. Figures are printed one per line, `name value`.
+//!
+//! With `TICKETGATE_BENCH_DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/postgres` each phase
+//! runs on a fresh PostgreSQL database of its own on that server instead of SQLite (created
+//! and dropped with `psql`, which must be installed).
 
 #[path = "support/workload.rs"]
 mod workload;
@@ -255,6 +259,62 @@ fn rate(n: usize, d: Duration) -> f64 {
 struct Setup {
     dir: tempfile::TempDir,
     batch_size: Option<usize>,
+    /// A PostgreSQL database of this setup's own, when the bench runs on PostgreSQL.
+    pg: Option<PgDatabase>,
+}
+
+/// The variable naming a PostgreSQL server to run on (an admin URL, e.g. its `postgres`
+/// database); unset: SQLite.
+const BENCH_DATABASE_URL_VAR: &str = "TICKETGATE_BENCH_DATABASE_URL";
+
+/// A fresh database on the server, dropped with the setup.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create() -> Option<PgDatabase> {
+        let admin_url = std::env::var(BENCH_DATABASE_URL_VAR)
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).expect("random name");
+        let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let name = format!("tg_bench_{name}");
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let url = format!("{base}/{name}{query}");
+        Some(PgDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs one statement on the server with `psql`.
+fn psql(url: &str, sql: &str) {
+    let ok = std::process::Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .status()
+        .expect("run psql")
+        .success();
+    assert!(ok, "psql `{sql}` failed");
 }
 
 impl Setup {
@@ -262,9 +322,14 @@ impl Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("customers.toml"), work.registry_toml())
             .expect("write customers.toml");
+        let pg = PgDatabase::create();
+        if let Some(pg) = &pg {
+            println!("database postgres {}", pg.name);
+        }
         Setup {
             dir,
             batch_size: work.batch_size,
+            pg,
         }
     }
 
@@ -274,12 +339,15 @@ impl Setup {
             .batch_size
             .map(|b| format!("batch_size = {b}\n"))
             .unwrap_or_default();
+        let db = match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite:{}", d.join("bench.db").display()),
+        };
         let toml = format!(
-            "[database]\nurl = \"sqlite:{db}\"\n\n\
+            "[database]\nurl = \"{db}\"\n\n\
              [inbound]\nmaildir = \"{inbox}\"\n{batch}\n\
              [outbound]\ntransport = \"file\"\ndir = \"{outbox}\"\n\n\
              [registry]\npath = \"{registry}\"\n",
-            db = d.join("bench.db").display(),
             inbox = d.join("inbox").display(),
             outbox = d.join("outbox").display(),
             registry = d.join("customers.toml").display(),

@@ -522,11 +522,13 @@ impl Config {
                 format!("sqlite:{}", path(file).display())
             }
             Some(("postgres" | "postgresql", _)) => {
-                if let Err(e) = database_url.parse::<tokio_postgres::Config>() {
+                if let Err(e) = crate::store::PgStore::check_url(&database_url) {
+                    // The parser's words, never the URL itself (it may hold a password).
+                    let e = e.replace(database_url.as_str(), "(the URL)");
                     return Err(err(
                         "database.url",
                         format!(
-                            "is not a PostgreSQL URL ({e}): write e.g. postgres://USER:PASSWORD@HOST:5432/DATABASE"
+                            "is not a PostgreSQL URL ({e}): write e.g. postgres://USER:PASSWORD@HOST:5432/DATABASE, with sslmode=verify-full&sslrootcert=/path/to/ca.pem for verified TLS"
                         ),
                     ));
                 }

@@ -237,13 +237,13 @@ impl Workload {
             "outbound: {report:?}"
         );
 
-        let tickets = store.tickets(usize::MAX).expect("list tickets");
+        let tickets = store.tickets(i64::MAX as usize).expect("list tickets");
         assert_eq!(tickets.len(), self.new_requests, "tickets in the store");
         for (i, t) in tickets.iter().enumerate() {
             assert_eq!(t.id, i as i64 + 1, "ticket ids are dense, from 1");
         }
 
-        let outbox = store.outbox(usize::MAX).expect("list outbox");
+        let outbox = store.outbox(i64::MAX as usize).expect("list outbox");
         let acks: HashSet<i64> = outbox
             .iter()
             .filter(|o| o.kind == "acknowledgement" && o.state == "pending")

@@ -21,7 +21,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL error: {}", postgres::pg_message(.0))]
-    Postgres(#[from] tokio_postgres::Error),
+    Postgres(#[from] sqlx::Error),
     #[error("cannot open the database at {path}: {detail}")]
     Open { path: String, detail: String },
     #[error("{0}")]

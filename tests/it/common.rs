@@ -111,6 +111,7 @@ impl Drop for TestDatabase {
 /// Runs `sql` on the server at `url`, from a throwaway runtime on its own thread (the
 /// caller may be inside a runtime already).
 pub fn admin(url: &str, sql: &str) {
+    use sqlx::Connection;
     let (url, sql) = (url.to_string(), sql.to_string());
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -118,20 +119,33 @@ pub fn admin(url: &str, sql: &str) {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e:?}"));
-            let driver = tokio::spawn(connection);
-            client
-                .batch_execute(&sql)
+            let mut c = plumbing_connection(&url).await;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
                 .await
                 .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"));
-            drop(client);
-            let _ = driver.await;
+            let _ = c.close().await;
         });
     })
     .join()
     .unwrap();
+}
+
+/// A connection of the tests' own (setup, checks, other sessions) to the server at `url`:
+/// without TLS unless the URL asks for it, since TLS handshakes are slow in debug builds and
+/// only the store's own connections are under test.
+pub async fn plumbing_connection(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let url = if url.contains("sslmode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&sslmode=disable")
+    } else {
+        format!("{url}?sslmode=disable")
+    };
+    sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e:?}"))
 }
 
 /// `url` with its database name replaced by `name`.

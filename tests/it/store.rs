@@ -8,6 +8,7 @@ use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{DATABASE_URL_VAR, TestDatabase, database_url, on_postgres, start};
+use sqlx::Connection;
 use std::sync::mpsc;
 use std::time::Instant;
 use ticketgate::store::{self, Claim, MailboxState, NewArticle, NewInbound, NewOutbound, Store};
@@ -91,15 +92,25 @@ fn pg_scalar(url: &str, sql: &str) -> i64 {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            let mut c = common::plumbing_connection(&url).await;
+            let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut c)
                 .await
                 .unwrap();
-            tokio::spawn(connection);
-            client.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
+            let _ = c.close().await;
+            v
         })
     })
     .join()
     .unwrap()
+}
+
+/// Lets a claim or lease of `d` lapse. On PostgreSQL they run on the server's clock, which
+/// only real time moves (B7); on SQLite the `now` the test passes decides, so nothing waits.
+fn let_lapse(d: Duration) {
+    if on_postgres() {
+        std::thread::sleep((d + Duration::milliseconds(150)).to_std().unwrap());
+    }
 }
 
 /// Another session holding `SELECT ... FOR UPDATE` locks on outbox rows until dropped.
@@ -120,22 +131,17 @@ impl RowLocks {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(connection);
-                client.batch_execute("BEGIN").await.unwrap();
-                let n = client
-                    .query(
-                        "SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE",
-                        &[&ids],
-                    )
+                let mut c = common::plumbing_connection(&url).await;
+                let mut tx = c.begin().await.unwrap();
+                let n = sqlx::query("SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE")
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
                     .await
                     .unwrap()
                     .len();
                 locked_tx.send(n).unwrap();
                 let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
-                client.batch_execute("ROLLBACK").await.unwrap();
+                tx.rollback().await.unwrap();
             });
         });
         assert_eq!(locked_rx.recv().unwrap(), expected, "rows locked");
@@ -267,12 +273,13 @@ fn lapsed_claim_that_used_its_last_attempt_is_dead_not_claimed_again() {
     let ids = enqueue(s.as_mut(), 1, now());
     // max_attempts 1: the one attempt is taken by this claim, then the sender "dies".
     assert_eq!(
-        s.claim_due(now(), now() + Duration::minutes(5), 10, 1)
+        s.claim_due(now(), now() + Duration::seconds(1), 10, 1)
             .unwrap()
             .len(),
         1
     );
-    let later = now() + Duration::minutes(10);
+    let_lapse(Duration::seconds(1));
+    let later = now() + Duration::seconds(2);
     assert!(
         s.claim_due(later, later + Duration::minutes(5), 10, 1)
             .unwrap()
@@ -296,43 +303,45 @@ fn leases_take_renew_refuse_lapse_and_release() {
     let d = db();
     let mut s = d.open();
     let t = now();
-    let min = Duration::minutes;
+    let sec = Duration::seconds;
+    let ms = Duration::milliseconds;
     assert!(
-        s.try_lease("imap:INBOX", "a", t, t + min(1)).unwrap(),
+        s.try_lease("imap:INBOX", "a", t, t + sec(1)).unwrap(),
         "free: taken"
     );
     assert!(
-        s.try_lease("imap:INBOX", "a", t + Duration::seconds(30), t + min(2))
+        s.try_lease("imap:INBOX", "a", t + ms(500), t + ms(1500))
             .unwrap(),
         "renewed by its holder"
     );
     assert!(
-        !s.try_lease("imap:INBOX", "b", t + min(1), t + min(3))
+        !s.try_lease("imap:INBOX", "b", t + sec(1), t + sec(3))
             .unwrap(),
         "refused to another holder while it runs"
     );
     assert!(
-        s.try_lease("other", "b", t + min(1), t + min(3)).unwrap(),
+        s.try_lease("other", "b", t + sec(1), t + sec(3)).unwrap(),
         "leases are per name"
     );
+    let_lapse(sec(1));
     assert!(
-        s.try_lease("imap:INBOX", "b", t + min(2), t + min(4))
+        s.try_lease("imap:INBOX", "b", t + sec(2), t + sec(4))
             .unwrap(),
         "lapsed (until <= now): taken over"
     );
     assert!(
-        !s.try_lease("imap:INBOX", "a", t + min(3), t + min(5))
+        !s.try_lease("imap:INBOX", "a", t + sec(3), t + sec(5))
             .unwrap(),
         "the old holder lost it"
     );
     s.release_lease("imap:INBOX", "a").unwrap(); // not a's: no effect
     assert!(
-        !s.try_lease("imap:INBOX", "a", t + min(3), t + min(5))
+        !s.try_lease("imap:INBOX", "a", t + sec(3), t + sec(5))
             .unwrap()
     );
     s.release_lease("imap:INBOX", "b").unwrap();
     assert!(
-        s.try_lease("imap:INBOX", "a", t + min(3), t + min(5))
+        s.try_lease("imap:INBOX", "a", t + sec(3), t + sec(5))
             .unwrap(),
         "released: free at once"
     );
@@ -340,9 +349,81 @@ fn leases_take_renew_refuse_lapse_and_release() {
     let mut other = d.open();
     assert!(
         !other
-            .try_lease("imap:INBOX", "c", t + min(4), t + min(6))
+            .try_lease("imap:INBOX", "c", t + sec(4), t + sec(6))
             .unwrap()
     );
+}
+
+/// B7: on PostgreSQL a claim or a lease runs on the database's clock. A host whose clock is
+/// an hour ahead (or behind) neither takes over what is still running nor keeps what lapsed.
+#[test]
+fn claims_and_leases_run_on_the_database_clock_not_the_callers_postgres_only() {
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    let mut a = d.open();
+    let mut b = d.open();
+    let ids = enqueue(a.as_mut(), 1, now());
+    let t = now();
+    let ahead = t + Duration::hours(1);
+    let got = a.claim_due(t, t + Duration::minutes(5), 10, 5).unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        b.claim_due(ahead, ahead + Duration::minutes(5), 10, 5)
+            .unwrap()
+            .is_empty(),
+        "a claim still running on the server's clock is not taken over by a host ahead"
+    );
+    // The claim lasts what the caller asked for, from the server's clock.
+    let left = pg_scalar(
+        &pg.url,
+        "SELECT extract(epoch FROM next_attempt_at - clock_timestamp())::bigint FROM outbox",
+    );
+    assert!((290..=300).contains(&left), "claim runs {left} s more");
+
+    assert!(
+        a.try_lease("imap:INBOX", "a", t, t + Duration::minutes(1))
+            .unwrap()
+    );
+    assert!(
+        !b.try_lease("imap:INBOX", "b", ahead, ahead + Duration::minutes(1))
+            .unwrap(),
+        "a lease still running on the server's clock is not taken over by a host ahead"
+    );
+    let left = pg_scalar(
+        &pg.url,
+        "SELECT extract(epoch FROM until - clock_timestamp())::bigint FROM leases",
+    );
+    assert!((55..=60).contains(&left), "lease runs {left} s more");
+
+    // A short claim and lease lapse on the server's clock while the callers' clocks stand
+    // still (or lag an hour behind): they are taken over.
+    let behind = t - Duration::hours(1);
+    assert!(
+        a.try_lease("short", "a", t, t + Duration::milliseconds(300))
+            .unwrap()
+    );
+    let ids2 = enqueue(a.as_mut(), 1, behind);
+    assert_eq!(
+        a.claim_due(behind, behind + Duration::milliseconds(300), 10, 5)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        ids2
+    );
+    let_lapse(Duration::milliseconds(300));
+    assert!(
+        b.try_lease("short", "b", behind, behind + Duration::minutes(1))
+            .unwrap()
+    );
+    let again = b
+        .claim_due(behind, behind + Duration::minutes(1), 10, 5)
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
+        [(ids2[0], 2)]
+    );
+    assert_ne!(ids, ids2);
 }
 
 #[test]
@@ -660,6 +741,8 @@ fn a_killed_connection_gives_errors_then_reconnects_never_hangs_postgres_only() 
     let d = db();
     let Some(pg) = &d.pg else { return };
     let admin = std::env::var(DATABASE_URL_VAR).unwrap();
+    // Every connection of the store's pool to the test database (how many it has open at
+    // a given moment is the pool's business).
     let kill = || {
         pg_scalar(
             &admin,
@@ -790,7 +873,7 @@ fn an_outcome_is_recorded_only_under_the_current_claim() {
     let mut s = d.open();
     let ids = enqueue(s.as_mut(), 1, now());
     let first = s
-        .claim_due(now(), now() + Duration::seconds(10), 10, 5)
+        .claim_due(now(), now() + Duration::seconds(1), 10, 5)
         .unwrap();
     assert_eq!(
         first[0].claim(),
@@ -800,7 +883,8 @@ fn an_outcome_is_recorded_only_under_the_current_claim() {
         }
     );
     // The first sender stalls; its claim lapses and a second sender takes the row over.
-    let later = now() + Duration::seconds(20);
+    let_lapse(Duration::seconds(1));
+    let later = now() + Duration::seconds(2);
     let second = s
         .claim_due(later, later + Duration::seconds(10), 10, 5)
         .unwrap();
@@ -897,5 +981,119 @@ fn uid_dispositions_are_transactional_and_given_up_ones_are_kept() {
     assert!(
         rows(s.as_mut(), 6).is_empty(),
         "another UIDVALIDITY's rows go too"
+    );
+}
+
+#[test]
+fn listing_everything_takes_usize_max_as_the_limit() {
+    let d = db();
+    let mut s = d.open();
+    enqueue(s.as_mut(), 2, now());
+    assert_eq!(s.outbox(usize::MAX).unwrap().len(), 2);
+    assert!(s.tickets(usize::MAX).unwrap().is_empty());
+    assert!(s.quarantine(usize::MAX).unwrap().is_empty());
+    let mut tx = s.write().unwrap();
+    assert!(tx.due_timers(now(), usize::MAX).unwrap().is_empty());
+}
+
+/// TLS to a real server, when it has it: Debian's cluster serves its `snakeoil` certificate
+/// (self-signed, for `localhost`). `verify-full` with that certificate as the CA connects
+/// (and the session is encrypted); the wrong CA or the wrong host name is refused.
+#[test]
+fn tls_verify_full_with_the_servers_ca_postgres_only() {
+    const CA: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    if pg_scalar(
+        &pg.url,
+        "SELECT (current_setting('ssl') = 'on')::int::bigint",
+    ) != 1
+        || !std::path::Path::new(CA).exists()
+        || !pg.url.contains("@127.0.0.1:")
+    {
+        eprintln!("skipped: the server has no TLS with {CA}");
+        return;
+    }
+    let url = |host: &str, ca: &str| {
+        let sep = if pg.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}sslmode=verify-full&sslrootcert={ca}",
+            pg.url.replace("@127.0.0.1:", &format!("@{host}:"))
+        )
+    };
+    let mut s = store::open(&url("localhost", CA)).unwrap();
+    enqueue(s.as_mut(), 1, now());
+    assert_eq!(s.outbox(10).unwrap().len(), 1);
+    let encrypted = pg_scalar(
+        &pg.url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = '{}' AND ssl AND application_name = 'ticketgate'",
+            pg.name
+        ),
+    );
+    assert!(encrypted >= 1, "the store's connections use TLS");
+
+    let wrong_ca = "/etc/ssl/certs/ca-certificates.crt";
+    for (host, ca) in [("localhost", wrong_ca), ("127.0.0.1", CA)] {
+        let err = match store::open(&url(host, ca)) {
+            Ok(_) => panic!("verify-full accepted host {host} with CA {ca}"),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("verify-full, host {host}, CA {ca}: {err}");
+        assert!(!err.contains(":ticketgate@"), "no password: {err}");
+        assert!(err.contains(&pg.name), "{err}");
+        assert!(err.contains("certificate"), "{err}");
+        assert!(err.contains("Check sslmode and sslrootcert"), "{err}");
+    }
+}
+
+/// A PostgreSQL store handle is a cheap clone sharing one pool: while one clone's write
+/// transaction is open, other clones read at once (from other threads and from
+/// `spawn_blocking`) without seeing its uncommitted rows, and all of them together stay
+/// within the pool's connections.
+#[test]
+fn clones_share_one_pool_and_read_while_one_writes_postgres_only() {
+    let d = db();
+    let Some(pg) = &d.pg else { return };
+    let mut writer = store::PgStore::open(&pg.url).unwrap();
+    writer.migrate().unwrap();
+    let reader = writer.clone();
+    let mut tx = writer.write().unwrap();
+    tx.insert_inbound(&inbound("k", "quarantined")).unwrap();
+    let t = Instant::now();
+    let readers: Vec<_> = (0..12)
+        .map(|_| {
+            let mut r = reader.clone();
+            std::thread::spawn(move || r.quarantine(10).unwrap().len())
+        })
+        .collect();
+    for h in readers {
+        assert_eq!(h.join().unwrap(), 0, "uncommitted rows are not seen");
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    tx.commit().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut r = reader.clone();
+    let seen = rt.block_on(async {
+        tokio::task::spawn_blocking(move || r.quarantine(10).unwrap().len())
+            .await
+            .unwrap()
+    });
+    assert_eq!(seen, 1);
+    let connections = pg_scalar(
+        &pg.url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name = 'ticketgate'",
+            pg.name
+        ),
+    );
+    assert!(
+        (1..=i64::from(store::PgStore::POOL_SIZE)).contains(&connections),
+        "{connections} connections"
     );
 }

@@ -1,0 +1,559 @@
+//! The store's own calls: `write()`, which begins a transaction under the writer lock, and
+//! the reads, outbox claims and outcomes and leases, each on a pooled connection.
+
+use super::tx::PgTx;
+use super::*;
+
+impl Store for PgStore {
+    fn write(&mut self) -> Result<Box<dyn WriteTx + '_>> {
+        let shared = self.shared.clone();
+        let tx = run(async move {
+            shared
+                .pool
+                // BEGIN and the writer lock in one round trip; READ COMMITTED then sees all
+                // the previous writer committed.
+                .begin_with(sqlx::AssertSqlSafe(format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+                )))
+                .await
+                .map_err(|e| match e {
+                    sqlx::Error::Database(_) => StoreError::Postgres(e),
+                    e => shared.unreachable(e),
+                })
+        })??;
+        Ok(Box::new(PgTx {
+            tx: Some(tx),
+            failed: false,
+        }))
+    }
+
+    fn tickets(&mut self, limit: usize) -> Result<Vec<TicketRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(concat!(
+                    "SELECT id, ",
+                    ticket_columns!(),
+                    " FROM tickets ORDER BY id LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(ticket_row)
+                .collect()
+            })
+        })
+    }
+
+    fn ticket_with_articles(&mut self, id: i64) -> Result<Option<(TicketRow, Vec<ArticleRow>)>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                let Some(t) = ticket(c, id).await? else {
+                    return Ok(None);
+                };
+                let mut articles = sqlx::query(
+                    "SELECT id, kind, author, body, quoted, created_at FROM articles WHERE ticket_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(ArticleRow {
+                        id: r.try_get(0)?,
+                        kind: r.try_get(1)?,
+                        author: r.try_get(2)?,
+                        body: r.try_get(3)?,
+                        quoted: r.try_get(4)?,
+                        created_at: r.try_get(5)?,
+                        attachments: Vec::new(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+                if !articles.is_empty() {
+                    let rows = sqlx::query(
+                        "SELECT a.article_id, a.filename, a.content_type, a.size, a.data IS NOT NULL \
+                         FROM attachments a JOIN articles r ON r.id = a.article_id \
+                         WHERE r.ticket_id = $1 ORDER BY a.id",
+                    )
+                    .bind(id)
+                    .fetch_all(&mut *c)
+                    .await?;
+                    let index: HashMap<i64, usize> = articles
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| (a.id, i))
+                        .collect();
+                    for r in rows {
+                        let article: i64 = r.try_get(0)?;
+                        if let Some(&i) = index.get(&article) {
+                            articles[i].attachments.push(AttachmentInfo {
+                                filename: r.try_get(1)?,
+                                content_type: r.try_get(2)?,
+                                size: r.try_get(3)?,
+                                kept: r.try_get(4)?,
+                            });
+                        }
+                    }
+                }
+                Ok(Some((t, articles)))
+            })
+        })
+    }
+
+    fn outbox(&mut self, limit: usize) -> Result<Vec<OutboxRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT id, ticket_id, kind, recipient, subject, message_id, state, attempts, next_attempt_at, \
+                     last_error, created_at, sent_at FROM outbox ORDER BY id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(OutboxRow {
+                        id: r.try_get(0)?,
+                        ticket_id: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        recipient: r.try_get(3)?,
+                        subject: r.try_get(4)?,
+                        message_id: r.try_get(5)?,
+                        state: r.try_get(6)?,
+                        attempts: r.try_get(7)?,
+                        next_attempt_at: r.try_get(8)?,
+                        last_error: r.try_get(9)?,
+                        created_at: r.try_get(10)?,
+                        sent_at: r.try_get(11)?,
+                    })
+                })
+                .collect()
+            })
+        })
+    }
+
+    fn quarantine(&mut self, limit: usize) -> Result<Vec<QuarantineRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT id, received_at, source, from_addr, subject, message_id, reason_code, reason, \
+                     COALESCE(declared_size, size) \
+                     FROM inbound WHERE outcome = 'quarantined' ORDER BY id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(QuarantineRow {
+                        id: r.try_get(0)?,
+                        received_at: r.try_get(1)?,
+                        source: r.try_get(2)?,
+                        from: r.try_get(3)?,
+                        subject: r.try_get(4)?,
+                        message_id: r.try_get(5)?,
+                        reason_code: r.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
+                        reason: r.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
+                        size: r.try_get(8)?,
+                    })
+                })
+                .collect()
+            })
+        })
+    }
+
+    fn inbound_raw(&mut self, id: i64) -> Result<Option<Vec<u8>>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar("SELECT raw FROM inbound WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?)
+            })
+        })
+    }
+
+    fn outbox_body(&mut self, id: i64) -> Result<Option<Vec<u8>>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar("SELECT body FROM outbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?)
+            })
+        })
+    }
+
+    /// Two autocommit statements, no writer lock: rows another sender is claiming right now
+    /// are skipped (`FOR UPDATE SKIP LOCKED`), so each row is claimed by one sender. A claim
+    /// lasts `lease_until - now` from the database's clock, and a claim is lapsed by that
+    /// clock; `pending` and `retry` rows are due by the caller's `now`.
+    fn claim_due(
+        &mut self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+        max_attempts: u32,
+    ) -> Result<Vec<OutboxMail>> {
+        let max_attempts = i64::from(max_attempts);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease = micros(lease_until - now);
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'dead', \
+                     last_error = 'gave up after ' || attempts || ' attempts (outbound.max_attempts): the sender stopped during the last one' \
+                     WHERE id IN (SELECT id FROM outbox WHERE state = 'sending' AND next_attempt_at <= clock_timestamp() \
+                                  AND attempts >= $1 FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(max_attempts)
+                .execute(&mut *c)
+                .await?;
+                // The `attempts` condition keeps a spent lapsed claim that another sender is
+                // marking dead right now from being claimed here. The first condition is the
+                // `outbox_due` index's range.
+                let rows = sqlx::query(
+                    "WITH due AS (SELECT id, next_attempt_at FROM outbox \
+                                  WHERE state IN ('pending', 'retry', 'sending') \
+                                  AND next_attempt_at <= GREATEST($1, clock_timestamp()) \
+                                  AND CASE WHEN state = 'sending' \
+                                      THEN attempts < $4 AND next_attempt_at <= clock_timestamp() \
+                                      ELSE next_attempt_at <= $1 END \
+                                  ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1, \
+                     next_attempt_at = clock_timestamp() + $2 * interval '1 microsecond' \
+                     FROM due WHERE o.id = due.id \
+                     RETURNING o.id, o.kind, o.recipient, o.message_id, o.attempts, o.body, due.next_attempt_at",
+                )
+                .bind(now)
+                .bind(lease)
+                .bind(limit)
+                .bind(max_attempts)
+                .fetch_all(&mut *c)
+                .await?;
+                let mut claimed = rows
+                    .iter()
+                    .map(|r| {
+                        let due: DateTime<Utc> = r.try_get(6)?;
+                        Ok((
+                            due,
+                            OutboxMail {
+                                id: r.try_get(0)?,
+                                kind: r.try_get(1)?,
+                                recipient: r.try_get(2)?,
+                                message_id: r.try_get(3)?,
+                                attempts: r.try_get(4)?,
+                                body: r.try_get(5)?,
+                            },
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                claimed.sort_by_key(|(due, m)| (*due, m.id));
+                Ok(claimed.into_iter().map(|(_, m)| m).collect())
+            })
+        })
+    }
+
+    fn mark_sent(&mut self, claim: Claim, now: DateTime<Utc>) -> Result<bool> {
+        self.call(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE outbox SET state = 'sent', sent_at = $3, last_error = NULL \
+                     WHERE id = $1 AND state = 'sending' AND attempts = $2",
+                )
+                .bind(claim.id)
+                .bind(claim.attempts)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize> {
+        let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
+        let attempts: Vec<i64> = claims.iter().map(|c| c.attempts).collect();
+        self.call(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE outbox o SET state = 'sent', sent_at = $3, last_error = NULL \
+                     FROM unnest($1::bigint[], $2::bigint[]) AS c(id, attempts) \
+                     WHERE o.id = c.id AND o.state = 'sending' AND o.attempts = c.attempts",
+                )
+                .bind(ids)
+                .bind(attempts)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                Ok(r.rows_affected() as usize)
+            })
+        })
+    }
+
+    fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool> {
+        let error = error.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE outbox SET state = 'retry', next_attempt_at = $3, last_error = $4 \
+                     WHERE id = $1 AND state = 'sending' AND attempts = $2",
+                )
+                .bind(claim.id)
+                .bind(claim.attempts)
+                .bind(next_at)
+                .bind(error)
+                .execute(&mut *c)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn mark_failed(&mut self, claim: Claim, error: &str) -> Result<bool> {
+        self.mark_final(claim, "failed", error)
+    }
+
+    fn mark_dead(&mut self, claim: Claim, error: &str) -> Result<bool> {
+        self.mark_final(claim, "dead", error)
+    }
+
+    fn release_claims(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<()> {
+        let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
+        let attempts: Vec<i64> = claims.iter().map(|c| c.attempts).collect();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE outbox o SET attempts = o.attempts - 1, next_attempt_at = $3, \
+                     state = CASE WHEN o.attempts > 1 THEN 'retry' ELSE 'pending' END \
+                     FROM unnest($1::bigint[], $2::bigint[]) AS c(id, attempts) \
+                     WHERE o.id = c.id AND o.state = 'sending' AND o.attempts = c.attempts",
+                )
+                .bind(ids)
+                .bind(attempts)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn retry_outbox(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        self.call(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $2 \
+                     WHERE id = $1 AND state IN ('failed', 'dead')",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn next_due(&mut self) -> Result<Option<DateTime<Utc>>> {
+        self.call(|c| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar(
+                    "SELECT min(next_attempt_at) FROM outbox WHERE state IN ('pending', 'retry', 'sending')",
+                )
+                .fetch_one(&mut *c)
+                .await?)
+            })
+        })
+    }
+
+    fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>> {
+        self.call(|c| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar("SELECT min(due_at) FROM timers")
+                    .fetch_one(&mut *c)
+                    .await?)
+            })
+        })
+    }
+
+    fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT ticket_id, kind, due_at FROM timers WHERE ticket_id = $1 ORDER BY kind",
+                )
+                .bind(ticket_id)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(timer_row)
+                .collect()
+            })
+        })
+    }
+
+    fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT at, severity, due_at FROM escalations WHERE ticket_id = $1 ORDER BY id",
+                )
+                .bind(ticket_id)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Escalation {
+                        at: r.try_get(0)?,
+                        severity: small(r.try_get(1)?)?,
+                        due_at: r.try_get(2)?,
+                    })
+                })
+                .collect()
+            })
+        })
+    }
+
+    fn mailbox_state(&mut self, mailbox: &str) -> Result<Option<MailboxState>> {
+        let mailbox = mailbox.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("SELECT uid_validity, last_uid FROM mailboxes WHERE name = $1")
+                    .bind(mailbox)
+                    .fetch_optional(&mut *c)
+                    .await?
+                    .map(|r| {
+                        Ok(MailboxState {
+                            uid_validity: u32_col(&r, 0)?,
+                            last_uid: u32_col(&r, 1)?,
+                        })
+                    })
+                    .transpose()
+            })
+        })
+    }
+
+    /// The lease lasts `until - now` from the database's clock, and is lapsed by that clock.
+    fn try_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        let lease = micros(until - now);
+        self.call(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "INSERT INTO leases (name, holder, until) \
+                     VALUES ($1, $2, clock_timestamp() + $3 * interval '1 microsecond') \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE leases.holder = excluded.holder OR leases.until <= clock_timestamp()",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(lease)
+                .execute(&mut *c)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn uid_states(&mut self, mailbox: &str, uid_validity: u32) -> Result<Vec<UidState>> {
+        let mailbox = mailbox.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT uid, disposition, failures FROM imap_uids \
+                     WHERE mailbox = $1 AND uid_validity = $2 ORDER BY uid",
+                )
+                .bind(&mailbox)
+                .bind(i64::from(uid_validity))
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    let uid = u32_col(r, 0)?;
+                    let d: String = r.try_get(1)?;
+                    let failures: i32 = r.try_get(2)?;
+                    Ok(UidState {
+                        uid,
+                        disposition: UidDisposition::parse(&d).ok_or_else(|| {
+                            StoreError::Other(format!(
+                                "imap_uids row ({mailbox}, {uid_validity}, {uid}) has the unknown disposition `{d}`"
+                            ))
+                        })?,
+                        failures: u32::try_from(failures).unwrap_or(0),
+                    })
+                })
+                .collect()
+            })
+        })
+    }
+
+    fn forget_uids(&mut self, mailbox: &str, uid_validity: u32, lo: u32, hi: u32) -> Result<()> {
+        let mailbox = mailbox.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "DELETE FROM imap_uids WHERE mailbox = $1 AND (uid_validity <> $2 OR \
+                     (uid BETWEEN $3 AND $4 AND disposition IN ('stored', 'header_only')))",
+                )
+                .bind(mailbox)
+                .bind(i64::from(uid_validity))
+                .bind(i64::from(lo))
+                .bind(i64::from(hi))
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn set_uid_failures(
+        &mut self,
+        mailbox: &str,
+        uid_validity: u32,
+        uid: u32,
+        failures: u32,
+    ) -> Result<()> {
+        let mailbox = mailbox.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO imap_uids (mailbox, uid_validity, uid, disposition, failures) \
+                     VALUES ($1, $2, $3, 'failing', $4) ON CONFLICT (mailbox, uid_validity, uid) \
+                     DO UPDATE SET failures = excluded.failures WHERE imap_uids.disposition = 'failing'",
+                )
+                .bind(mailbox)
+                .bind(i64::from(uid_validity))
+                .bind(i64::from(uid))
+                .bind(i32::try_from(failures).unwrap_or(i32::MAX))
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+}
