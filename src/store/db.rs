@@ -68,7 +68,13 @@ impl Db {
 
     /// Opens the database named by `url` (see [`super::open`]), migrated once.
     pub fn open(url: &str) -> Result<Db> {
-        // The first connection migrates; the others only connect.
+        if let Some(("postgres" | "postgresql", _)) = url.split_once(':') {
+            // One pool for the process: every handle is a clone sharing it.
+            let mut pg = super::PgStore::open(url)?;
+            pg.migrate()?;
+            return Db::new(move || Ok(Box::new(pg.clone()) as Box<dyn Store>));
+        }
+        // SQLite: the first connection migrates; the others only connect.
         let first = Mutex::new(Some(super::open(url)?));
         let url = url.to_string();
         Db::new(move || {
