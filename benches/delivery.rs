@@ -263,7 +263,7 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
                 message_id: &m.message_id,
                 automatic: true,
                 body: &m.body,
-                state: "pending",
+                state: ticketgate::store::OutboxState::Pending,
                 note: None,
                 now,
             })

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::notify::{self, Automatic, Notice, NotifyError, Outgoing, Templates};
 use crate::parse::{Attachment, InboundMail};
 use crate::route::loops;
-use crate::store::{self, NewOutbound, TicketRow, WriteTx};
+use crate::store::{self, NewOutbound, OutboxState, TicketRow, WriteTx};
 use chrono::{DateTime, Utc};
 
 /// One mail to write.
@@ -178,9 +178,9 @@ impl Mailer<'_> {
             automatic: capped_kind,
             body: &composed.bytes,
             state: if note.is_some() {
-                "suppressed"
+                OutboxState::Suppressed
             } else {
-                "pending"
+                OutboxState::Pending
             },
             note: note.as_deref(),
             now,

@@ -185,15 +185,15 @@ enum OutboxState {
 }
 
 impl OutboxState {
-    fn as_str(self) -> &'static str {
+    fn to_store(self) -> store::OutboxState {
         match self {
-            OutboxState::Pending => "pending",
-            OutboxState::Sending => "sending",
-            OutboxState::Retry => "retry",
-            OutboxState::Sent => "sent",
-            OutboxState::Failed => "failed",
-            OutboxState::Dead => "dead",
-            OutboxState::Suppressed => "suppressed",
+            OutboxState::Pending => store::OutboxState::Pending,
+            OutboxState::Sending => store::OutboxState::Sending,
+            OutboxState::Retry => store::OutboxState::Retry,
+            OutboxState::Sent => store::OutboxState::Sent,
+            OutboxState::Failed => store::OutboxState::Failed,
+            OutboxState::Dead => store::OutboxState::Dead,
+            OutboxState::Suppressed => store::OutboxState::Suppressed,
         }
     }
 }
@@ -381,7 +381,7 @@ fn dispatch(
             let app = App::open(cfg, clock())?;
             let rows = rt.block_on(services::outbox::list(
                 &app,
-                state.map(OutboxState::as_str),
+                state.map(OutboxState::to_store),
                 limit,
             ))?;
             if json {

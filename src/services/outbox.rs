@@ -2,7 +2,7 @@
 
 use super::{Result, ServiceError};
 use crate::app::App;
-use crate::store::OutboxRow;
+use crate::store::{OutboxRow, OutboxState};
 use serde::Serialize;
 
 /// An outbound mail as operators read it (`outbox list --json`).
@@ -13,7 +13,7 @@ pub struct OutboxView {
     pub to: String,
     pub subject: String,
     pub ticket: Option<String>,
-    pub state: String,
+    pub state: OutboxState,
     pub attempts: i64,
     pub message_id: String,
     pub last_error: Option<String>,
@@ -44,21 +44,19 @@ impl OutboxView {
 }
 
 /// Outbound mail, oldest first, at most `limit`, only in `state` when given.
-pub async fn list(app: &App, state: Option<&str>, limit: usize) -> Result<Vec<OutboxView>> {
+pub async fn list(app: &App, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxView>> {
     let rows = match state {
         None => app.db.read(move |s| s.outbox(limit)).await?,
         // The store lists by id only: read every row's summary (not the bodies) and keep the
         // first `limit` in the state.
-        Some(state) => {
-            let state = state.to_string();
-            app.db
-                .read(move |s| s.outbox(i64::MAX as usize))
-                .await?
-                .into_iter()
-                .filter(|o| o.state == state)
-                .take(limit)
-                .collect()
-        }
+        Some(state) => app
+            .db
+            .read(move |s| s.outbox(i64::MAX as usize))
+            .await?
+            .into_iter()
+            .filter(|o| o.state == state)
+            .take(limit)
+            .collect(),
     };
     let prefix = &app.cfg.tickets.reference_prefix;
     Ok(rows
@@ -70,7 +68,7 @@ pub async fn list(app: &App, state: Option<&str>, limit: usize) -> Result<Vec<Ou
 /// Puts failed or dead mail back to pending with its attempts reset. Every id is checked
 /// first: unless all are failed or dead, nothing changes ([`ServiceError::Rejected`] lists
 /// why). Returns each id with the state it had.
-pub async fn retry(app: &App, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+pub async fn retry(app: &App, ids: &[i64]) -> Result<Vec<(i64, OutboxState)>> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -80,11 +78,12 @@ pub async fn retry(app: &App, ids: &[i64]) -> Result<Vec<(i64, String)>> {
     for id in &ids {
         match rows.iter().find(|o| o.id == *id) {
             None => problems.push(format!("outbox {id}: no such mail")),
-            Some(o) if o.state != "failed" && o.state != "dead" => problems.push(format!(
-                "outbox {id}: is {}, not failed or dead: only those can be retried",
-                o.state
-            )),
-            Some(o) => was.push((*id, o.state.clone())),
+            Some(o) if !matches!(o.state, OutboxState::Failed | OutboxState::Dead) => problems
+                .push(format!(
+                    "outbox {id}: is {}, not failed or dead: only those can be retried",
+                    o.state
+                )),
+            Some(o) => was.push((*id, o.state)),
         }
     }
     if !problems.is_empty() {

@@ -149,6 +149,65 @@ pub struct AttachmentInfo {
     pub kept: bool,
 }
 
+/// Where an outbound mail stands. Stored as its `as_str()` name; an unknown stored name is an
+/// error naming the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    Pending,
+    /// Claimed by a sender (a lease until `next_attempt_at`).
+    Sending,
+    Retry,
+    Sent,
+    /// Refused for good (SMTP 5xx, a recipient that is not an address).
+    Failed,
+    /// Out of attempts: the dead letters.
+    Dead,
+    /// Held back by the automatic-reply cap; never sent.
+    Suppressed,
+}
+
+impl OutboxState {
+    pub const ALL: [OutboxState; 7] = [
+        OutboxState::Pending,
+        OutboxState::Sending,
+        OutboxState::Retry,
+        OutboxState::Sent,
+        OutboxState::Failed,
+        OutboxState::Dead,
+        OutboxState::Suppressed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sending => "sending",
+            OutboxState::Retry => "retry",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+            OutboxState::Dead => "dead",
+            OutboxState::Suppressed => "suppressed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        OutboxState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with a stored name (`"dead"`).
+impl PartialEq<&str> for OutboxState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxRow {
     pub id: i64,
@@ -157,7 +216,7 @@ pub struct OutboxRow {
     pub recipient: String,
     pub subject: String,
     pub message_id: String,
-    pub state: String,
+    pub state: OutboxState,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -245,8 +304,8 @@ pub struct NewOutbound<'a> {
     pub message_id: &'a str,
     pub automatic: bool,
     pub body: &'a [u8],
-    /// `pending`, or `suppressed` with `note` saying why.
-    pub state: &'a str,
+    /// `Pending`, or `Suppressed` with `note` saying why.
+    pub state: OutboxState,
     pub note: Option<&'a str>,
     pub now: DateTime<Utc>,
 }

@@ -536,7 +536,7 @@ impl WriteTx for SqliteTx<'_> {
                 m.message_id,
                 m.automatic,
                 m.body,
-                m.state,
+                m.state.as_str(),
                 now,
                 m.note,
                 fnv64(m.recipient)
@@ -645,7 +645,17 @@ impl Store for SqliteStore {
                 recipient: r.get(3)?,
                 subject: r.get(4)?,
                 message_id: r.get(5)?,
-                state: r.get(6)?,
+                state: {
+                    let v: String = r.get(6)?;
+                    OutboxState::parse(&v).ok_or_else(|| {
+                        let id: i64 = r.get(0).unwrap_or_default();
+                        rusqlite::Error::FromSqlConversionFailure(
+                            6,
+                            rusqlite::types::Type::Text,
+                            format!("outbox #{id}: `{v}` is not a state this version knows").into(),
+                        )
+                    })?
+                },
                 attempts: r.get(7)?,
                 next_attempt_at: parse_ts(&r.get::<_, String>(8)?)?,
                 last_error: r.get(9)?,

@@ -872,7 +872,7 @@ async fn services_return_errors_of_the_right_kind() {
     );
 
     // The acknowledgement is pending: it cannot be retried, and nothing is changed.
-    let pending = services::outbox::list(app, Some("pending"), 10)
+    let pending = services::outbox::list(app, Some(ticketgate::store::OutboxState::Pending), 10)
         .await
         .unwrap();
     assert!(!pending.is_empty());
@@ -891,9 +891,9 @@ async fn services_return_errors_of_the_right_kind() {
 }
 
 /// B11: a status this version does not know, found in the database, is an error naming the
-/// ticket — never read as `open` in one place and `new` in another.
+/// row — never read as `open` in one place and `new` in another.
 #[test]
-fn an_unknown_stored_status_is_an_error_naming_the_ticket() {
+fn an_unknown_stored_status_is_an_error_naming_the_row() {
     let mut e = env();
     let Outcome::Created { .. } = e.ingest(
         &mail(
@@ -920,6 +920,22 @@ fn an_unknown_stored_status_is_an_error_naming_the_ticket() {
     let err = e.app.store().unwrap().tickets(10).unwrap_err().to_string();
     assert!(
         err.contains("ticket #1") && err.contains("escalated_to_mars"),
+        "{err}"
+    );
+    // The same for an outbox state.
+    let corrupt = "UPDATE outbox SET state = 'lost_in_transit'";
+    match url.strip_prefix("sqlite:") {
+        Some(path) => {
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute(corrupt, [])
+                .unwrap();
+        }
+        None => common::admin(&url, corrupt),
+    }
+    let err = e.app.store().unwrap().outbox(10).unwrap_err().to_string();
+    assert!(
+        err.contains("outbox #1") && err.contains("lost_in_transit"),
         "{err}"
     );
 }

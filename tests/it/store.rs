@@ -45,7 +45,7 @@ fn outbound<'a>(recipient: &'a str, message_id: &'a str, at: DateTime<Utc>) -> N
         message_id,
         automatic: false,
         body: b"Subject: s\r\n\r\nbody\r\n",
-        state: "pending",
+        state: ticketgate::store::OutboxState::Pending,
         note: None,
         now: at,
     }
@@ -923,10 +923,10 @@ fn released_claims_are_due_again_with_their_attempt_taken_back() {
     let rows = s.outbox(10).unwrap();
     let state = |id: i64| {
         let r = rows.iter().find(|r| r.id == id).unwrap();
-        (r.state.clone(), r.attempts, r.next_attempt_at)
+        (r.state, r.attempts, r.next_attempt_at)
     };
-    assert_eq!(state(ids[0]), ("pending".to_string(), 0, at));
-    assert_eq!(state(ids[1]), ("pending".to_string(), 0, at));
+    assert_eq!(state(ids[0]), (store::OutboxState::Pending, 0, at));
+    assert_eq!(state(ids[1]), (store::OutboxState::Pending, 0, at));
     assert_eq!(state(ids[2]).0, "sent");
     // Due again at once: claimed afresh, as first attempts.
     let again = s.claim_due(at, at + Duration::minutes(5), 10, 5).unwrap();

@@ -122,7 +122,15 @@ impl Store for PgStore {
                         recipient: r.try_get(3)?,
                         subject: r.try_get(4)?,
                         message_id: r.try_get(5)?,
-                        state: r.try_get(6)?,
+                        state: {
+                            let v: String = r.try_get(6)?;
+                            OutboxState::parse(&v).ok_or_else(|| {
+                                let id: i64 = r.try_get(0).unwrap_or_default();
+                                StoreError::Other(format!(
+                                    "outbox #{id}: `{v}` is not a state this version knows"
+                                ))
+                            })?
+                        },
                         attempts: r.try_get(7)?,
                         next_attempt_at: r.try_get(8)?,
                         last_error: r.try_get(9)?,

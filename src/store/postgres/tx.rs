@@ -548,7 +548,7 @@ impl WriteTx for PgTx {
         let (kind, recipient) = (m.kind.to_string(), m.recipient.to_string());
         let (subject, message_id) = (m.subject.to_string(), m.message_id.to_string());
         let body = m.body.to_vec();
-        let state = m.state.to_string();
+        let state = m.state.as_str();
         let note = m.note.map(str::to_string);
         self.call(move |c| {
             Box::pin(async move {
