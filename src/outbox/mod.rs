@@ -220,31 +220,42 @@ pub async fn deliver_due_until(
     let mut claimed: VecDeque<(OutboxMail, DateTime<Utc>)> = VecDeque::new();
     let mut in_flight: JoinSet<(OutboxMail, Result<(), SendError>)> = JoinSet::new();
     // Outcomes being committed while the next sends go on.
-    let mut recording: JoinSet<(DeliveryReport, Option<StoreError>)> = JoinSet::new();
+    // Each holds its mails' count: a sending slot stays taken until its outcome is
+    // committed, so a kill repeats at most one accepted message per connection.
+    let mut recording: JoinSet<Recorded> = JoinSet::new();
+    let mut unrecorded = 0usize;
     let shared_cfg = Arc::new(cfg.clone());
     let mut more_due = true;
     let mut failure: Option<StoreError> = None;
-    // The next claim, made while the messages claimed before are still being sent.
-    type Claimed = crate::store::Result<(Vec<OutboxMail>, DateTime<Utc>)>;
-    let mut claiming: Option<tokio::task::JoinHandle<Claimed>> = None;
     loop {
         while let Some(r) = recording.try_join_next() {
-            absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
+            unrecorded = unrecorded.saturating_sub(
+                absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await,
+            );
         }
         if failure.is_none() && stop() {
             more_due = false;
             give_back(db, &mut claimed, clock, "shutdown").await;
         }
-        // Claim ahead: when fewer than two rounds of sends are left claimed.
-        if claiming.is_none() && more_due && failure.is_none() && claimed.len() < 2 * slots {
-            let (lane, now, limit) = (db.clone(), clock.now(), slots * CLAIM_FACTOR);
-            claiming = Some(tokio::spawn(async move {
-                lane.read(move |s| s.claim_due(now, now + lease, limit, max_attempts))
-                    .await
-                    .map(|batch| (batch, now + lease))
-            }));
+        // Claimed only when every message claimed before has started: a sender never claims
+        // again a message it holds, even when its claim lapsed.
+        if claimed.is_empty() && more_due && failure.is_none() {
+            let (now, limit) = (clock.now(), slots * CLAIM_FACTOR);
+            match db
+                .read(move |s| s.claim_due(now, now + lease, limit, max_attempts))
+                .await
+            {
+                Ok(batch) => {
+                    more_due = !batch.is_empty();
+                    claimed.extend(batch.into_iter().map(|m| (m, now + lease)));
+                }
+                Err(e) => {
+                    more_due = false;
+                    failure = Some(e);
+                }
+            }
         }
-        while failure.is_none() && in_flight.len() < slots {
+        while failure.is_none() && in_flight.len() + unrecorded < slots {
             let Some((mail, until)) = claimed.pop_front() else {
                 break;
             };
@@ -263,11 +274,7 @@ pub async fn deliver_due_until(
                 (mail, result)
             });
         }
-        if in_flight.is_empty() && claiming.is_none() {
-            // Nothing in flight: every outcome is recorded before deciding what is next.
-            while let Some(r) = recording.join_next().await {
-                absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
-            }
+        if in_flight.is_empty() && recording.is_empty() {
             if claimed.is_empty() && (!more_due || failure.is_some()) {
                 return match failure {
                     Some(e) => Err(e),
@@ -295,57 +302,42 @@ pub async fn deliver_due_until(
                 if recording.len() >= 2
                     && let Some(r) = recording.join_next().await
                 {
-                    absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
+                    unrecorded = unrecorded.saturating_sub(absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await);
                 }
                 let (lane, cfg2, now) = (db.clone(), shared_cfg.clone(), clock.now());
+                unrecorded += done.len();
                 recording.spawn(async move { record_all(&lane, &cfg2, done, now).await });
             }
-            r = async { claiming.as_mut().expect("checked").await }, if claiming.is_some() => {
-                claiming = None;
-                match r {
-                    Ok(Ok((batch, until))) => {
-                        more_due = !batch.is_empty();
-                        claimed.extend(batch.into_iter().map(|m| (m, until)));
-                        if failure.is_some() || stop() {
-                            // Claimed after a failure or the stop: not started, given back.
-                            more_due = false;
-                            give_back(db, &mut claimed, clock, "shutdown or database error").await;
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        more_due = false;
-                        if failure.is_none() {
-                            give_back(db, &mut claimed, clock, "database error").await;
-                            failure = Some(e);
-                        }
-                    }
-                    Err(e) => {
-                        more_due = false;
-                        failure.get_or_insert(StoreError::Other(format!("claiming failed: {e}")));
-                    }
-                }
+            Some(r) = recording.join_next(), if !recording.is_empty() => {
+                unrecorded = unrecorded.saturating_sub(absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await);
             }
         }
     }
 }
 
+/// What a recording did: the counts, its failure, how many mails it recorded.
+type Recorded = (DeliveryReport, Option<StoreError>, usize);
+
 /// Takes in a finished recording: its counts, and its failure (then what was claimed and not
-/// started is given back, and no more is claimed).
+/// started is given back, and no more is claimed). Returns how many mails it recorded.
 async fn absorb(
-    joined: Result<(DeliveryReport, Option<StoreError>), tokio::task::JoinError>,
+    joined: Result<Recorded, tokio::task::JoinError>,
     report: &mut DeliveryReport,
     failure: &mut Option<StoreError>,
     db: &Lane,
     claimed: &mut VecDeque<(OutboxMail, DateTime<Utc>)>,
     clock: &SharedClock,
-) {
-    let (r, err) = match joined {
+) -> usize {
+    // A recording that panicked is a failure: no more is sent in this pass, so its slots
+    // need not be counted free.
+    let (r, err, n) = match joined {
         Ok(x) => x,
         Err(e) => (
             DeliveryReport::default(),
             Some(StoreError::Other(format!(
                 "recording delivery outcomes failed: {e}"
             ))),
+            0,
         ),
     };
     report.add(&r);
@@ -355,6 +347,7 @@ async fn absorb(
         give_back(db, claimed, clock, "database error").await;
         *failure = Some(e);
     }
+    n
 }
 
 /// Records the outcomes of finished sends: the successes in one commit, then each failure.
@@ -363,7 +356,8 @@ async fn record_all(
     cfg: &OutboundConfig,
     done: Vec<(OutboxMail, Result<(), SendError>)>,
     now: DateTime<Utc>,
-) -> (DeliveryReport, Option<StoreError>) {
+) -> Recorded {
+    let n = done.len();
     let mut report = DeliveryReport::default();
     let sent: Vec<Claim> = done
         .iter()
@@ -382,7 +376,7 @@ async fn record_all(
             Err(e) => {
                 tracing::error!(error = %e, messages = n_sent,
                     "sent, but `sent` could not be recorded: these may be sent again when their claim lapses");
-                return (report, Some(e));
+                return (report, Some(e), n);
             }
         }
     }
@@ -391,10 +385,10 @@ async fn record_all(
         if let Err(e) = record(db, cfg, mail, result, now, &mut report).await {
             tracing::error!(outbox_id = id, error = %e,
                 "the outcome of this attempt could not be recorded; it is tried again when its claim lapses");
-            return (report, Some(e));
+            return (report, Some(e), n);
         }
     }
-    (report, None)
+    (report, None, n)
 }
 
 /// The store, for one delivery pass: its calls take turns.
