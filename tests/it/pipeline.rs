@@ -907,32 +907,23 @@ fn an_unknown_stored_status_is_an_error_naming_the_row() {
         panic!("a ticket")
     };
     let url = e.app.cfg.database_url.expose().to_string();
-    let corrupt = "UPDATE tickets SET status = 'escalated_to_mars'";
-    match url.strip_prefix("sqlite:") {
+    let corrupt = |sql: &str| match url.strip_prefix("sqlite:") {
         Some(path) => {
             rusqlite::Connection::open(path)
                 .unwrap()
-                .execute(corrupt, [])
+                .execute(sql, [])
                 .unwrap();
         }
-        None => common::admin(&url, corrupt),
-    }
+        None => common::admin(&url, sql),
+    };
+    corrupt("UPDATE tickets SET status = 'escalated_to_mars'");
     let err = e.app.store().unwrap().tickets(10).unwrap_err().to_string();
     assert!(
         err.contains("ticket #1") && err.contains("escalated_to_mars"),
         "{err}"
     );
     // The same for an outbox state.
-    let corrupt = "UPDATE outbox SET state = 'lost_in_transit'";
-    match url.strip_prefix("sqlite:") {
-        Some(path) => {
-            rusqlite::Connection::open(path)
-                .unwrap()
-                .execute(corrupt, [])
-                .unwrap();
-        }
-        None => common::admin(&url, corrupt),
-    }
+    corrupt("UPDATE outbox SET state = 'lost_in_transit'");
     let err = e.app.store().unwrap().outbox(10).unwrap_err().to_string();
     assert!(
         err.contains("outbox #1") && err.contains("lost_in_transit"),
