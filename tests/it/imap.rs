@@ -493,24 +493,12 @@ async fn mail_committed_but_not_moved_before_a_crash_is_moved_and_not_processed_
     // position are committed, the mail is still in the folder.
     let uid = dc.append("INBOX", raw.as_bytes());
     e.ingest(&raw);
-    let mut conn = e.app.store().unwrap();
-    let mut tx = conn.write().unwrap();
-    tx.set_mailbox_state(
-        "support",
-        MailboxState {
-            uid_validity: dc.uid_validity("INBOX"),
-            last_uid: uid,
-        },
-    )
-    .unwrap();
-    tx.set_uid_dispositions(
-        "support",
+    committed_before_a_crash(
+        &e,
         dc.uid_validity("INBOX"),
+        uid,
         &[(uid, UidDisposition::Stored)],
-    )
-    .unwrap();
-    tx.commit().unwrap();
-    drop(conn);
+    );
     let (later, later_id) = request("later");
     dc.append("INBOX", later.as_bytes());
 
@@ -522,6 +510,30 @@ async fn mail_committed_but_not_moved_before_a_crash_is_moved_and_not_processed_
     assert_eq!(e.app.store().unwrap().tickets(10).unwrap().len(), 2);
     let acks: Vec<_> = e.sent("acknowledgement");
     assert_eq!(acks.len(), 2, "one acknowledgement per mail: {acks:?}");
+}
+
+/// Commits what a batch's transaction records for mailbox `support` (its position and what
+/// became of each UID) without the after-action: the state a crash right after the commit
+/// leaves.
+fn committed_before_a_crash(
+    e: &Env,
+    uid_validity: u32,
+    last_uid: u32,
+    uids: &[(u32, UidDisposition)],
+) {
+    let mut conn = e.app.store().unwrap();
+    let mut tx = conn.write().unwrap();
+    tx.set_mailbox_state(
+        "support",
+        MailboxState {
+            uid_validity,
+            last_uid,
+        },
+    )
+    .unwrap();
+    tx.set_uid_dispositions("support", uid_validity, uids)
+        .unwrap();
+    tx.commit().unwrap();
 }
 
 /// B1: after a restart, the catch-up moves or deletes only mail recorded as stored. Mail
@@ -543,28 +555,16 @@ async fn after_a_restart_delete_mode_deletes_only_mail_recorded_as_stored() {
     e.ingest(&stored);
     // What a crash right after the commit leaves: the position past all three, the records
     // of what became of each, no after-action, no keyword.
-    let mut conn = e.app.store().unwrap();
-    let mut tx = conn.write().unwrap();
-    tx.set_mailbox_state(
-        "support",
-        MailboxState {
-            uid_validity: uidv,
-            last_uid: big_uid,
-        },
-    )
-    .unwrap();
-    tx.set_uid_dispositions(
-        "support",
+    committed_before_a_crash(
+        &e,
         uidv,
+        big_uid,
         &[
             (stored_uid, UidDisposition::Stored),
             (never_uid, UidDisposition::GivenUp),
             (big_uid, UidDisposition::HeaderOnly),
         ],
-    )
-    .unwrap();
-    tx.commit().unwrap();
-    drop(conn);
+    );
 
     let s = once(&mut e).await;
     assert_eq!(s.inbound.mails(), 0, "nothing is read again: {s:?}");
