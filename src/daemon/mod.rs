@@ -49,11 +49,11 @@ enum TaskEnd {
 /// fires the due timers, delivers what is due, and returns. Otherwise spawns the tasks and
 /// runs until `shutdown` completes, then stops them (see the module doc).
 pub async fn run(
-    parts: App,
+    app: App,
     once: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<RunSummary> {
-    let cfg = parts.cfg.clone();
+    let cfg = app.cfg.clone();
     let md = Arc::new(Maildir::open(&cfg.inbound.maildir).with_context(|| {
         format!(
             "opening the inbox (inbound.maildir = {})",
@@ -70,9 +70,9 @@ pub async fn run(
             index,
             batch_size: cfg.inbound.batch_size,
             max_message_bytes: cfg.inbound.max_message_bytes,
-            db: parts.db.clone(),
-            pipeline: parts.pipeline.clone(),
-            clock: parts.clock.clone(),
+            db: app.db.clone(),
+            pipeline: app.pipeline.clone(),
+            clock: app.clock.clone(),
             deliver: deliver.clone(),
             stop: stop.clone(),
             holder: imap::instance_id(),
@@ -89,14 +89,13 @@ pub async fn run(
                 failed.extend(o.error);
             }
         }
-        let local = maildir_and_timers(parts.clone(), md, true, stop.clone(), deliver).await?;
+        let local = maildir_and_timers(app.clone(), md, true, stop.clone(), deliver).await?;
         summary.inbound.add(&local.inbound);
         summary.timers += local.timers;
-        let now = parts.clock.now();
-        let due = parts.db.read(|s| s.next_due()).await?;
+        let now = app.clock.now();
+        let due = app.db.read(|s| s.next_due()).await?;
         if due.is_some_and(|d| d <= now) {
-            let d = outbox::deliver_due(&parts.db, &parts.transport, &cfg.outbound, &parts.clock)
-                .await?;
+            let d = outbox::deliver_due(&app.db, &app.transport, &cfg.outbound, &app.clock).await?;
             summary.delivery.add(&d);
         }
         if !failed.is_empty() {
@@ -110,12 +109,12 @@ pub async fn run(
         return Ok(summary);
     }
     tasks.spawn({
-        let (parts, md, stop, deliver) = (parts.clone(), md.clone(), stop.clone(), deliver.clone());
-        async move { TaskEnd::Local(maildir_and_timers(parts, md, false, stop, deliver).await) }
+        let (app, md, stop, deliver) = (app.clone(), md.clone(), stop.clone(), deliver.clone());
+        async move { TaskEnd::Local(maildir_and_timers(app, md, false, stop, deliver).await) }
     });
     tasks.spawn({
-        let (parts, stop, deliver) = (parts.clone(), stop.clone(), deliver.clone());
-        async move { TaskEnd::Delivery(delivery(parts, stop, deliver).await) }
+        let (app, stop, deliver) = (app.clone(), stop.clone(), deliver.clone());
+        async move { TaskEnd::Delivery(delivery(app, stop, deliver).await) }
     });
     let mut summary = RunSummary::default();
     let mut failure = None;
@@ -284,26 +283,25 @@ fn mark_done(md: &Maildir, done: Vec<PathBuf>) -> Vec<PathBuf> {
 /// The Maildir drain and the timers: once, or until `stop`. Wakes the delivery task after a
 /// pass that queued mail.
 async fn maildir_and_timers(
-    parts: App,
+    app: App,
     md: Arc<Maildir>,
     once: bool,
     stop: CancellationToken,
     deliver: Arc<Notify>,
 ) -> anyhow::Result<RunSummary> {
-    let cfg = parts.cfg.clone();
+    let cfg = app.cfg.clone();
     let mut summary = RunSummary::default();
     let mut failures = 0u32;
     loop {
         let pass = async {
-            let r = drain_maildir(&parts.db, &parts.pipeline, cfg.inbound.batch_size, &md).await?;
+            let r = drain_maildir(&app.db, &app.pipeline, cfg.inbound.batch_size, &md).await?;
             // Timers take the writer only when one is due: an idle daemon does not contend
             // with `ingest` once a second.
-            let now = parts.clock.now();
-            let due = parts.db.read(|s| s.next_timer()).await?;
+            let now = app.clock.now();
+            let due = app.db.read(|s| s.next_timer()).await?;
             let fired = if due.is_some_and(|d| d <= now) {
-                let p = parts.pipeline.clone();
-                parts
-                    .db
+                let p = app.pipeline.clone();
+                app.db
                     .write(move |s| crate::timers::tick(&p, s, now, false))
                     .await?
                     .len()
@@ -348,8 +346,8 @@ async fn maildir_and_timers(
         if failures > 0 {
             wait = wait.max(after_failures(failures));
         }
-        if let Ok(Some(due)) = parts.db.read(|s| s.next_timer()).await {
-            let until = (due - parts.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        if let Ok(Some(due)) = app.db.read(|s| s.next_timer()).await {
+            let until = (due - app.clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(50)));
         }
         tokio::select! {
@@ -362,23 +360,23 @@ async fn maildir_and_timers(
 /// Delivery: sends what is due, then sleeps until the next due message, a wake-up (a commit
 /// queued mail), or shutdown. At shutdown it stops claiming, gives back what it claimed and
 /// did not start, and finishes the sends in flight.
-async fn delivery(parts: App, stop: CancellationToken, wake: Arc<Notify>) -> DeliveryReport {
-    let cfg = &parts.cfg;
+async fn delivery(app: App, stop: CancellationToken, wake: Arc<Notify>) -> DeliveryReport {
+    let cfg = &app.cfg;
     let mut total = DeliveryReport::default();
     let mut failures = 0u32;
     loop {
         if stop.is_cancelled() {
             return total;
         }
-        let now = parts.clock.now();
-        let result = match parts.db.read(|s| s.next_due()).await {
+        let now = app.clock.now();
+        let result = match app.db.read(|s| s.next_due()).await {
             Ok(Some(d)) if d <= now => {
                 let stopping = stop.clone();
                 outbox::deliver_due_until(
-                    &parts.db,
-                    &parts.transport,
+                    &app.db,
+                    &app.transport,
                     &cfg.outbound,
-                    &parts.clock,
+                    &app.clock,
                     &move || stopping.is_cancelled(),
                 )
                 .await
@@ -400,8 +398,8 @@ async fn delivery(parts: App, stop: CancellationToken, wake: Arc<Notify>) -> Del
         let mut wait = cfg.inbound.poll_interval;
         if failures > 0 {
             wait = wait.max(after_failures(failures));
-        } else if let Ok(Some(due)) = parts.db.read(|s| s.next_due()).await {
-            let until = (due - parts.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        } else if let Ok(Some(due)) = app.db.read(|s| s.next_due()).await {
+            let until = (due - app.clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(20)));
         }
         tokio::select! {
