@@ -245,6 +245,12 @@ pub struct OutboundConfig {
     /// How long a message claimed for delivery stays with the sender that claimed it; after
     /// that (the sender died) another sender, or this one after a restart, takes it over.
     pub claim_timeout: Duration,
+    /// `outbound.max_attachment_size`: the largest file relayed from an agent to a customer;
+    /// a larger one is left out and the agent told.
+    pub max_attachment_bytes: usize,
+    /// `outbound.max_total_attachment_size`: all files of one relayed mail together; the
+    /// ones that no longer fit are left out and the agent told.
+    pub max_total_attachment_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -379,6 +385,8 @@ struct RawOutbound {
     claim_timeout: Option<String>,
     #[serde(default)]
     smtp: Option<RawSmtp>,
+    max_attachment_size: Option<String>,
+    max_total_attachment_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -669,6 +677,20 @@ impl Config {
                 }
                 d => d,
             },
+            max_attachment_bytes: size(
+                "outbound.max_attachment_size",
+                raw.outbound
+                    .max_attachment_size
+                    .as_deref()
+                    .unwrap_or("10MB"),
+            )?,
+            max_total_attachment_bytes: size(
+                "outbound.max_total_attachment_size",
+                raw.outbound
+                    .max_total_attachment_size
+                    .as_deref()
+                    .unwrap_or("20MB"),
+            )?,
         };
         if let TransportConfig::Smtp(smtp) = &outbound.transport {
             // A claim must outlive any attempt made under it, or a stalled attempt's message

@@ -44,4 +44,5 @@ pub mod store;
 pub mod ticket_ref;
 pub mod timers;
 pub mod tls;
+pub mod watchers;
 pub mod workflow;

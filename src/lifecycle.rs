@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::mailer::{Letter, MailError, Mailer};
 use crate::notify::{self, Automatic, Kind, Lang, Notice, WaitingFor};
-use crate::parse::InboundMail;
+use crate::parse::{Attachment, InboundMail};
 use crate::registry::{Customer, Plan, Registry};
 use crate::sla;
 use crate::store::{self, NewArticle, SlaState, TicketRow, Timer, WriteTx};
@@ -380,8 +380,25 @@ impl Engine<'_> {
                 Command::Status(s) => Some(*s),
                 Command::Resolve(_) => Some(Status::Resolved),
                 Command::Close(_) => Some(Status::Closed),
-                Command::Severity(_) => None,
+                Command::Severity(_) | Command::CcAdd(_) | Command::CcRemove(_) => None,
             };
+            match c {
+                Command::CcAdd(a) if self.cfg.loops.own_addresses.contains(a) => {
+                    errors.push(format!("#cc add {a}: that is one of our own addresses"));
+                }
+                Command::CcAdd(a) if self.registry.is_agent(a) => {
+                    errors.push(format!(
+                        "#cc add {a}: that is an agent; agents follow tickets through the agent team"
+                    ));
+                }
+                Command::CcRemove(a)
+                    if !am.commands.contains(&Command::CcAdd(a.clone()))
+                        && !tx.watchers(t.id)?.iter().any(|w| &w.address == a) =>
+                {
+                    errors.push(format!("#cc remove {a}: not a watcher of this ticket"));
+                }
+                _ => {}
+            }
             if let Some(to) = to {
                 if to != at && !profile.can_transition(at, to) {
                     errors.push(format!(
@@ -451,10 +468,16 @@ impl Engine<'_> {
                     self.set_status(tx, t, &plan, Status::Closed, author, Some(reason))?;
                     notice = Some(Kind::Closure);
                 }
+                Command::CcAdd(a) => {
+                    tx.add_watcher(t.id, a, author, self.now, true)?;
+                }
+                Command::CcRemove(a) => {
+                    tx.remove_watcher(t.id, a, author, self.now)?;
+                }
             }
         }
         if !am.body.is_empty() {
-            tx.insert_article(&NewArticle {
+            let article = tx.insert_article(&NewArticle {
                 ticket_id: t.id,
                 inbound_id,
                 kind: if am.note { "note" } else { "agent" },
@@ -463,6 +486,15 @@ impl Engine<'_> {
                 quoted: "",
                 now: self.now,
             })?;
+            for a in &am.attachments {
+                tx.insert_attachment(
+                    article,
+                    &a.filename,
+                    &a.content_type,
+                    a.size,
+                    a.data.as_deref(),
+                )?;
+            }
         }
         let public = !am.note && !am.body.is_empty();
         if public {
@@ -518,14 +550,69 @@ impl Engine<'_> {
                     support_name: self.mailer.support_name(),
                 }),
             };
+            let (relay, omitted) = if am.note {
+                (Vec::new(), Vec::new())
+            } else {
+                relayable(self.cfg, &am.attachments)
+            };
             let mut letter = self.to_customer(t, &notice, None, inbound_id, Automatic::Human);
             letter.from_name = Some(&via);
+            letter.attachments = &relay;
             self.mailer.send(tx, letter, self.now)?;
+            if !omitted.is_empty() {
+                self.attachments_omitted(tx, t, &omitted, author, author_name, inbound_id)?;
+            }
         }
         t.updated_at = self.now;
         self.arm(tx, t, &plan)?;
         tx.save_ticket(t)?;
         Ok(Vec::new())
+    }
+
+    /// Tells the agent which files of their answer were left out: an internal note on the
+    /// ticket, and a mail when the agent wrote from an address.
+    fn attachments_omitted(
+        &self,
+        tx: &mut dyn WriteTx,
+        t: &TicketRow,
+        omitted: &[String],
+        author: &str,
+        author_name: Option<&str>,
+        inbound_id: Option<i64>,
+    ) -> Result<()> {
+        let text = format!(
+            "Not sent to the customer with {author}'s answer:\n{}",
+            omitted
+                .iter()
+                .map(|o| format!("- {o}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tx.insert_article(&NewArticle {
+            ticket_id: t.id,
+            inbound_id,
+            kind: "note",
+            author: "system",
+            body: &text,
+            quoted: "",
+            now: self.now,
+        })?;
+        tracing::warn!(ticket = %self.reference(t), agent = author, omitted = ?omitted,
+            "attachments left out of the mail to the customer");
+        if author.contains('@') {
+            let notice = Notice::AttachmentsOmitted(notify::AttachmentsOmitted {
+                reference: self.reference(t),
+                subject: t.subject.clone(),
+                agent_name: author_name.map(str::to_string),
+                omitted: omitted.to_vec(),
+                support_name: self.mailer.support_name(),
+            });
+            let mut letter = Letter::to_staff(&notice, &t.language, author, t);
+            letter.to_name = author_name;
+            letter.inbound_id = inbound_id;
+            self.mailer.send(tx, letter, self.now)?;
+        }
+        Ok(())
     }
 
     /// Fires one due timer; returns what it did, for the operator.
@@ -693,5 +780,59 @@ impl Engine<'_> {
         self.set_status(tx, t, plan, Status::Closed, "system", Some("no response"))?;
         self.closure_notice(tx, t, plan, "", None, None)?;
         Ok("closed: no response".into())
+    }
+}
+
+/// Splits an agent's files into those relayed to the customer and, for the others, a line
+/// saying why each was left out: not kept when received (over `inbound.max_attachment_size`),
+/// over `outbound.max_attachment_size`, or past `outbound.max_total_attachment_size` with the
+/// files before it (files are taken in order; a smaller one after a left-out one still goes).
+pub fn relayable(cfg: &Config, files: &[Attachment]) -> (Vec<Attachment>, Vec<String>) {
+    let (one, all) = (
+        cfg.outbound.max_attachment_bytes,
+        cfg.outbound.max_total_attachment_bytes,
+    );
+    let mut total = 0usize;
+    let (mut relay, mut omitted) = (Vec::new(), Vec::new());
+    for a in files {
+        let why = if a.data.is_none() {
+            Some(format!(
+                "not kept when received: over inbound.max_attachment_size ({})",
+                human_size(cfg.inbound.max_attachment_bytes)
+            ))
+        } else if a.size > one {
+            Some(format!(
+                "over outbound.max_attachment_size ({})",
+                human_size(one)
+            ))
+        } else if total + a.size > all {
+            Some(format!(
+                "with the files before it, over outbound.max_total_attachment_size ({})",
+                human_size(all)
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => omitted.push(format!("{} ({}): {why}", a.filename, human_size(a.size))),
+            None => {
+                total += a.size;
+                relay.push(a.clone());
+            }
+        }
+    }
+    (relay, omitted)
+}
+
+/// A size as people read it: `512 B`, `12.5 KB`, `3.0 MB`.
+pub fn human_size(n: usize) -> String {
+    const KB: f64 = 1024.0;
+    let f = n as f64;
+    if f < KB {
+        format!("{n} B")
+    } else if f < KB * KB {
+        format!("{:.1} KB", f / KB)
+    } else {
+        format!("{:.1} MB", f / (KB * KB))
     }
 }

@@ -107,6 +107,11 @@ impl Mailer<'_> {
             .unwrap_or_else(|| "Support".to_string())
     }
 
+    fn window(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.cfg.loops.auto_reply_window)
+            .unwrap_or(chrono::Duration::hours(3))
+    }
+
     pub fn send(
         &self,
         tx: &mut dyn WriteTx,
@@ -125,9 +130,7 @@ impl Mailer<'_> {
         }
         let mut note = None;
         if capped_kind {
-            let window = chrono::Duration::from_std(self.cfg.loops.auto_reply_window)
-                .unwrap_or(chrono::Duration::hours(3));
-            let sent = tx.automatic_sent_since(l.to, now - window)?;
+            let sent = tx.automatic_sent_since(l.to, now - self.window())?;
             if sent >= self.cfg.loops.auto_reply_limit {
                 note = Some(format!(
                     "not sent: {sent} automatic mails to {} in the last {:?} reach loops.auto_reply_limit ({})",
@@ -145,6 +148,29 @@ impl Mailer<'_> {
             .ticket
             .map(|t| crate::ticket_ref::reference(self.prefix, t.id))
             .unwrap_or_else(|| kind.to_string());
+        // A public update to a ticket's requester goes to its watchers too, in Cc; each
+        // recipient has an outbox row of its own (its own loop rules, cap and delivery).
+        let cc: Vec<String> = match l.ticket {
+            Some(t) if !l.to_staff && l.notice.kind().to_watchers() && l.to == t.requester => tx
+                .watchers(t.id)?
+                .into_iter()
+                .map(|w| w.address)
+                .filter(|a| a != l.to && !self.cfg.loops.own_addresses.contains(a))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let (topic, index) = match l.ticket {
+            Some(t) => (
+                notify::outlook::thread_topic(&t.subject),
+                notify::outlook::thread_index(
+                    &self.cfg.outbound.message_id_domain,
+                    t.id,
+                    t.created_at,
+                    now,
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         let composed = match notify::compose(
             &self.cfg.outbound,
             now,
@@ -159,6 +185,11 @@ impl Mailer<'_> {
                 references: &references,
                 automatic: l.automatic,
                 attachments: l.attachments,
+                cc: &cc,
+                thread: l.ticket.map(|_| notify::Thread {
+                    topic: &topic,
+                    index: &index,
+                }),
             },
         ) {
             Ok(c) => c,
@@ -185,6 +216,37 @@ impl Mailer<'_> {
             note: note.as_deref(),
             now,
         })?;
+        for w in &cc {
+            // The same message, delivered to the watcher: the cap counts per recipient.
+            let mut w_note = None;
+            if capped_kind {
+                let sent = tx.automatic_sent_since(w, now - self.window())?;
+                if sent >= self.cfg.loops.auto_reply_limit {
+                    w_note = Some(format!(
+                        "not sent: {sent} automatic mails to {w} in the last {:?} reach loops.auto_reply_limit ({})",
+                        self.cfg.loops.auto_reply_window, self.cfg.loops.auto_reply_limit
+                    ));
+                    tracing::warn!(to = %w, kind, "automatic mail to a watcher suppressed by the per-recipient cap");
+                }
+            }
+            tx.enqueue(&NewOutbound {
+                ticket_id: l.ticket.map(|t| t.id),
+                inbound_id: l.inbound_id,
+                kind,
+                recipient: w,
+                subject: &subject,
+                message_id: &composed.message_id,
+                automatic: capped_kind,
+                body: &composed.bytes,
+                state: if w_note.is_some() {
+                    OutboxState::Suppressed
+                } else {
+                    OutboxState::Pending
+                },
+                note: w_note.as_deref(),
+                now,
+            })?;
+        }
         if let Some(t) = l.ticket {
             tx.link_message_id(&composed.message_id, t.id)?;
         }

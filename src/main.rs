@@ -121,7 +121,13 @@ enum TicketAction {
     /// Requalify the severity (1-4).
     Severity { severity: String },
     /// A public answer, relayed to the customer (the first one stops the SLA clock).
-    Reply { text: String },
+    Reply {
+        text: String,
+        /// Files sent with the answer (within outbound.max_attachment_size and
+        /// outbound.max_total_attachment_size; larger ones are left out and listed).
+        #[arg(long = "attach", value_name = "FILE", num_args = 1..)]
+        attach: Vec<PathBuf>,
+    },
     /// An internal note, not relayed.
     Note { text: String },
     /// Resolve with a reason (e.g. workaround), optionally with an explanation.
@@ -133,6 +139,23 @@ enum TicketAction {
     Close {
         reason: String,
         text: Option<String>,
+    },
+    /// The ticket's watchers: who gets its public updates in Cc.
+    Watchers {
+        #[command(subcommand)]
+        command: WatchersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WatchersCommand {
+    /// Add a watcher (the same as `#cc add ADDRESS` in an agent's reply).
+    Add { address: String },
+    /// Remove a watcher (`#cc remove ADDRESS`).
+    Remove { address: String },
+    List {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -458,16 +481,44 @@ fn dispatch(
             action,
         } => {
             let app = App::open(cfg, clock())?;
+            let mut files = Vec::new();
             let action = match action {
+                TicketAction::Watchers {
+                    command: WatchersCommand::List { json },
+                } => {
+                    let list = rt.block_on(services::tickets::watchers(&app, &reference))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&list)?);
+                    } else {
+                        for w in list {
+                            println!("{}  (added by {}, {})", w.address, w.added_by, w.added_at);
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                TicketAction::Watchers {
+                    command: WatchersCommand::Add { address },
+                } => AgentAction::CcAdd(address),
+                TicketAction::Watchers {
+                    command: WatchersCommand::Remove { address },
+                } => AgentAction::CcRemove(address),
                 TicketAction::Status { status } => AgentAction::Status(status),
                 TicketAction::Severity { severity } => AgentAction::Severity(severity),
-                TicketAction::Reply { text } => AgentAction::Reply(text),
+                TicketAction::Reply { text, attach } => {
+                    files = services::tickets::read_attachments(&attach)?;
+                    AgentAction::Reply(text)
+                }
                 TicketAction::Note { text } => AgentAction::Note(text),
                 TicketAction::Resolve { reason, text } => AgentAction::Resolve { reason, text },
                 TicketAction::Close { reason, text } => AgentAction::Close { reason, text },
             };
-            match rt.block_on(services::tickets::act(&app, &reference, &author, &action)) {
+            match rt.block_on(services::tickets::act_with(
+                &app, &reference, &author, &action, files,
+            )) {
                 Ok(done) => {
+                    for o in &done.omitted {
+                        eprintln!("ticketgate: not sent to the customer: {o}");
+                    }
                     let d = rt.block_on(app.deliver())?;
                     println!(
                         "{}: {} (severity {}); {} mail(s) delivered",

@@ -492,11 +492,29 @@ impl Pipeline {
             } => self.open_ticket(
                 tx, raw, mail, &engine, &customer, &key, severity, None, report,
             ),
-            Decision::FollowUp { ticket } => {
+            Decision::FollowUp {
+                ticket,
+                threaded_by,
+            } => {
                 let mut ticket = *ticket;
                 if let Some(why) = loops::no_auto_reply(mail, &self.cfg.loops) {
                     return self.keep_without_effect(
                         tx, raw, mail, &ticket, "customer", &why, now, report,
+                    );
+                }
+                if threaded_by != route::Threading::Headers {
+                    tracing::info!(source = %raw.source, ticket = %self.reference(ticket.id),
+                        threaded_by = threaded_by.as_str(), in_reply_to = ?mail.in_reply_to,
+                        "follow-up found by its subject tag or text, not by its headers");
+                }
+                // A watcher's `#unwatch`: kept on the ticket, nothing else.
+                if crate::watchers::unwatch(tx, mail, &ticket, now)? {
+                    let reason = format!(
+                        "watcher {} unsubscribed",
+                        mail.from.as_deref().unwrap_or_default()
+                    );
+                    return self.keep_without_effect(
+                        tx, raw, mail, &ticket, "customer", &reason, now, report,
                     );
                 }
                 // eXo: a closed ticket stays closed; the customer's mail opens a new one that
@@ -521,7 +539,9 @@ impl Pipeline {
                     );
                 }
                 let inbound_id = self.insert_appended(tx, raw, mail, ticket.id, now)?;
+                tx.set_inbound_threading(inbound_id, threaded_by.as_str())?;
                 self.add_article(tx, ticket.id, Some(inbound_id), "customer", mail, now)?;
+                crate::watchers::add_from_cc(tx, mail, &ticket, &self.cfg, registry, now)?;
                 engine.customer_update(tx, &mut ticket, mail, inbound_id)?;
                 if self.cfg.tickets.acknowledge_followups {
                     let notice = Notice::FollowupReceived(notify::FollowupReceived {
@@ -568,7 +588,8 @@ impl Pipeline {
                         .keep_without_effect(tx, raw, mail, &ticket, "note", &why, now, report);
                 }
                 let profile = ticket.profile;
-                let am = workflow::parse_agent_mail(profile, &mail.text);
+                let mut am = workflow::parse_agent_mail(profile, &mail.text);
+                am.attachments = mail.attachments.clone();
                 let author = mail.from.as_deref().unwrap_or_default();
                 let reference = self.reference(ticket.id);
                 // Checked before anything is written, so a bad command applies nothing.
@@ -656,6 +677,7 @@ impl Pipeline {
             Some(ticket.id),
         )?);
         self.add_article(tx, ticket.id, inbound_id, "customer", mail, now)?;
+        crate::watchers::add_from_cc(tx, mail, &ticket, &self.cfg, engine.registry, now)?;
         let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
         let notice = Notice::Acknowledgement(notify::Acknowledgement {
             reference: reference.clone(),

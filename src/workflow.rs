@@ -353,6 +353,10 @@ pub enum Command {
     Severity(u8),
     Resolve(String),
     Close(String),
+    /// `#cc add ADDRESS`: the address (lower-case) becomes a watcher of the ticket.
+    CcAdd(String),
+    /// `#cc remove ADDRESS`: the address stops watching the ticket.
+    CcRemove(String),
 }
 
 /// An agent's reply, read: commands, whether it is an internal note, and the text to relay.
@@ -363,6 +367,8 @@ pub struct AgentMail {
     pub body: String,
     /// Commands that could not be read; when not empty nothing is applied.
     pub errors: Vec<String>,
+    /// Files to relay with the answer (the agent's mail's attachments, or `--attach`).
+    pub attachments: Vec<crate::parse::Attachment>,
 }
 
 /// Reads `#status …`, `#severity N`, `#resolve REASON`, `#close REASON` and `#note` lines
@@ -410,13 +416,51 @@ pub fn parse_agent_mail(profile: Profile, text: &str) -> AgentMail {
                 "#{name} needs a reason, e.g. #{name} workaround, #{name} duplicate, #{name} patch sent"
             )),
             "note" => out.note = true,
+            "cc" => {
+                let (verb, address) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+                // `ADDRESS`, `<ADDRESS>` or `Name <ADDRESS>`.
+                let address = match address.rsplit_once('<') {
+                    Some((_, a)) => a.strip_suffix('>').unwrap_or("").trim(),
+                    None => address.trim(),
+                };
+                match (verb.to_ascii_lowercase().as_str(), watcher_address(address)) {
+                    ("add", Some(a)) => out.commands.push(Command::CcAdd(a)),
+                    ("remove" | "rm" | "del", Some(a)) => out.commands.push(Command::CcRemove(a)),
+                    _ => out.errors.push(format!(
+                        "#cc {arg}: write #cc add ADDRESS or #cc remove ADDRESS, with one mail address"
+                    )),
+                }
+            }
             other => out.errors.push(format!(
-                "#{other}: unknown command; the commands are #status, #severity, #resolve REASON, #close REASON and #note"
+                "#{other}: unknown command; the commands are #status, #severity, #resolve REASON, #close REASON, #cc add|remove ADDRESS and #note"
             )),
         }
     }
     out.body = lines.collect::<Vec<_>>().join("\n").trim().to_string();
     out
+}
+
+/// `text` as a watcher's address (lower-case), when it is one mail address.
+pub fn watcher_address(text: &str) -> Option<String> {
+    let a = text.trim().to_ascii_lowercase();
+    let (local, domain) = a.split_once('@')?;
+    let ok = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !a.contains(|c: char| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
+        && a.matches('@').count() == 1
+        && a.len() <= 254;
+    ok.then_some(a)
+}
+
+/// A watcher's reply that asks to stop receiving the ticket: `#unwatch` as the first line of
+/// its new text.
+pub fn is_unwatch(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .is_some_and(|l| l.eq_ignore_ascii_case("#unwatch"))
 }
 
 #[cfg(test)]
@@ -535,6 +579,34 @@ mod tests {
         assert!(n.note);
         let r = parse_agent_mail(Profile::Exo, "#resolve workaround\nUse the export flag.");
         assert_eq!(r.commands, vec![Command::Resolve("workaround".into())]);
+    }
+
+    #[test]
+    fn cc_commands_name_one_address() {
+        let m = parse_agent_mail(
+            Profile::Exo,
+            "#cc add Bob@ACME.example\n#cc remove <carol@acme.example>\nThanks",
+        );
+        assert_eq!(
+            m.commands,
+            vec![
+                Command::CcAdd("bob@acme.example".into()),
+                Command::CcRemove("carol@acme.example".into())
+            ]
+        );
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        for bad in [
+            "#cc add",
+            "#cc add not-an-address",
+            "#cc invite bob@acme.example",
+            "#cc add a@b.example c@d.example",
+        ] {
+            let m = parse_agent_mail(Profile::Exo, bad);
+            assert_eq!(m.errors.len(), 1, "{bad}: {:?}", m);
+            assert!(m.commands.is_empty(), "{bad}");
+        }
+        assert!(is_unwatch("\n  #UNWATCH\nthanks"));
+        assert!(!is_unwatch("please keep me\n#unwatch"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 mod notice;
+pub mod outlook;
 
 pub use crate::lang::{LANGUAGES, Lang};
 pub use notice::*;
@@ -211,6 +212,19 @@ pub struct Outgoing<'a> {
     pub references: &'a [String],
     pub automatic: Automatic,
     pub attachments: &'a [Attachment],
+    /// Shown in `Cc` (a ticket's watchers); each is its own outbox row, so the envelope of
+    /// this message is `to` alone.
+    pub cc: &'a [String],
+    /// Outlook's conversation headers: `Thread-Topic` and `Thread-Index` ([`outlook`]).
+    pub thread: Option<Thread<'a>>,
+}
+
+/// The Outlook conversation a ticket's mail belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Thread<'a> {
+    pub topic: &'a str,
+    /// Base64, as [`outlook::thread_index`] writes it.
+    pub index: &'a str,
 }
 
 /// A composed message: its Message-ID (without brackets) and its bytes.
@@ -274,6 +288,13 @@ pub fn compose(
         .date(now.into())
         .message_id(Some(format!("<{message_id}>")))
         .envelope(envelope);
+    for c in out.cc {
+        // Watchers' addresses were checked when they were added; one that lettre cannot
+        // write is left out of the header (its own row fails on its own).
+        if let Ok(a) = c.parse::<Address>() {
+            b = b.cc(Mailbox::new(None, a));
+        }
+    }
     if let Some(parent) = out.in_reply_to {
         b = b.in_reply_to(format!("<{parent}>"));
     }
@@ -286,22 +307,56 @@ pub fn compose(
         .header(ContentType::TEXT_PLAIN)
         .header(lettre::message::header::ContentTransferEncoding::QuotedPrintable)
         .body(out.body.to_string());
-    let mut msg = if out.attachments.iter().any(|a| a.data.is_some()) {
-        let mut mp = MultiPart::mixed().singlepart(text);
-        for a in out.attachments {
-            if let Some(data) = &a.data {
-                let ct = ContentType::parse(&a.content_type).unwrap_or_else(|_| {
-                    ContentType::parse("application/octet-stream").expect("valid literal")
-                });
-                mp = mp.singlepart(
-                    LettreAttachment::new(crate::parse::one_line(&a.filename))
-                        .body(data.clone(), ct),
-                );
+    let content_type = |a: &Attachment| {
+        ContentType::parse(&a.content_type).unwrap_or_else(|_| {
+            ContentType::parse("application/octet-stream").expect("valid literal")
+        })
+    };
+    // Inline images keep their Content-ID (`cid:` references) in a multipart/related
+    // beside the text; other files are attachments of a multipart/mixed around it.
+    let (inline, files): (Vec<&Attachment>, Vec<&Attachment>) = out
+        .attachments
+        .iter()
+        .filter(|a| a.data.is_some())
+        .partition(|a| a.inline && a.content_id.is_some());
+    let part = |a: &Attachment| {
+        // Base64 always: a file's bytes (line ends included) arrive exactly as sent, text
+        // or not.
+        let data = lettre::message::Body::new_with_encoding(
+            a.data.clone().unwrap_or_default(),
+            lettre::message::header::ContentTransferEncoding::Base64,
+        )
+        .unwrap_or_else(lettre::message::Body::new);
+        let name = crate::parse::one_line(&a.filename);
+        match (&a.content_id, a.inline) {
+            (Some(id), true) => {
+                LettreAttachment::new_inline_with_name(id.clone(), name).body(data, content_type(a))
             }
+            _ => LettreAttachment::new(name).body(data, content_type(a)),
         }
-        b.multipart(mp)
+    };
+    let body = if inline.is_empty() {
+        None
     } else {
-        b.singlepart(text)
+        let mut related = MultiPart::related().singlepart(text.clone());
+        for a in &inline {
+            related = related.singlepart(part(a));
+        }
+        Some(related)
+    };
+    let mut msg = match (body, files.is_empty()) {
+        (None, true) => b.singlepart(text),
+        (Some(related), true) => b.multipart(related),
+        (body, false) => {
+            let mut mp = match body {
+                Some(related) => MultiPart::mixed().multipart(related),
+                None => MultiPart::mixed().singlepart(text),
+            };
+            for a in &files {
+                mp = mp.singlepart(part(a));
+            }
+            b.multipart(mp)
+        }
     }
     .map_err(|e| NotifyError::Build(e.to_string()))?;
     let auto = match out.automatic {
@@ -309,6 +364,23 @@ pub fn compose(
         Automatic::Generated => Some("auto-generated"),
         Automatic::Human => None,
     };
+    if let Some(t) = out.thread {
+        let h = msg.headers_mut();
+        h.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Thread-Topic"),
+            crate::parse::one_line(t.topic),
+        ));
+        // Base64 only: nothing to encode.
+        if t.index
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
+        {
+            h.insert_raw(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Thread-Index"),
+                t.index.to_string(),
+            ));
+        }
+    }
     if let Some(auto) = auto {
         let h = msg.headers_mut();
         h.insert_raw(HeaderValue::new(
@@ -341,7 +413,7 @@ mod tests {
     fn every_kind_renders_in_every_language_from_its_typed_context() {
         let t = Templates::load(None).unwrap();
         // The kinds come from the enum; the template folders must hold exactly those.
-        assert_eq!(Kind::ALL.len(), 15);
+        assert_eq!(Kind::ALL.len(), 16);
         for lang in Lang::ALL {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("templates")
@@ -380,7 +452,7 @@ mod tests {
             }
         }
         assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
-        assert_eq!(rendered, 30);
+        assert_eq!(rendered, 32);
         // And the static check: no template reads a variable outside its context in any
         // branch.
         t.check().unwrap();
@@ -468,6 +540,8 @@ mod tests {
                 references: &refs,
                 automatic: Automatic::Replied,
                 attachments: &[],
+                cc: &[],
+                thread: None,
             },
         )
         .unwrap();

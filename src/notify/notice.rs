@@ -89,6 +89,27 @@ kinds! {
     CloseConfirmation(CloseConfirmation) = "close_confirmation";
     /// Thanks for a survey score.
     SurveyThanks(SurveyThanks) = "survey_thanks";
+    /// Files of an agent's answer that were left out of the mail to the customer (over
+    /// `outbound.max_attachment_size` or the total): to the agent.
+    AttachmentsOmitted(AttachmentsOmitted) = "attachments_omitted";
+}
+
+impl Kind {
+    /// A public update about a ticket: sent to its requester with its watchers in Cc.
+    /// Receipts of one person's mail (acknowledgements, rejections, survey thanks) go to
+    /// that person alone.
+    pub fn to_watchers(self) -> bool {
+        matches!(
+            self,
+            Kind::AgentReply
+                | Kind::StatusChange
+                | Kind::Reminder
+                | Kind::ClosureWarning
+                | Kind::Resolution
+                | Kind::Closure
+                | Kind::EscalationCustomer
+        )
+    }
 }
 
 impl std::fmt::Display for Kind {
@@ -304,6 +325,16 @@ pub struct CloseConfirmation {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct AttachmentsOmitted {
+    pub reference: String,
+    pub subject: String,
+    pub agent_name: Option<String>,
+    /// One line per file left out: its name, size and the limit it is over.
+    pub omitted: Vec<String>,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct SurveyThanks {
     pub reference: String,
     pub subject: String,
@@ -503,6 +534,15 @@ impl Kind {
                 customer_name: "ACME".into(),
                 requester: "jane@acme.example".into(),
                 reminders: 3,
+                support_name: support_name(),
+            })],
+            Kind::AttachmentsOmitted => vec![Notice::AttachmentsOmitted(AttachmentsOmitted {
+                reference: reference(),
+                subject: subject(),
+                agent_name: Some("Mike Chen".into()),
+                omitted: vec![
+                    "heap-dump.hprof (48.0 MB): over outbound.max_attachment_size (10.0 MB)".into(),
+                ],
                 support_name: support_name(),
             })],
             Kind::SurveyThanks => [2, 5]

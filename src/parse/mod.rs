@@ -44,15 +44,22 @@ pub struct InboundMail {
     pub severity: Option<StatedSeverity>,
     /// `incident`, `hosting_incident`, `query`, `bug` or `task` when the mail states one.
     pub issue_type: Option<&'static str>,
+    /// Lower-case addresses in `Cc` (groups flattened), in order, without repeats.
+    pub cc: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     pub filename: String,
     pub content_type: String,
     pub size: usize,
     /// `None` when the attachment was larger than the configured limit and was not kept.
     pub data: Option<Vec<u8>>,
+    /// The part's `Content-ID` without brackets (an inline image an HTML body refers to as
+    /// `cid:…`); only the characters of a msg-id are kept.
+    pub content_id: Option<String>,
+    /// `Content-Disposition: inline` with a Content-ID: shown in the body, not as a file.
+    pub inline: bool,
 }
 
 /// The headers that tell an automatic or list message from a person's (RFC 3834 and practice).
@@ -210,6 +217,16 @@ fn parse_inner(
                 content_type,
                 size: contents.len(),
                 data: (contents.len() <= limits.max_attachment_bytes).then(|| contents.to_vec()),
+                content_id: part.content_id().map(clean_id).filter(|id| {
+                    !id.is_empty()
+                        && id.len() <= 250
+                        && id
+                            .chars()
+                            .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '\\'))
+                }),
+                inline: part
+                    .content_disposition()
+                    .is_some_and(|d| d.ctype().eq_ignore_ascii_case("inline")),
             }
         })
         .collect();
@@ -267,7 +284,29 @@ fn parse_inner(
         body_refs,
         severity,
         issue_type,
+        cc: cc_addresses(&msg),
     })
+}
+
+/// The addresses of the `Cc` field, lower-case, each once; what does not look like an
+/// address is left out.
+fn cc_addresses(msg: &mail_parser::Message<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(cc) = msg.cc() {
+        for a in cc.iter() {
+            let Some(addr) = a.address.as_deref() else {
+                continue;
+            };
+            let addr = addr.trim().to_ascii_lowercase();
+            if addr.contains('@')
+                && !addr.contains(|c: char| c.is_whitespace() || c.is_control())
+                && !out.contains(&addr)
+            {
+                out.push(addr);
+            }
+        }
+    }
+    out
 }
 
 /// Header fields at least one of which every mail has; data with none of them is not a mail.

@@ -20,12 +20,42 @@ pub enum Decision {
     },
     FollowUp {
         ticket: Box<TicketRow>,
+        /// How the mail named the ticket (recorded on its inbound row).
+        threaded_by: Threading,
     },
     /// An agent's mail about a ticket: commands and an answer to relay, or a note.
     AgentMail {
         ticket: Box<TicketRow>,
     },
     Quarantine(Quarantine),
+}
+
+/// How a mail was found to be about a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threading {
+    /// `In-Reply-To` or `References` names a Message-ID of the ticket.
+    Headers,
+    /// The subject's `[REF]` tag: the headers name no Message-ID we know (a provider such as
+    /// Outlook.com or Exchange rewrote ours, or the client dropped them).
+    Tag,
+    /// A reference written in the new text.
+    Text,
+}
+
+impl Threading {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Threading::Headers => "headers",
+            Threading::Tag => "tag",
+            Threading::Text => "text",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Threading> {
+        [Threading::Headers, Threading::Tag, Threading::Text]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
 }
 
 /// Why a mail made no ticket change, and what the sender is told.
@@ -122,13 +152,16 @@ pub fn route(
         });
     }
 
-    if let Some((ticket, by_headers)) = find_ticket(mail, tx)? {
+    if let Some((ticket, threaded_by)) = find_ticket(mail, tx)? {
+        let by_headers = threaded_by == Threading::Headers;
         let customer = registry.customer(&ticket.customer);
         let allowed = ticket.requester == from
-            || customer.is_some_and(|c| !c.allowed_senders.is_empty() && c.allows(from));
+            || customer.is_some_and(|c| !c.allowed_senders.is_empty() && c.allows(from))
+            || crate::watchers::is_watcher(tx, ticket.id, from)?;
         if allowed {
             return Ok(Decision::FollowUp {
                 ticket: Box::new(ticket),
+                threaded_by,
             });
         }
         // A ticket number merely written in the mail (a pasted or forwarded reference) does
@@ -218,23 +251,25 @@ fn new_request(
     })
 }
 
-/// The ticket a mail is about, and whether its threading headers (not just a number in the
-/// text) said so.
+/// The ticket a mail is about, and how it was named: by its threading headers, by the
+/// subject's tag (when a provider rewrote the Message-ID it answers, the tag still names the
+/// ticket), or by a number in the text.
 fn find_ticket(
     mail: &InboundMail,
     tx: &mut dyn WriteTx,
-) -> store::Result<Option<(TicketRow, bool)>> {
+) -> store::Result<Option<(TicketRow, Threading)>> {
     // Headers win over subject text: the most recent parent first.
     for id in mail.in_reply_to.iter().chain(mail.references.iter().rev()) {
         if let Some(t) = tx.ticket_for_message_id(id)? {
-            return Ok(tx.ticket(t)?.map(|t| (t, true)));
+            return Ok(tx.ticket(t)?.map(|t| (t, Threading::Headers)));
         }
     }
-    for n in mail.subject_refs.iter().chain(mail.body_refs.iter()) {
+    let tagged = mail.subject_refs.iter().map(|n| (n, Threading::Tag));
+    for (n, how) in tagged.chain(mail.body_refs.iter().map(|n| (n, Threading::Text))) {
         if let Ok(id) = i64::try_from(*n)
             && let Some(t) = tx.ticket(id)?
         {
-            return Ok(Some((t, false)));
+            return Ok(Some((t, how)));
         }
     }
     Ok(None)

@@ -2,9 +2,10 @@
 
 use super::{Result, ServiceError, ticket_id};
 use crate::app::App;
+use crate::parse::Attachment;
 use crate::registry::Plan;
 use crate::sla::SlaView;
-use crate::store::{ArticleRow, Escalation, TicketRow};
+use crate::store::{ArticleRow, Escalation, TicketRow, Watcher};
 use crate::workflow;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -50,6 +51,8 @@ pub struct TicketDetail {
     #[serde(flatten)]
     pub ticket: TicketView,
     pub articles: Vec<ArticleRow>,
+    /// Who gets the ticket's public updates in Cc besides the requester.
+    pub watchers: Vec<Watcher>,
 }
 
 pub async fn list(app: &App, limit: usize) -> Result<Vec<TicketView>> {
@@ -63,9 +66,11 @@ pub async fn show(app: &App, reference: &str) -> Result<TicketDetail> {
     let Some((t, articles)) = app.db.read(move |s| s.ticket_with_articles(id)).await? else {
         return Err(ServiceError::NotFound(format!("no ticket {reference}")));
     };
+    let watchers = app.db.read(move |s| s.ticket_watchers(id)).await?;
     Ok(TicketDetail {
         ticket: TicketView::new(&app.cfg.tickets.reference_prefix, &t),
         articles,
+        watchers,
     })
 }
 
@@ -88,6 +93,10 @@ pub enum AgentAction {
         reason: String,
         text: Option<String>,
     },
+    /// `#cc add ADDRESS`: a watcher of the ticket.
+    CcAdd(String),
+    /// `#cc remove ADDRESS`.
+    CcRemove(String),
 }
 
 impl AgentAction {
@@ -104,6 +113,8 @@ impl AgentAction {
             AgentAction::Close { reason, text } => {
                 (format!("#close {reason}"), text.as_deref().unwrap_or(""))
             }
+            AgentAction::CcAdd(a) => (format!("#cc add {}", crate::parse::one_line(a)), ""),
+            AgentAction::CcRemove(a) => (format!("#cc remove {}", crate::parse::one_line(a)), ""),
         };
         format!("{line}\n{text}")
     }
@@ -116,6 +127,9 @@ pub struct ActionDone {
     /// The status as the ticket's workflow names it.
     pub status: String,
     pub severity: u8,
+    /// Files not relayed to the customer, each with the reason (the size limits).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<String>,
 }
 
 /// Applies `action` by `author` to the ticket, all or nothing: every command is checked
@@ -127,12 +141,32 @@ pub async fn act(
     author: &str,
     action: &AgentAction,
 ) -> Result<ActionDone> {
+    act_with(app, reference, author, action, Vec::new()).await
+}
+
+/// [`act`] with files relayed to the customer with the answer (`ticket REF reply TEXT
+/// --attach FILE`), within `outbound.max_attachment_size` and
+/// `outbound.max_total_attachment_size`: the files over them are left out, listed in
+/// [`ActionDone::omitted`] and in a note on the ticket.
+pub async fn act_with(
+    app: &App,
+    reference: &str,
+    author: &str,
+    action: &AgentAction,
+    attachments: Vec<Attachment>,
+) -> Result<ActionDone> {
     let id = ticket_id(app, reference)?;
     let Some((t, _)) = app.db.read(move |s| s.ticket_with_articles(id)).await? else {
         return Err(ServiceError::NotFound(format!("no ticket {reference}")));
     };
     let profile = t.profile;
-    let am = workflow::parse_agent_mail(profile, &action.as_mail());
+    let mut am = workflow::parse_agent_mail(profile, &action.as_mail());
+    let omitted = if am.note {
+        Vec::new()
+    } else {
+        crate::lifecycle::relayable(&app.cfg, &attachments).1
+    };
+    am.attachments = attachments;
     let (p, author) = (app.pipeline.clone(), author.to_string());
     let done = app
         .db
@@ -143,7 +177,68 @@ pub async fn act(
         reference: app.pipeline.reference(t.id),
         status: profile.display(t.status).to_string(),
         severity: t.severity,
+        omitted,
     })
+}
+
+/// A ticket's current watchers (`ticket REF watchers list`).
+pub async fn watchers(app: &App, reference: &str) -> Result<Vec<Watcher>> {
+    let id = ticket_id(app, reference)?;
+    if app
+        .db
+        .read(move |s| s.ticket_with_articles(id))
+        .await?
+        .is_none()
+    {
+        return Err(ServiceError::NotFound(format!("no ticket {reference}")));
+    }
+    Ok(app.db.read(move |s| s.ticket_watchers(id)).await?)
+}
+
+/// Reads files to attach to an agent's answer (`--attach FILE`): the name is the file's, the
+/// type guessed from its extension.
+pub fn read_attachments(paths: &[std::path::PathBuf]) -> Result<Vec<Attachment>> {
+    paths
+        .iter()
+        .map(|p| {
+            let data = std::fs::read(p)
+                .map_err(|e| ServiceError::Invalid(format!("cannot read {}: {e}", p.display())))?;
+            let filename = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "attachment".into());
+            Ok(Attachment {
+                content_type: content_type_of(&filename).to_string(),
+                filename,
+                size: data.len(),
+                data: Some(data),
+                content_id: None,
+                inline: false,
+            })
+        })
+        .collect()
+}
+
+/// The MIME type of a file name's extension; `application/octet-stream` for the unknown.
+fn content_type_of(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" | "log" | "patch" | "diff" => "text/plain",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "html" | "htm" => "text/html",
+        "csv" => "text/csv",
+        _ => "application/octet-stream",
+    }
 }
 
 /// A ticket's first-response clock (`ticketgate sla --json`).

@@ -357,6 +357,20 @@ impl UidDisposition {
     }
 }
 
+/// A ticket's watcher: gets its public updates in Cc; their replies count like the
+/// requester's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watcher {
+    /// Lower-case address.
+    pub address: String,
+    /// `cc` (taken from the Cc of a customer's mail) or the agent who added them.
+    pub added_by: String,
+    pub added_at: DateTime<Utc>,
+}
+
+/// Who added a watcher from the Cc of a customer's mail.
+pub const WATCHER_FROM_CC: &str = "cc";
+
 /// A recorded UID of an IMAP mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct UidState {
@@ -445,6 +459,30 @@ pub trait WriteTx {
         uids: &[(u32, UidDisposition)],
     ) -> Result<()>;
 
+    /// The ticket's current watchers, in the order they were added.
+    fn watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>>;
+    /// Makes `address` (lower-case) a watcher of the ticket. A watcher removed before (an
+    /// `#unwatch`, an agent) comes back only when `revive` (an agent's `#cc add`), never from
+    /// a Cc. `true` when the address was not watching and now is.
+    fn add_watcher(
+        &mut self,
+        ticket_id: i64,
+        address: &str,
+        by: &str,
+        now: DateTime<Utc>,
+        revive: bool,
+    ) -> Result<bool>;
+    /// Stops `address` watching the ticket; `true` when it was watching.
+    fn remove_watcher(
+        &mut self,
+        ticket_id: i64,
+        address: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Records how a mail added to a ticket found it (`headers`, `tag`, `text`).
+    fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()>;
+
     fn commit(self: Box<Self>) -> Result<()>;
 }
 
@@ -524,4 +562,10 @@ pub trait Store: Send {
         uid: u32,
         failures: u32,
     ) -> Result<()>;
+
+    /// The ticket's current watchers (`tickets show`, `ticket REF watchers list`).
+    fn ticket_watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>>;
+    /// How the inbound mail with this Message-ID found its ticket (`headers`, `tag`,
+    /// `text`); `None` when it is not stored or found none.
+    fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>>;
 }

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_imap_uids.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_watchers.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -572,10 +576,73 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
+        watchers(&self.tx, ticket_id)
+    }
+
+    fn add_watcher(
+        &mut self,
+        ticket_id: i64,
+        address: &str,
+        by: &str,
+        now: DateTime<Utc>,
+        revive: bool,
+    ) -> Result<bool> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO ticket_watchers (ticket_id, address, added_by, added_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (ticket_id, address) DO UPDATE SET added_by = excluded.added_by, \
+                 added_at = excluded.added_at, removed_by = NULL, removed_at = NULL \
+                 WHERE ticket_watchers.removed_at IS NOT NULL AND ?5",
+            )?
+            .execute(params![ticket_id, address, by, ts(now), revive])?;
+        Ok(n > 0)
+    }
+
+    fn remove_watcher(
+        &mut self,
+        ticket_id: i64,
+        address: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE ticket_watchers SET removed_by = ?3, removed_at = ?4 \
+                 WHERE ticket_id = ?1 AND address = ?2 AND removed_at IS NULL",
+            )?
+            .execute(params![ticket_id, address, by, ts(now)])?;
+        Ok(n > 0)
+    }
+
+    fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE inbound SET threaded_by = ?2 WHERE id = ?1")?
+            .execute(params![inbound_id, threaded_by])?;
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
     }
+}
+
+fn watchers(conn: &Connection, ticket_id: i64) -> Result<Vec<Watcher>> {
+    let mut st = conn.prepare_cached(
+        "SELECT address, added_by, added_at FROM ticket_watchers \
+         WHERE ticket_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
+    )?;
+    let rows = st.query_map([ticket_id], |r| {
+        Ok(Watcher {
+            address: r.get(0)?,
+            added_by: r.get(1)?,
+            added_at: parse_ts(&r.get::<_, String>(2)?)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 impl Store for SqliteStore {
@@ -956,5 +1023,21 @@ impl Store for SqliteStore {
             )?
             .execute(params![mailbox, uid_validity, uid, failures])?;
         Ok(())
+    }
+
+    fn ticket_watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
+        watchers(&self.conn, ticket_id)
+    }
+
+    fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>> {
+        let key = format!("mid:{message_id}");
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT threaded_by FROM inbound WHERE dedup_hash = ?1 AND dedup_key = ?2 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![fnv64(&key), key], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 }

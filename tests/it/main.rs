@@ -6,6 +6,7 @@
 mod common;
 mod support;
 
+mod attachments;
 mod cli;
 mod crash;
 mod daemon;
@@ -18,3 +19,4 @@ mod pipeline;
 mod smtp;
 mod smtp_tls;
 mod store;
+mod watchers;

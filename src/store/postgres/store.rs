@@ -564,4 +564,24 @@ impl Store for PgStore {
             })
         })
     }
+
+    fn ticket_watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
+        self.call(move |c| Box::pin(async move { super::tx::watchers_of(c, ticket_id).await }))
+    }
+
+    fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>> {
+        let key = format!("mid:{message_id}");
+        self.call(move |c| {
+            Box::pin(async move {
+                let v: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT threaded_by FROM inbound WHERE dedup_hash = $1 AND dedup_key = $2 ORDER BY id LIMIT 1",
+                )
+                .bind(fnv64(&key))
+                .bind(&key)
+                .fetch_optional(&mut *c)
+                .await?;
+                Ok(v.flatten())
+            })
+        })
+    }
 }

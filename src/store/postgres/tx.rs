@@ -596,6 +596,78 @@ impl WriteTx for PgTx {
         })
     }
 
+    fn watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
+        self.call(move |c| Box::pin(async move { watchers_of(c, ticket_id).await }))
+    }
+
+    fn add_watcher(
+        &mut self,
+        ticket_id: i64,
+        address: &str,
+        by: &str,
+        now: DateTime<Utc>,
+        revive: bool,
+    ) -> Result<bool> {
+        let (address, by) = (address.to_string(), by.to_string());
+        self.call(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "INSERT INTO ticket_watchers (ticket_id, address, added_by, added_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (ticket_id, address) DO UPDATE SET added_by = excluded.added_by, \
+                     added_at = excluded.added_at, removed_by = NULL, removed_at = NULL \
+                     WHERE ticket_watchers.removed_at IS NOT NULL AND $5",
+                )
+                .bind(ticket_id)
+                .bind(address)
+                .bind(by)
+                .bind(now)
+                .bind(revive)
+                .execute(&mut *c)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            })
+        })
+    }
+
+    fn remove_watcher(
+        &mut self,
+        ticket_id: i64,
+        address: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (address, by) = (address.to_string(), by.to_string());
+        self.call(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE ticket_watchers SET removed_by = $3, removed_at = $4 \
+                     WHERE ticket_id = $1 AND address = $2 AND removed_at IS NULL",
+                )
+                .bind(ticket_id)
+                .bind(address)
+                .bind(by)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            })
+        })
+    }
+
+    fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()> {
+        let threaded_by = threaded_by.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("UPDATE inbound SET threaded_by = $2 WHERE id = $1")
+                    .bind(inbound_id)
+                    .bind(threaded_by)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.failed {
             // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.
@@ -613,4 +685,24 @@ impl WriteTx for PgTx {
         run(async move { tx.commit().await })??;
         Ok(())
     }
+}
+
+/// A ticket's current watchers, in the order they were added.
+pub(super) async fn watchers_of(c: &mut PgConnection, ticket_id: i64) -> Result<Vec<Watcher>> {
+    sqlx::query(
+        "SELECT address, added_by, added_at FROM ticket_watchers \
+         WHERE ticket_id = $1 AND removed_at IS NULL ORDER BY added_at, address",
+    )
+    .bind(ticket_id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Watcher {
+            address: r.try_get(0)?,
+            added_by: r.try_get(1)?,
+            added_at: r.try_get(2)?,
+        })
+    })
+    .collect()
 }
