@@ -384,6 +384,11 @@ fn dispatch(
                             "{}  [{}] sev {}  {}  {}",
                             t.reference, t.status, t.severity, t.customer, t.subject
                         );
+                        if !d.watchers.is_empty() {
+                            let w: Vec<&str> =
+                                d.watchers.iter().map(|w| w.address.as_str()).collect();
+                            println!("watchers: {}", w.join(", "));
+                        }
                         for a in &d.articles {
                             println!(
                                 "\n--- {} {} {}\n{}",

@@ -289,3 +289,98 @@ fn the_command_line_attaches_files_to_a_reply() {
     assert_eq!(files[0].0, "fix-export.patch");
     assert_eq!(files[0].2, &patch[..700]);
 }
+
+/// The command line as an agent types it: `ticket REF reply TEXT --attach FILE…`,
+/// `ticket REF watchers add|remove|list`, and `tickets show --json` listing the watchers.
+#[test]
+fn the_ticketgate_command_replies_with_files_and_manages_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("customers.toml"), REGISTRY).unwrap();
+    let (url, _db) = common::database_url(d);
+    std::fs::write(
+        d.join("ticketgate.toml"),
+        format!(
+            "[database]\nurl = \"{url}\"\n[outbound]\ndir = \"outbox\"\nmax_attachment_size = \"1KB\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("m.eml"),
+        common::mail(
+            "jane@exo.example",
+            "Export fails",
+            "EXOC-0000-0000-0001\nError 500.",
+        )
+        .header("Cc: bob@exo.example")
+        .build(),
+    )
+    .unwrap();
+    let tg = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .args(args)
+            .current_dir(d)
+            .env_remove("RUST_LOG")
+            .env_remove("TICKETGATE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    tg(&["ingest", "m.eml"]);
+    let patch = patch();
+    std::fs::write(d.join("fix-export.patch"), &patch[..600]).unwrap();
+    std::fs::write(d.join("big.log"), vec![b'x'; 2000]).unwrap();
+    let out = tg(&[
+        "ticket",
+        "TKT-000001",
+        "reply",
+        "please apply the attached patch",
+        "--attach",
+        "fix-export.patch",
+        "big.log",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not sent to the customer: big.log (2.0 KB)"),
+        "{err}"
+    );
+    tg(&[
+        "ticket",
+        "TKT-000001",
+        "watchers",
+        "add",
+        "carol@exo.example",
+    ]);
+    tg(&[
+        "ticket",
+        "TKT-000001",
+        "watchers",
+        "remove",
+        "bob@exo.example",
+    ]);
+    let list: serde_json::Value =
+        serde_json::from_slice(&tg(&["ticket", "TKT-000001", "watchers", "list", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(list[0]["address"], "carol@exo.example");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let show: serde_json::Value =
+        serde_json::from_slice(&tg(&["tickets", "show", "TKT-000001", "--json"]).stdout).unwrap();
+    assert_eq!(show["watchers"], list);
+    // The customer's mail, delivered by the command with the patch and Bob (then a
+    // watcher) in Cc.
+    let reply = std::fs::read_dir(d.join("outbox"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-agent_reply.eml"))
+        .map(|p| std::fs::read(p).unwrap())
+        .find(|raw| String::from_utf8_lossy(raw).contains("fix-export.patch"))
+        .expect("the agent's reply was delivered");
+    let files = files_of(&reply);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].2, &patch[..600]);
+}
