@@ -386,6 +386,11 @@ impl Engine<'_> {
                 Command::CcAdd(a) if self.cfg.loops.own_addresses.contains(a) => {
                     errors.push(format!("#cc add {a}: that is one of our own addresses"));
                 }
+                Command::CcAdd(a) if *a == t.requester => {
+                    errors.push(format!(
+                        "#cc add {a}: that is the requester, who gets every public update already"
+                    ));
+                }
                 Command::CcAdd(a) if self.registry.is_agent(a) => {
                     errors.push(format!(
                         "#cc add {a}: that is an agent; agents follow tickets through the agent team"

@@ -677,6 +677,9 @@ impl Pipeline {
             Some(ticket.id),
         )?);
         self.add_article(tx, ticket.id, inbound_id, "customer", mail, now)?;
+        if let Some(parent) = parent_id {
+            crate::watchers::inherit(tx, parent, &ticket, now)?;
+        }
         crate::watchers::add_from_cc(tx, mail, &ticket, &self.cfg, engine.registry, now)?;
         let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
         let notice = Notice::Acknowledgement(notify::Acknowledgement {

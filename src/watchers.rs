@@ -56,6 +56,22 @@ pub fn add_from_cc(
     Ok(added)
 }
 
+/// A ticket opened by a reply to a closed one (eXo: closed is final) keeps the closed
+/// ticket's watchers.
+pub fn inherit(
+    tx: &mut dyn WriteTx,
+    parent_id: i64,
+    ticket: &TicketRow,
+    now: DateTime<Utc>,
+) -> store::Result<()> {
+    for w in tx.watchers(parent_id)? {
+        if w.address != ticket.requester {
+            tx.add_watcher(ticket.id, &w.address, &w.added_by, now, false)?;
+        }
+    }
+    Ok(())
+}
+
 /// A watcher's `#unwatch` reply: they stop receiving the ticket. `true` when the mail was
 /// one (from a current watcher, `#unwatch` on its first line); the caller keeps it on the
 /// ticket and does nothing else with it.

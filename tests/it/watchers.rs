@@ -329,6 +329,62 @@ fn a_watcher_who_sends_unwatch_stops_receiving_the_ticket() {
 }
 
 #[test]
+fn a_watchers_out_of_office_changes_nothing_and_is_not_answered() {
+    let mut e = env();
+    // Globex lists no allowed senders: Bob's mail is accepted only as a watcher's.
+    e.ingest(
+        &mail(
+            "jane@globex.example",
+            "Export fails",
+            "GLBX-0000-0000-0002\nError 500.",
+        )
+        .header("Cc: bob@globex.example")
+        .build(),
+    );
+    agent(&mut e, "#status suspended\nPlease send the logs.");
+    let before = e.outbox().len();
+    let out = e.ingest(
+        &mail(
+            "bob@globex.example",
+            "Re: [TKT-000001] Export fails",
+            "I am away until Monday.",
+        )
+        .header("Auto-Submitted: auto-replied")
+        .build(),
+    );
+    assert!(matches!(out, Outcome::Appended { .. }), "{out:?}");
+    assert_eq!(e.ticket(1).status, "waiting_on_customer", "no effect");
+    assert_eq!(e.outbox().len(), before, "nothing sent");
+    let err = agent(&mut e, "#cc add jane@globex.example");
+    assert!(
+        matches!(err, Outcome::Quarantined { ref reason, .. } if reason.contains("requester")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_ticket_opened_from_a_closed_one_keeps_its_watchers() {
+    let mut e = env();
+    acme_request(&mut e, "bob@acme.example");
+    agent(&mut e, "#close duplicate");
+    let out = e.ingest(
+        &mail(
+            "jane@acme.example",
+            "Re: [TKT-000001] Export fails",
+            "It is back.",
+        )
+        .build(),
+    );
+    assert!(
+        matches!(out, Outcome::Created { ref ticket } if ticket == "TKT-000002"),
+        "{out:?}"
+    );
+    let w = e.app.store().unwrap().ticket_watchers(2).unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].address, "bob@acme.example");
+}
+
+#[test]
 fn the_automatic_reply_cap_applies_to_each_recipient() {
     let mut e = env_registry(
         REGISTRY,
@@ -450,4 +506,81 @@ fn a_reply_to_a_message_id_a_provider_rewrote_lands_on_its_ticket_by_its_tag() {
             .as_deref(),
         Some("headers")
     );
+}
+
+/// Through a real SMTP server: the agent's answer with its file goes to the requester and to
+/// the watcher, each in its own SMTP transaction (envelope) with the same message.
+#[tokio::test]
+async fn each_recipient_gets_the_same_message_in_its_own_smtp_transaction() {
+    use crate::support::smtp_sink::SmtpSink;
+    let sink = SmtpSink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
+    let (db_url, _db) = common::database_url(dir.path());
+    let text = format!(
+        "[database]\nurl = \"{db_url}\"\n[inbound]\nmaildir = \"inbox\"\n\
+         [registry]\npath = \"customers.toml\"\n\
+         [outbound]\ntransport = \"smtp\"\n\
+         [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"10s\"\n",
+        sink.port
+    );
+    let cfg = ticketgate::config::Config::from_toml(
+        &text,
+        dir.path(),
+        ticketgate::config::ConfigSource::File(dir.path().join("t.toml")),
+    )
+    .unwrap();
+    let clock = ticketgate::clock::ManualClock::new(common::start());
+    let app = ticketgate::app::App::open(cfg, std::sync::Arc::new(clock)).unwrap();
+    let ingest = |raw: String| {
+        app.ingest(ticketgate::pipeline::RawMail {
+            source: "test".into(),
+            bytes: raw.into_bytes(),
+        })
+        .unwrap()
+    };
+    ingest(
+        mail(
+            "jane@acme.example",
+            "Export fails",
+            "ACME-0000-0000-0001\nError 500.",
+        )
+        .header("Cc: bob@acme.example")
+        .build(),
+    );
+    let out = ingest(
+        mail(
+            "mike@support.example.test",
+            "Re: [TKT-000001] Export fails",
+            "Please apply the fix.",
+        )
+        .build(),
+    );
+    assert!(matches!(out, Outcome::Appended { .. }), "{out:?}");
+    let r = app.deliver().await.unwrap();
+    assert_eq!(
+        r.sent, 3,
+        "the acknowledgement, and the answer to Jane and to Bob"
+    );
+    let got = sink.wait_for(3);
+    let answers: Vec<&String> = got.iter().filter(|m| m.contains("Please apply")).collect();
+    assert_eq!(answers.len(), 2);
+    let mut rcpts: Vec<&str> = answers
+        .iter()
+        .map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                .unwrap()
+        })
+        .collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["<bob@acme.example>", "<jane@acme.example>"]);
+    let id = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("Message-ID:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(id(answers[0]), id(answers[1]), "the same message");
+    assert!(answers.iter().all(|m| m.contains("Cc: bob@acme.example")));
 }
