@@ -167,6 +167,7 @@ impl Mailer<'_> {
                     t.id,
                     t.created_at,
                     now,
+                    l.answers.and_then(|m| m.thread_index.as_deref()),
                 ),
             ),
             None => (String::new(), String::new()),

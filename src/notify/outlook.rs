@@ -64,25 +64,41 @@ pub fn child_block(header_time: u64, at: DateTime<Utc>, random: u8) -> [u8; 5] {
 
 /// The `Thread-Index` of a ticket's mail sent at `now`: the header block alone for the
 /// mail that starts the conversation (sent at the ticket's creation), the header block and
-/// one child block for every later one.
+/// one child block for every later one. When the mail answers one whose `Thread-Index`
+/// (`parent`) belongs to this conversation (an Outlook reply to our mail keeps our header
+/// block and appends its own child block), the answer appends one child block to it, as
+/// Outlook does, so the conversation shows as a tree.
 pub fn thread_index(
     domain: &str,
     ticket_id: i64,
     created: DateTime<Utc>,
     now: DateTime<Utc>,
+    parent: Option<&str>,
 ) -> String {
     let header = header_block(created, ticket_guid(domain, ticket_id));
-    let mut bytes = header.to_vec();
-    if now > created {
-        let mut t = [0u8; 8];
-        t[..6].copy_from_slice(&header[..6]);
-        let mut r = [0u8; 1];
-        // Without an entropy source the random nibble is simply 0.
-        let _ = getrandom::fill(&mut r);
-        bytes.extend_from_slice(&child_block(u64::from_be_bytes(t), now, r[0] & 0x0f));
-    }
+    let chain = parent.and_then(unbase64).filter(|p| {
+        p.len() > header.len()
+            && (p.len() - header.len()) % 5 == 0
+            && p.len() <= header.len() + 5 * MAX_CHILDREN
+            && p[..header.len()] == header
+    });
+    let mut bytes = match chain {
+        Some(p) => p,
+        None if now <= created => return base64(&header),
+        None => header.to_vec(),
+    };
+    let mut t = [0u8; 8];
+    t[..6].copy_from_slice(&header[..6]);
+    let mut r = [0u8; 1];
+    // Without an entropy source the random nibble is simply 0.
+    let _ = getrandom::fill(&mut r);
+    bytes.extend_from_slice(&child_block(u64::from_be_bytes(t), now, r[0] & 0x0f));
     base64(&bytes)
 }
+
+/// Child blocks kept from a parent's index: beyond this the chain is started afresh (a
+/// header field stays short, and a forged index cannot grow it without bound).
+const MAX_CHILDREN: usize = 60;
 
 /// Standard base64 with padding (RFC 4648 §4).
 pub fn base64(bytes: &[u8]) -> String {
@@ -181,12 +197,41 @@ mod tests {
             ticket_guid("support.example.test", 42),
             ticket_guid("support.example.test", 43)
         );
-        let first = thread_index("support.example.test", 42, t, t);
+        let first = thread_index("support.example.test", 42, t, t, None);
         assert_eq!(unbase64(&first).unwrap().len(), 22);
-        let later = thread_index("support.example.test", 42, t, at("2026-11-21T09:00:00Z"));
-        let later = unbase64(&later).unwrap();
-        assert_eq!(later.len(), 27, "header block and one child block");
-        assert_eq!(&later[..22], &unbase64(&first).unwrap()[..]);
+        let later = thread_index(
+            "support.example.test",
+            42,
+            t,
+            at("2026-11-21T09:00:00Z"),
+            None,
+        );
+        let later_bytes = unbase64(&later).unwrap();
+        assert_eq!(later_bytes.len(), 27, "header block and one child block");
+        assert_eq!(&later_bytes[..22], &unbase64(&first).unwrap()[..]);
+        // An answer to a mail of this conversation appends to its index...
+        let answer = thread_index(
+            "support.example.test",
+            42,
+            t,
+            at("2026-11-22T09:00:00Z"),
+            Some(&later),
+        );
+        let answer = unbase64(&answer).unwrap();
+        assert_eq!(answer.len(), 32);
+        assert_eq!(&answer[..27], &later_bytes[..]);
+        // ... but not to another conversation's, or to something that is not an index.
+        let other = thread_index("support.example.test", 43, t, t, None);
+        for parent in [other.as_str(), "not base64!", "AAAA"] {
+            let fresh = thread_index(
+                "support.example.test",
+                42,
+                t,
+                at("2026-11-22T09:00:00Z"),
+                Some(parent),
+            );
+            assert_eq!(unbase64(&fresh).unwrap().len(), 27, "{parent}");
+        }
     }
 
     #[test]

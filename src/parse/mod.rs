@@ -46,6 +46,8 @@ pub struct InboundMail {
     pub issue_type: Option<&'static str>,
     /// Lower-case addresses in `Cc` (groups flattened), in order, without repeats.
     pub cc: Vec<String>,
+    /// Outlook's `Thread-Index` as written (base64), when it looks like one.
+    pub thread_index: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +287,15 @@ fn parse_inner(
         severity,
         issue_type,
         cc: cc_addresses(&msg),
+        thread_index: msg
+            .header_raw("Thread-Index")
+            .map(|v| v.split_whitespace().collect::<String>())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 512
+                    && v.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
+            }),
     })
 }
 

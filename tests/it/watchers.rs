@@ -458,8 +458,21 @@ fn ticket_mail_carries_outlooks_conversation_headers() {
 
 #[test]
 fn a_reply_to_a_message_id_a_provider_rewrote_lands_on_its_ticket_by_its_tag() {
-    let mut e = env();
+    let mut e = env_registry(REGISTRY, "[tickets]\nacknowledge_followups = true\n");
     acme_request(&mut e, "bob@acme.example");
+    // Jane's Outlook keeps our conversation: our acknowledgement's index and a child block.
+    let ack = e.sent("acknowledgement").remove(0);
+    let raw = e.body(&ack);
+    let ours = MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap()
+        .header_raw("Thread-Index")
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut hers = ticketgate::notify::outlook::unbase64(&ours).unwrap();
+    hers.extend_from_slice(&[0x00, 0x00, 0x12, 0x34, 0x51]);
+    let hers = ticketgate::notify::outlook::base64(&hers);
     // Exchange Online sent our acknowledgement on with its own Message-ID; Jane's Outlook
     // answers that one, and keeps our tag in the subject.
     let rewritten =
@@ -473,6 +486,7 @@ fn a_reply_to_a_message_id_a_provider_rewrote_lands_on_its_ticket_by_its_tag() {
         .header(&format!("In-Reply-To: <{rewritten}>"))
         .header(&format!("References: <{rewritten}>"))
         .header("Thread-Topic: Export fails")
+        .header(&format!("Thread-Index: {hers}"))
         .id("reply.rewritten@acme.example")
         .build(),
     );
@@ -480,6 +494,20 @@ fn a_reply_to_a_message_id_a_provider_rewrote_lands_on_its_ticket_by_its_tag() {
         matches!(out, Outcome::Appended { ref ticket } if ticket == "TKT-000001"),
         "{out:?}"
     );
+    // Our answer to her mail appends one child block to her index.
+    let receipt = e.sent("followup_received").remove(0);
+    let raw = e.body(&receipt);
+    let index = MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap()
+        .header_raw("Thread-Index")
+        .unwrap()
+        .trim()
+        .to_string();
+    let index = ticketgate::notify::outlook::unbase64(&index).unwrap();
+    let hers = ticketgate::notify::outlook::unbase64(&hers).unwrap();
+    assert_eq!(index.len(), 32);
+    assert_eq!(index[..27], hers[..]);
     let mut s = e.app.store().unwrap();
     assert_eq!(
         s.inbound_threading("reply.rewritten@acme.example")
