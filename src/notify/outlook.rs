@@ -78,7 +78,7 @@ pub fn thread_index(
     let header = header_block(created, ticket_guid(domain, ticket_id));
     let chain = parent.and_then(unbase64).filter(|p| {
         p.len() > header.len()
-            && (p.len() - header.len()) % 5 == 0
+            && (p.len() - header.len()).is_multiple_of(5)
             && p.len() <= header.len() + 5 * MAX_CHILDREN
             && p[..header.len()] == header
     });
