@@ -539,7 +539,10 @@ impl Pipeline {
                     );
                 }
                 let inbound_id = self.insert_appended(tx, raw, mail, ticket.id, now)?;
-                tx.set_inbound_threading(inbound_id, threaded_by.as_str())?;
+                if threaded_by != route::Threading::Headers {
+                    // By headers is the rule (NULL): only the exceptions cost a write.
+                    tx.set_inbound_threading(inbound_id, threaded_by.as_str())?;
+                }
                 self.add_article(tx, ticket.id, Some(inbound_id), "customer", mail, now)?;
                 crate::watchers::add_from_cc(tx, mail, &ticket, &self.cfg, registry, now)?;
                 engine.customer_update(tx, &mut ticket, mail, inbound_id)?;

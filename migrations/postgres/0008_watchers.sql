@@ -9,4 +9,5 @@ CREATE TABLE ticket_watchers (
     PRIMARY KEY (ticket_id, address)
 );
 
+-- `tag` or `text` when a follow-up was not found by its headers; NULL: by its headers.
 ALTER TABLE inbound ADD COLUMN threaded_by TEXT;

@@ -14,6 +14,7 @@ CREATE TABLE ticket_watchers (
     PRIMARY KEY (ticket_id, address)
 ) WITHOUT ROWID;
 
--- How a follow-up found its ticket: `headers` (In-Reply-To / References), `tag` (the
--- subject's [REF], e.g. when a provider rewrote our Message-ID) or `text`. NULL: no ticket.
+-- How a follow-up found its ticket when not by In-Reply-To / References: `tag` (the
+-- subject's [REF], e.g. when a provider rewrote our Message-ID) or `text`. NULL: by its
+-- headers (the rule, so it costs no write), or not a follow-up.
 ALTER TABLE inbound ADD COLUMN threaded_by TEXT;

@@ -480,7 +480,8 @@ pub trait WriteTx {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Records how a mail added to a ticket found it (`headers`, `tag`, `text`).
+    /// Records how a mail added to a ticket found it when not by its headers (`tag`,
+    /// `text`); a mail added without this was found by its headers.
     fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()>;
 
     fn commit(self: Box<Self>) -> Result<()>;
@@ -566,6 +567,7 @@ pub trait Store: Send {
     /// The ticket's current watchers (`tickets show`, `ticket REF watchers list`).
     fn ticket_watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>>;
     /// How the inbound mail with this Message-ID found its ticket (`headers`, `tag`,
-    /// `text`); `None` when it is not stored or found none.
+    /// `text`; `headers` for a mail added to a ticket with nothing else recorded); `None`
+    /// when it is not stored or was not added to a ticket.
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>>;
 }

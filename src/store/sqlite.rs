@@ -1034,7 +1034,8 @@ impl Store for SqliteStore {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT threaded_by FROM inbound WHERE dedup_hash = ?1 AND dedup_key = ?2 ORDER BY id LIMIT 1",
+                "SELECT COALESCE(threaded_by, CASE WHEN outcome = 'appended' THEN 'headers' END) \
+                 FROM inbound WHERE dedup_hash = ?1 AND dedup_key = ?2 ORDER BY id LIMIT 1",
             )?
             .query_row(params![fnv64(&key), key], |r| r.get(0))
             .optional()?

@@ -574,7 +574,8 @@ impl Store for PgStore {
         self.call(move |c| {
             Box::pin(async move {
                 let v: Option<Option<String>> = sqlx::query_scalar(
-                    "SELECT threaded_by FROM inbound WHERE dedup_hash = $1 AND dedup_key = $2 ORDER BY id LIMIT 1",
+                    "SELECT COALESCE(threaded_by, CASE WHEN outcome = 'appended' THEN 'headers' END) \
+                     FROM inbound WHERE dedup_hash = $1 AND dedup_key = $2 ORDER BY id LIMIT 1",
                 )
                 .bind(fnv64(&key))
                 .bind(&key)
