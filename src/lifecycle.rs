@@ -481,7 +481,8 @@ impl Engine<'_> {
                 }
             }
         }
-        if !am.body.is_empty() {
+        // Files without text (`#resolve fix` with the patch attached) are kept too.
+        if !am.body.is_empty() || !am.attachments.is_empty() {
             let article = tx.insert_article(&NewArticle {
                 ticket_id: t.id,
                 inbound_id,

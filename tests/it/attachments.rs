@@ -184,10 +184,15 @@ fn an_attachment_over_the_limit_is_left_out_and_the_agent_told() {
     request(&mut e);
     let small = b"small fix\n".to_vec();
     let big = vec![b'x'; 1500];
+    let huge = vec![b'y'; 3000];
     e.ingest(&agent_reply(
         "TKT-000001",
         "Two files for you.",
-        &[("heap.txt", &big), ("fix-export.patch", &small)],
+        &[
+            ("heap.txt", &big),
+            ("fix-export.patch", &small),
+            ("core.dump", &huge),
+        ],
     ));
     deliver(&e);
     let reply = e.sent("agent_reply");
@@ -208,6 +213,13 @@ fn an_attachment_over_the_limit_is_left_out_and_the_agent_told() {
         text.contains("heap.txt (1.5 KB): over outbound.max_attachment_size (1.0 KB)"),
         "{text}"
     );
+    // Over inbound.max_attachment_size (2KB here) it was not even kept when received.
+    assert!(
+        text.contains(
+            "core.dump (2.9 KB): not kept when received: over inbound.max_attachment_size (2.0 KB)"
+        ),
+        "{text}"
+    );
     // And the ticket says so, for whoever reads it.
     let (_, articles) = e
         .app
@@ -221,6 +233,41 @@ fn an_attachment_over_the_limit_is_left_out_and_the_agent_told() {
             .iter()
             .any(|a| a.kind == "note" && a.author == "system" && a.body.contains("heap.txt")),
         "{articles:?}"
+    );
+}
+
+#[test]
+fn files_with_a_command_and_no_text_are_relayed_and_kept() {
+    let mut e = env_registry(REGISTRY, "");
+    request(&mut e);
+    let patch = patch();
+    e.ingest(&agent_reply(
+        "TKT-000001",
+        "#resolve patch",
+        &[("fix-export.patch", &patch)],
+    ));
+    assert_eq!(e.ticket(1).status, "resolved");
+    deliver(&e);
+    let resolution = e.sent("resolution");
+    let files = files_of(&delivered(&e, resolution[0].id, "resolution"));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.0 == "fix-export.patch" && f.2 == patch)
+    );
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
+    let agent = articles.iter().find(|a| a.kind == "agent").unwrap();
+    assert!(
+        agent
+            .attachments
+            .iter()
+            .any(|a| a.filename == "fix-export.patch")
     );
 }
 
