@@ -165,6 +165,15 @@ pub struct InboundConfig {
     pub max_attachment_bytes: usize,
     /// IMAP mailboxes read besides the Maildir (`[[inbound.imap]]`), in file order.
     pub imap: Vec<ImapConfig>,
+    /// HMAC key of the reply tokens (`support+TKT-000123.SIG@domain`); `None`: no tokens
+    /// (a warning at start), so an unauthenticated customer mail never changes a status.
+    pub reply_key: Option<Secret>,
+    /// authserv-ids (lower case) whose `Authentication-Results` are believed (RFC 8601).
+    pub trusted_authserv_ids: Vec<String>,
+    /// Sources whose mail counts as authenticated: `ingest`, `maildir`, `imap:NAME`.
+    pub trusted_sources: Vec<String>,
+    /// Bound on the DKIM key and DMARC lookups of one batch (before its transaction).
+    pub dns_timeout: Duration,
 }
 
 /// How the IMAP connection is protected.
@@ -245,6 +254,8 @@ pub struct OutboundConfig {
     /// How long a message claimed for delivery stays with the sender that claimed it; after
     /// that (the sender died) another sender, or this one after a restart, takes it over.
     pub claim_timeout: Duration,
+    /// `[outbound.dkim]`: every outbound mail is signed with this key when set.
+    pub dkim: Option<std::sync::Arc<crate::auth::sign::Signer>>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +374,10 @@ struct RawInbound {
     max_attachment_size: Option<String>,
     /// Read key by key in [`imap_config`], so that every error names `inbound.imap[N].key`.
     imap: Option<Vec<toml::Table>>,
+    reply_key: Option<String>,
+    trusted_authserv_ids: Option<Vec<String>>,
+    trusted_sources: Option<Vec<String>>,
+    dns_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -379,6 +394,16 @@ struct RawOutbound {
     claim_timeout: Option<String>,
     #[serde(default)]
     smtp: Option<RawSmtp>,
+    #[serde(default)]
+    dkim: Option<RawDkim>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    selector: Option<String>,
+    domain: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -586,7 +611,62 @@ impl Config {
                 }
                 boxes
             },
+            reply_key: match raw.inbound.reply_key {
+                Some(k) if k.trim().len() < 16 => {
+                    return Err(err(
+                        "inbound.reply_key",
+                        "is shorter than 16 characters: use a long random text, e.g. `openssl rand -hex 32`",
+                    ));
+                }
+                Some(k) => Some(Secret(k.trim().to_string())),
+                None => None,
+            },
+            trusted_authserv_ids: raw
+                .inbound
+                .trusted_authserv_ids
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect(),
+            trusted_sources: Vec::new(),
+            dns_timeout: duration(
+                "inbound.dns_timeout",
+                raw.inbound.dns_timeout.as_deref().unwrap_or("3s"),
+            )?,
         };
+        let mut inbound = inbound;
+        for (i, t) in raw
+            .inbound
+            .trusted_sources
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let known = t == "ingest"
+                || t == "maildir"
+                || t.strip_prefix("imap:")
+                    .is_some_and(|n| inbound.imap.iter().any(|b| b.name == n));
+            if !known {
+                return Err(err(
+                    &format!("inbound.trusted_sources[{i}]"),
+                    format!(
+                        "`{t}` is not a source: use \"ingest\", \"maildir\" or \"imap:NAME\" with the name of an [[inbound.imap]] mailbox"
+                    ),
+                ));
+            }
+            inbound.trusted_sources.push(t.clone());
+        }
+        if let Some((i, _)) = inbound
+            .trusted_authserv_ids
+            .iter()
+            .enumerate()
+            .find(|(_, id)| id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == ';'))
+        {
+            return Err(err(
+                &format!("inbound.trusted_authserv_ids[{i}]"),
+                "is not an authserv-id: write the name your receiving server puts first in its Authentication-Results, e.g. \"mx.example.com\"",
+            ));
+        }
 
         let from_text = raw
             .outbound
@@ -668,6 +748,10 @@ impl Config {
                     ));
                 }
                 d => d,
+            },
+            dkim: match raw.outbound.dkim {
+                None => None,
+                Some(d) => Some(std::sync::Arc::new(dkim_signer(d, &path)?)),
             },
         };
         if let TransportConfig::Smtp(smtp) = &outbound.transport {
@@ -1262,6 +1346,51 @@ fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
 }
 
 /// Parses `500ms`, `30s`, `5m`, `3h`, `2d`.
+/// `[outbound.dkim]`: the key is read and checked now, so a bad key stops the start.
+fn dkim_signer(
+    d: RawDkim,
+    path: &dyn Fn(&str) -> PathBuf,
+) -> Result<crate::auth::sign::Signer, ConfigError> {
+    let selector = d.selector.filter(|s| !s.is_empty()).ok_or_else(|| {
+        err(
+            "outbound.dkim.selector",
+            "is missing: the DNS label of the key, e.g. \"tg2026\" for tg2026._domainkey.DOMAIN",
+        )
+    })?;
+    if !selector
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return Err(err(
+            "outbound.dkim.selector",
+            "must be letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    let domain = d.domain.filter(|s| !s.is_empty()).ok_or_else(|| {
+        err(
+            "outbound.dkim.domain",
+            "is missing: the signing domain (d=), normally the domain of outbound.from",
+        )
+    })?;
+    if !domain
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(err(
+            "outbound.dkim.domain",
+            "must be a plain domain name such as example.com",
+        ));
+    }
+    let file = d.key_file.ok_or_else(|| {
+        err(
+            "outbound.dkim.key_file",
+            "is missing: a PEM private key (RSA 2048 or Ed25519)",
+        )
+    })?;
+    crate::auth::sign::Signer::load(&domain.to_ascii_lowercase(), &selector, &path(&file))
+        .map_err(|problem| err("outbound.dkim.key_file", problem))
+}
+
 pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

@@ -145,6 +145,15 @@ impl Mailer<'_> {
             .ticket
             .map(|t| crate::ticket_ref::reference(self.prefix, t.id))
             .unwrap_or_else(|| kind.to_string());
+        // Ticket mail answers to the ticket's signed reply address: a reply to it proves
+        // its sender read our mail (auth::token).
+        let reply_to = match (&self.cfg.inbound.reply_key, l.ticket) {
+            (Some(secret), Some(_)) => Some(
+                crate::auth::token::ReplyKey::new(secret.expose().as_bytes())
+                    .address(&self.cfg.outbound.from.email.to_string(), &tag),
+            ),
+            _ => None,
+        };
         let composed = match notify::compose(
             &self.cfg.outbound,
             now,
@@ -159,6 +168,7 @@ impl Mailer<'_> {
                 references: &references,
                 automatic: l.automatic,
                 attachments: l.attachments,
+                reply_to: reply_to.as_deref(),
             },
         ) {
             Ok(c) => c,

@@ -363,12 +363,22 @@ fn dispatch(
                         );
                         for a in &d.articles {
                             println!(
-                                "\n--- {} {} {}\n{}",
+                                "\n--- {} {} {}",
                                 a.created_at.to_rfc3339(),
                                 a.kind,
                                 a.author,
-                                a.body
                             );
+                            if let Some(v) = &a.authentication {
+                                println!(
+                                    "    authentication: {}{} ({})",
+                                    v.result.as_str(),
+                                    v.method
+                                        .map(|m| format!(" by {}", m.as_str()))
+                                        .unwrap_or_default(),
+                                    v.detail
+                                );
+                            }
+                            println!("{}", a.body);
                         }
                     }
                     Ok(ExitCode::SUCCESS)

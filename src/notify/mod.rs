@@ -211,6 +211,9 @@ pub struct Outgoing<'a> {
     pub references: &'a [String],
     pub automatic: Automatic,
     pub attachments: &'a [Attachment],
+    /// The per-ticket reply address (`support+TKT-000123.SIG@domain`, see `auth::token`)
+    /// put in `Reply-To` instead of our plain address.
+    pub reply_to: Option<&'a str>,
 }
 
 /// A composed message: its Message-ID (without brackets) and its bytes.
@@ -266,9 +269,13 @@ pub fn compose(
         None => cfg.from.clone(),
     };
     let message_id = new_message_id(out.tag, &cfg.message_id_domain);
+    let reply_to = match out.reply_to.map(str::parse::<Address>) {
+        Some(Ok(a)) => Mailbox::new(cfg.from.name.clone(), a),
+        _ => cfg.from.clone(),
+    };
     let mut b = Message::builder()
         .from(from)
-        .reply_to(cfg.from.clone())
+        .reply_to(reply_to)
         .to(to)
         .subject(crate::parse::one_line(out.subject))
         .date(now.into())
@@ -320,10 +327,13 @@ pub fn compose(
             "All".into(),
         ));
     }
-    Ok(Composed {
-        message_id,
-        bytes: msg.formatted(),
-    })
+    let bytes = msg.formatted();
+    // Outbound DKIM: signed as written, so the outbox holds the signed bytes.
+    let bytes = match &cfg.dkim {
+        Some(signer) => signer.sign(&bytes).map_err(NotifyError::Build)?,
+        None => bytes,
+    };
+    Ok(Composed { message_id, bytes })
 }
 
 #[cfg(test)]
@@ -468,6 +478,7 @@ mod tests {
                 references: &refs,
                 automatic: Automatic::Replied,
                 attachments: &[],
+                reply_to: None,
             },
         )
         .unwrap();

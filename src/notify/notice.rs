@@ -89,6 +89,8 @@ kinds! {
     CloseConfirmation(CloseConfirmation) = "close_confirmation";
     /// Thanks for a survey score.
     SurveyThanks(SurveyThanks) = "survey_thanks";
+    /// Mail in an agent's name failed authentication: to the agent team (rate-limited).
+    SenderAlert(SenderAlert) = "sender_alert";
 }
 
 impl std::fmt::Display for Kind {
@@ -303,6 +305,22 @@ pub struct CloseConfirmation {
     pub support_name: String,
 }
 
+/// A forged (unauthenticated) mail in an agent's name was quarantined.
+#[derive(Debug, Clone, Serialize)]
+pub struct SenderAlert {
+    /// The agent address the mail claimed.
+    pub address: String,
+    /// The ticket it named, if any.
+    pub reference: Option<String>,
+    /// The forged mail's subject.
+    pub subject: String,
+    /// Why it did not authenticate (the verdict's detail).
+    pub detail: String,
+    /// The quarantined inbound mail's id (`ticketgate quarantine list`).
+    pub inbound_id: i64,
+    pub support_name: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SurveyThanks {
     pub reference: String,
@@ -346,6 +364,7 @@ impl Kind {
                 "sender_not_allowed",
                 "too_large",
                 "unreadable",
+                "unauthenticated_sender",
             ]
             .into_iter()
             .map(|reason| {
@@ -490,6 +509,14 @@ impl Kind {
                     Notice::EscalationManager(ctx)
                 }]
             }
+            Kind::SenderAlert => vec![Notice::SenderAlert(SenderAlert {
+                address: "mike@support.example.test".into(),
+                reference: Some(reference()),
+                subject: subject(),
+                detail: "dkim=fail d=support.example.test s=tg: no valid signature".into(),
+                inbound_id: 17,
+                support_name: support_name(),
+            })],
             Kind::CommandError => vec![Notice::CommandError(CommandError {
                 reference: reference(),
                 subject: subject(),

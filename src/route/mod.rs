@@ -6,7 +6,7 @@ pub mod loops;
 
 use crate::config::Config;
 use crate::parse::InboundMail;
-use crate::registry::{Customer, KeyStatus, Registry};
+use crate::registry::{Authentication, Customer, KeyStatus, Registry};
 use crate::store::{self, TicketRow, WriteTx};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub struct ReplyInfo {
     pub key: Option<String>,
     pub language: Option<String>,
 }
+
+/// The quarantine code of a mail in an agent's name that failed sender authentication.
+pub const UNAUTHENTICATED_AGENT: &str = "unauthenticated_agent";
 
 fn quarantine(code: &'static str, reason: String) -> Decision {
     Decision::Quarantine(Quarantine {
@@ -109,24 +112,43 @@ pub fn route(
     }
 
     if registry.is_agent(from) {
-        return Ok(match find_ticket(mail, tx)?.map(|(t, _)| t) {
-            Some(t) => Decision::AgentMail {
-                ticket: Box::new(t),
-            },
-            None => quarantine(
-                "agent_no_ticket",
+        // Commands and relayed answers only from an authenticated agent: a forged agent
+        // mail changes nothing and relays nothing (the pipeline alerts the agent team).
+        if !mail.auth.passed() {
+            return Ok(quarantine(
+                UNAUTHENTICATED_AGENT,
                 format!(
-                    "mail from agent {from} names no ticket: reply to the ticket's mail or keep its [REF] tag in the subject"
+                    "mail in the name of agent {from} failed sender authentication ({}): nothing applied, nothing relayed",
+                    mail.auth.detail
                 ),
-            ),
-        });
+            ));
+        }
+        return Ok(
+            match find_ticket(mail, tx, &cfg.tickets.reference_prefix)?.map(|(t, _)| t) {
+                Some(t) => Decision::AgentMail {
+                    ticket: Box::new(t),
+                },
+                None => quarantine(
+                    "agent_no_ticket",
+                    format!(
+                        "mail from agent {from} names no ticket: reply to the ticket's mail or keep its [REF] tag in the subject"
+                    ),
+                ),
+            },
+        );
     }
 
-    if let Some((ticket, by_headers)) = find_ticket(mail, tx)? {
+    if let Some((ticket, by_headers)) = find_ticket(mail, tx, &cfg.tickets.reference_prefix)? {
         let customer = registry.customer(&ticket.customer);
         let allowed = ticket.requester == from
             || customer.is_some_and(|c| !c.allowed_senders.is_empty() && c.allows(from));
         if allowed {
+            if let Some(c) = customer
+                && c.plan.authentication == Authentication::Require
+                && !mail.auth.passed()
+            {
+                return Ok(unauthenticated(from, mail, c));
+            }
             return Ok(Decision::FollowUp {
                 ticket: Box::new(ticket),
             });
@@ -169,6 +191,9 @@ fn new_request(
                         Some(key.clone()),
                         Some(&customer),
                     ));
+                }
+                if customer.plan.authentication == Authentication::Require && !mail.auth.passed() {
+                    return Ok(unauthenticated(from, mail, &customer));
                 }
                 let severity = mail
                     .severity
@@ -218,16 +243,39 @@ fn new_request(
     })
 }
 
-/// The ticket a mail is about, and whether its threading headers (not just a number in the
-/// text) said so.
-fn find_ticket(
+/// A plan under `authentication = "require"` refuses unauthenticated mail, and says why.
+fn unauthenticated(from: &str, mail: &InboundMail, customer: &Customer) -> Decision {
+    rejection(
+        "unauthenticated_sender",
+        format!(
+            "{from} failed sender authentication ({}) and plan {} requires it",
+            mail.auth.detail, customer.plan.name
+        ),
+        None,
+        Some(customer),
+    )
+}
+
+/// The ticket a mail is about, and whether its threading headers (or a reply address of
+/// ours, `support+TKT-000123.SIG@…`) rather than just a number in the text said so.
+pub fn find_ticket(
     mail: &InboundMail,
     tx: &mut dyn WriteTx,
+    prefix: &str,
 ) -> store::Result<Option<(TicketRow, bool)>> {
     // Headers win over subject text: the most recent parent first.
     for id in mail.in_reply_to.iter().chain(mail.references.iter().rev()) {
         if let Some(t) = tx.ticket_for_message_id(id)? {
             return Ok(tx.ticket(t)?.map(|t| (t, true)));
+        }
+    }
+    // Our per-ticket reply address (signed or not: the signature only decides what the
+    // mail may change, see the pipeline).
+    for tag in &mail.plus_tags {
+        if let Some((id, _)) = crate::auth::token::split_tag(prefix, tag)
+            && let Some(t) = tx.ticket(id)?
+        {
+            return Ok(Some((t, true)));
         }
     }
     for n in mail.subject_refs.iter().chain(mail.body_refs.iter()) {

@@ -6,6 +6,7 @@
 mod common;
 mod support;
 
+mod auth;
 mod cli;
 mod crash;
 mod daemon;
