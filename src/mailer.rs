@@ -150,7 +150,7 @@ impl Mailer<'_> {
         let reply_to = match (&self.cfg.inbound.reply_key, l.ticket) {
             (Some(secret), Some(_)) => Some(
                 crate::auth::token::ReplyKey::new(secret.expose().as_bytes())
-                    .address(&self.cfg.outbound.from.email.to_string(), &tag),
+                    .address(self.cfg.outbound.from.email.as_ref(), &tag),
             ),
             _ => None,
         };

@@ -354,19 +354,22 @@ impl Authenticator {
     /// so that [`Authenticator::verdict`] finds them in the cache. Bounded by the configured
     /// DNS timeout; what is not found by then counts as absent.
     pub async fn prefetch(&self, mails: &[&[u8]]) {
+        // Only signed mail needs DNS (header fields only: cheap).
+        let signed: Vec<AuthenticatedMessage<'_>> = mails
+            .iter()
+            .filter_map(|raw| parse_message(raw))
+            .filter(|m| !m.dkim_headers.is_empty())
+            .collect();
+        if signed.is_empty() {
+            return;
+        }
         let Some(resolver) = self.resolver() else {
             return;
         };
-        let work = mails.iter().map(|raw| async move {
-            let Some(msg) = parse_message(raw) else {
-                return;
-            };
-            if msg.dkim_headers.is_empty() {
-                return;
-            }
+        let work = signed.iter().map(|msg| async move {
             let txt = Online(&self.txt);
             let out = resolver
-                .verify_dkim(Parameters::new(&msg).with_txt_cache(&txt))
+                .verify_dkim(Parameters::new(msg).with_txt_cache(&txt))
                 .await;
             let from_domain = msg
                 .from
@@ -380,7 +383,7 @@ impl Authenticator {
                 let spf = SpfOutput::new(String::new());
                 let _ = resolver
                     .verify_dmarc(
-                        Parameters::new(DmarcParameters::new(&msg, &out, "", &spf))
+                        Parameters::new(DmarcParameters::new(msg, &out, "", &spf))
                             .with_txt_cache(&txt)
                             .with_ipv4_cache(&ipv4),
                     )

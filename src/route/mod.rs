@@ -74,15 +74,18 @@ fn rejection(
 
 /// The rules, in order (SPEC §3, §10):
 /// 1. no sender address, our own address, or a bounce → quarantined, no reply;
-/// 2. an agent's mail (registry `agents`) about a ticket → `AgentMail`; about none →
-///    quarantined;
-/// 3. a ticket named by `In-Reply-To`/`References` (first), else by a subject tag, else by a
-///    reference in the new text → a follow-up, if the sender is the requester or an allowed
-///    sender of the ticket's customer; otherwise quarantined with no reply, so nothing about
-///    the ticket leaks;
+/// 2. an agent's mail (registry `agents`) that failed sender authentication → quarantined
+///    as `unauthenticated_agent` (no reply; the pipeline alerts the agent team); about a
+///    ticket → `AgentMail`; about none → quarantined;
+/// 3. a ticket named by `In-Reply-To`/`References` (first), else by our reply address
+///    (`support+TKT-000123…@`), else by a subject tag, else by a reference in the new text →
+///    a follow-up, if the sender is the requester or an allowed sender of the ticket's
+///    customer (and authenticated, under a plan that requires it); otherwise quarantined with
+///    no reply, so nothing about the ticket leaks;
 /// 4. otherwise a new request: the first active key among the candidates opens a ticket
-///    when the sender is allowed for that customer; a revoked, expired, unknown or missing key
-///    is quarantined with a reply that says which.
+///    when the sender is allowed for that customer (and authenticated, under a plan that
+///    requires it); a revoked, expired, unknown or missing key is quarantined with a reply
+///    that says which.
 pub fn route(
     mail: &InboundMail,
     cfg: &Config,

@@ -613,3 +613,91 @@ fn dkim_key_errors_name_the_key() {
     .unwrap_err();
     assert_eq!(err.key, "inbound.reply_key");
 }
+
+/// A signature of the parent domain counts for a subdomain's From when the DMARC record
+/// aligns them (relaxed), and not without that record.
+#[test]
+fn relaxed_alignment_through_the_dmarc_record() {
+    let raw = mail("Jane <jane@eu.acme.example>", "hi", "text").build();
+    let signed = sign(&raw, "acme.example", "rsa", "rsa.pem");
+    let a = Authenticator::new(TrustSettings::default());
+    a.add_txt("rsa._domainkey.acme.example", &record("rsa.txt"))
+        .unwrap();
+    let v = a.verdict(&signed, "maildir:new/1", Some("jane@eu.acme.example"));
+    assert_eq!(
+        v.result,
+        AuthResult::Fail,
+        "no DMARC record: exact domain only: {v:?}"
+    );
+    a.add_txt("_dmarc.acme.example", "v=DMARC1; p=reject; adkim=r")
+        .unwrap();
+    let v = a.verdict(&signed, "maildir:new/1", Some("jane@eu.acme.example"));
+    assert!(v.passed(), "{v:?}");
+    assert!(v.detail.contains("DMARC"), "{v:?}");
+    let strict = Authenticator::new(TrustSettings::default());
+    strict
+        .add_txt("rsa._domainkey.acme.example", &record("rsa.txt"))
+        .unwrap();
+    strict
+        .add_txt("_dmarc.acme.example", "v=DMARC1; p=reject; adkim=s")
+        .unwrap();
+    let v = strict.verdict(&signed, "maildir:new/1", Some("jane@eu.acme.example"));
+    assert!(!v.passed(), "strict alignment: {v:?}");
+    // A key nobody fetched: the verification still completes at once (no I/O), as a fail.
+    let empty = Authenticator::new(TrustSettings::default());
+    let v = empty.verdict(&signed, "maildir:new/1", Some("jane@eu.acme.example"));
+    assert_eq!(v.result, AuthResult::Fail, "{v:?}");
+    assert!(v.detail.starts_with("dkim="), "{v:?}");
+}
+
+/// The cost of a verdict on the parsing thread (printed; run with `--ignored --nocapture`):
+/// the figures of ADR 0005.
+#[test]
+#[ignore]
+fn verdict_cost() {
+    let a = Authenticator::new(TrustSettings {
+        authserv_ids: vec!["mx.support.example.test".into()],
+        ..TrustSettings::default()
+    });
+    a.add_txt("rsa._domainkey.acme.example", &record("rsa.txt"))
+        .unwrap();
+    a.add_txt("ed._domainkey.acme.example", &record("ed25519.txt"))
+        .unwrap();
+    let body =
+        "ACME-0000-0000-0001\n".to_string() + &"Some text of a support request.\n".repeat(60);
+    let raw = mail("Jane <jane@acme.example>", "Export fails", &body).build();
+    let cases = [
+        ("unsigned", raw.as_bytes().to_vec()),
+        ("rsa-2048", sign(&raw, "acme.example", "rsa", "rsa.pem")),
+        ("ed25519", sign(&raw, "acme.example", "ed", "ed25519.pem")),
+    ];
+    for (name, bytes) in cases {
+        let n = 2000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(a.verdict(&bytes, "maildir:new/1", Some("jane@acme.example")));
+        }
+        let per = t.elapsed() / n;
+        println!("{name}: {} bytes, {per:?} per verdict", bytes.len());
+    }
+}
+
+/// The daemon's and `ingest`'s path: DNS is looked up (here: found in the pre-filled cache)
+/// before the batch's transaction, and the verdict is the same.
+#[test]
+fn signed_mail_through_the_intake_path_and_its_prefetch() {
+    let mut e = env();
+    customer_request(&mut e);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let out = rt
+        .block_on(ticketgate::services::intake::ingest(
+            &e.app,
+            ticketgate::pipeline::RawMail {
+                source: "maildir:new/2.x".into(),
+                bytes: signed_agent("Re: [TKT-000001] x", "#close duplicate\n\nDone."),
+            },
+        ))
+        .unwrap();
+    assert!(matches!(out, Outcome::Appended { .. }), "{out:?}");
+    assert_eq!(e.ticket(1).status, "closed");
+}
