@@ -375,6 +375,8 @@ struct RawInbound {
     /// Read key by key in [`imap_config`], so that every error names `inbound.imap[N].key`.
     imap: Option<Vec<toml::Table>>,
     reply_key: Option<String>,
+    reply_key_env: Option<String>,
+    reply_key_file: Option<String>,
     trusted_authserv_ids: Option<Vec<String>>,
     trusted_sources: Option<Vec<String>>,
     dns_timeout: Option<String>,
@@ -611,15 +613,50 @@ impl Config {
                 }
                 boxes
             },
-            reply_key: match raw.inbound.reply_key {
-                Some(k) if k.trim().len() < 16 => {
-                    return Err(err(
-                        "inbound.reply_key",
-                        "is shorter than 16 characters: use a long random text, e.g. `openssl rand -hex 32`",
-                    ));
+            reply_key: {
+                let (key, given) = match (
+                    raw.inbound.reply_key,
+                    raw.inbound.reply_key_env,
+                    raw.inbound.reply_key_file,
+                ) {
+                    (None, None, None) => (None, "inbound.reply_key"),
+                    (Some(k), None, None) => (Some(k), "inbound.reply_key"),
+                    (None, Some(var), None) => (
+                        Some(env(&var).ok_or_else(|| {
+                            err(
+                                "inbound.reply_key_env",
+                                format!("names the environment variable {var}, which is not set"),
+                            )
+                        })?),
+                        "inbound.reply_key_env",
+                    ),
+                    (None, None, Some(file)) => {
+                        let p = path(&file);
+                        let text = std::fs::read_to_string(&p).map_err(|e| {
+                            err(
+                                "inbound.reply_key_file",
+                                format!("cannot read {}: {e}", p.display()),
+                            )
+                        })?;
+                        (Some(text), "inbound.reply_key_file")
+                    }
+                    _ => {
+                        return Err(err(
+                            "inbound.reply_key",
+                            "is given more than once (reply_key, reply_key_env, reply_key_file): keep one",
+                        ));
+                    }
+                };
+                match key {
+                    Some(k) if k.trim().len() < 16 => {
+                        return Err(err(
+                            given,
+                            "is shorter than 16 characters: use a long random text, e.g. `openssl rand -hex 32`",
+                        ));
+                    }
+                    Some(k) => Some(Secret(k.trim().to_string())),
+                    None => None,
                 }
-                Some(k) => Some(Secret(k.trim().to_string())),
-                None => None,
             },
             trusted_authserv_ids: raw
                 .inbound

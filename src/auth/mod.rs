@@ -366,7 +366,28 @@ impl Authenticator {
         let Some(resolver) = self.resolver() else {
             return;
         };
-        let work = signed.iter().map(|msg| async move {
+        let work = signed.iter().map(|msg| {
+            use futures_util::FutureExt;
+            // A panic in the verifier must not take the mailbox task down: that mail just
+            // stays unfetched (and so unsigned).
+            AssertUnwindSafe(self.prefetch_one(resolver, msg)).catch_unwind()
+        });
+        let all = futures_util::future::join_all(work);
+        let limit = self
+            .trust
+            .dns_timeout
+            .saturating_mul(2)
+            .max(Duration::from_millis(100));
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                timeout_ms = limit.as_millis() as u64,
+                "DKIM key lookups did not all finish in time: those mails count as unsigned"
+            );
+        }
+    }
+
+    async fn prefetch_one(&self, resolver: &MessageAuthenticator, msg: &AuthenticatedMessage<'_>) {
+        {
             let txt = Online(&self.txt);
             let out = resolver
                 .verify_dkim(Parameters::new(msg).with_txt_cache(&txt))
@@ -389,18 +410,6 @@ impl Authenticator {
                     )
                     .await;
             }
-        });
-        let all = futures_util::future::join_all(work);
-        let limit = self
-            .trust
-            .dns_timeout
-            .saturating_mul(2)
-            .max(Duration::from_millis(100));
-        if tokio::time::timeout(limit, all).await.is_err() {
-            tracing::warn!(
-                timeout_ms = limit.as_millis() as u64,
-                "DKIM key lookups did not all finish in time: those mails count as unsigned"
-            );
         }
     }
 

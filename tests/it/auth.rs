@@ -612,6 +612,13 @@ fn dkim_key_errors_name_the_key() {
     )
     .unwrap_err();
     assert_eq!(err.key, "inbound.reply_key");
+    let err = ticketgate::config::Config::from_toml(
+        "[inbound]\nreply_key_file = \"/nonexistent/reply-key\"\n",
+        dir.path(),
+        ticketgate::config::ConfigSource::EmbeddedDefault,
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "inbound.reply_key_file");
 }
 
 /// A signature of the parent domain counts for a subdomain's From when the DMARC record
