@@ -783,4 +783,17 @@ keys = [
             "last good registry stays"
         );
     }
+
+    #[test]
+    fn plans_choose_how_much_unauthenticated_mail_may_do() {
+        let r = Registry::parse(
+            "[plans.a]\n[plans.b]\nauthentication = \"require\"\n[plans.c]\nauthentication = \"prefer\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.plan("a").authentication, Authentication::Prefer);
+        assert_eq!(r.plan("b").authentication, Authentication::Require);
+        assert_eq!(r.plan("c").authentication, Authentication::Prefer);
+        let e = Registry::parse("[plans.a]\nauthentication = \"always\"\n").unwrap_err();
+        assert_eq!(e.key, "plans.a.authentication");
+    }
 }

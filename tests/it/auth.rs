@@ -708,3 +708,38 @@ fn signed_mail_through_the_intake_path_and_its_prefetch() {
     assert!(matches!(out, Outcome::Appended { .. }), "{out:?}");
     assert_eq!(e.ticket(1).status, "closed");
 }
+
+/// What a real SMTP server receives still verifies: the acknowledgement and the agent copy of
+/// a new request, sent through Postfix's smtp-sink, checked with mail-auth against the key.
+#[tokio::test]
+async fn signed_mail_verifies_as_received_over_smtp() {
+    let sink = crate::support::smtp_sink::SmtpSink::start(&[]);
+    let mut e = env_inbound(
+        REGISTRY,
+        "",
+        &format!(
+            "[outbound]\ntransport = \"smtp\"\n\
+             [outbound.dkim]\nselector = \"tg\"\ndomain = \"support.example.test\"\nkey_file = \"{}\"\n\
+             [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"10s\"\n",
+            key("rsa.pem").display(),
+            sink.port
+        ),
+    );
+    customer_request(&mut e);
+    e.app.deliver().await.unwrap();
+    let got = sink.wait_for(2);
+    let checker = Authenticator::new(TrustSettings::default());
+    checker
+        .add_txt("tg._domainkey.support.example.test", &record("rsa.txt"))
+        .unwrap();
+    for m in &got {
+        // smtp-sink stores lines with LF and its own X- fields on top (not signed).
+        let wire = m.replace("\r\n", "\n").replace('\n', "\r\n");
+        let v = checker.verdict(
+            wire.as_bytes(),
+            "smtp",
+            Some("support@support.example.test"),
+        );
+        assert!(v.passed(), "{v:?}\n{m}");
+    }
+}
