@@ -443,6 +443,14 @@ impl Authenticator {
             .rsplit_once('@')
             .map(|(_, d)| d.to_ascii_lowercase())
             .unwrap_or_default();
+        // Fast path for most mail: nothing to judge by, so no need to read the header again.
+        let (signed, results) = header_fields(raw);
+        if !signed && (self.trust.authserv_ids.is_empty() || !results) {
+            return Verdict {
+                detail: "no DKIM signature".into(),
+                ..Verdict::default()
+            };
+        }
         let Some(msg) = parse_message(raw) else {
             return Verdict {
                 detail: "no header section to check".into(),
@@ -593,6 +601,25 @@ fn short(r: &DkimResult) -> &'static str {
     }
 }
 
+/// Whether the header section has a `DKIM-Signature` field, and an `Authentication-Results`
+/// field (a line scan: no parsing).
+fn header_fields(raw: &[u8]) -> (bool, bool) {
+    let starts = |line: &[u8], name: &[u8]| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':'
+    };
+    let (mut dkim, mut results) = (false, false);
+    for line in raw.split(|b| *b == b'\n') {
+        if line.is_empty() || line == b"\r" {
+            break; // end of the header section
+        }
+        dkim |= starts(line, b"dkim-signature");
+        results |= starts(line, b"authentication-results");
+    }
+    (dkim, results)
+}
+
 fn parse_message(raw: &[u8]) -> Option<AuthenticatedMessage<'_>> {
     catch_unwind(AssertUnwindSafe(|| AuthenticatedMessage::parse(raw)))
         .ok()
@@ -656,10 +683,28 @@ mod tests {
     fn two_from_addresses_never_pass() {
         let a = auth(&["maildir"]);
         let v = a.verdict(
-            b"From: a@b.example, c@d.example\r\n\r\nhi\r\n",
+            b"DKIM-Signature: v=1; a=rsa-sha256; d=b.example; s=x; h=from; bh=x; b=x\r\n\
+              From: a@b.example, c@d.example\r\n\r\nhi\r\n",
             "imap:x/1/1",
             Some("a@b.example"),
         );
         assert_eq!(v.result, AuthResult::Fail);
+        assert!(v.detail.contains("several From"), "{v:?}");
+    }
+
+    #[test]
+    fn the_header_scan_stops_at_the_body() {
+        assert_eq!(
+            header_fields(b"From: a@b\r\nDkim-Signature: x\r\n\r\nbody"),
+            (true, false)
+        );
+        assert_eq!(
+            header_fields(b"From: a@b\n\nDKIM-Signature: x\nAuthentication-Results: y\n"),
+            (false, false)
+        );
+        assert_eq!(
+            header_fields(b"Authentication-Results: mx; dkim=pass\r\n\r\n"),
+            (false, true)
+        );
     }
 }
