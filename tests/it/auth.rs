@@ -743,3 +743,67 @@ async fn signed_mail_verifies_as_received_over_smtp() {
         assert!(v.passed(), "{v:?}\n{m}");
     }
 }
+
+/// Under `prefer` an unauthenticated reply still counts as the customer's answer (work
+/// resumes), but a survey score needs the reply token like an acceptance.
+#[test]
+fn under_prefer_an_unauthenticated_reply_resumes_but_cannot_rate() {
+    let mut e = env();
+    customer_request(&mut e);
+    let out = arrive(
+        &mut e,
+        &signed_agent("Re: [TKT-000001] x", "#status suspended\nWhich version?"),
+    );
+    assert!(matches!(out, Outcome::Appended { .. }), "{out:?}");
+    assert_eq!(e.ticket(1).status, "waiting_on_customer");
+    let reply = mail(
+        "Jane <jane@acme.example>",
+        "Re: [TKT-000001] x",
+        "Version 4.2.",
+    )
+    .build();
+    arrive(&mut e, reply.as_bytes());
+    assert_eq!(
+        e.ticket(1).status,
+        "in_progress",
+        "an answer resumes the work"
+    );
+
+    let reply_to = {
+        let out = arrive(
+            &mut e,
+            &signed_agent("Re: [TKT-000001] x", "#close fixed\nDone."),
+        );
+        assert!(matches!(out, Outcome::Appended { .. }), "{out:?}");
+        let row = e
+            .outbox()
+            .into_iter()
+            .rev()
+            .find(|r| r.recipient == "jane@acme.example")
+            .unwrap();
+        let body = e.body(&row);
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("Reply-To:"))
+            .unwrap()
+            .to_string();
+        let start = line.find("support+").unwrap();
+        line[start..line.rfind('>').unwrap()].to_string()
+    };
+    assert_eq!(e.ticket(1).status, "closed");
+    let score = mail("Jane <jane@acme.example>", "Re: [TKT-000001] x", "1").build();
+    arrive(&mut e, score.as_bytes());
+    assert_eq!(
+        e.ticket(1).survey_score,
+        None,
+        "a forged score is not recorded"
+    );
+    let score = mail("Jane <jane@acme.example>", "Re: closed", "5")
+        .build()
+        .replace(
+            "To: support@support.example.test",
+            &format!("To: {reply_to}"),
+        );
+    arrive(&mut e, score.as_bytes());
+    assert_eq!(e.ticket(1).survey_score, Some(5));
+}
