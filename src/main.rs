@@ -584,6 +584,17 @@ fn dispatch(
                 reg.current().customer_count(),
                 cfg.registry_path.display()
             );
+            if let Some(s) = &cfg.outbound.dkim {
+                println!(
+                    "outbound DKIM: {} as d={} s={} (public key expected at {}._domainkey.{})",
+                    s.algorithm, s.domain, s.selector, s.selector, s.domain
+                );
+            }
+            if cfg.inbound.reply_key.is_none() {
+                println!(
+                    "note: inbound.reply_key is not set: no reply tokens, so unauthenticated customer mail never changes a ticket's status"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
