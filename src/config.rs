@@ -165,6 +165,15 @@ pub struct InboundConfig {
     pub max_attachment_bytes: usize,
     /// IMAP mailboxes read besides the Maildir (`[[inbound.imap]]`), in file order.
     pub imap: Vec<ImapConfig>,
+    /// HMAC key of the reply tokens (`support+TKT-000123.SIG@domain`); `None`: no tokens
+    /// (a warning at start), so an unauthenticated customer mail never changes a status.
+    pub reply_key: Option<Secret>,
+    /// authserv-ids (lower case) whose `Authentication-Results` are believed (RFC 8601).
+    pub trusted_authserv_ids: Vec<String>,
+    /// Sources whose mail counts as authenticated: `ingest`, `maildir`, `imap:NAME`.
+    pub trusted_sources: Vec<String>,
+    /// Bound on the DKIM key and DMARC lookups of one batch (before its transaction).
+    pub dns_timeout: Duration,
 }
 
 /// How the IMAP connection is protected.
@@ -251,6 +260,8 @@ pub struct OutboundConfig {
     /// `outbound.max_total_attachment_size`: all files of one relayed mail together; the
     /// ones that no longer fit are left out and the agent told.
     pub max_total_attachment_bytes: usize,
+    /// `[outbound.dkim]`: every outbound mail is signed with this key when set.
+    pub dkim: Option<std::sync::Arc<crate::auth::sign::Signer>>,
 }
 
 #[derive(Debug, Clone)]
@@ -369,6 +380,12 @@ struct RawInbound {
     max_attachment_size: Option<String>,
     /// Read key by key in [`imap_config`], so that every error names `inbound.imap[N].key`.
     imap: Option<Vec<toml::Table>>,
+    reply_key: Option<String>,
+    reply_key_env: Option<String>,
+    reply_key_file: Option<String>,
+    trusted_authserv_ids: Option<Vec<String>>,
+    trusted_sources: Option<Vec<String>>,
+    dns_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -387,6 +404,16 @@ struct RawOutbound {
     smtp: Option<RawSmtp>,
     max_attachment_size: Option<String>,
     max_total_attachment_size: Option<String>,
+    #[serde(default)]
+    dkim: Option<RawDkim>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    selector: Option<String>,
+    domain: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -594,7 +621,97 @@ impl Config {
                 }
                 boxes
             },
+            reply_key: {
+                let (key, given) = match (
+                    raw.inbound.reply_key,
+                    raw.inbound.reply_key_env,
+                    raw.inbound.reply_key_file,
+                ) {
+                    (None, None, None) => (None, "inbound.reply_key"),
+                    (Some(k), None, None) => (Some(k), "inbound.reply_key"),
+                    (None, Some(var), None) => (
+                        Some(env(&var).ok_or_else(|| {
+                            err(
+                                "inbound.reply_key_env",
+                                format!("names the environment variable {var}, which is not set"),
+                            )
+                        })?),
+                        "inbound.reply_key_env",
+                    ),
+                    (None, None, Some(file)) => {
+                        let p = path(&file);
+                        let text = std::fs::read_to_string(&p).map_err(|e| {
+                            err(
+                                "inbound.reply_key_file",
+                                format!("cannot read {}: {e}", p.display()),
+                            )
+                        })?;
+                        (Some(text), "inbound.reply_key_file")
+                    }
+                    _ => {
+                        return Err(err(
+                            "inbound.reply_key",
+                            "is given more than once (reply_key, reply_key_env, reply_key_file): keep one",
+                        ));
+                    }
+                };
+                match key {
+                    Some(k) if k.trim().len() < 16 => {
+                        return Err(err(
+                            given,
+                            "is shorter than 16 characters: use a long random text, e.g. `openssl rand -hex 32`",
+                        ));
+                    }
+                    Some(k) => Some(Secret(k.trim().to_string())),
+                    None => None,
+                }
+            },
+            trusted_authserv_ids: raw
+                .inbound
+                .trusted_authserv_ids
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect(),
+            trusted_sources: Vec::new(),
+            dns_timeout: duration(
+                "inbound.dns_timeout",
+                raw.inbound.dns_timeout.as_deref().unwrap_or("3s"),
+            )?,
         };
+        let mut inbound = inbound;
+        for (i, t) in raw
+            .inbound
+            .trusted_sources
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let known = t == "ingest"
+                || t == "maildir"
+                || t.strip_prefix("imap:")
+                    .is_some_and(|n| inbound.imap.iter().any(|b| b.name == n));
+            if !known {
+                return Err(err(
+                    &format!("inbound.trusted_sources[{i}]"),
+                    format!(
+                        "`{t}` is not a source: use \"ingest\", \"maildir\" or \"imap:NAME\" with the name of an [[inbound.imap]] mailbox"
+                    ),
+                ));
+            }
+            inbound.trusted_sources.push(t.clone());
+        }
+        if let Some((i, _)) = inbound
+            .trusted_authserv_ids
+            .iter()
+            .enumerate()
+            .find(|(_, id)| id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == ';'))
+        {
+            return Err(err(
+                &format!("inbound.trusted_authserv_ids[{i}]"),
+                "is not an authserv-id: write the name your receiving server puts first in its Authentication-Results, e.g. \"mx.example.com\"",
+            ));
+        }
 
         let from_text = raw
             .outbound
@@ -691,6 +808,10 @@ impl Config {
                     .as_deref()
                     .unwrap_or("20MB"),
             )?,
+            dkim: match raw.outbound.dkim {
+                None => None,
+                Some(d) => Some(std::sync::Arc::new(dkim_signer(d, &path)?)),
+            },
         };
         if let TransportConfig::Smtp(smtp) = &outbound.transport {
             // A claim must outlive any attempt made under it, or a stalled attempt's message
@@ -1284,6 +1405,51 @@ fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
 }
 
 /// Parses `500ms`, `30s`, `5m`, `3h`, `2d`.
+/// `[outbound.dkim]`: the key is read and checked now, so a bad key stops the start.
+fn dkim_signer(
+    d: RawDkim,
+    path: &dyn Fn(&str) -> PathBuf,
+) -> Result<crate::auth::sign::Signer, ConfigError> {
+    let selector = d.selector.filter(|s| !s.is_empty()).ok_or_else(|| {
+        err(
+            "outbound.dkim.selector",
+            "is missing: the DNS label of the key, e.g. \"tg2026\" for tg2026._domainkey.DOMAIN",
+        )
+    })?;
+    if !selector
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return Err(err(
+            "outbound.dkim.selector",
+            "must be letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    let domain = d.domain.filter(|s| !s.is_empty()).ok_or_else(|| {
+        err(
+            "outbound.dkim.domain",
+            "is missing: the signing domain (d=), normally the domain of outbound.from",
+        )
+    })?;
+    if !domain
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(err(
+            "outbound.dkim.domain",
+            "must be a plain domain name such as example.com",
+        ));
+    }
+    let file = d.key_file.ok_or_else(|| {
+        err(
+            "outbound.dkim.key_file",
+            "is missing: a PEM private key (RSA 2048 or Ed25519)",
+        )
+    })?;
+    crate::auth::sign::Signer::load(&domain.to_ascii_lowercase(), &selector, &path(&file))
+        .map_err(|problem| err("outbound.dkim.key_file", problem))
+}
+
 pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

@@ -7,6 +7,8 @@
 //! - [`ingest`]: where mail comes from (IMAP mailboxes with IDLE, a local Maildir); a mail
 //!   leaves its inbox only after its effects are committed.
 //! - [`parse`]: raw bytes → [`parse::InboundMail`]; never panics.
+//! - [`auth`]: who really sent a mail (DKIM, trusted `Authentication-Results`, trusted
+//!   sources), reply tokens, outbound DKIM signing.
 //! - [`route`]: one mail + the store → a [`route::Decision`]; loop rules in [`route::loops`].
 //! - [`pipeline`]: a batch in one transaction: parse, route, apply, render outbound mail.
 //! - [`notify`]: templates (en, fr; overridable) and composing RFC 5322 messages.
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod calendar;
 pub mod clock;
 pub mod config;

@@ -196,6 +196,20 @@ impl Engine<'_> {
         mail: &InboundMail,
         inbound_id: i64,
     ) -> Result<()> {
+        self.customer_update_as(tx, t, mail, inbound_id, true)
+    }
+
+    /// [`Engine::customer_update`]; `decide`: whether the mail may make the customer's
+    /// decisions (accept, refuse, reopen, a survey score). An unauthenticated mail without a
+    /// reply token may not: it is kept on the ticket and counts as a reply, nothing more.
+    pub fn customer_update_as(
+        &self,
+        tx: &mut dyn WriteTx,
+        t: &mut TicketRow,
+        mail: &InboundMail,
+        inbound_id: i64,
+        decide: bool,
+    ) -> Result<()> {
         let plan = self.plan(t);
         let actor = mail.from.clone().unwrap_or_default();
         // The checklist: what this mail brings.
@@ -230,7 +244,20 @@ impl Engine<'_> {
                 }
             }
         }
-        match Self::profile(t).customer_effect(status(t), &mail.text) {
+        let effect = match Self::profile(t).customer_effect(status(t), &mail.text) {
+            e @ (CustomerEffect::Accept
+            | CustomerEffect::Refuse(_)
+            | CustomerEffect::Reopen
+            | CustomerEffect::Survey(_))
+                if !decide =>
+            {
+                tracing::warn!(ticket = t.id, from = %actor, effect = ?e,
+                    "unauthenticated mail without a reply token: kept on the ticket, its status change not applied");
+                CustomerEffect::Append
+            }
+            e => e,
+        };
+        match effect {
             CustomerEffect::Resume(to) if t.missing_info.is_empty() => {
                 self.set_status(tx, t, &plan, to, &actor, Some("customer replied"))?
             }

@@ -172,6 +172,15 @@ impl Mailer<'_> {
             ),
             None => (String::new(), String::new()),
         };
+        // Ticket mail answers to the ticket's signed reply address: a reply to it proves
+        // its sender read our mail (auth::token).
+        let reply_to = match (&self.cfg.inbound.reply_key, l.ticket) {
+            (Some(secret), Some(_)) => Some(
+                crate::auth::token::ReplyKey::new(secret.expose().as_bytes())
+                    .address(self.cfg.outbound.from.email.as_ref(), &tag),
+            ),
+            _ => None,
+        };
         let composed = match notify::compose(
             &self.cfg.outbound,
             now,
@@ -191,6 +200,7 @@ impl Mailer<'_> {
                     topic: &topic,
                     index: &index,
                 }),
+                reply_to: reply_to.as_deref(),
             },
         ) {
             Ok(c) => c,

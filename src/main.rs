@@ -391,12 +391,22 @@ fn dispatch(
                         }
                         for a in &d.articles {
                             println!(
-                                "\n--- {} {} {}\n{}",
+                                "\n--- {} {} {}",
                                 a.created_at.to_rfc3339(),
                                 a.kind,
                                 a.author,
-                                a.body
                             );
+                            if let Some(v) = &a.authentication {
+                                println!(
+                                    "    authentication: {}{} ({})",
+                                    v.result.as_str(),
+                                    v.method
+                                        .map(|m| format!(" by {}", m.as_str()))
+                                        .unwrap_or_default(),
+                                    v.detail
+                                );
+                            }
+                            println!("{}", a.body);
                         }
                     }
                     Ok(ExitCode::SUCCESS)
@@ -630,6 +640,17 @@ fn dispatch(
                 reg.current().customer_count(),
                 cfg.registry_path.display()
             );
+            if let Some(s) = &cfg.outbound.dkim {
+                println!(
+                    "outbound DKIM: {} as d={} s={} (public key expected at {}._domainkey.{})",
+                    s.algorithm, s.domain, s.selector, s.selector, s.domain
+                );
+            }
+            if cfg.inbound.reply_key.is_none() {
+                println!(
+                    "note: inbound.reply_key is not set: no reply tokens, so unauthenticated customer mail never changes a ticket's status"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -3,6 +3,8 @@
 //! batch still commits. Outbound mail is rendered and written to the outbox inside the same
 //! transaction, so a ticket change and the mail it owes people commit together or not at all.
 
+use crate::auth::token::ReplyKey;
+use crate::auth::{Authenticator, TrustSettings};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::lifecycle::Engine;
@@ -81,6 +83,8 @@ pub struct Pipeline {
     registry: Arc<RegistryFile>,
     templates: Templates,
     clock: SharedClock,
+    /// Sender authenticity: verdicts, and the DNS cache `prefetch` fills.
+    auth: Arc<Authenticator>,
 }
 
 impl Pipeline {
@@ -95,10 +99,34 @@ impl Pipeline {
                 cfg.tickets.key_pattern.clone(),
                 &cfg.tickets.reference_prefix,
             ),
+            auth: Arc::new(Authenticator::new(TrustSettings {
+                authserv_ids: cfg.inbound.trusted_authserv_ids.clone(),
+                sources: cfg.inbound.trusted_sources.clone(),
+                dns_timeout: cfg.inbound.dns_timeout,
+            })),
             cfg,
             registry,
             templates,
             clock,
+        }
+    }
+
+    /// The sender-authenticity checker (tests pre-fill its DNS cache).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// Looks up the DKIM keys and DMARC records `mails` will be verified with (network I/O),
+    /// so that the batch's transaction never waits on DNS. Call it before `process`; a mail
+    /// processed without it is verified with what the cache already holds.
+    pub async fn prefetch(&self, mails: &[RawMail]) {
+        let signed: Vec<&[u8]> = mails
+            .iter()
+            .filter(|m| self.auth.trusted_source(&m.source).is_none())
+            .map(|m| m.bytes.as_slice())
+            .collect();
+        if !signed.is_empty() {
+            self.auth.prefetch(&signed).await;
         }
     }
 
@@ -116,7 +144,7 @@ impl Pipeline {
         let limits = Limits {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
         };
-        let one = |m: &RawMail| self.parse_one(&m.bytes, m.bytes.len(), limits);
+        let one = |m: &RawMail| self.parse_one(m, m.bytes.len(), limits);
         if mails.len() < 64 {
             return mails.iter().map(one).collect();
         }
@@ -136,6 +164,23 @@ impl Pipeline {
     /// `size`: the mail's whole size, more than `raw.len()` when the source handed over its
     /// header only (see [`Pipeline::process_declared`]).
     fn parse_one(
+        &self,
+        mail: &RawMail,
+        size: usize,
+        limits: Limits,
+    ) -> Result<InboundMail, ParseFailure> {
+        let mut parsed = self.parse_bytes(&mail.bytes, size, limits);
+        if let Ok(m) = &mut parsed {
+            // Sender authenticity, on the parsing thread: no I/O (DNS answers come from the
+            // cache `prefetch` filled before the transaction).
+            m.auth = self
+                .auth
+                .verdict(&mail.bytes, &mail.source, m.from.as_deref());
+        }
+        parsed
+    }
+
+    fn parse_bytes(
         &self,
         raw: &[u8],
         size: usize,
@@ -198,9 +243,7 @@ impl Pipeline {
                         let parsed = chunk
                             .iter()
                             .enumerate()
-                            .map(|(j, m)| {
-                                self.parse_one(&m.bytes, size(c * PARSE_CHUNK + j), limits)
-                            })
+                            .map(|(j, m)| self.parse_one(m, size(c * PARSE_CHUNK + j), limits))
                             .collect();
                         if chunks_tx.send(parsed).is_err() {
                             return; // the applier stopped early
@@ -211,7 +254,7 @@ impl Pipeline {
                 let parsed = mails
                     .iter()
                     .enumerate()
-                    .map(|(i, m)| self.parse_one(&m.bytes, size(i), limits))
+                    .map(|(i, m)| self.parse_one(m, size(i), limits))
                     .collect();
                 let _ = chunks_tx.send(parsed); // the receiver is alive: it is below
                 drop(chunks_tx);
@@ -388,7 +431,7 @@ impl Pipeline {
         let size = tx
             .inbound_declared_size(inbound_id)?
             .map_or(raw.bytes.len(), |d| d.max(raw.bytes.len()));
-        let parsed = self.parse_one(&raw.bytes, size, limits);
+        let parsed = self.parse_one(&raw, size, limits);
         let mut report = Report::default();
         let outcome = self
             .apply(
@@ -545,7 +588,10 @@ impl Pipeline {
                 }
                 self.add_article(tx, ticket.id, Some(inbound_id), "customer", mail, now)?;
                 crate::watchers::add_from_cc(tx, mail, &ticket, &self.cfg, registry, now)?;
-                engine.customer_update(tx, &mut ticket, mail, inbound_id)?;
+                // Status decisions only from an authenticated sender, or one who answered
+                // our per-ticket reply address (a reply token).
+                let decide = mail.auth.passed() || self.reply_token_for(mail, ticket.id);
+                engine.customer_update_as(tx, &mut ticket, mail, inbound_id, decide)?;
                 if self.cfg.tickets.acknowledge_followups {
                     let notice = Notice::FollowupReceived(notify::FollowupReceived {
                         reference: self.reference(ticket.id),
@@ -723,6 +769,91 @@ impl Pipeline {
         Ok(Outcome::Created { ticket: reference })
     }
 
+    /// Whether `mail` was sent to our signed reply address of ticket `ticket_id`.
+    fn reply_token_for(&self, mail: &InboundMail, ticket_id: i64) -> bool {
+        let Some(secret) = &self.cfg.inbound.reply_key else {
+            return false;
+        };
+        let key = ReplyKey::new(secret.expose().as_bytes());
+        let prefix = &self.cfg.tickets.reference_prefix;
+        mail.plus_tags.iter().any(|tag| {
+            matches!(crate::auth::token::split_tag(prefix, tag),
+                Some((id, Some(sig))) if id == ticket_id && key.verify(&self.reference(id), sig))
+        })
+    }
+
+    /// Tells the agent team about a forged mail in an agent's name, at most once an hour per
+    /// address (through the outbox, in the batch's transaction).
+    fn sender_alert(
+        &self,
+        tx: &mut dyn WriteTx,
+        mail: &InboundMail,
+        inbound_id: i64,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<(), ApplyError> {
+        let from = mail.from.as_deref().unwrap_or_default();
+        let registry = self.registry.current();
+        let ticket =
+            route::find_ticket(mail, tx, &self.cfg.tickets.reference_prefix)?.map(|(t, _)| t);
+        // The team of the ticket's plan; else the first team the registry names.
+        let team = ticket
+            .as_ref()
+            .and_then(|t| registry.customer(&t.customer))
+            .and_then(|c| c.plan.agent_team.clone())
+            .or_else(|| registry.any_agent_team());
+        let Some(team) = team else {
+            tracing::warn!(
+                from,
+                inbound_id,
+                "forged agent mail quarantined; no agent_team in the registry to alert"
+            );
+            return Ok(());
+        };
+        let key = format!("{}:{from}", route::UNAUTHENTICATED_AGENT);
+        if !tx.alert_due(&key, now - chrono::Duration::hours(1), now)? {
+            tracing::info!(
+                from,
+                inbound_id,
+                "forged agent mail quarantined; the agent team was alerted within the hour"
+            );
+            return Ok(());
+        }
+        let mailer = self.mailer();
+        let notice = Notice::SenderAlert(notify::SenderAlert {
+            address: from.to_string(),
+            reference: ticket.as_ref().map(|t| self.reference(t.id)),
+            subject: mail.subject.clone(),
+            detail: mail.auth.detail.clone(),
+            inbound_id,
+            support_name: mailer.support_name(),
+        });
+        let lang = ticket
+            .as_ref()
+            .map_or(self.cfg.tickets.default_language.as_str(), |t| {
+                t.language.as_str()
+            });
+        let sent = mailer.send(
+            tx,
+            Letter {
+                notice: &notice,
+                lang,
+                to: &team,
+                to_name: None,
+                ticket: None,
+                inbound_id: Some(inbound_id),
+                answers: None,
+                automatic: Automatic::Generated,
+                from_name: None,
+                attachments: &[],
+                to_staff: true,
+            },
+            now,
+        )?;
+        self.count(report, sent);
+        Ok(())
+    }
+
     fn count(&self, report: &mut Report, sent: Sent) {
         match sent {
             Sent::Pending => report.outbound += 1,
@@ -759,6 +890,9 @@ impl Pipeline {
             Some((q.code, &q.reason)),
             None,
         )?;
+        if q.code == route::UNAUTHENTICATED_AGENT {
+            self.sender_alert(tx, mail, inbound_id, now, report)?;
+        }
         if let Some(info) = &q.reply {
             let lang = info
                 .language
@@ -819,6 +953,7 @@ impl Pipeline {
             reason_code: reason.map(|r| r.0),
             reason: reason.map(|r| r.1),
             ticket_id,
+            auth: mail.map(|m| &m.auth),
         })
     }
 

@@ -37,6 +37,19 @@ pub struct Plan {
     pub phone: Option<String>,
     /// Copies of new tickets and customer updates go here when set.
     pub agent_team: Option<String>,
+    /// What an unauthenticated customer mail may do (`authentication`, default `prefer`).
+    pub authentication: Authentication,
+}
+
+/// A plan's `authentication`: how much an unauthenticated customer mail may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authentication {
+    /// It opens tickets and adds articles, but changes no status unless it carries a reply
+    /// token.
+    #[default]
+    Prefer,
+    /// It is quarantined, with a reply saying why.
+    Require,
 }
 
 impl Plan {
@@ -64,6 +77,7 @@ impl Plan {
             survey: true,
             phone: None,
             agent_team: None,
+            authentication: Authentication::Prefer,
         }
     }
 
@@ -217,6 +231,13 @@ impl Registry {
             .unwrap_or_else(|| Arc::new(Plan::fallback(name)))
     }
 
+    /// The first plan's agent team (plans in name order), for alerts that concern no ticket.
+    pub fn any_agent_team(&self) -> Option<String> {
+        let mut plans: Vec<&Arc<Plan>> = self.plans.values().collect();
+        plans.sort_by(|a, b| a.name.cmp(&b.name));
+        plans.iter().find_map(|p| p.agent_team.clone())
+    }
+
     pub fn is_agent(&self, address: &str) -> bool {
         let a = address.to_ascii_lowercase();
         self.agents.iter().any(|x| {
@@ -311,6 +332,16 @@ impl Registry {
                     ));
                 }
             }
+            let authentication = match p.authentication.as_deref() {
+                None | Some("prefer") => Authentication::Prefer,
+                Some("require") => Authentication::Require,
+                Some(other) => {
+                    return Err(RegistryError::new(
+                        key("authentication"),
+                        format!("`{other}` is not a choice: use \"require\" or \"prefer\""),
+                    ));
+                }
+            };
             let r = p.reminders.unwrap_or_default();
             let interval_text = r.interval.unwrap_or_else(|| "3d".into());
             let interval = calendar
@@ -368,6 +399,7 @@ impl Registry {
                     survey: p.survey.unwrap_or(true),
                     phone: p.phone.filter(|s| !s.trim().is_empty()),
                     agent_team: p.agent_team,
+                    authentication,
                 }),
             );
         }
@@ -507,6 +539,7 @@ struct RawPlan {
     required_information: Vec<String>,
     reminders: Option<RawReminders>,
     survey: Option<bool>,
+    authentication: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -749,5 +782,18 @@ keys = [
             1,
             "last good registry stays"
         );
+    }
+
+    #[test]
+    fn plans_choose_how_much_unauthenticated_mail_may_do() {
+        let r = Registry::parse(
+            "[plans.a]\n[plans.b]\nauthentication = \"require\"\n[plans.c]\nauthentication = \"prefer\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.plan("a").authentication, Authentication::Prefer);
+        assert_eq!(r.plan("b").authentication, Authentication::Require);
+        assert_eq!(r.plan("c").authentication, Authentication::Prefer);
+        let e = Registry::parse("[plans.a]\nauthentication = \"always\"\n").unwrap_err();
+        assert_eq!(e.key, "plans.a.authentication");
     }
 }

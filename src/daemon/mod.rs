@@ -60,6 +60,11 @@ pub async fn run(
             cfg.inbound.maildir.display()
         )
     })?);
+    if cfg.inbound.reply_key.is_none() {
+        tracing::warn!(
+            "inbound.reply_key is not set: ticket mail carries no reply tokens, so an unauthenticated customer mail can never accept, close, reopen or rate a ticket"
+        );
+    }
     let stop = CancellationToken::new();
     // Woken after a commit that queued mail, so that acknowledgements leave at once.
     let deliver = Arc::new(Notify::new());
@@ -230,6 +235,7 @@ pub async fn drain_maildir(
                 continue;
             }
             let p = pipeline.clone();
+            p.prefetch(&mails).await; // DNS before the transaction
             let (report, _) = db.write(move |s| p.process(s, &mails)).await.context(
                 "storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)",
             )?;

@@ -212,6 +212,9 @@ pub struct Outgoing<'a> {
     pub references: &'a [String],
     pub automatic: Automatic,
     pub attachments: &'a [Attachment],
+    /// The per-ticket reply address (`support+TKT-000123.SIG@domain`, see `auth::token`)
+    /// put in `Reply-To` instead of our plain address.
+    pub reply_to: Option<&'a str>,
     /// Shown in `Cc` (a ticket's watchers); each is its own outbox row, so the envelope of
     /// this message is `to` alone.
     pub cc: &'a [String],
@@ -280,9 +283,13 @@ pub fn compose(
         None => cfg.from.clone(),
     };
     let message_id = new_message_id(out.tag, &cfg.message_id_domain);
+    let reply_to = match out.reply_to.map(str::parse::<Address>) {
+        Some(Ok(a)) => Mailbox::new(cfg.from.name.clone(), a),
+        _ => cfg.from.clone(),
+    };
     let mut b = Message::builder()
         .from(from)
-        .reply_to(cfg.from.clone())
+        .reply_to(reply_to)
         .to(to)
         .subject(crate::parse::one_line(out.subject))
         .date(now.into())
@@ -392,10 +399,13 @@ pub fn compose(
             "All".into(),
         ));
     }
-    Ok(Composed {
-        message_id,
-        bytes: msg.formatted(),
-    })
+    let bytes = msg.formatted();
+    // Outbound DKIM: signed as written, so the outbox holds the signed bytes.
+    let bytes = match &cfg.dkim {
+        Some(signer) => signer.sign(&bytes).map_err(NotifyError::Build)?,
+        None => bytes,
+    };
+    Ok(Composed { message_id, bytes })
 }
 
 #[cfg(test)]
@@ -413,7 +423,7 @@ mod tests {
     fn every_kind_renders_in_every_language_from_its_typed_context() {
         let t = Templates::load(None).unwrap();
         // The kinds come from the enum; the template folders must hold exactly those.
-        assert_eq!(Kind::ALL.len(), 16);
+        assert_eq!(Kind::ALL.len(), 17);
         for lang in Lang::ALL {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("templates")
@@ -452,7 +462,7 @@ mod tests {
             }
         }
         assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
-        assert_eq!(rendered, 32);
+        assert_eq!(rendered, 34);
         // And the static check: no template reads a variable outside its context in any
         // branch.
         t.check().unwrap();
@@ -542,6 +552,7 @@ mod tests {
                 attachments: &[],
                 cc: &[],
                 thread: None,
+                reply_to: None,
             },
         )
         .unwrap();

@@ -89,6 +89,8 @@ kinds! {
     CloseConfirmation(CloseConfirmation) = "close_confirmation";
     /// Thanks for a survey score.
     SurveyThanks(SurveyThanks) = "survey_thanks";
+    /// Mail in an agent's name failed authentication: to the agent team (rate-limited).
+    SenderAlert(SenderAlert) = "sender_alert";
     /// Files of an agent's answer that were left out of the mail to the customer (over
     /// `outbound.max_attachment_size` or the total): to the agent.
     AttachmentsOmitted(AttachmentsOmitted) = "attachments_omitted";
@@ -324,6 +326,22 @@ pub struct CloseConfirmation {
     pub support_name: String,
 }
 
+/// A forged (unauthenticated) mail in an agent's name was quarantined.
+#[derive(Debug, Clone, Serialize)]
+pub struct SenderAlert {
+    /// The agent address the mail claimed.
+    pub address: String,
+    /// The ticket it named, if any.
+    pub reference: Option<String>,
+    /// The forged mail's subject.
+    pub subject: String,
+    /// Why it did not authenticate (the verdict's detail).
+    pub detail: String,
+    /// The quarantined inbound mail's id (`ticketgate quarantine list`).
+    pub inbound_id: i64,
+    pub support_name: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AttachmentsOmitted {
     pub reference: String,
@@ -377,6 +395,7 @@ impl Kind {
                 "sender_not_allowed",
                 "too_large",
                 "unreadable",
+                "unauthenticated_sender",
             ]
             .into_iter()
             .map(|reason| {
@@ -521,6 +540,14 @@ impl Kind {
                     Notice::EscalationManager(ctx)
                 }]
             }
+            Kind::SenderAlert => vec![Notice::SenderAlert(SenderAlert {
+                address: "mike@support.example.test".into(),
+                reference: Some(reference()),
+                subject: subject(),
+                detail: "dkim=fail d=support.example.test s=tg: no valid signature".into(),
+                inbound_id: 17,
+                support_name: support_name(),
+            })],
             Kind::CommandError => vec![Notice::CommandError(CommandError {
                 reference: reference(),
                 subject: subject(),

@@ -48,6 +48,12 @@ pub struct InboundMail {
     pub cc: Vec<String>,
     /// Outlook's `Thread-Index` as written (base64), when it looks like one.
     pub thread_index: Option<String>,
+    /// The `+detail` parts (lower case) of the recipient addresses (To, Cc, Delivered-To,
+    /// X-Original-To, Envelope-To): reply tokens such as `tkt-000123.sig` (see `auth::token`).
+    pub plus_tags: Vec<String>,
+    /// Who really sent it: set by the pipeline after parsing (see `auth`); the default
+    /// (`none`) until then.
+    pub auth: crate::auth::Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,6 +302,8 @@ fn parse_inner(
                     && v.bytes()
                         .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
             }),
+        plus_tags: plus_tags(&msg),
+        auth: crate::auth::Verdict::default(),
     })
 }
 
@@ -318,6 +326,40 @@ fn cc_addresses(msg: &mail_parser::Message<'_>) -> Vec<String> {
         }
     }
     out
+}
+
+/// The `+detail` of every recipient address, at most 16, without repeats.
+fn plus_tags(msg: &mail_parser::Message<'_>) -> Vec<String> {
+    const FIELDS: &[&str] = &["To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"];
+    let mut tags: Vec<String> = Vec::new();
+    let mut add = |address: &str| {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+        if let Some(t) = crate::auth::token::plus_detail(address)
+            && t.len() <= 128
+            && !t.contains(|c: char| c.is_control() || c.is_whitespace())
+            && !tags.contains(&t)
+            && tags.len() < 16
+        {
+            tags.push(t);
+        }
+    };
+    for h in msg.headers() {
+        if !FIELDS.iter().any(|f| h.name().eq_ignore_ascii_case(f)) {
+            continue;
+        }
+        match h.value() {
+            HeaderValue::Address(a) => {
+                for addr in a.iter() {
+                    if let Some(x) = addr.address.as_deref() {
+                        add(x);
+                    }
+                }
+            }
+            HeaderValue::Text(t) => t.split([',', ' ', ';']).for_each(&mut add),
+            _ => {}
+        }
+    }
+    tags
 }
 
 /// Header fields at least one of which every mail has; data with none of them is not a mail.

@@ -6,7 +6,7 @@ pub mod loops;
 
 use crate::config::Config;
 use crate::parse::InboundMail;
-use crate::registry::{Customer, KeyStatus, Registry};
+use crate::registry::{Authentication, Customer, KeyStatus, Registry};
 use crate::store::{self, TicketRow, WriteTx};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -75,6 +75,9 @@ pub struct ReplyInfo {
     pub language: Option<String>,
 }
 
+/// The quarantine code of a mail in an agent's name that failed sender authentication.
+pub const UNAUTHENTICATED_AGENT: &str = "unauthenticated_agent";
+
 fn quarantine(code: &'static str, reason: String) -> Decision {
     Decision::Quarantine(Quarantine {
         code,
@@ -101,15 +104,18 @@ fn rejection(
 
 /// The rules, in order (SPEC §3, §10):
 /// 1. no sender address, our own address, or a bounce → quarantined, no reply;
-/// 2. an agent's mail (registry `agents`) about a ticket → `AgentMail`; about none →
-///    quarantined;
-/// 3. a ticket named by `In-Reply-To`/`References` (first), else by a subject tag, else by a
-///    reference in the new text → a follow-up, if the sender is the requester or an allowed
-///    sender of the ticket's customer; otherwise quarantined with no reply, so nothing about
-///    the ticket leaks;
+/// 2. an agent's mail (registry `agents`) that failed sender authentication → quarantined
+///    as `unauthenticated_agent` (no reply; the pipeline alerts the agent team); about a
+///    ticket → `AgentMail`; about none → quarantined;
+/// 3. a ticket named by `In-Reply-To`/`References` (first), else by our reply address
+///    (`support+TKT-000123…@`), else by a subject tag, else by a reference in the new text →
+///    a follow-up, if the sender is the requester or an allowed sender of the ticket's
+///    customer (and authenticated, under a plan that requires it); otherwise quarantined with
+///    no reply, so nothing about the ticket leaks;
 /// 4. otherwise a new request: the first active key among the candidates opens a ticket
-///    when the sender is allowed for that customer; a revoked, expired, unknown or missing key
-///    is quarantined with a reply that says which.
+///    when the sender is allowed for that customer (and authenticated, under a plan that
+///    requires it); a revoked, expired, unknown or missing key is quarantined with a reply
+///    that says which.
 pub fn route(
     mail: &InboundMail,
     cfg: &Config,
@@ -139,26 +145,45 @@ pub fn route(
     }
 
     if registry.is_agent(from) {
-        return Ok(match find_ticket(mail, tx)?.map(|(t, _)| t) {
-            Some(t) => Decision::AgentMail {
-                ticket: Box::new(t),
-            },
-            None => quarantine(
-                "agent_no_ticket",
+        // Commands and relayed answers only from an authenticated agent: a forged agent
+        // mail changes nothing and relays nothing (the pipeline alerts the agent team).
+        if !mail.auth.passed() {
+            return Ok(quarantine(
+                UNAUTHENTICATED_AGENT,
                 format!(
-                    "mail from agent {from} names no ticket: reply to the ticket's mail or keep its [REF] tag in the subject"
+                    "mail in the name of agent {from} failed sender authentication ({}): nothing applied, nothing relayed",
+                    mail.auth.detail
                 ),
-            ),
-        });
+            ));
+        }
+        return Ok(
+            match find_ticket(mail, tx, &cfg.tickets.reference_prefix)?.map(|(t, _)| t) {
+                Some(t) => Decision::AgentMail {
+                    ticket: Box::new(t),
+                },
+                None => quarantine(
+                    "agent_no_ticket",
+                    format!(
+                        "mail from agent {from} names no ticket: reply to the ticket's mail or keep its [REF] tag in the subject"
+                    ),
+                ),
+            },
+        );
     }
 
-    if let Some((ticket, threaded_by)) = find_ticket(mail, tx)? {
+    if let Some((ticket, threaded_by)) = find_ticket(mail, tx, &cfg.tickets.reference_prefix)? {
         let by_headers = threaded_by == Threading::Headers;
         let customer = registry.customer(&ticket.customer);
         let allowed = ticket.requester == from
             || customer.is_some_and(|c| !c.allowed_senders.is_empty() && c.allows(from))
             || crate::watchers::is_watcher(tx, ticket.id, from)?;
         if allowed {
+            if let Some(c) = customer
+                && c.plan.authentication == Authentication::Require
+                && !mail.auth.passed()
+            {
+                return Ok(unauthenticated(from, mail, c));
+            }
             return Ok(Decision::FollowUp {
                 ticket: Box::new(ticket),
                 threaded_by,
@@ -202,6 +227,9 @@ fn new_request(
                         Some(key.clone()),
                         Some(&customer),
                     ));
+                }
+                if customer.plan.authentication == Authentication::Require && !mail.auth.passed() {
+                    return Ok(unauthenticated(from, mail, &customer));
                 }
                 let severity = mail
                     .severity
@@ -251,17 +279,41 @@ fn new_request(
     })
 }
 
-/// The ticket a mail is about, and how it was named: by its threading headers, by the
-/// subject's tag (when a provider rewrote the Message-ID it answers, the tag still names the
-/// ticket), or by a number in the text.
-fn find_ticket(
+/// A plan under `authentication = "require"` refuses unauthenticated mail, and says why.
+fn unauthenticated(from: &str, mail: &InboundMail, customer: &Customer) -> Decision {
+    rejection(
+        "unauthenticated_sender",
+        format!(
+            "{from} failed sender authentication ({}) and plan {} requires it",
+            mail.auth.detail, customer.plan.name
+        ),
+        None,
+        Some(customer),
+    )
+}
+
+/// The ticket a mail is about, and how it was named: by its threading headers or a reply
+/// address of ours (`support+TKT-000123.SIG@…`, counted as headers), by the subject's tag
+/// (when a provider rewrote the Message-ID it answers, the tag still names the ticket), or by
+/// a number in the text.
+pub fn find_ticket(
     mail: &InboundMail,
     tx: &mut dyn WriteTx,
+    prefix: &str,
 ) -> store::Result<Option<(TicketRow, Threading)>> {
     // Headers win over subject text: the most recent parent first.
     for id in mail.in_reply_to.iter().chain(mail.references.iter().rev()) {
         if let Some(t) = tx.ticket_for_message_id(id)? {
             return Ok(tx.ticket(t)?.map(|t| (t, Threading::Headers)));
+        }
+    }
+    // Our per-ticket reply address (signed or not: the signature only decides what the
+    // mail may change, see the pipeline).
+    for tag in &mail.plus_tags {
+        if let Some((id, _)) = crate::auth::token::split_tag(prefix, tag)
+            && let Some(t) = tx.ticket(id)?
+        {
+            return Ok(Some((t, Threading::Headers)));
         }
     }
     let tagged = mail.subject_refs.iter().map(|n| (n, Threading::Tag));

@@ -8,6 +8,7 @@ use crate::pipeline::{Outcome, RawMail};
 /// is quarantined), an error when it could not be stored and must be handed over again.
 pub async fn ingest(app: &App, raw: RawMail) -> Result<Outcome> {
     let p = app.pipeline.clone();
+    p.prefetch(std::slice::from_ref(&raw)).await; // DNS before the transaction
     let (_, mut outcomes) = app
         .db
         .write(move |s| p.process(s, std::slice::from_ref(&raw)))

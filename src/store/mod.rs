@@ -139,6 +139,9 @@ pub struct ArticleRow {
     pub quoted: String,
     pub created_at: DateTime<Utc>,
     pub attachments: Vec<AttachmentInfo>,
+    /// The sender-authenticity verdict of the mail the article came from (`None`: not from
+    /// a mail, or received before verdicts were kept).
+    pub authentication: Option<crate::auth::Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -283,6 +286,8 @@ pub struct NewInbound<'a> {
     pub reason_code: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub ticket_id: Option<i64>,
+    /// The sender-authenticity verdict; `None` for a mail that could not be parsed.
+    pub auth: Option<&'a crate::auth::Verdict>,
 }
 
 pub struct NewArticle<'a> {
@@ -392,6 +397,9 @@ pub trait WriteTx {
     fn ticket(&mut self, id: i64) -> Result<Option<TicketRow>>;
     /// Automatic mails to `recipient` created at or after `since` and not suppressed.
     fn automatic_sent_since(&mut self, recipient: &str, since: DateTime<Utc>) -> Result<u32>;
+    /// A throttled alert: `true` (and `now` recorded) when the alert `key` was last raised
+    /// before `since` or never; `false` when it was raised since.
+    fn alert_due(&mut self, key: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool>;
 
     /// Inserts `t` (its `id` is ignored) and returns the new id.
     fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64>;

@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_imap_uids.sql"),
     ),
+    (8, include_str!("../../migrations/sqlite/0008_auth.sql")),
     (
         10,
         include_str!("../../migrations/sqlite/0010_watchers.sql"),
@@ -306,6 +307,18 @@ impl WriteTx for SqliteTx<'_> {
             })?)
     }
 
+    fn alert_due(&mut self, key: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO alert_throttle (key, last_at) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at \
+                 WHERE alert_throttle.last_at < ?3",
+            )?
+            .execute(params![key, ts(now), ts(since)])?;
+        Ok(n > 0)
+    }
+
     fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64> {
         static SQL: OnceLock<String> = OnceLock::new();
         let sql = SQL.get_or_init(|| {
@@ -426,8 +439,9 @@ impl WriteTx for SqliteTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO inbound (dedup_key, message_id, source, received_at, from_addr, subject, size, raw, \
-                 outcome, reason_code, reason, ticket_id, dedup_hash, declared_size) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 outcome, reason_code, reason, ticket_id, dedup_hash, declared_size, \
+                 auth_result, auth_method, auth_detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 m.dedup_key,
@@ -443,7 +457,10 @@ impl WriteTx for SqliteTx<'_> {
                 m.reason,
                 m.ticket_id,
                 fnv64(m.dedup_key),
-                m.declared_size.map(|d| d as i64)
+                m.declared_size.map(|d| d as i64),
+                m.auth.map(|a| a.result.as_str()),
+                m.auth.and_then(|a| a.method).map(|x| x.as_str()),
+                m.auth.map(|a| a.detail.as_str())
             ])?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -666,7 +683,10 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let mut st = self.conn.prepare_cached(
-            "SELECT id, kind, author, body, quoted, created_at FROM articles WHERE ticket_id = ?1 ORDER BY id",
+            "SELECT a.id, a.kind, a.author, a.body, a.quoted, a.created_at, \
+             i.auth_result, i.auth_method, i.auth_detail \
+             FROM articles a LEFT JOIN inbound i ON i.id = a.inbound_id \
+             WHERE a.ticket_id = ?1 ORDER BY a.id",
         )?;
         let mut articles: Vec<ArticleRow> = st
             .query_map([id], |r| {
@@ -678,6 +698,19 @@ impl Store for SqliteStore {
                     quoted: r.get(4)?,
                     created_at: parse_ts(&r.get::<_, String>(5)?)?,
                     attachments: Vec::new(),
+                    authentication: crate::auth::Verdict::from_stored(
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    )
+                    .map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            6,
+                            rusqlite::types::Type::Text,
+                            format!("article {}: {e}", r.get::<_, i64>(0).unwrap_or_default())
+                                .into(),
+                        )
+                    })?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

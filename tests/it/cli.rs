@@ -48,7 +48,7 @@ fn the_embedded_default_turns_the_sample_mail_into_tickets_and_acknowledgements(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("processed 9 mails: 4 tickets created, 2 follow-ups added, 3 quarantined"),
+        stdout.contains("processed 9 mails: 4 tickets created, 1 follow-ups added, 4 quarantined"),
         "{stdout}"
     );
 
@@ -71,8 +71,8 @@ fn the_embedded_default_turns_the_sample_mail_into_tickets_and_acknowledgements(
     assert_eq!(tickets[0]["reference"], "TKT-000001");
     assert_eq!(tickets[1]["severity"], 1, "the Globex outage says Critical");
     assert_eq!(
-        tickets[1]["status"], "in_progress",
-        "the agent's reply moved it"
+        tickets[1]["status"], "new",
+        "the agent's reply is unsigned (no DKIM, no trusted path): quarantined, not applied"
     );
 
     let show = json(&tg(
@@ -111,7 +111,10 @@ fn the_embedded_default_turns_the_sample_mail_into_tickets_and_acknowledgements(
         .iter()
         .map(|r| r["reason_code"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(codes, ["no_key", "revoked_key", "no_key"]);
+    assert_eq!(
+        codes,
+        ["no_key", "revoked_key", "no_key", "unauthenticated_agent"]
+    );
 
     // Running it twice works and does nothing new.
     let again = tg(dir.path(), &["run", "--once"]);

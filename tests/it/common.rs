@@ -194,6 +194,13 @@ pub fn env_with(extra: &str) -> Env {
 
 /// An app on a fresh database with this customer registry.
 pub fn env_registry(registry: &str, extra: &str) -> Env {
+    env_inbound(registry, "trusted_sources = [\"ingest\"]\n", extra)
+}
+
+/// An app whose `[inbound]` table has `inbound` added. The other constructors trust the
+/// `ingest` pipe (`Env::ingest` hands mail over as `stdin`): those tests are about what
+/// mail does once its sender is known; the sender-authenticity tests build theirs here.
+pub fn env_inbound(registry: &str, inbound: &str, extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("customers.toml"), registry).unwrap();
     // A test that sets [outbound] keys gets `dir = "outbox"` inside its own table.
@@ -204,7 +211,7 @@ pub fn env_registry(registry: &str, extra: &str) -> Env {
     };
     let (url, db) = database_url(dir.path());
     let text = format!(
-        "[database]\nurl = \"{url}\"\n[inbound]\nmaildir = \"inbox\"\nmax_attachment_size = \"2KB\"\n\
+        "[database]\nurl = \"{url}\"\n[inbound]\nmaildir = \"inbox\"\nmax_attachment_size = \"2KB\"\n{inbound}\
          [registry]\npath = \"customers.toml\"\n{extra}"
     );
     let cfg = Config::from_toml(
@@ -227,8 +234,18 @@ impl Env {
     pub fn ingest(&mut self, raw: &str) -> Outcome {
         self.app
             .ingest(RawMail {
-                source: "test".into(),
+                source: "stdin".into(),
                 bytes: raw.as_bytes().to_vec(),
+            })
+            .unwrap()
+    }
+
+    /// Hands `raw` over as coming from `source` (`maildir:new/x`, `imap:NAME/1/2`…).
+    pub fn ingest_from(&mut self, source: &str, raw: &[u8]) -> Outcome {
+        self.app
+            .ingest(RawMail {
+                source: source.into(),
+                bytes: raw.to_vec(),
             })
             .unwrap()
     }

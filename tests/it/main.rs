@@ -7,6 +7,7 @@ mod common;
 mod support;
 
 mod attachments;
+mod auth;
 mod cli;
 mod crash;
 mod daemon;

@@ -79,6 +79,7 @@ fn inbound<'a>(key: &'a str, outcome: &'a str) -> NewInbound<'a> {
         reason_code: None,
         reason: None,
         ticket_id: None,
+        auth: None,
     }
 }
 

@@ -178,6 +178,7 @@ impl Mailbox {
                     );
                     let uid_validity = pass.uid_validity;
                     Some(async move {
+                        pipeline.prefetch(&mails).await; // DNS before the transaction
                         db.write(move |st| {
                             pipeline
                                 .process_declared(st, &mails, &declared, &mut |tx| {

@@ -70,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0003_imap_uids.sql"),
     ),
     (
+        6,
+        include_str!("../../../migrations/postgres/0006_auth.sql"),
+    ),
+    (
         8,
         include_str!("../../../migrations/postgres/0008_watchers.sql"),
     ),

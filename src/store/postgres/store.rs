@@ -53,7 +53,10 @@ impl Store for PgStore {
                     return Ok(None);
                 };
                 let mut articles = sqlx::query(
-                    "SELECT id, kind, author, body, quoted, created_at FROM articles WHERE ticket_id = $1 ORDER BY id",
+                    "SELECT a.id, a.kind, a.author, a.body, a.quoted, a.created_at, \
+                     i.auth_result, i.auth_method, i.auth_detail \
+                     FROM articles a LEFT JOIN inbound i ON i.id = a.inbound_id \
+                     WHERE a.ticket_id = $1 ORDER BY a.id",
                 )
                 .bind(id)
                 .fetch_all(&mut *c)
@@ -68,6 +71,12 @@ impl Store for PgStore {
                         quoted: r.try_get(4)?,
                         created_at: r.try_get(5)?,
                         attachments: Vec::new(),
+                        authentication: crate::auth::Verdict::from_stored(
+                            r.try_get(6)?,
+                            r.try_get(7)?,
+                            r.try_get(8)?,
+                        )
+                        .map_err(StoreError::Other)?,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -136,6 +136,25 @@ impl WriteTx for PgTx {
         })
     }
 
+    fn alert_due(&mut self, key: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool> {
+        let key = key.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "INSERT INTO alert_throttle (key, last_at) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at \
+                     WHERE alert_throttle.last_at < $3",
+                )
+                .bind(&key)
+                .bind(now)
+                .bind(since)
+                .execute(&mut *c)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            })
+        })
+    }
+
     fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64> {
         let v = TicketValues::new(t);
         self.call(move |c| {
@@ -349,13 +368,17 @@ impl WriteTx for PgTx {
         let reason = m.reason.map(str::to_string);
         let ticket_id = m.ticket_id;
         let declared_size = m.declared_size.map(|d| d as i64);
+        let auth_result = m.auth.map(|a| a.result.as_str());
+        let auth_method = m.auth.and_then(|a| a.method).map(|x| x.as_str());
+        let auth_detail = m.auth.map(|a| a.detail.clone());
         self.call(move |c| {
             Box::pin(async move {
                 let hash = fnv64(&dedup_key);
                 Ok(sqlx::query_scalar(
                     "INSERT INTO inbound (dedup_key, message_id, source, received_at, from_addr, subject, size, raw, \
-                     outcome, reason_code, reason, ticket_id, dedup_hash, declared_size) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                     outcome, reason_code, reason, ticket_id, dedup_hash, declared_size, \
+                     auth_result, auth_method, auth_detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
                 )
                 .bind(dedup_key)
                 .bind(message_id)
@@ -371,6 +394,9 @@ impl WriteTx for PgTx {
                 .bind(ticket_id)
                 .bind(hash)
                 .bind(declared_size)
+                .bind(auth_result)
+                .bind(auth_method)
+                .bind(auth_detail)
                 .fetch_one(&mut *c)
                 .await?)
             })
