@@ -148,6 +148,7 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     pub log: LogConfig,
     pub daemon: DaemonConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +311,16 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// `[http]`: the web server inside the daemon (health, metrics, API, ticket pages, ops).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `http.listen`: address to bind; `None` when set empty (no web server).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `http.public_url`: the address customers reach, without a trailing `/`; `None`: no
+    /// links to the ticket page in mail.
+    pub public_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -339,6 +350,15 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     daemon: RawDaemon,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -810,8 +830,40 @@ impl Config {
                     t
                 },
             },
+            http: http_config(raw.http)?,
         })
     }
+}
+
+fn http_config(raw: RawHttp) -> Result<HttpConfig, ConfigError> {
+    let listen = match raw.listen.as_deref().map(str::trim) {
+        None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8025))),
+        Some("") => None,
+        Some(a) => Some(a.parse().map_err(|e| {
+            err(
+                "http.listen",
+                format!(
+                    "`{a}` is not an address and port ({e}): write e.g. 127.0.0.1:8025, or \"\" to run no web server"
+                ),
+            )
+        })?),
+    };
+    let public_url = match raw.public_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(u) => {
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && u.len() > "https://".len()
+                && !u.contains(char::is_whitespace);
+            if !ok {
+                return Err(err(
+                    "http.public_url",
+                    format!("`{u}` is not an http(s) URL: write e.g. https://support.example.com"),
+                ));
+            }
+            Some(u.trim_end_matches('/').to_string())
+        }
+    };
+    Ok(HttpConfig { listen, public_url })
 }
 
 fn smtp_config(

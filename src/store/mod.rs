@@ -5,10 +5,12 @@
 mod db;
 mod postgres;
 mod sqlite;
+mod web;
 
 pub use db::{Conn, Db};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use web::*;
 
 use crate::workflow::{Profile, Status};
 use chrono::{DateTime, Utc};
@@ -444,6 +446,8 @@ pub trait WriteTx {
         uid_validity: u32,
         uids: &[(u32, UidDisposition)],
     ) -> Result<()>;
+    /// Stores the hash of a ticket's page token ([`web::token_hash`]).
+    fn set_ticket_token(&mut self, ticket_id: i64, token_hash: &str) -> Result<()>;
 
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -524,4 +528,7 @@ pub trait Store: Send {
         uid: u32,
         failures: u32,
     ) -> Result<()>;
+
+    /// What the web layer reads and writes ([`WebStore`]).
+    fn web(&mut self) -> &mut dyn WebStore;
 }

@@ -177,8 +177,9 @@ impl Mailbox {
                         self.cfg.name.clone(),
                     );
                     let uid_validity = pass.uid_validity;
+                    let (telemetry, fetched_at) = (self.telemetry.clone(), Instant::now());
                     Some(async move {
-                        db.write(move |st| {
+                        let r = db.write(move |st| {
                             pipeline
                                 .process_declared(st, &mails, &declared, &mut |tx| {
                                     tx.set_uid_dispositions(&name, uid_validity, &dispositions)?;
@@ -186,7 +187,11 @@ impl Mailbox {
                                 })
                                 .map(|(report, _)| report)
                         })
-                        .await
+                        .await;
+                        if let Ok(report) = &r {
+                            telemetry.batch_committed(report, fetched_at.elapsed());
+                        }
+                        r
                     })
                 }
             }

@@ -564,4 +564,8 @@ impl Store for PgStore {
             })
         })
     }
+
+    fn web(&mut self) -> &mut dyn WebStore {
+        self
+    }
 }
