@@ -219,6 +219,17 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
         );
+        // Every label value from the start: a series that is 0 is shown, not missing.
+        for outcome in ["created", "appended", "quarantined", "duplicate"] {
+            inbound.get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            });
+        }
+        for result in ["sent", "retry", "failed"] {
+            delivery.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
+        }
         Metrics {
             registry,
             inbound,

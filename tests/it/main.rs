@@ -18,3 +18,4 @@ mod pipeline;
 mod smtp;
 mod smtp_tls;
 mod store;
+mod web;
