@@ -661,7 +661,9 @@ impl Pipeline {
         let ticket_url = match &self.cfg.http.public_url {
             Some(base) => {
                 let token = crate::store::random_token(16).map_err(|e| {
-                    crate::store::StoreError::Other(format!("no randomness for a ticket token: {e}"))
+                    crate::store::StoreError::Other(format!(
+                        "no randomness for a ticket token: {e}"
+                    ))
                 })?;
                 tx.set_ticket_token(ticket.id, &crate::store::token_hash(&token))?;
                 Some(format!("{base}/t/{token}"))

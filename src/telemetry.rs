@@ -221,14 +221,18 @@ impl Metrics {
         );
         // Every label value from the start: a series that is 0 is shown, not missing.
         for outcome in ["created", "appended", "quarantined", "duplicate"] {
-            inbound.get_or_create(&OutcomeLabel {
-                outcome: outcome.into(),
-            });
+            inbound
+                .get_or_create(&OutcomeLabel {
+                    outcome: outcome.into(),
+                })
+                .inc_by(0);
         }
         for result in ["sent", "retry", "failed"] {
-            delivery.get_or_create(&ResultLabel {
-                result: result.into(),
-            });
+            delivery
+                .get_or_create(&ResultLabel {
+                    result: result.into(),
+                })
+                .inc_by(0);
         }
         Metrics {
             registry,

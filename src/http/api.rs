@@ -33,6 +33,10 @@ pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
         .into_response()
 }
 
+fn boxed(status: StatusCode, detail: impl Into<String>) -> Box<Response> {
+    Box::new(problem(status, detail))
+}
+
 /// The status of a service error's kind.
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
@@ -44,7 +48,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 }
 
 /// A service error as a response.
-pub struct ApiError(pub Response);
+pub struct ApiError(pub Box<Response>);
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
@@ -52,13 +56,13 @@ impl From<ServiceError> for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %e, "api: a service failed");
         }
-        ApiError(problem(status, e.to_string()))
+        ApiError(boxed(status, e.to_string()))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 
@@ -73,7 +77,7 @@ impl Caller {
         if self.0.scope >= scope {
             Ok(())
         } else {
-            Err(ApiError(problem(
+            Err(ApiError(boxed(
                 StatusCode::FORBIDDEN,
                 format!(
                     "this token's scope is `{}`; this needs `{}`",
@@ -109,7 +113,7 @@ pub async fn authenticate(web: &Shared, token: Option<String>) -> Result<Caller,
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
         );
-        ApiError(r)
+        ApiError(Box::new(r))
     };
     let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 200) else {
         return Err(unauthorized());
@@ -152,7 +156,10 @@ const TICKET_QUERY: &[(&str, &str)] = &[
 const OUTBOX_QUERY: &[(&str, &str)] = &[
     ("kind", "kind of mail, e.g. acknowledgement"),
     ("recipient", "address"),
-    ("state", "pending, sending, retry, sent, failed, dead, suppressed"),
+    (
+        "state",
+        "pending, sending, retry, sent, failed, dead, suppressed",
+    ),
     ("ticket", "ticket reference"),
     ("from", "created at or after (RFC 3339)"),
     ("to", "created before (RFC 3339)"),
@@ -264,7 +271,7 @@ fn json(v: impl serde::Serialize) -> ApiResult {
 }
 
 fn bad_query(e: impl std::fmt::Display) -> ApiError {
-    ApiError(problem(StatusCode::BAD_REQUEST, e.to_string()))
+    ApiError(boxed(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 async fn tickets(
@@ -310,10 +317,10 @@ async fn act(
     body: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     caller.require(Scope::Agent)?;
-    let Json(b) = body.map_err(|e| ApiError(problem(StatusCode::BAD_REQUEST, e.body_text())))?;
+    let Json(b) = body.map_err(|e| ApiError(boxed(StatusCode::BAD_REQUEST, e.body_text())))?;
     let need = |v: Option<String>, what: &str| {
         v.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-            ApiError(problem(
+            ApiError(boxed(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("action `{}` needs `{what}`", b.action),
             ))
@@ -333,7 +340,7 @@ async fn act(
             text: b.text.clone(),
         },
         other => {
-            return Err(ApiError(problem(
+            return Err(ApiError(boxed(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
                     "`{other}` is not an action: status, severity, reply, note, resolve, close"
@@ -345,7 +352,11 @@ async fn act(
     json(done)
 }
 
-async fn sla(State(web): State<Shared>, caller: Caller, Path(reference): Path<String>) -> ApiResult {
+async fn sla(
+    State(web): State<Shared>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> ApiResult {
     caller.require(Scope::Read)?;
     json(services::tickets::sla(&web.app, &reference).await?)
 }
@@ -362,7 +373,7 @@ async fn outbox(
 
 fn id_of(s: &str) -> Result<i64, ApiError> {
     s.parse().map_err(|_| {
-        ApiError(problem(
+        ApiError(boxed(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("`{s}` is not an id"),
         ))

@@ -117,10 +117,15 @@ async fn readyz(State(web): State<Shared>) -> Response {
             error: stats.as_ref().err().cloned(),
         },
         outbox: stats.as_ref().ok().map(|s| OutboxReady {
-            pending: count(s, &[OutboxState::Pending, OutboxState::Retry, OutboxState::Sending]),
-            oldest_pending_age_seconds: s
-                .oldest_pending
-                .map(|t| (now - t).num_seconds().max(0)),
+            pending: count(
+                s,
+                &[
+                    OutboxState::Pending,
+                    OutboxState::Retry,
+                    OutboxState::Sending,
+                ],
+            ),
+            oldest_pending_age_seconds: s.oldest_pending.map(|t| (now - t).num_seconds().max(0)),
             dead: count(s, &[OutboxState::Dead]),
             failed: count(s, &[OutboxState::Failed]),
         }),
@@ -186,7 +191,11 @@ async fn metrics(State(web): State<Shared>) -> Response {
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &m.registry) {
         tracing::error!(error = %e, "metrics could not be encoded");
-        return (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        )
+            .into_response();
     }
     let status = if stats.is_ok() {
         StatusCode::OK

@@ -62,11 +62,9 @@ impl Web {
             .get_template(name)
             .and_then(|t| t.render(ctx))
         {
-            Ok(html) => (
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                html,
-            )
-                .into_response(),
+            Ok(html) => {
+                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+            }
             Err(e) => {
                 tracing::error!(template = name, error = %e, "a web page could not be rendered");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
@@ -120,17 +118,38 @@ fn templates() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     // Names end in .html: minijinja escapes every value for HTML.
     for (name, text) in [
-        ("layout.html", include_str!("../../templates/web/layout.html")),
-        ("ticket.html", include_str!("../../templates/web/ticket.html")),
-        ("not_found.html", include_str!("../../templates/web/not_found.html")),
-        ("ops_login.html", include_str!("../../templates/web/ops_login.html")),
-        ("ops_outbox.html", include_str!("../../templates/web/ops_outbox.html")),
-        ("ops_message.html", include_str!("../../templates/web/ops_message.html")),
+        (
+            "layout.html",
+            include_str!("../../templates/web/layout.html"),
+        ),
+        (
+            "ticket.html",
+            include_str!("../../templates/web/ticket.html"),
+        ),
+        (
+            "not_found.html",
+            include_str!("../../templates/web/not_found.html"),
+        ),
+        (
+            "ops_login.html",
+            include_str!("../../templates/web/ops_login.html"),
+        ),
+        (
+            "ops_outbox.html",
+            include_str!("../../templates/web/ops_outbox.html"),
+        ),
+        (
+            "ops_message.html",
+            include_str!("../../templates/web/ops_message.html"),
+        ),
         (
             "ops_quarantine.html",
             include_str!("../../templates/web/ops_quarantine.html"),
         ),
-        ("ops_tickets.html", include_str!("../../templates/web/ops_tickets.html")),
+        (
+            "ops_tickets.html",
+            include_str!("../../templates/web/ops_tickets.html"),
+        ),
     ] {
         env.add_template(name, text)
             .unwrap_or_else(|e| panic!("built-in web template {name}: {e}"));

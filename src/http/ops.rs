@@ -65,8 +65,7 @@ async fn login(State(web): State<Shared>, Form(f): Form<LoginForm>) -> Response 
     match authenticate(&web, Some(token.clone())).await {
         Ok(_) => {
             let secure = if web.secure_cookies { "; Secure" } else { "" };
-            let cookie =
-                format!("{COOKIE}={token}; Path=/ops; HttpOnly; SameSite=Strict{secure}");
+            let cookie = format!("{COOKIE}={token}; Path=/ops; HttpOnly; SameSite=Strict{secure}");
             let mut r = Redirect::to("/ops/outbox").into_response();
             if let Ok(v) = header::HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -185,7 +184,11 @@ async fn replay(
         return (StatusCode::FORBIDDEN, "replay needs an admin token").into_response();
     }
     if !web.check_csrf(&token_hash(&token), &f.csrf) {
-        return (StatusCode::FORBIDDEN, "the form is out of date: reload the page").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "the form is out of date: reload the page",
+        )
+            .into_response();
     }
     let Ok(id) = id.parse::<i64>() else {
         return (StatusCode::NOT_FOUND, "no such mail").into_response();

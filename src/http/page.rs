@@ -101,8 +101,10 @@ async fn render(web: &Shared, token: &str, notice: Option<&str>) -> Response {
             notice => minijinja::value::Serde(&notice),
         },
     );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     r.headers_mut().insert(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("no-referrer"),
@@ -126,7 +128,13 @@ struct AnswerForm {
     csrf: String,
 }
 
-async fn answer(web: Shared, peer: SocketAddr, token: String, form: AnswerForm, accept: bool) -> Response {
+async fn answer(
+    web: Shared,
+    peer: SocketAddr,
+    token: String,
+    form: AnswerForm,
+    accept: bool,
+) -> Response {
     if !web.limiter.allow(peer.ip()) {
         return too_many();
     }
@@ -139,22 +147,31 @@ async fn answer(web: Shared, peer: SocketAddr, token: String, form: AnswerForm, 
         }
     };
     if !web.check_csrf(&token_hash(&token), &form.csrf) {
-        return (StatusCode::FORBIDDEN, "the form is out of date: reload the page").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "the form is out of date: reload the page",
+        )
+            .into_response();
     }
     let notice = match services::web::customer_answer(&web.app, found, accept).await {
         Ok(_) => "done",
         Err(services::ServiceError::Conflict(_)) => "stale",
         Err(e) => {
             tracing::error!(error = %e, "ticket page: the answer could not be recorded");
-            return (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable: try again")
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable: try again",
+            )
                 .into_response();
         }
     };
     let mut r = render(&web, &token, Some(notice)).await;
     if r.status() == StatusCode::OK {
         // Post/redirect/get would lose the notice; the page is shown as of now.
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
     }
     r
 }

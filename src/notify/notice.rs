@@ -339,7 +339,9 @@ impl Kind {
                 contact_email: Some("jane@acme.example".into()),
                 customer_name: "ACME".into(),
                 support_name: support_name(),
-                ticket_url: Some("https://support.example.test/t/0123456789abcdef0123456789abcdef".into()),
+                ticket_url: Some(
+                    "https://support.example.test/t/0123456789abcdef0123456789abcdef".into(),
+                ),
             })],
             Kind::Rejection => [
                 "no_key",

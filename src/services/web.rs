@@ -27,7 +27,12 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-fn page<T, R>(rows: Vec<R>, limit: usize, id: impl Fn(&R) -> i64, view: impl Fn(R) -> T) -> Page<T> {
+fn page<T, R>(
+    rows: Vec<R>,
+    limit: usize,
+    id: impl Fn(&R) -> i64,
+    view: impl Fn(R) -> T,
+) -> Page<T> {
     let next_cursor = if rows.len() == limit {
         rows.last().map(|r| id(r).to_string())
     } else {
@@ -131,7 +136,9 @@ pub async fn outbox(app: &App, f: &OutboxFilter) -> Result<Page<OutboxView>> {
         Some(s) => Some(crate::store::OutboxState::parse(&s).ok_or_else(|| {
             ServiceError::Invalid(format!(
                 "state: `{s}` is not a state; use one of {}",
-                crate::store::OutboxState::ALL.map(|s| s.as_str()).join(", ")
+                crate::store::OutboxState::ALL
+                    .map(|s| s.as_str())
+                    .join(", ")
             ))
         })?),
     };
@@ -245,7 +252,9 @@ pub async fn revoke_token(app: &App, name: &str) -> Result<()> {
     {
         Ok(())
     } else {
-        Err(ServiceError::NotFound(format!("no live token named `{name}`")))
+        Err(ServiceError::NotFound(format!(
+            "no live token named `{name}`"
+        )))
     }
 }
 

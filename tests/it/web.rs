@@ -79,10 +79,7 @@ impl Daemon {
         loop {
             let log = d.log();
             if let Some(rest) = log.split("http listening addr=").nth(1) {
-                let a: String = rest
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
+                let a: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                 d.addr = a.parse().unwrap();
                 break;
             }
@@ -155,7 +152,10 @@ impl Daemon {
     }
 
     fn ticket(&self, id: i64) -> Option<ticketgate::store::TicketRow> {
-        self.store().ticket_with_articles(id).unwrap().map(|(t, _)| t)
+        self.store()
+            .ticket_with_articles(id)
+            .unwrap()
+            .map(|(t, _)| t)
     }
 
     /// The customer page's URL from the acknowledgement of ticket `id`.
@@ -391,7 +391,10 @@ fn metrics_are_all_present_and_move_after_mail() {
     });
     let after = d.get("/metrics", &[]).body;
     assert_eq!(
-        metric(&after, "ticketgate_inbound_mails_total{outcome=\"quarantined\"}"),
+        metric(
+            &after,
+            "ticketgate_inbound_mails_total{outcome=\"quarantined\"}"
+        ),
         Some(1.0),
         "{after}"
     );
@@ -426,20 +429,35 @@ fn api_scopes_revocation_problem_json_and_no_internal_note_in_public_paths() {
     assert_eq!(d.api("GET", "/api/v1/tickets", "tg_nope", None).status, 401);
 
     // Read lists and shows, and cannot act.
-    let list = d.api("GET", "/api/v1/tickets?status=new&customer=acme", &read, None);
+    let list = d.api(
+        "GET",
+        "/api/v1/tickets?status=new&customer=acme",
+        &read,
+        None,
+    );
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.json()["items"][0]["reference"], "TKT-000001");
     let empty = d.api("GET", "/api/v1/tickets?customer=globex", &read, None);
     assert_eq!(empty.json()["items"].as_array().unwrap().len(), 0);
     let note = r#"{"action":"note","text":"INTERNAL-ONLY-7731"}"#;
-    let refused = d.api("POST", "/api/v1/tickets/TKT-000001/actions", &read, Some(note));
+    let refused = d.api(
+        "POST",
+        "/api/v1/tickets/TKT-000001/actions",
+        &read,
+        Some(note),
+    );
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(
         refused.header("content-type").as_deref(),
         Some("application/problem+json")
     );
     // The agent acts; a bad action is 422, an unknown ticket 404, a bad reference 422.
-    let done = d.api("POST", "/api/v1/tickets/TKT-000001/actions", &agent, Some(note));
+    let done = d.api(
+        "POST",
+        "/api/v1/tickets/TKT-000001/actions",
+        &agent,
+        Some(note),
+    );
     assert_eq!(done.status, 200, "{}", done.body);
     let bad = d.api(
         "POST",
@@ -453,17 +471,29 @@ fn api_scopes_revocation_problem_json_and_no_internal_note_in_public_paths() {
         Some("application/problem+json")
     );
     assert_eq!(
-        d.api("GET", "/api/v1/tickets/TKT-000099", &read, None).status,
+        d.api("GET", "/api/v1/tickets/TKT-000099", &read, None)
+            .status,
         404
     );
-    assert_eq!(d.api("GET", "/api/v1/tickets/nonsense", &read, None).status, 422);
+    assert_eq!(
+        d.api("GET", "/api/v1/tickets/nonsense", &read, None).status,
+        422
+    );
 
     // The note: visible to the agent, not to read, not on the customer's page.
     let as_agent = d.api("GET", "/api/v1/tickets/TKT-000001", &agent, None);
-    assert!(as_agent.body.contains("INTERNAL-ONLY-7731"), "{}", as_agent.body);
+    assert!(
+        as_agent.body.contains("INTERNAL-ONLY-7731"),
+        "{}",
+        as_agent.body
+    );
     let as_read = d.api("GET", "/api/v1/tickets/TKT-000001", &read, None);
     assert_eq!(as_read.status, 200);
-    assert!(!as_read.body.contains("INTERNAL-ONLY-7731"), "{}", as_read.body);
+    assert!(
+        !as_read.body.contains("INTERNAL-ONLY-7731"),
+        "{}",
+        as_read.body
+    );
     let page = d.get(&format!("/t/{token}"), &[]);
     assert_eq!(page.status, 200);
     assert!(page.body.contains("TKT-000001"));
@@ -480,7 +510,8 @@ fn api_scopes_revocation_problem_json_and_no_internal_note_in_public_paths() {
     assert_eq!(d.api("POST", &path, &admin, None).status, 422);
     assert_eq!(d.api("GET", "/api/v1/quarantine", &read, None).status, 200);
     assert_eq!(
-        d.api("POST", "/api/v1/quarantine/1/replay", &read, None).status,
+        d.api("POST", "/api/v1/quarantine/1/replay", &read, None)
+            .status,
         403
     );
     let sla = d.api("GET", "/api/v1/tickets/TKT-000001/sla", &read, None);
@@ -550,7 +581,10 @@ fn the_ticket_page_accept_does_what_an_accepting_mail_does() {
     let garbage = d.get("/t/zz", &[]);
     assert_eq!(unknown.status, 404);
     assert_eq!(garbage.status, 404);
-    assert_eq!(unknown.body, garbage.body, "the same page for any unknown token");
+    assert_eq!(
+        unknown.body, garbage.body,
+        "the same page for any unknown token"
+    );
 
     let agent = d.token("agent1", "agent");
     for r in ["TKT-000001", "TKT-000002"] {
@@ -585,7 +619,12 @@ fn the_ticket_page_accept_does_what_an_accepting_mail_does() {
     // A forged form (no or a wrong CSRF token) changes nothing.
     let forged = form(d.addr, &format!("/t/{t1}/accept"), "csrf=00", None);
     assert_eq!(forged.status, 403);
-    let accepted = form(d.addr, &format!("/t/{t1}/accept"), &format!("csrf={csrf}"), None);
+    let accepted = form(
+        d.addr,
+        &format!("/t/{t1}/accept"),
+        &format!("csrf={csrf}"),
+        None,
+    );
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     // Ticket 2 accepted by mail, as the customer would.
     d.deliver(
@@ -646,7 +685,10 @@ fn ops_pages_need_a_login_and_show_the_outbound_log() {
     let ok = form(d.addr, "/ops/login", &format!("token={read}"), None);
     assert_eq!(ok.status, 303, "{}", ok.body);
     let cookie = ok.header("set-cookie").unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let cookie = cookie.split(';').next().unwrap().to_string();
     let page = d.get("/ops/outbox?kind=acknowledgement", &[("Cookie", &cookie)]);
     assert_eq!(page.status, 200, "{}", page.body);
@@ -717,10 +759,17 @@ fn chromium_renders_the_ticket_page_and_its_accept_form_closes_the_ticket() {
     let profile = tempfile::tempdir().unwrap();
     let out = chromium(&["--dump-dom"], &url, profile.path());
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(dom.contains("TKT-000001"), "{dom}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        dom.contains("TKT-000001"),
+        "{dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dom.contains("id=\"status\">RESOLVED<"), "{dom}");
     // The subject is text, escaped, not markup.
-    assert!(dom.contains("Export &lt;b&gt;fails&lt;/b&gt; &amp; more"), "{dom}");
+    assert!(
+        dom.contains("Export &lt;b&gt;fails&lt;/b&gt; &amp; more"),
+        "{dom}"
+    );
     assert!(dom.contains("id=\"accept\""), "{dom}");
     let shot = profile.path().join("ticket.png");
     let second = tempfile::tempdir().unwrap();
@@ -733,7 +782,9 @@ fn chromium_renders_the_ticket_page_and_its_accept_form_closes_the_ticket() {
         second.path(),
     );
     assert!(
-        std::fs::metadata(&shot).map(|m| m.len() > 1000).unwrap_or(false),
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false),
         "no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -375,7 +375,9 @@ impl Mailbox {
                 return self.end(s, end).await;
             }
             let idles = self.cfg.idle && can_idle;
-            self.telemetry.mailbox(self.index).synced(self.clock.now(), idles);
+            self.telemetry
+                .mailbox(self.index)
+                .synced(self.clock.now(), idles);
             if once {
                 return self.end(s, End::Done).await;
             }

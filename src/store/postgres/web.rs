@@ -198,9 +198,8 @@ impl WebStore for PgStore {
         let q = q.clone();
         self.call(move |c| {
             Box::pin(async move {
-                let mut b: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE true"
-                ));
+                let mut b: QueryBuilder<Postgres> =
+                    QueryBuilder::new(format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE true"));
                 if let Some(k) = q.kind {
                     b.push(" AND kind = ").push_bind(k);
                 }

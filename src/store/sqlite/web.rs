@@ -85,7 +85,9 @@ impl WebStore for SqliteStore {
             for row in rows {
                 let (state, n) = row?;
                 let state = OutboxState::parse(&state).ok_or_else(|| {
-                    StoreError::Other(format!("outbox: `{state}` is not a state this version knows"))
+                    StoreError::Other(format!(
+                        "outbox: `{state}` is not a state this version knows"
+                    ))
                 })?;
                 stats.outbox.push((state, n));
             }
@@ -215,7 +217,9 @@ impl WebStore for SqliteStore {
     fn outbox_row(&mut self, id: i64) -> Result<Option<OutboxRow>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"
+            ))?
             .query_row([id], outbox_row)
             .optional()?)
     }
