@@ -66,7 +66,14 @@ async fn login(State(web): State<Shared>, Form(f): Form<LoginForm>) -> Response 
         Ok(_) => {
             let secure = if web.secure_cookies { "; Secure" } else { "" };
             let cookie = format!("{COOKIE}={token}; Path=/ops; HttpOnly; SameSite=Strict{secure}");
-            let mut r = Redirect::to("/ops/outbox").into_response();
+            // A page that moves on (rather than a redirect): the next request is made from
+            // our own page, so the SameSite=Strict cookie goes with it whatever the form's origin.
+            let mut r = (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url=/ops/outbox\">\
+                 <title>Logged in</title><p>Logged in: <a href=\"/ops/outbox\">continue</a></p>",
+            )
+                .into_response();
             if let Ok(v) = header::HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
