@@ -1787,3 +1787,26 @@ mod example_tests {
         assert_eq!(b.ca_file.as_deref(), Some(ca.path()));
     }
 }
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/tg"), ConfigSource::EmbeddedDefault)
+    }
+
+    #[test]
+    fn http_listen_defaults_can_be_disabled_and_errors_name_the_key() {
+        let c = parse("").unwrap();
+        assert_eq!(c.http.listen, Some("127.0.0.1:8025".parse().unwrap()));
+        assert_eq!(c.http.public_url, None);
+        let c = parse("[http]\nlisten = \"\"\npublic_url = \"https://s.example.com/\"\n").unwrap();
+        assert_eq!(c.http.listen, None);
+        assert_eq!(c.http.public_url.as_deref(), Some("https://s.example.com"));
+        let e = parse("[http]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.key, "http.listen");
+        let e = parse("[http]\npublic_url = \"support.example.com\"\n").unwrap_err();
+        assert_eq!(e.key, "http.public_url");
+    }
+}

@@ -323,3 +323,39 @@ pub async fn healthcheck(addr: SocketAddr) -> anyhow::Result<(bool, String)> {
         .unwrap_or_default();
     Ok((status == 200, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_paths_never_hold_a_page_token() {
+        assert_eq!(loggable("/t/0123456789abcdef0123456789abcdef"), "/t/…");
+        assert_eq!(
+            loggable("/t/0123456789abcdef0123456789abcdef/accept"),
+            "/t/…/accept"
+        );
+        assert_eq!(loggable("/api/v1/tickets"), "/api/v1/tickets");
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_per_address_then_refuses() {
+        let l = RateLimiter::new(3, 60);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert!((0..3).all(|_| l.allow(a)));
+        assert!(!l.allow(a));
+        assert!(l.allow(b), "another address has its own bucket");
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route_with_its_scope() {
+        let doc = api::openapi_document();
+        for r in api::ROUTES {
+            let op = &doc["paths"][format!("/api/v1{}", r.path)][r.method];
+            assert!(op.is_object(), "{} {}", r.method, r.path);
+            if let Some(scope) = r.scope {
+                assert_eq!(op["x-scope"], scope.as_str());
+            }
+        }
+    }
+}

@@ -295,6 +295,13 @@ fn health_ready_and_healthcheck_answer_and_the_listen_address_is_logged() {
     assert_eq!(j["timers"]["overdue"], 0);
     let out = d.cli(&["healthcheck", "--addr", &d.addr.to_string()]);
     assert!(out.status.success(), "{out:?}");
+    // Limits: a body over 64 KB is refused (413), so is a header section over 16 KB (431).
+    let big = "x".repeat(70 * 1024);
+    let r = form(d.addr, "/ops/login", &format!("token={big}"), None);
+    assert_eq!(r.status, 413, "{}", r.body);
+    let long = "y".repeat(17 * 1024);
+    let r = d.get("/healthz", &[("X-Filler", &long)]);
+    assert_eq!(r.status, 431, "{}", r.body);
     // The log has one line per request, with status and duration.
     assert!(
         d.log()
