@@ -112,7 +112,7 @@ fn ticket(i: usize, now: DateTime<Utc>) -> TicketRow {
 
 /// Writes the data set; returns the page tokens (ticket id, token).
 fn seed(app: &App, tickets: usize) -> Vec<(i64, String)> {
-    let now = chrono::Utc::now();
+    let now = app.clock.now();
     let later = now + chrono::Duration::days(30);
     let mut tokens = Vec::new();
     let mut store = app.store().unwrap();
