@@ -341,3 +341,54 @@ impl Telemetry {
         self.metrics.sla_breaches.inc_by(n as u64);
     }
 }
+
+/// When an OAuth access token expires, if it says so: a JWT's `exp` claim (Microsoft's
+/// tokens are JWTs; opaque tokens, e.g. Google's, give `None`). Read for display only: the
+/// signature is not checked.
+pub fn jwt_expiry(token: &str) -> Option<DateTime<Utc>> {
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let json = base64url(payload)?;
+    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+}
+
+fn base64url(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jwt_tells_its_expiry_an_opaque_token_does_not() {
+        // {"alg":"none"} . {"exp":1767225600,"sub":"x"} . (no signature)
+        let jwt = "eyJhbGciOiJub25lIn0.eyJleHAiOjE3NjcyMjU2MDAsInN1YiI6IngifQ.sig";
+        assert_eq!(jwt_expiry(jwt), DateTime::from_timestamp(1_767_225_600, 0));
+        assert_eq!(jwt_expiry("ya29.a0AfH6SMBopaque"), None);
+        assert_eq!(jwt_expiry("not a token"), None);
+    }
+}
