@@ -892,3 +892,143 @@ fn chromium_renders_the_outbound_log_after_logging_in() {
     assert!(dom.contains("id=\"error\""), "{dom}");
     assert!(!dom.contains("jane@acme.example"), "{dom}");
 }
+
+// ---- the listings and counts behind the pages, on the store (SQLite or PostgreSQL) -------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_and_ticket_filters_and_the_readiness_counts() {
+    use ticketgate::services::web::{self as svc, OutboxFilter, TicketFilter};
+    let mut e = common::env();
+    e.ingest(&request_mail("First"));
+    e.clock.advance(chrono::Duration::hours(1));
+    e.ingest(
+        &mail(
+            "Bob <bob@globex.example>",
+            "Outage",
+            "Key GLBX-0000-0000-0002\nSeverity 1: everything is down.",
+        )
+        .build(),
+    );
+    e.ingest(&mail("Nobody <x@nowhere.example>", "Hello", "no key").build());
+    let app = &e.app;
+    let all = svc::outbox(app, &OutboxFilter::default()).await.unwrap();
+    assert!(all.items.len() >= 3, "{:?}", all.items);
+    assert!(
+        all.items.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first"
+    );
+    let f = |kind: Option<&str>, recipient: Option<&str>, ticket: Option<&str>| OutboxFilter {
+        kind: kind.map(str::to_string),
+        recipient: recipient.map(str::to_string),
+        ticket: ticket.map(str::to_string),
+        ..OutboxFilter::default()
+    };
+    let acks = svc::outbox(app, &f(Some("acknowledgement"), None, None))
+        .await
+        .unwrap();
+    assert_eq!(acks.items.len(), 2);
+    let jane = svc::outbox(app, &f(None, Some("jane@acme.example"), None))
+        .await
+        .unwrap();
+    assert!(jane.items.iter().all(|o| o.to == "jane@acme.example"));
+    assert!(!jane.items.is_empty());
+    let t2 = svc::outbox(app, &f(None, None, Some("TKT-000002")))
+        .await
+        .unwrap();
+    assert!(!t2.items.is_empty());
+    assert!(
+        t2.items
+            .iter()
+            .all(|o| o.ticket.as_deref() == Some("TKT-000002"))
+    );
+    // Time range: from the second mail's hour on, only its mail.
+    let from = (common::start() + chrono::Duration::minutes(30)).to_rfc3339();
+    let later = svc::outbox(
+        app,
+        &OutboxFilter {
+            from: Some(from.clone()),
+            ..OutboxFilter::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        later
+            .items
+            .iter()
+            .all(|o| o.ticket.as_deref() != Some("TKT-000001"))
+    );
+    assert!(!later.items.is_empty());
+    let pending = svc::outbox(
+        app,
+        &OutboxFilter {
+            state: Some("pending".into()),
+            ..OutboxFilter::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pending.items.len(),
+        all.items.len(),
+        "nothing delivered yet"
+    );
+    let bad = svc::outbox(
+        app,
+        &OutboxFilter {
+            state: Some("lost".into()),
+            ..OutboxFilter::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        bad,
+        Err(ticketgate::services::ServiceError::Invalid(_))
+    ));
+
+    let tf = |customer: Option<&str>, severity: Option<u8>| TicketFilter {
+        customer: customer.map(str::to_string),
+        severity,
+        ..TicketFilter::default()
+    };
+    let globex = svc::tickets(app, &tf(Some("globex"), None)).await.unwrap();
+    assert_eq!(globex.items.len(), 1);
+    assert_eq!(globex.items[0].reference, "TKT-000002");
+    let since = svc::tickets(
+        app,
+        &TicketFilter {
+            updated_since: Some(from),
+            ..TicketFilter::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(since.items.len(), 1);
+
+    // The counts /readyz and /metrics read.
+    let stats = svc::stats(app).await.unwrap();
+    let pending_n: i64 = stats
+        .outbox
+        .iter()
+        .filter(|(s, _)| *s == ticketgate::store::OutboxState::Pending)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(pending_n as usize, all.items.len());
+    assert_eq!(stats.oldest_pending, Some(common::start()));
+    assert_eq!(stats.timers_overdue, 0);
+    {
+        let mut s = e.app.store().unwrap();
+        let mut tx = s.write().unwrap();
+        tx.set_timer(1, "followup", common::start() + chrono::Duration::days(2))
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let before = svc::stats(&e.app).await.unwrap().timers_overdue;
+    e.clock.advance(chrono::Duration::days(3));
+    let stats = svc::stats(&e.app).await.unwrap();
+    assert_eq!(
+        stats.timers_overdue,
+        before + 1,
+        "overdue once its time passed"
+    );
+}
