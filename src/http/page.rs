@@ -10,12 +10,12 @@ use crate::store::token_hash;
 use axum::Form;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use minijinja::context;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -112,12 +112,30 @@ async fn render(web: &Shared, token: &str, notice: Option<&str>) -> Response {
     r
 }
 
+/// The client's address for the rate limit: the peer, or — when the peer is a reverse proxy
+/// on this host (loopback) — the last address it put in `X-Forwarded-For`. Anyone else's
+/// `X-Forwarded-For` is ignored (it could name any address).
+pub fn client_ip(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if !peer.ip().is_loopback() {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .next_back()
+        .unwrap_or(peer.ip())
+}
+
 async fn show(
     State(web): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    if !web.limiter.allow(peer.ip()) {
+    if !web.limiter.allow(client_ip(peer, &headers)) {
         return too_many();
     }
     render(&web, &token, None).await
@@ -130,12 +148,12 @@ struct AnswerForm {
 
 async fn answer(
     web: Shared,
-    peer: SocketAddr,
+    client: IpAddr,
     token: String,
     form: AnswerForm,
     accept: bool,
 ) -> Response {
-    if !web.limiter.allow(peer.ip()) {
+    if !web.limiter.allow(client) {
         return too_many();
     }
     let found = match services::web::ticket_page(&web.app, &token).await {
@@ -179,17 +197,41 @@ async fn answer(
 async fn accept(
     State(web): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(token): Path<String>,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    answer(web, peer, token, form, true).await
+    answer(web, client_ip(peer, &headers), token, form, true).await
 }
 
 async fn reject(
     State(web): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(token): Path<String>,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    answer(web, peer, token, form, false).await
+    answer(web, client_ip(peer, &headers), token, form, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_a_local_proxy() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7".parse().unwrap(),
+        );
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        assert_eq!(
+            client_ip(local, &h),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(remote, &h), remote.ip());
+        assert_eq!(client_ip(local, &HeaderMap::new()), local.ip());
+    }
 }
