@@ -167,6 +167,7 @@ fn throughput(rt: &tokio::runtime::Runtime, n: usize) {
             deliver: Arc::new(tokio::sync::Notify::new()),
             stop: tokio_util::sync::CancellationToken::new(),
             holder: imap::instance_id(),
+            telemetry: app.telemetry.clone(),
         }
         .run(true),
     );

@@ -25,6 +25,8 @@ pub struct App {
     pub pipeline: Arc<Pipeline>,
     pub transport: Arc<Transport>,
     pub clock: SharedClock,
+    /// Mailbox states and metrics, for `/readyz` and `/metrics`.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl App {
@@ -44,11 +46,18 @@ impl App {
             clock.clone(),
         ));
         Ok(App {
-            cfg,
+            cfg: cfg.clone(),
             db,
             pipeline,
             transport,
             clock,
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(
+                &cfg.inbound
+                    .imap
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .collect::<Vec<_>>(),
+            )),
         })
     }
 
@@ -74,6 +83,7 @@ impl App {
             &self.pipeline,
             self.cfg.inbound.batch_size,
             &Arc::new(md.clone()),
+            Some(&self.telemetry),
         )
         .await
     }

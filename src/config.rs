@@ -148,6 +148,7 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     pub log: LogConfig,
     pub daemon: DaemonConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,6 +328,16 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// `[http]`: the web server inside the daemon (health, metrics, API, ticket pages, ops).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `http.listen`: address to bind; `None` when set empty (no web server).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `http.public_url`: the address customers reach, without a trailing `/`; `None`: no
+    /// links to the ticket page in mail.
+    pub public_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -356,6 +367,15 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     daemon: RawDaemon,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -953,8 +973,40 @@ impl Config {
                     t
                 },
             },
+            http: http_config(raw.http)?,
         })
     }
+}
+
+fn http_config(raw: RawHttp) -> Result<HttpConfig, ConfigError> {
+    let listen = match raw.listen.as_deref().map(str::trim) {
+        None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8025))),
+        Some("") => None,
+        Some(a) => Some(a.parse().map_err(|e| {
+            err(
+                "http.listen",
+                format!(
+                    "`{a}` is not an address and port ({e}): write e.g. 127.0.0.1:8025, or \"\" to run no web server"
+                ),
+            )
+        })?),
+    };
+    let public_url = match raw.public_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(u) => {
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && u.len() > "https://".len()
+                && !u.contains(char::is_whitespace);
+            if !ok {
+                return Err(err(
+                    "http.public_url",
+                    format!("`{u}` is not an http(s) URL: write e.g. https://support.example.com"),
+                ));
+            }
+            Some(u.trim_end_matches('/').to_string())
+        }
+    };
+    Ok(HttpConfig { listen, public_url })
 }
 
 fn smtp_config(
@@ -1921,5 +1973,28 @@ mod example_tests {
             ("support", 993, ImapTls::Implicit)
         );
         assert_eq!(b.ca_file.as_deref(), Some(ca.path()));
+    }
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/tg"), ConfigSource::EmbeddedDefault)
+    }
+
+    #[test]
+    fn http_listen_defaults_can_be_disabled_and_errors_name_the_key() {
+        let c = parse("").unwrap();
+        assert_eq!(c.http.listen, Some("127.0.0.1:8025".parse().unwrap()));
+        assert_eq!(c.http.public_url, None);
+        let c = parse("[http]\nlisten = \"\"\npublic_url = \"https://s.example.com/\"\n").unwrap();
+        assert_eq!(c.http.listen, None);
+        assert_eq!(c.http.public_url.as_deref(), Some("https://s.example.com"));
+        let e = parse("[http]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.key, "http.listen");
+        let e = parse("[http]\npublic_url = \"support.example.com\"\n").unwrap_err();
+        assert_eq!(e.key, "http.public_url");
     }
 }

@@ -20,6 +20,8 @@
 //! - [`services`]: the operations the command line, the daemon and the HTTP API share.
 //! - [`daemon`]: the spawned tasks (mailboxes, Maildir and timers, delivery) and shutdown.
 //! - [`clock`]: the one source of "now".
+//! - [`http`]: the web server inside the daemon (health, metrics, API, ticket pages, ops);
+//!   [`telemetry`]: the mailbox states and counters it reports.
 //! - [`ticket_ref`]: the reference format (`TKT-000123`); [`lang`]: the languages mail is
 //!   written in, and how dates and periods read in each.
 #![forbid(unsafe_code)]
@@ -49,3 +51,6 @@ pub mod timers;
 pub mod tls;
 pub mod watchers;
 pub mod workflow;
+
+pub mod http;
+pub mod telemetry;

@@ -96,6 +96,36 @@ enum Command {
     Migrate,
     /// Validate the configuration and the customer registry, then exit.
     CheckConfig,
+    /// Ask the running daemon whether it is ready (GET /readyz): exits 0 when it is, 1 when
+    /// not or when it does not answer (for containers and systemd).
+    Healthcheck {
+        /// The daemon's web server; default: http.listen.
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
+    /// Tokens for the JSON API (/api/v1) and the /ops/ pages.
+    ApiToken {
+        #[command(subcommand)]
+        command: ApiTokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiTokenCommand {
+    /// Create a token; it is printed once, only its hash is stored.
+    Create {
+        name: String,
+        /// read: lists and shows; agent: also acts on tickets and sees internal notes;
+        /// admin: also retries outbound mail and replays quarantine.
+        #[arg(long, value_parser = ["read", "agent", "admin"])]
+        scope: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -650,6 +680,61 @@ fn dispatch(
                 println!(
                     "note: inbound.reply_key is not set: no reply tokens, so unauthenticated customer mail never changes a ticket's status"
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { addr } => {
+            let Some(addr) = addr.or(cfg.http.listen) else {
+                eprintln!("ticketgate: http.listen is empty: the daemon has no web server to ask");
+                return Ok(ExitCode::FAILURE);
+            };
+            match rt.block_on(ticketgate::http::healthcheck(addr)) {
+                Ok((ready, body)) => {
+                    println!("{}", body.trim());
+                    Ok(if ready {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                Err(e) => {
+                    eprintln!("ticketgate: the daemon at {addr} did not answer: {e:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::ApiToken { command } => {
+            let app = App::open(cfg, clock())?;
+            match command {
+                ApiTokenCommand::Create { name, scope } => {
+                    let scope = store::Scope::parse(&scope)
+                        .ok_or_else(|| anyhow::anyhow!("--scope: read, agent or admin"))?;
+                    let token = rt.block_on(services::web::create_token(&app, &name, scope))?;
+                    eprintln!("token `{name}` ({scope}) created; it is shown only now:");
+                    println!("{token}");
+                }
+                ApiTokenCommand::List { json } => {
+                    let rows = rt.block_on(services::web::list_tokens(&app))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&rows)?);
+                    } else {
+                        for t in rows {
+                            println!(
+                                "{:<24} {:<6} created {}{}",
+                                t.name,
+                                t.scope,
+                                t.created_at.to_rfc3339(),
+                                t.revoked_at
+                                    .map(|r| format!("  REVOKED {}", r.to_rfc3339()))
+                                    .unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                ApiTokenCommand::Revoke { name } => {
+                    rt.block_on(services::web::revoke_token(&app, &name))?;
+                    println!("token `{name}` revoked");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

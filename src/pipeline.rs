@@ -731,6 +731,19 @@ impl Pipeline {
         }
         crate::watchers::add_from_cc(tx, mail, &ticket, &self.cfg, engine.registry, now)?;
         let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
+        // The customer's page of the ticket: a 128-bit token, stored hashed.
+        let ticket_url = match &self.cfg.http.public_url {
+            Some(base) => {
+                let token = crate::store::random_token(16).map_err(|e| {
+                    crate::store::StoreError::Other(format!(
+                        "no randomness for a ticket token: {e}"
+                    ))
+                })?;
+                tx.set_ticket_token(ticket.id, &crate::store::token_hash(&token))?;
+                Some(format!("{base}/t/{token}"))
+            }
+            None => None,
+        };
         let notice = Notice::Acknowledgement(notify::Acknowledgement {
             reference: reference.clone(),
             subject: ticket.subject.clone(),
@@ -744,6 +757,7 @@ impl Pipeline {
             contact_email: mail.from.clone(),
             customer_name: customer.name.clone(),
             support_name: engine.mailer.support_name(),
+            ticket_url,
         });
         self.count(
             report,

@@ -81,6 +81,7 @@ pub async fn run(
             deliver: deliver.clone(),
             stop: stop.clone(),
             holder: imap::instance_id(),
+            telemetry: app.telemetry.clone(),
         };
         tasks.spawn(async move { TaskEnd::Mailbox(mb.run(once).await) });
     }
@@ -121,6 +122,14 @@ pub async fn run(
         let (app, stop, deliver) = (app.clone(), stop.clone(), deliver.clone());
         async move { TaskEnd::Delivery(delivery(app, stop, deliver).await) }
     });
+    // The web server: health, metrics, the API, the ticket pages (`[http] listen`).
+    if let Some(server) = crate::http::bind(&app).await {
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            server.serve(stop).await;
+            TaskEnd::Delivery(DeliveryReport::default())
+        });
+    }
     let mut summary = RunSummary::default();
     let mut failure = None;
     tokio::pin!(shutdown);
@@ -193,6 +202,7 @@ pub async fn drain_maildir(
     pipeline: &Arc<Pipeline>,
     batch_size: usize,
     md: &Arc<Maildir>,
+    telemetry: Option<&crate::telemetry::Telemetry>,
 ) -> anyhow::Result<Report> {
     let mut total = Report::default();
     // Files this drain cannot read or cannot move: skipped until the next drain.
@@ -229,6 +239,7 @@ pub async fn drain_maildir(
         for i in 0..chunks.len() {
             let Some(reading) = next.take() else { break };
             let (mails, done, bad) = reading.await.context("reading inbound mail files")?;
+            let read_at = std::time::Instant::now();
             next = chunks.get(i + 1).cloned().map(read);
             unreadable.extend(bad);
             if mails.is_empty() {
@@ -239,6 +250,9 @@ pub async fn drain_maildir(
             let (report, _) = db.write(move |s| p.process(s, &mails)).await.context(
                 "storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)",
             )?;
+            if let Some(t) = telemetry {
+                t.batch_committed(&report, read_at.elapsed());
+            }
             if let Some(m) = moving.take() {
                 unreadable.extend(m.await.context("moving processed mail to cur/")?);
             }
@@ -300,17 +314,26 @@ async fn maildir_and_timers(
     let mut failures = 0u32;
     loop {
         let pass = async {
-            let r = drain_maildir(&app.db, &app.pipeline, cfg.inbound.batch_size, &md).await?;
+            let r = drain_maildir(
+                &app.db,
+                &app.pipeline,
+                cfg.inbound.batch_size,
+                &md,
+                Some(&app.telemetry),
+            )
+            .await?;
             // Timers take the writer only when one is due: an idle daemon does not contend
             // with `ingest` once a second.
             let now = app.clock.now();
             let due = app.db.read(|s| s.next_timer()).await?;
             let fired = if due.is_some_and(|d| d <= now) {
                 let p = app.pipeline.clone();
-                app.db
+                let fired = app
+                    .db
                     .write(move |s| crate::timers::tick(&p, s, now, false))
-                    .await?
-                    .len()
+                    .await?;
+                app.telemetry.fired(&fired);
+                fired.len()
             } else {
                 0
             };
@@ -393,6 +416,7 @@ async fn delivery(app: App, stop: CancellationToken, wake: Arc<Notify>) -> Deliv
         match result {
             Ok(d) => {
                 failures = 0;
+                app.telemetry.delivered(&d);
                 total.add(&d);
             }
             Err(e) => {

@@ -138,6 +138,8 @@ pub struct Acknowledgement {
     pub contact_email: Option<String>,
     pub customer_name: String,
     pub support_name: String,
+    /// `PUBLIC_URL/t/TOKEN`: the customer's page of the ticket (when `http.public_url` is set).
+    pub ticket_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -386,6 +388,9 @@ impl Kind {
                 contact_email: Some("jane@acme.example".into()),
                 customer_name: "ACME".into(),
                 support_name: support_name(),
+                ticket_url: Some(
+                    "https://support.example.test/t/0123456789abcdef0123456789abcdef".into(),
+                ),
             })],
             Kind::Rejection => [
                 "no_key",

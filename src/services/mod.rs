@@ -6,13 +6,15 @@
 //! - [`outbox`]: list (by state), retry failed or dead mail;
 //! - [`quarantine`]: list, replay;
 //! - [`timers`]: the tick, or its dry run;
-//! - [`intake`]: one raw mail (the `ingest` command, MTA pipes).
+//! - [`intake`]: one raw mail (the `ingest` command, MTA pipes);
+//! - [`web`]: paged listings, API tokens, the customer's ticket page and answer.
 
 pub mod intake;
 pub mod outbox;
 pub mod quarantine;
 pub mod tickets;
 pub mod timers;
+pub mod web;
 
 use crate::pipeline::ActionError;
 use crate::store::StoreError;

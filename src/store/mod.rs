@@ -5,10 +5,12 @@
 mod db;
 mod postgres;
 mod sqlite;
+mod web;
 
 pub use db::{Conn, Db};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use web::*;
 
 use crate::workflow::{Profile, Status};
 use chrono::{DateTime, Utc};
@@ -466,6 +468,8 @@ pub trait WriteTx {
         uid_validity: u32,
         uids: &[(u32, UidDisposition)],
     ) -> Result<()>;
+    /// Stores the hash of a ticket's page token ([`web::token_hash`]).
+    fn set_ticket_token(&mut self, ticket_id: i64, token_hash: &str) -> Result<()>;
 
     /// The ticket's current watchers, in the order they were added.
     fn watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>>;
@@ -578,4 +582,6 @@ pub trait Store: Send {
     /// `text`; `headers` for a mail added to a ticket with nothing else recorded); `None`
     /// when it is not stored or was not added to a ticket.
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>>;
+    /// What the web layer reads and writes ([`WebStore`]).
+    fn web(&mut self) -> &mut dyn WebStore;
 }

@@ -7,6 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 use std::sync::OnceLock;
 
+mod web;
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (
@@ -25,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_imap_uids.sql"),
     ),
+    (6, include_str!("../../migrations/sqlite/0006_web.sql")),
     (8, include_str!("../../migrations/sqlite/0008_auth.sql")),
     (
         10,
@@ -641,6 +644,16 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn set_ticket_token(&mut self, ticket_id: i64, token_hash: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO ticket_tokens (ticket_id, token_hash) VALUES (?1, ?2) \
+                 ON CONFLICT (ticket_id) DO UPDATE SET token_hash = excluded.token_hash",
+            )?
+            .execute(params![ticket_id, token_hash])?;
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -1073,5 +1086,9 @@ impl Store for SqliteStore {
             .query_row(params![fnv64(&key), key], |r| r.get(0))
             .optional()?
             .flatten())
+    }
+
+    fn web(&mut self) -> &mut dyn WebStore {
+        self
     }
 }

@@ -21,3 +21,4 @@ mod smtp;
 mod smtp_tls;
 mod store;
 mod watchers;
+mod web;

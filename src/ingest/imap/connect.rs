@@ -68,6 +68,8 @@ impl Mailbox {
                         ),
                     )
                 })?;
+                let expiry = crate::telemetry::jwt_expiry(&token);
+                self.telemetry.mailbox(self.index).token_expiry(expiry);
                 timed_login(client.authenticate(
                     "XOAUTH2",
                     XOAuth2 {

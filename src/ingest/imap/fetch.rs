@@ -177,17 +177,27 @@ impl Mailbox {
                         self.cfg.name.clone(),
                     );
                     let uid_validity = pass.uid_validity;
+                    let (telemetry, fetched_at) = (self.telemetry.clone(), Instant::now());
                     Some(async move {
                         pipeline.prefetch(&mails).await; // DNS before the transaction
-                        db.write(move |st| {
-                            pipeline
-                                .process_declared(st, &mails, &declared, &mut |tx| {
-                                    tx.set_uid_dispositions(&name, uid_validity, &dispositions)?;
-                                    tx.set_mailbox_state(&name, state)
-                                })
-                                .map(|(report, _)| report)
-                        })
-                        .await
+                        let r = db
+                            .write(move |st| {
+                                pipeline
+                                    .process_declared(st, &mails, &declared, &mut |tx| {
+                                        tx.set_uid_dispositions(
+                                            &name,
+                                            uid_validity,
+                                            &dispositions,
+                                        )?;
+                                        tx.set_mailbox_state(&name, state)
+                                    })
+                                    .map(|(report, _)| report)
+                            })
+                            .await;
+                        if let Ok(report) = &r {
+                            telemetry.batch_committed(report, fetched_at.elapsed());
+                        }
+                        r
                     })
                 }
             }

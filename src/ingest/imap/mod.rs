@@ -93,6 +93,8 @@ pub struct Mailbox {
     /// Cancelled at shutdown: the task stops after its current batch.
     pub stop: CancellationToken,
     pub holder: &'static str,
+    /// Where the task publishes its state (`/readyz`, `/metrics`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// What a mailbox task did.
@@ -180,6 +182,8 @@ impl Mailbox {
             match t.lease.take(&self).await {
                 Ok(true) => waiting_logged = false,
                 Ok(false) => {
+                    let standby = crate::telemetry::MailboxPhase::Standby;
+                    self.telemetry.mailbox(self.index).disconnected(standby);
                     if once {
                         tracing::info!(mailbox = %self.cfg.name,
                             "another instance is reading this IMAP mailbox; skipped");
@@ -234,6 +238,7 @@ impl Mailbox {
     /// tried again (one UID at a time, giving up on a UID after [`UID_ATTEMPTS`]), so that
     /// one unreadable mail does not stop the pass.
     async fn failed(&mut self, f: Failure, failures: u32, once: bool, t: &mut Task) -> bool {
+        self.telemetry.mailbox(self.index).failed(&f.to_string());
         // Failed fetches are counted in the store, so a restart does not start them over.
         for (uid, n) in std::mem::take(&mut t.mem.unsaved) {
             let (name, uidv) = (self.cfg.name.clone(), t.mem.uid_validity);
@@ -294,6 +299,7 @@ impl Mailbox {
             tracing::info!(mailbox = %self.cfg.name, host = %self.cfg.host, "IMAP mailbox connected again");
         }
         *failures = 0;
+        self.telemetry.mailbox(self.index).connected(uid_validity);
         let state = {
             let name = self.cfg.name.clone();
             self.db
@@ -368,6 +374,10 @@ impl Mailbox {
             if let Some(end) = self.process(&mut s, &new, &mut pass, t).await? {
                 return self.end(s, end).await;
             }
+            let idles = self.cfg.idle && can_idle;
+            self.telemetry
+                .mailbox(self.index)
+                .synced(self.clock.now(), idles);
             if once {
                 return self.end(s, End::Done).await;
             }
@@ -424,6 +434,8 @@ impl Mailbox {
 
     /// Logs out (best effort) and returns `end`.
     async fn end(&self, mut s: Session, end: End) -> Result<End, Failure> {
+        let phase = crate::telemetry::MailboxPhase::Connecting;
+        self.telemetry.mailbox(self.index).disconnected(phase);
         let _ = tokio::time::timeout(Duration::from_secs(5), s.logout()).await;
         Ok(end)
     }

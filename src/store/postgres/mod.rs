@@ -53,6 +53,7 @@ macro_rules! ticket_columns {
 mod rows;
 mod store;
 mod tx;
+mod web;
 
 use rows::*;
 
@@ -69,6 +70,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_imap_uids.sql"),
     ),
+    (4, include_str!("../../../migrations/postgres/0004_web.sql")),
     (
         6,
         include_str!("../../../migrations/postgres/0006_auth.sql"),

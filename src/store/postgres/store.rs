@@ -594,4 +594,8 @@ impl Store for PgStore {
             })
         })
     }
+
+    fn web(&mut self) -> &mut dyn WebStore {
+        self
+    }
 }

@@ -694,6 +694,23 @@ impl WriteTx for PgTx {
         })
     }
 
+    fn set_ticket_token(&mut self, ticket_id: i64, token_hash: &str) -> Result<()> {
+        let token_hash = token_hash.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO ticket_tokens (ticket_id, token_hash) VALUES ($1, $2) \
+                     ON CONFLICT (ticket_id) DO UPDATE SET token_hash = excluded.token_hash",
+                )
+                .bind(ticket_id)
+                .bind(token_hash)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.failed {
             // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.
