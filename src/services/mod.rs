@@ -6,11 +6,13 @@
 //! - [`outbox`]: list (by state), retry failed or dead mail;
 //! - [`quarantine`]: list, replay;
 //! - [`timers`]: the tick, or its dry run;
-//! - [`intake`]: one raw mail (the `ingest` command, MTA pipes).
+//! - [`intake`]: one raw mail (the `ingest` command, MTA pipes);
+//! - [`reports`]: the KPI report of a customer and period.
 
 pub mod intake;
 pub mod outbox;
 pub mod quarantine;
+pub mod reports;
 pub mod tickets;
 pub mod timers;
 

@@ -69,6 +69,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_imap_uids.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_reports.sql"),
+    ),
 ];
 
 /// Advisory lock key taken by every write transaction ("tgwriter").
