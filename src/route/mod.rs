@@ -26,6 +26,13 @@ pub enum Decision {
         ticket: Box<TicketRow>,
     },
     Quarantine(Quarantine),
+    /// A customer's request for its KPI report (subject `report` / `rapport`, optionally a
+    /// period), with an active key from an allowed sender: answered with the report, never
+    /// a ticket.
+    ReportRequest {
+        customer: Arc<Customer>,
+        request: crate::services::reports::PeriodRequest,
+    },
 }
 
 /// Why a mail made no ticket change, and what the sender is told.
@@ -78,7 +85,8 @@ fn rejection(
 ///    sender of the ticket's customer; otherwise quarantined with no reply, so nothing about
 ///    the ticket leaks;
 /// 4. otherwise a new request: the first active key among the candidates opens a ticket
-///    when the sender is allowed for that customer; a revoked, expired, unknown or missing key
+///    when the sender is allowed for that customer (or, when the subject is a report
+///    request, asks for the customer's KPI report); a revoked, expired, unknown or missing key
 ///    is quarantined with a reply that says which.
 pub fn route(
     mail: &InboundMail,
@@ -169,6 +177,11 @@ fn new_request(
                         Some(key.clone()),
                         Some(&customer),
                     ));
+                }
+                if let Some(request) =
+                    crate::services::reports::subject_request(&mail.subject, &mail.key_candidates)
+                {
+                    return Ok(Decision::ReportRequest { customer, request });
                 }
                 let severity = mail
                     .severity
