@@ -180,7 +180,10 @@ pub fn check_period(
         return Err(PeriodError::Future);
     }
     // A year: 2026-01-01..=2026-12-31 (or 2026-03-05..=2027-03-04), not a day more.
-    if from.checked_add_months(Months::new(12)).is_none_or(|end| to >= end) {
+    if from
+        .checked_add_months(Months::new(12))
+        .is_none_or(|end| to >= end)
+    {
         return Err(PeriodError::TooLong);
     }
     Ok(())
@@ -190,7 +193,9 @@ fn period_message(e: PeriodError, from: NaiveDate, to: NaiveDate, today: NaiveDa
     match e {
         PeriodError::Reversed => format!("the period starts ({from}) after it ends ({to})"),
         PeriodError::Future => {
-            format!("the period ends on {to}, in the future: a report covers days up to today ({today})")
+            format!(
+                "the period ends on {to}, in the future: a report covers days up to today ({today})"
+            )
         }
         PeriodError::TooLong => format!(
             "{from}..{to} is longer than a year: a report covers at most one year (e.g. {from}..{})",
@@ -229,7 +234,10 @@ fn day_start(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
                 tz.from_local_datetime(&(midnight + chrono::Duration::hours(h)))
                     .earliest()
             })
-            .map_or_else(|| Utc.from_utc_datetime(&midnight), |t| t.with_timezone(&Utc)),
+            .map_or_else(
+                || Utc.from_utc_datetime(&midnight),
+                |t| t.with_timezone(&Utc),
+            ),
     }
 }
 
@@ -318,10 +326,18 @@ pub fn compute(
             .entry(t.plan.as_str())
             .or_insert_with(|| registry.plan(&t.plan));
         if let Some(at) = t.responded_at {
-            response.push(plan.calendar.working_between(t.created_at, at).num_seconds());
+            response.push(
+                plan.calendar
+                    .working_between(t.created_at, at)
+                    .num_seconds(),
+            );
         }
         if let Some(at) = t.resolved_at {
-            resolution.push(plan.calendar.working_between(t.created_at, at).num_seconds());
+            resolution.push(
+                plan.calendar
+                    .working_between(t.created_at, at)
+                    .num_seconds(),
+            );
             resolved += 1;
             if t.reopened {
                 reopened += 1;
@@ -335,11 +351,7 @@ pub fn compute(
         c.met_percent = percent(c.met, c.met + c.breached);
     }
     let count: u64 = scores.iter().sum();
-    let total: u64 = scores
-        .iter()
-        .zip(1u64..)
-        .map(|(n, score)| n * score)
-        .sum();
+    let total: u64 = scores.iter().zip(1u64..).map(|(n, score)| n * score).sum();
     Report {
         customer: customer.id.clone(),
         customer_name: customer.name.clone(),
@@ -455,8 +467,13 @@ pub fn subject_request(subject: &str, keys: &[String]) -> Option<PeriodRequest> 
     let (a, b) = (a.trim(), b.trim());
     let shaped = |d: &str| {
         d.len() == 10
-            && d.char_indices()
-                .all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() })
+            && d.char_indices().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
     };
     if !shaped(a) || !shaped(b) {
         return None;
@@ -660,9 +677,24 @@ impl Report {
             row(name, "all", "median_secs", opt_i(t.median_secs));
             row(name, "all", "p90_secs", opt_i(t.p90_secs));
         }
-        row("reopen", "all", "resolved", self.reopen.resolved.to_string());
-        row("reopen", "all", "reopened", self.reopen.reopened.to_string());
-        row("reopen", "all", "rate_percent", opt(self.reopen.rate_percent));
+        row(
+            "reopen",
+            "all",
+            "resolved",
+            self.reopen.resolved.to_string(),
+        );
+        row(
+            "reopen",
+            "all",
+            "reopened",
+            self.reopen.reopened.to_string(),
+        );
+        row(
+            "reopen",
+            "all",
+            "rate_percent",
+            opt(self.reopen.rate_percent),
+        );
         row("survey", "all", "count", self.survey.count.to_string());
         row("survey", "all", "mean", opt(self.survey.mean));
         for s in &self.survey.distribution {
@@ -687,7 +719,11 @@ impl Report {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{} %", number(v, lang)));
         let dur = |v: Option<i64>| v.map_or("-".to_string(), duration);
         let mut o = String::new();
-        let _ = writeln!(o, "{} — {} ({})", l.title, self.customer_name, self.customer);
+        let _ = writeln!(
+            o,
+            "{} — {} ({})",
+            l.title, self.customer_name, self.customer
+        );
         let _ = writeln!(
             o,
             "{}: {} .. {} ({})",
@@ -834,8 +870,14 @@ mod tests {
     #[test]
     fn a_period_is_at_most_a_year_and_not_in_the_future() {
         let today = d("2026-12-02");
-        assert_eq!(check_period(d("2026-01-01"), d("2026-06-30"), today), Ok(()));
-        assert_eq!(check_period(d("2025-12-03"), d("2026-12-02"), today), Ok(()));
+        assert_eq!(
+            check_period(d("2026-01-01"), d("2026-06-30"), today),
+            Ok(())
+        );
+        assert_eq!(
+            check_period(d("2025-12-03"), d("2026-12-02"), today),
+            Ok(())
+        );
         assert_eq!(
             check_period(d("2025-12-02"), d("2026-12-02"), today),
             Err(PeriodError::TooLong)
@@ -864,7 +906,10 @@ mod tests {
     #[test]
     fn report_subjects() {
         let none: &[String] = &[];
-        assert_eq!(subject_request("report", none), Some(PeriodRequest::Default));
+        assert_eq!(
+            subject_request("report", none),
+            Some(PeriodRequest::Default)
+        );
         assert_eq!(
             subject_request("Rapport: ", none),
             Some(PeriodRequest::Default)

@@ -15,6 +15,7 @@ mod instances;
 mod lifecycle;
 mod outbox;
 mod pipeline;
+mod reports;
 mod smtp;
 mod smtp_tls;
 mod store;
