@@ -20,6 +20,7 @@
 //! - [`clock`]: the one source of "now".
 //! - [`ticket_ref`]: the reference format (`TKT-000123`); [`lang`]: the languages mail is
 //!   written in, and how dates and periods read in each.
+//! - [`sdnotify`]: systemd's readiness and watchdog notifications (`Type=notify`).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -45,3 +46,4 @@ pub mod ticket_ref;
 pub mod timers;
 pub mod tls;
 pub mod workflow;
+pub mod sdnotify;
