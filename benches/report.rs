@@ -135,7 +135,10 @@ fn main() {
         let url = with_database(&admin, &name);
         let pg_dir = tempfile::tempdir().unwrap();
         run("postgres", &url, pg_dir.path(), tickets, from, to, now);
-        pg_admin(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        pg_admin(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
     }
     println!("report_target_ms {TARGET_MS}");
 }
@@ -168,7 +171,10 @@ fn run(
         report = Some(r);
     }
     let r = report.unwrap();
-    assert_eq!(r.tickets as usize, tickets, "every ticket of the year counted");
+    assert_eq!(
+        r.tickets as usize, tickets,
+        "every ticket of the year counted"
+    );
     assert!(r.time_to_resolution.count > 0 && r.survey.count > 0 && r.escalations.total > 0);
 
     // The parts: the store's query, then the figures (business time counted per ticket).
@@ -197,7 +203,10 @@ fn run(
     let median = ms(times[RUNS / 2]);
     println!("report_{backend}_median_ms {median:.1}");
     println!("report_{backend}_max_ms {:.1}", ms(times[RUNS - 1]));
-    println!("report_{backend}_query_median_ms {:.1}", ms(query[RUNS / 2]));
+    println!(
+        "report_{backend}_query_median_ms {:.1}",
+        ms(query[RUNS / 2])
+    );
     println!(
         "report_{backend}_compute_median_ms {:.1}",
         ms(compute[RUNS / 2])
@@ -252,8 +261,7 @@ fn populate(app: &App, tickets: usize, to: NaiveDate) {
                 plan: plan.name.clone(),
                 language: "en".into(),
                 profile: Profile::Wso2,
-                issue_type: ["incident", "incident", "query", "task"][rng.below(4) as usize]
-                    .into(),
+                issue_type: ["incident", "incident", "query", "task"][rng.below(4) as usize].into(),
                 status: if resolved.is_some() {
                     Status::Closed
                 } else {
@@ -293,11 +301,25 @@ fn populate(app: &App, tickets: usize, to: NaiveDate) {
                     let again = r + Duration::hours(2);
                     tx.insert_history(id, again, "resolved", "reopened", "customer", None)
                         .unwrap();
-                    tx.insert_history(id, again + Duration::hours(5), "reopened", "resolved", "agent", None)
-                        .unwrap();
-                }
-                tx.insert_history(id, r + Duration::days(3), "resolved", "closed", "system", None)
+                    tx.insert_history(
+                        id,
+                        again + Duration::hours(5),
+                        "reopened",
+                        "resolved",
+                        "agent",
+                        None,
+                    )
                     .unwrap();
+                }
+                tx.insert_history(
+                    id,
+                    r + Duration::days(3),
+                    "resolved",
+                    "closed",
+                    "system",
+                    None,
+                )
+                .unwrap();
             }
             if rng.below(100) < 15 {
                 tx.insert_escalation(id, created + Duration::hours(2), severity, created, 3600)

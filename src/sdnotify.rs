@@ -183,7 +183,7 @@ mod tests {
     fn without_a_socket_or_for_another_pid_nothing_is_sent_or_fed() {
         let n = SdNotify::from_vars(None, Some("1000000".into()), None, 1);
         assert!(!n.is_enabled());
-        assert_eq!(n.send("READY=1").unwrap(), false);
+        assert!(!n.send("READY=1").unwrap());
         assert_eq!(n.watchdog_interval(), None);
         let other = SdNotify::from_vars(
             Some("/nonexistent/sock".into()),

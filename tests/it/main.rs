@@ -18,5 +18,5 @@ mod pipeline;
 mod reports;
 mod smtp;
 mod smtp_tls;
-mod systemd;
 mod store;
+mod systemd;

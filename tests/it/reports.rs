@@ -311,11 +311,11 @@ fn a_report_requested_by_mail_arrives_with_the_figures_of_the_period() {
             "first_response",
             &k,
             "met_percent",
-            if met + breached == 0 {
-                String::new()
-            } else {
-                ((met * 1000 / (met + breached)) as f64 / 10.0).to_string()
-            },
+            Some(met + breached)
+                .filter(|&all| all > 0)
+                .map_or(String::new(), |all| {
+                    ((met as f64 * 100.0 / all as f64 * 10.0).round() / 10.0).to_string()
+                }),
         );
     }
     put("by_type", "incident", "tickets", "4".into());
