@@ -304,12 +304,17 @@ fn dispatch(
                 }
             };
             println!(
-                "processed {} mails: {} tickets created, {} follow-ups added, {} quarantined, {} duplicates",
+                "processed {} mails: {} tickets created, {} follow-ups added, {} quarantined, {} duplicates{}",
                 r.mails(),
                 r.created,
                 r.appended,
                 r.quarantined,
-                r.duplicates
+                r.duplicates,
+                if r.reports > 0 {
+                    format!(", {} report requests answered", r.reports)
+                } else {
+                    String::new()
+                }
             );
             if summary.timers > 0 {
                 println!(

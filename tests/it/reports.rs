@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::{Env, env_registry, mail};
 use mail_parser::MimeHeaders;
 use std::collections::BTreeMap;
+use std::path::Path;
 use ticketgate::pipeline::Outcome;
 use ticketgate::services::{ErrorKind, reports};
 
@@ -617,4 +618,68 @@ fn a_french_customer_gets_its_report_in_french() {
         csv_map(&atts[0].1)[&("by_severity".into(), "2".into(), "tickets".into())],
         "1"
     );
+}
+
+/// `ticketgate report` as an operator runs it, on the embedded default after its sample mail:
+/// the JSON counts the customer's tickets, `--csv` and the text carry the same count, and a
+/// period in the future is refused with the reason and exit code 1.
+#[test]
+fn the_report_command_prints_json_csv_and_text_and_refuses_a_future_period() {
+    use std::process::Command;
+    use ticketgate::clock::{Clock, SystemClock};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("customers.toml"),
+        dir.path().join("customers.toml"),
+    )
+    .unwrap();
+    let tg = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("TICKETGATE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    assert!(tg(&["run", "--once"]).status.success());
+    let list = tg(&["tickets", "list", "--json"]);
+    let tickets: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let acme = tickets
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["customer"] == "acme")
+        .count();
+    assert!(acme > 0);
+
+    // The acme plan counts 24/7: its days are UTC days.
+    let today = SystemClock.now().date_naive();
+    let (from, to) = (today.pred_opt().unwrap().to_string(), today.to_string());
+    let out = tg(&["report", "acme", "--from", &from, "--to", &to, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tickets"], acme);
+    assert_eq!(json["customer"], "acme");
+    assert_eq!(json["by_severity"].as_array().unwrap().len(), 4);
+
+    let csv = tg(&["report", "acme", "--from", &from, "--to", &to, "--csv"]);
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert_eq!(
+        csv_map(&csv)[&("tickets".into(), "all".into(), "count".into())],
+        acme.to_string()
+    );
+    let text = tg(&["report", "acme", "--from", &from, "--to", &to]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains(&format!("Tickets: {acme}")), "{text}");
+
+    let tomorrow = today.succ_opt().unwrap().to_string();
+    let out = tg(&["report", "acme", "--from", &from, "--to", &tomorrow]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in the future"), "{err}");
 }
