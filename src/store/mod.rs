@@ -528,7 +528,8 @@ pub trait Store: Send {
     fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>>;
     fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>>;
     fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>>;
-    /// The customer's tickets created in `[from, until)`, in id order, for a KPI report.
+    /// The customer's tickets created in `[from, until)`, in no particular order, for a KPI
+    /// report.
     fn report_tickets(
         &mut self,
         customer: &str,
