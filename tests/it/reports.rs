@@ -534,6 +534,24 @@ fn periods_over_a_year_or_in_the_future_are_refused_and_reports_go_only_to_allow
     assert!(e.text(&refused[2]).contains("registered"));
     assert!(e.sent("report").is_empty(), "no report reached anyone");
 
+    // An automatic mail asking for a report (an autoresponder's) is answered with nothing:
+    // the loop rules of every automatic reply apply.
+    let o = e.ingest(
+        &mail("boss@rep.example", "report", "REPO-0000-0000-0001")
+            .header("Auto-Submitted: auto-replied")
+            .build(),
+    );
+    assert_eq!(
+        o,
+        Outcome::Report {
+            customer: "rep".into()
+        }
+    );
+    assert!(
+        e.sent("report").is_empty(),
+        "no report to an automatic mail"
+    );
+
     // A subject that only starts like one opens a ticket.
     let o = ask(
         &mut e,
