@@ -24,6 +24,7 @@
 //!   [`telemetry`]: the mailbox states and counters it reports.
 //! - [`ticket_ref`]: the reference format (`TKT-000123`); [`lang`]: the languages mail is
 //!   written in, and how dates and periods read in each.
+//! - [`sdnotify`]: systemd's readiness and watchdog notifications (`Type=notify`).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -43,6 +44,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod route;
 pub mod samples;
+pub mod sdnotify;
 pub mod services;
 pub mod sla;
 pub mod store;

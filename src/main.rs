@@ -96,6 +96,26 @@ enum Command {
     Migrate,
     /// Validate the configuration and the customer registry, then exit.
     CheckConfig,
+    /// A customer's KPI report for a period of at most a year (days in the plan's time zone):
+    /// tickets by severity and type, first-response compliance, escalations, response and
+    /// resolution times in business time, reopen rate, survey. Text by default.
+    Report {
+        /// The customer's id in the registry.
+        customer: String,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day (included), YYYY-MM-DD; not after today.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+        /// Language of the text: en or fr. Default: the customer plan's.
+        #[arg(long)]
+        lang: Option<String>,
+    },
     /// Ask the running daemon whether it is ready (GET /readyz): exits 0 when it is, 1 when
     /// not or when it does not answer (for containers and systemd).
     Healthcheck {
@@ -337,12 +357,17 @@ fn dispatch(
                 }
             };
             println!(
-                "processed {} mails: {} tickets created, {} follow-ups added, {} quarantined, {} duplicates",
+                "processed {} mails: {} tickets created, {} follow-ups added, {} quarantined, {} duplicates{}",
                 r.mails(),
                 r.created,
                 r.appended,
                 r.quarantined,
-                r.duplicates
+                r.duplicates,
+                if r.reports > 0 {
+                    format!(", {} report requests answered", r.reports)
+                } else {
+                    String::new()
+                }
             );
             if summary.timers > 0 {
                 println!(
@@ -648,6 +673,35 @@ fn dispatch(
             }
             if !dry_run {
                 rt.block_on(app.deliver())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            customer,
+            from,
+            to,
+            json,
+            csv,
+            lang,
+        } => {
+            let app = App::open(cfg, clock())?;
+            let r = rt.block_on(services::reports::report(&app, &customer, from, to))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if csv {
+                print!("{}", r.to_csv());
+            } else {
+                let code = match lang {
+                    Some(l) => l,
+                    None => app
+                        .pipeline
+                        .registry()
+                        .customer(&customer)
+                        .map_or_else(|| "en".to_string(), |c| c.plan.language.clone()),
+                };
+                let lang = ticketgate::lang::Lang::parse(&code)
+                    .ok_or_else(|| anyhow::anyhow!("--lang {code}: use en or fr"))?;
+                print!("{}", r.to_text(lang));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -14,6 +14,7 @@ use crate::parse::{self, InboundMail, Limits, ParseFailure, Patterns};
 use crate::registry::{Customer, KeyStatus};
 use crate::registry::{Registry, RegistryFile};
 use crate::route::{self, Decision, Quarantine, loops};
+use crate::services::reports;
 use crate::store::{self, NewArticle, NewInbound, Store, TicketRow, WriteTx};
 use crate::workflow::{self, CustomerEffect};
 use chrono::{DateTime, Utc};
@@ -47,6 +48,10 @@ pub enum Outcome {
     },
     /// Seen before (same Message-ID or same bytes): nothing changed.
     Duplicate,
+    /// A customer's report request: answered with its KPI report (or why there is none).
+    Report {
+        customer: String,
+    },
 }
 
 /// Counts for one or more batches.
@@ -60,6 +65,8 @@ pub struct Report {
     pub outbound: usize,
     /// Automatic replies not sent because of the per-recipient cap.
     pub suppressed: usize,
+    /// Report requests answered (the report, or why there is none).
+    pub reports: usize,
 }
 
 impl Report {
@@ -70,10 +77,11 @@ impl Report {
         self.duplicates += o.duplicates;
         self.outbound += o.outbound;
         self.suppressed += o.suppressed;
+        self.reports += o.reports;
     }
 
     pub fn mails(&self) -> usize {
-        self.created + self.appended + self.quarantined + self.duplicates
+        self.created + self.appended + self.quarantined + self.duplicates + self.reports
     }
 }
 
@@ -671,7 +679,101 @@ impl Pipeline {
                 Ok(Outcome::Appended { ticket: reference })
             }
             Decision::Quarantine(q) => self.quarantine(tx, raw, size, mail, q, now, report),
+            Decision::ReportRequest { customer, request } => {
+                self.report_request(tx, raw, mail, &customer, request, registry, now, report)
+            }
         }
+    }
+
+    /// A customer's report request: the report as text with the CSV attached, in the plan's
+    /// language, computed in this transaction; or a reply saying why there is none (a period
+    /// in the future or over a year, a customer without allowed senders). Only an allowed
+    /// sender (route checked it) ever gets the report; the loop rules and the cap apply as
+    /// to every automatic reply.
+    #[allow(clippy::too_many_arguments)]
+    fn report_request(
+        &self,
+        tx: &mut dyn WriteTx,
+        raw: &RawMail,
+        mail: &InboundMail,
+        customer: &Customer,
+        request: reports::PeriodRequest,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Outcome, ApplyError> {
+        let inbound_id = self.insert_inbound(
+            tx,
+            raw,
+            raw.bytes.len(),
+            &mail.dedup_key,
+            Some(mail),
+            now,
+            "report",
+            None,
+            None,
+        )?;
+        let plan = &customer.plan;
+        let lang = notify::Lang::or_english(&plan.language);
+        let mailer = self.mailer();
+        let refused = |reason: notify::ReportRefusal| {
+            Notice::ReportRefused(notify::ReportRefused {
+                reason,
+                subject: mail.subject.clone(),
+                today: reports::today(reports::time_zone(plan), now).to_string(),
+                default_days: reports::DEFAULT_DAYS,
+                contact_name: mail.from_name.clone(),
+                support_name: mailer.support_name(),
+            })
+        };
+        let mut attachments = Vec::new();
+        let notice = if customer.allowed_senders.is_empty() {
+            // "Any sender with the key" is not a list of who may read the figures.
+            refused(notify::ReportRefusal::NoAllowedSenders)
+        } else {
+            match reports::requested_period(request, plan, now) {
+                Err((e, why)) => {
+                    tracing::info!(source = %raw.source, customer = %customer.id, why = %why, "report request refused");
+                    refused(match e {
+                        reports::PeriodError::Future => notify::ReportRefusal::Future,
+                        reports::PeriodError::TooLong => notify::ReportRefusal::TooLong,
+                        reports::PeriodError::Reversed => notify::ReportRefusal::Reversed,
+                        reports::PeriodError::Unreadable => notify::ReportRefusal::Unreadable,
+                    })
+                }
+                Ok((from, to)) => {
+                    let (start, end) = reports::bounds(reports::time_zone(plan), from, to);
+                    let rows = tx.report_tickets(&customer.id, start, end)?;
+                    let r = reports::compute(customer, registry, from, to, &rows);
+                    let csv = r.to_csv().into_bytes();
+                    attachments.push(parse::Attachment {
+                        filename: r.csv_filename(),
+                        content_type: "text/csv; charset=utf-8".into(),
+                        size: csv.len(),
+                        data: Some(csv),
+                    });
+                    Notice::Report(notify::ReportMail {
+                        customer_name: customer.name.clone(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                        report: r.to_text(lang),
+                        csv_filename: r.csv_filename(),
+                        contact_name: mail.from_name.clone(),
+                        support_name: mailer.support_name(),
+                    })
+                }
+            }
+        };
+        let letter = Letter {
+            attachments: &attachments,
+            ..Letter::reply(&notice, &plan.language, mail, None, Some(inbound_id))
+        };
+        self.count(report, mailer.send(tx, letter, now)?);
+        report.reports += 1;
+        tracing::info!(source = %raw.source, customer = %customer.id, kind = %notice.kind(), "report request answered");
+        Ok(Outcome::Report {
+            customer: customer.id.clone(),
+        })
     }
 
     /// Automatic mail about a ticket (an out-of-office, a list copy): kept on the ticket as an

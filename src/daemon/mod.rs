@@ -18,6 +18,7 @@ use crate::ingest::Maildir;
 use crate::ingest::imap::{self, Mailbox, MailboxOutcome};
 use crate::outbox::{self, DeliveryReport};
 use crate::pipeline::{Pipeline, RawMail, Report};
+use crate::sdnotify::SdNotify;
 use crate::store::Db;
 use anyhow::Context;
 use std::collections::HashSet;
@@ -95,7 +96,15 @@ pub async fn run(
                 failed.extend(o.error);
             }
         }
-        let local = maildir_and_timers(app.clone(), md, true, stop.clone(), deliver).await?;
+        let local = maildir_and_timers(
+            app.clone(),
+            md,
+            true,
+            stop.clone(),
+            deliver,
+            Arc::new(SdNotify::disabled()),
+        )
+        .await?;
         summary.inbound.add(&local.inbound);
         summary.timers += local.timers;
         let now = app.clock.now();
@@ -114,9 +123,14 @@ pub async fn run(
         }
         return Ok(summary);
     }
+    // systemd (Type=notify): READY once the tasks run; the main loop feeds the watchdog.
+    let notify = Arc::new(SdNotify::from_env());
     tasks.spawn({
         let (app, md, stop, deliver) = (app.clone(), md.clone(), stop.clone(), deliver.clone());
-        async move { TaskEnd::Local(maildir_and_timers(app, md, false, stop, deliver).await) }
+        let notify = notify.clone();
+        async move {
+            TaskEnd::Local(maildir_and_timers(app, md, false, stop, deliver, notify).await)
+        }
     });
     tasks.spawn({
         let (app, stop, deliver) = (app.clone(), stop.clone(), deliver.clone());
@@ -130,6 +144,7 @@ pub async fn run(
             TaskEnd::Delivery(DeliveryReport::default())
         });
     }
+    notify.ready();
     let mut summary = RunSummary::default();
     let mut failure = None;
     tokio::pin!(shutdown);
@@ -148,6 +163,7 @@ pub async fn run(
             },
         }
     }
+    notify.stopping();
     tracing::info!(
         timeout = ?cfg.daemon.shutdown_timeout,
         "shutting down: finishing the commits and sends in flight"
@@ -301,13 +317,16 @@ fn mark_done(md: &Maildir, done: Vec<PathBuf>) -> Vec<PathBuf> {
 }
 
 /// The Maildir drain and the timers: once, or until `stop`. Wakes the delivery task after a
-/// pass that queued mail.
+/// pass that queued mail. The daemon's main loop: it feeds systemd's watchdog after every
+/// pass (failed or not) and never sleeps longer than the watchdog allows, so only a pass
+/// that does not come back (a stuck store, a stalled runtime) lets the watchdog fire.
 async fn maildir_and_timers(
     app: App,
     md: Arc<Maildir>,
     once: bool,
     stop: CancellationToken,
     deliver: Arc<Notify>,
+    notify: Arc<SdNotify>,
 ) -> anyhow::Result<RunSummary> {
     let cfg = app.cfg.clone();
     let mut summary = RunSummary::default();
@@ -371,9 +390,13 @@ async fn maildir_and_timers(
         if once {
             return Ok(summary);
         }
+        notify.feed_watchdog();
         let mut wait = cfg.inbound.poll_interval;
         if failures > 0 {
             wait = wait.max(after_failures(failures));
+        }
+        if let Some(w) = notify.watchdog_interval() {
+            wait = wait.min(w);
         }
         if let Ok(Some(due)) = app.db.read(|s| s.next_timer()).await {
             let until = (due - app.clock.now()).to_std().unwrap_or(Duration::ZERO);

@@ -89,6 +89,10 @@ kinds! {
     CloseConfirmation(CloseConfirmation) = "close_confirmation";
     /// Thanks for a survey score.
     SurveyThanks(SurveyThanks) = "survey_thanks";
+    /// A KPI report a customer asked for by mail (the text; the CSV is attached).
+    Report(ReportMail) = "report";
+    /// A report request that cannot be answered with a report (the period, the senders).
+    ReportRefused(ReportRefused) = "report_refused";
     /// Mail in an agent's name failed authentication: to the agent team (rate-limited).
     SenderAlert(SenderAlert) = "sender_alert";
     /// Files of an agent's answer that were left out of the mail to the customer (over
@@ -363,6 +367,60 @@ pub struct SurveyThanks {
     pub support_name: String,
 }
 
+/// A KPI report by mail.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportMail {
+    pub customer_name: String,
+    /// First and last day, `YYYY-MM-DD`.
+    pub from: String,
+    pub to: String,
+    /// The report as text in the mail's language (`Report::to_text`).
+    pub report: String,
+    /// The CSV attachment's file name.
+    pub csv_filename: String,
+    pub contact_name: Option<String>,
+    pub support_name: String,
+}
+
+/// Why a report request gets no report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportRefusal {
+    /// The period ends after today.
+    Future,
+    /// Longer than a year.
+    TooLong,
+    /// Starts after it ends.
+    Reversed,
+    /// Shaped like a period but not one (`2026-02-30`).
+    Unreadable,
+    /// The customer names no allowed senders: nobody may receive its reports.
+    NoAllowedSenders,
+}
+
+impl ReportRefusal {
+    pub const ALL: [ReportRefusal; 5] = [
+        ReportRefusal::Future,
+        ReportRefusal::TooLong,
+        ReportRefusal::Reversed,
+        ReportRefusal::Unreadable,
+        ReportRefusal::NoAllowedSenders,
+    ];
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRefused {
+    pub reason: ReportRefusal,
+    /// The subject of the request.
+    pub subject: String,
+    /// Today in the customer's time zone, `YYYY-MM-DD`.
+    pub today: String,
+    /// How many days a request without a period covers.
+    pub default_days: u64,
+    pub contact_name: Option<String>,
+    pub support_name: String,
+}
+
 impl Kind {
     /// Sample notices of this kind in `lang`, for checking templates: every optional field
     /// set, and one notice per branch a built-in template takes on a code (rejection
@@ -585,6 +643,28 @@ impl Kind {
                         subject: subject(),
                         contact_name: contact_name(),
                         score,
+                        support_name: support_name(),
+                    })
+                })
+                .collect(),
+            Kind::Report => vec![Notice::Report(ReportMail {
+                customer_name: "ACME".into(),
+                from: "2026-01-01".into(),
+                to: "2026-06-30".into(),
+                report: "Tickets: 12\n".into(),
+                csv_filename: "report-acme-2026-01-01-2026-06-30.csv".into(),
+                contact_name: contact_name(),
+                support_name: support_name(),
+            })],
+            Kind::ReportRefused => ReportRefusal::ALL
+                .into_iter()
+                .map(|reason| {
+                    Notice::ReportRefused(ReportRefused {
+                        reason,
+                        subject: "report 2026-01-01..2027-06-30".into(),
+                        today: "2026-12-02".into(),
+                        default_days: 30,
+                        contact_name: contact_name(),
                         support_name: support_name(),
                     })
                 })

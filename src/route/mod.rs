@@ -28,6 +28,13 @@ pub enum Decision {
         ticket: Box<TicketRow>,
     },
     Quarantine(Quarantine),
+    /// A customer's request for its KPI report (subject `report` / `rapport`, optionally a
+    /// period), with an active key from an allowed sender: answered with the report, never
+    /// a ticket.
+    ReportRequest {
+        customer: Arc<Customer>,
+        request: crate::services::reports::PeriodRequest,
+    },
 }
 
 /// How a mail was found to be about a ticket.
@@ -114,8 +121,9 @@ fn rejection(
 ///    no reply, so nothing about the ticket leaks;
 /// 4. otherwise a new request: the first active key among the candidates opens a ticket
 ///    when the sender is allowed for that customer (and authenticated, under a plan that
-///    requires it); a revoked, expired, unknown or missing key is quarantined with a reply
-///    that says which.
+///    requires it; or, when the subject is a report request, asks for the customer's KPI
+///    report); a revoked, expired, unknown or missing key is quarantined with a reply that
+///    says which.
 pub fn route(
     mail: &InboundMail,
     cfg: &Config,
@@ -230,6 +238,11 @@ fn new_request(
                 }
                 if customer.plan.authentication == Authentication::Require && !mail.auth.passed() {
                     return Ok(unauthenticated(from, mail, &customer));
+                }
+                if let Some(request) =
+                    crate::services::reports::subject_request(&mail.subject, &mail.key_candidates)
+                {
+                    return Ok(Decision::ReportRequest { customer, request });
                 }
                 let severity = mail
                     .severity

@@ -8,10 +8,12 @@
 //! - [`timers`]: the tick, or its dry run;
 //! - [`intake`]: one raw mail (the `ingest` command, MTA pipes);
 //! - [`web`]: paged listings, API tokens, the customer's ticket page and answer.
+//! - [`reports`]: the KPI report of a customer and period.
 
 pub mod intake;
 pub mod outbox;
 pub mod quarantine;
+pub mod reports;
 pub mod tickets;
 pub mod timers;
 pub mod web;

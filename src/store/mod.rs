@@ -124,6 +124,31 @@ pub struct Escalation {
     pub due_at: DateTime<Utc>,
 }
 
+/// One ticket as a KPI report reads it (SPEC §9): what it was, how its first response and
+/// its resolution went. Read through the `tickets (customer, created_at)` index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportTicket {
+    pub id: i64,
+    /// The plan it was opened under (its calendar counts its business time).
+    pub plan: String,
+    pub severity: u8,
+    pub issue_type: String,
+    pub created_at: DateTime<Utc>,
+    /// The first-response target (working seconds); `None`: no target for its severity.
+    pub sla_target_secs: Option<i64>,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub breached_at: Option<DateTime<Utc>>,
+    pub survey_score: Option<u8>,
+    /// Working seconds the first-response clock counted (final once responded).
+    pub sla_elapsed_secs: i64,
+    /// The first time it was resolved or closed.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// It went from resolved or closed back to an open status at least once.
+    pub reopened: bool,
+    /// Escalations recorded (missed response targets).
+    pub escalations: i64,
+}
+
 /// An armed timer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timer {
@@ -495,6 +520,13 @@ pub trait WriteTx {
     /// Records how a mail added to a ticket found it when not by its headers (`tag`,
     /// `text`); a mail added without this was found by its headers.
     fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()>;
+    /// [`Store::report_tickets`] inside the transaction (a report requested by mail).
+    fn report_tickets(
+        &mut self,
+        customer: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportTicket>>;
 
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -547,6 +579,14 @@ pub trait Store: Send {
     fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>>;
     fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>>;
     fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>>;
+    /// The customer's tickets created in `[from, until)`, in no particular order, for a KPI
+    /// report.
+    fn report_tickets(
+        &mut self,
+        customer: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportTicket>>;
 
     fn mailbox_state(&mut self, mailbox: &str) -> Result<Option<MailboxState>>;
     /// Takes the lease `name` for `holder` until `until`, or renews it, when it is free,

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0005_imap_uids.sql"),
     ),
     (6, include_str!("../../migrations/sqlite/0006_web.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_reports.sql")),
     (8, include_str!("../../migrations/sqlite/0008_auth.sql")),
     (
         10,
@@ -250,6 +251,47 @@ fn ticket(conn: &Connection, id: i64) -> Result<Option<TicketRow>> {
         .prepare_cached(sql)?
         .query_row([id], ticket_row)
         .optional()?)
+}
+
+/// The tickets of a KPI report ([`Store::report_tickets`]): one indexed range scan of
+/// `tickets_customer_created`, with per-ticket lookups answered from the indexes
+/// `status_history_report` and `escalations_ticket` alone. No ORDER BY: the figures do not
+/// depend on the order.
+fn report_tickets(
+    conn: &Connection,
+    customer: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<ReportTicket>> {
+    let mut st = conn.prepare_cached(
+        "SELECT t.id, t.plan, t.severity, t.issue_type, t.created_at, t.sla_target_secs, \
+         t.responded_at, t.breached_at, t.survey_score, t.sla_elapsed_secs, \
+         (SELECT min(h.at) FROM status_history h WHERE h.ticket_id = t.id \
+            AND h.to_status IN ('resolved', 'closed')), \
+         EXISTS (SELECT 1 FROM status_history h WHERE h.ticket_id = t.id \
+            AND h.from_status IN ('resolved', 'closed') \
+            AND h.to_status NOT IN ('resolved', 'closed')), \
+         (SELECT count(*) FROM escalations e WHERE e.ticket_id = t.id) \
+         FROM tickets t WHERE t.customer = ?1 AND t.created_at >= ?2 AND t.created_at < ?3",
+    )?;
+    let rows = st.query_map(params![customer, ts(from), ts(until)], |r| {
+        Ok(ReportTicket {
+            id: r.get(0)?,
+            plan: r.get(1)?,
+            severity: r.get(2)?,
+            issue_type: r.get(3)?,
+            created_at: parse_ts(&r.get::<_, String>(4)?)?,
+            sla_target_secs: r.get(5)?,
+            responded_at: parse_opt_ts(r.get(6)?)?,
+            breached_at: parse_opt_ts(r.get(7)?)?,
+            survey_score: r.get(8)?,
+            sla_elapsed_secs: r.get(9)?,
+            resolved_at: parse_opt_ts(r.get(10)?)?,
+            reopened: r.get(11)?,
+            escalations: r.get(12)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 impl WriteTx for SqliteTx<'_> {
@@ -654,6 +696,15 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn report_tickets(
+        &mut self,
+        customer: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportTicket>> {
+        report_tickets(&self.tx, customer, from, until)
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -941,6 +992,15 @@ impl Store for SqliteStore {
         )?;
         let rows = st.query_map([ticket_id], timer_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn report_tickets(
+        &mut self,
+        customer: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportTicket>> {
+        report_tickets(&self.conn, customer, from, until)
     }
 
     fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>> {

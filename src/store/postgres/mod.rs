@@ -72,6 +72,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("../../../migrations/postgres/0004_web.sql")),
     (
+        5,
+        include_str!("../../../migrations/postgres/0005_reports.sql"),
+    ),
+    (
         6,
         include_str!("../../../migrations/postgres/0006_auth.sql"),
     ),

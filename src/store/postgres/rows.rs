@@ -103,3 +103,50 @@ impl TicketValues {
         }
     }
 }
+
+/// The tickets of a KPI report ([`Store::report_tickets`]): one range scan of
+/// `tickets_customer_created`, with per-ticket lookups answered from the indexes
+/// `status_history_report` and `escalations_ticket` alone. No ORDER BY: the figures do not
+/// depend on the order.
+pub(super) async fn report_tickets(
+    c: &mut PgConnection,
+    customer: String,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<ReportTicket>> {
+    sqlx::query(
+        "SELECT t.id, t.plan, t.severity, t.issue_type, t.created_at, t.sla_target_secs, \
+         t.responded_at, t.breached_at, t.survey_score, t.sla_elapsed_secs, \
+         (SELECT min(h.at) FROM status_history h WHERE h.ticket_id = t.id \
+            AND h.to_status IN ('resolved', 'closed')), \
+         EXISTS (SELECT 1 FROM status_history h WHERE h.ticket_id = t.id \
+            AND h.from_status IN ('resolved', 'closed') \
+            AND h.to_status NOT IN ('resolved', 'closed')), \
+         (SELECT count(*) FROM escalations e WHERE e.ticket_id = t.id) \
+         FROM tickets t WHERE t.customer = $1 AND t.created_at >= $2 AND t.created_at < $3",
+    )
+    .bind(&customer)
+    .bind(from)
+    .bind(until)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ReportTicket {
+            id: r.try_get(0)?,
+            plan: r.try_get(1)?,
+            severity: small(r.try_get(2)?)?,
+            issue_type: r.try_get(3)?,
+            created_at: r.try_get(4)?,
+            sla_target_secs: r.try_get(5)?,
+            responded_at: r.try_get(6)?,
+            breached_at: r.try_get(7)?,
+            survey_score: r.try_get::<Option<i16>, _>(8)?.map(small).transpose()?,
+            sla_elapsed_secs: r.try_get(9)?,
+            resolved_at: r.try_get(10)?,
+            reopened: r.try_get(11)?,
+            escalations: r.try_get(12)?,
+        })
+    })
+    .collect()
+}

@@ -414,6 +414,16 @@ impl Store for PgStore {
         })
     }
 
+    fn report_tickets(
+        &mut self,
+        customer: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportTicket>> {
+        let customer = customer.to_string();
+        self.call(move |c| Box::pin(report_tickets(c, customer, from, until)))
+    }
+
     fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>> {
         self.call(move |c| {
             Box::pin(async move {

@@ -711,6 +711,16 @@ impl WriteTx for PgTx {
         })
     }
 
+    fn report_tickets(
+        &mut self,
+        customer: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportTicket>> {
+        let customer = customer.to_string();
+        self.call(move |c| Box::pin(report_tickets(c, customer, from, until)))
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.failed {
             // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.
