@@ -13,6 +13,7 @@ mod golden;
 mod imap;
 mod instances;
 mod lifecycle;
+mod lmtp;
 mod outbox;
 mod pipeline;
 mod smtp;
