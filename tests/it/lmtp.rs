@@ -157,9 +157,14 @@ pub enum Outage {
 
 impl Outage {
     pub fn begin(env: &Env) -> Outage {
-        match &env.db {
+        Outage::begin_at(env.db.as_ref(), &env.path("tg.db"))
+    }
+
+    /// The outage of the PostgreSQL database `db`, or else of the SQLite file `sqlite`.
+    pub fn begin_at(db: Option<&common::TestDatabase>, sqlite: &std::path::Path) -> Outage {
+        match db {
             None => {
-                let c = rusqlite::Connection::open(env.path("tg.db")).unwrap();
+                let c = rusqlite::Connection::open(sqlite).unwrap();
                 c.execute_batch("BEGIN EXCLUSIVE").unwrap();
                 Outage::Sqlite(c)
             }

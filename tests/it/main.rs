@@ -16,6 +16,7 @@ mod lifecycle;
 mod lmtp;
 mod outbox;
 mod pipeline;
+mod postfix;
 mod smtp;
 mod smtp_tls;
 mod store;
