@@ -115,7 +115,35 @@ impl SqliteStore {
         Ok(SqliteStore { conn })
     }
 
+    /// Closing this connection leaves the WAL as it is instead of checkpointing it into the
+    /// database (when it is the last connection): for a process that commits one mail and
+    /// exits (`ticketgate ingest`), that saves three fsyncs. The WAL is still checkpointed
+    /// by the commit that takes it past `wal_autocheckpoint`, and by the daemon.
+    pub fn keep_wal_on_close(&self) -> Result<()> {
+        self.conn
+            .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        Ok(())
+    }
+
+    /// Whether every migration this version knows is recorded: one query, no write lock.
+    pub fn is_migrated(&self) -> bool {
+        let known: Vec<String> = MIGRATIONS.iter().map(|(v, _)| v.to_string()).collect();
+        let sql = format!(
+            "SELECT COUNT(*) FROM schema_migrations WHERE version IN ({})",
+            known.join(",")
+        );
+        // No table yet (a new database) is an error: not migrated.
+        self.conn
+            .query_row(&sql, [], |r| r.get::<_, i64>(0))
+            .is_ok_and(|n| n == MIGRATIONS.len() as i64)
+    }
+
+    /// Applies the migrations not yet recorded; when all are (checked with one query,
+    /// [`SqliteStore::is_migrated`]), takes no lock and writes nothing.
     pub fn migrate(&mut self) -> Result<()> {
+        if self.is_migrated() {
+            return Ok(());
+        }
         self.conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )?;
@@ -956,5 +984,42 @@ impl Store for SqliteStore {
             )?
             .execute(params![mailbox, uid_validity, uid, failures])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema check is one query: true once migrated, false on a new file; and a lean
+    /// connection leaves its WAL at close where a plain one checkpoints and removes it.
+    #[test]
+    fn schema_check_and_wal_kept_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = SqliteStore::open(&dir.path().join("new.db")).unwrap();
+        assert!(!fresh.is_migrated(), "a new database is not migrated");
+        for (name, lean) in [("plain.db", false), ("lean.db", true)] {
+            let path = dir.path().join(name);
+            let mut s = SqliteStore::open(&path).unwrap();
+            s.migrate().unwrap();
+            assert!(s.is_migrated());
+            if lean {
+                s.keep_wal_on_close().unwrap();
+            }
+            s.conn
+                .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+                .unwrap();
+            drop(s);
+            let wal = dir.path().join(format!("{name}-wal"));
+            assert_eq!(wal.exists(), lean, "{name}: WAL left at close");
+            // Either way the row is there for the next connection.
+            let s = SqliteStore::open(&path).unwrap();
+            assert!(s.is_migrated());
+            let n: i64 = s
+                .conn
+                .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 1);
+        }
     }
 }
