@@ -1820,16 +1820,24 @@ mod example_tests {
         let l = c.inbound.lmtp.unwrap();
         assert_eq!(l.listen, LmtpListen::Tcp("127.0.0.1:0".parse().unwrap()));
         assert_eq!((l.socket_mode, l.max_connections), (0o660, 64));
-        let c = tests::parse("[inbound.lmtp]\nlisten = \"unix:run/lmtp.sock\"\nsocket_mode = \"0666\"\n")
-            .unwrap();
+        let c = tests::parse(
+            "[inbound.lmtp]\nlisten = \"unix:run/lmtp.sock\"\nsocket_mode = \"0666\"\n",
+        )
+        .unwrap();
         let l = c.inbound.lmtp.unwrap();
         assert!(matches!(&l.listen, LmtpListen::Unix(p) if p.ends_with("run/lmtp.sock")));
         assert_eq!(l.socket_mode, 0o666);
         assert!(tests::parse("").unwrap().inbound.lmtp.is_none());
         for (text, key) in [
             ("[inbound.lmtp]\n", "inbound.lmtp.listen"),
-            ("[inbound.lmtp]\nlisten = \"localhost\"\n", "inbound.lmtp.listen"),
-            ("[inbound.lmtp]\nlisten = \"unix:\"\n", "inbound.lmtp.listen"),
+            (
+                "[inbound.lmtp]\nlisten = \"localhost\"\n",
+                "inbound.lmtp.listen",
+            ),
+            (
+                "[inbound.lmtp]\nlisten = \"unix:\"\n",
+                "inbound.lmtp.listen",
+            ),
             (
                 "[inbound.lmtp]\nlisten = \"127.0.0.1:24\"\nsocket_mode = \"rw\"\n",
                 "inbound.lmtp.socket_mode",

@@ -114,7 +114,10 @@ pub async fn run(
     if let Some(lmtp) = &cfg.inbound.lmtp {
         // Bound before anything else runs, so that a taken port stops the start.
         let bound = crate::ingest::lmtp::bind(lmtp).await.with_context(|| {
-            format!("binding the LMTP listener (inbound.lmtp.listen = {:?})", lmtp.listen)
+            format!(
+                "binding the LMTP listener (inbound.lmtp.listen = {:?})",
+                lmtp.listen
+            )
         })?;
         // Parseable: tests and scripts read the address (port 0 picks a free one) from it.
         tracing::info!(lmtp.address = %bound.address, "LMTP listener ready");

@@ -283,9 +283,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     }
 }
 
-async fn timed<T>(
-    f: impl std::future::Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
+async fn timed<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
     tokio::time::timeout(READ_TIMEOUT, f)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client idle too long"))?
@@ -359,9 +357,9 @@ impl Session {
                 "MAIL" => match path_arg(arg, "FROM:") {
                     None => "501 5.5.4 Syntax: MAIL FROM:<address>\r\n".into(),
                     Some((from, params)) => match declared_size(params) {
-                        Some(n) if n > max => format!(
-                            "552 5.3.4 Message too big: {n} bytes, the limit is {max}\r\n"
-                        ),
+                        Some(n) if n > max => {
+                            format!("552 5.3.4 Message too big: {n} bytes, the limit is {max}\r\n")
+                        }
                         _ => {
                             env.from = Some(from);
                             "250 2.1.0 Sender OK\r\n".into()
@@ -459,7 +457,9 @@ impl Session {
             Ok(Ok(outcome)) => match outcome {
                 Outcome::Created { ticket } => format!("250 2.0.0 OK: created {ticket}"),
                 Outcome::Appended { ticket } => format!("250 2.0.0 OK: added to {ticket}"),
-                Outcome::Quarantined { code, .. } => format!("250 2.0.0 OK: kept for review ({code})"),
+                Outcome::Quarantined { code, .. } => {
+                    format!("250 2.0.0 OK: kept for review ({code})")
+                }
                 Outcome::Duplicate => "250 2.0.0 OK: already received".into(),
             },
             Ok(Err(_)) | Err(_) => {

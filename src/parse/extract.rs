@@ -182,7 +182,8 @@ impl Patterns {
     pub fn severity(&self, subject: &str, text: &str) -> Option<StatedSeverity> {
         for hay in [subject, text] {
             if let Some(c) = self.labelled().captures(hay) {
-                let value = first_chars(c.get(1).map_or("", |m| m.as_str()), LABEL_VALUE_CHARS).trim();
+                let value =
+                    first_chars(c.get(1).map_or("", |m| m.as_str()), LABEL_VALUE_CHARS).trim();
                 if let Some(level) = self.level_in_value(value) {
                     return Some(StatedSeverity {
                         level,
@@ -224,7 +225,11 @@ impl Patterns {
     /// `hosting_incident`, `query`, `bug`, `task`; `None` when not stated (an incident).
     pub fn issue_type(&self, text: &str) -> Option<&'static str> {
         let value = fold(
-            first_chars(self.issue_type_re().captures(text)?.get(1)?.as_str(), ISSUE_TYPE_CHARS).trim(),
+            first_chars(
+                self.issue_type_re().captures(text)?.get(1)?.as_str(),
+                ISSUE_TYPE_CHARS,
+            )
+            .trim(),
         );
         let v = value.as_str();
         Some(if v.starts_with("hosting") {
@@ -318,7 +323,11 @@ mod tests {
         assert_eq!(p.subject_refs("Re: [TKT-000042] x"), vec![42]);
         assert!(p.subject_tag.get().is_some() && p.labelled.get().is_none());
         let long = format!("Severity: {} high", "a".repeat(58));
-        assert_eq!(p.severity("", &long), None, "`high` is past the 60th character");
+        assert_eq!(
+            p.severity("", &long),
+            None,
+            "`high` is past the 60th character"
+        );
         let short = format!("Severity: {} high", "a".repeat(50));
         assert_eq!(p.severity("", &short).map(|s| s.level), Some(2));
         assert_eq!(

@@ -120,8 +120,10 @@ impl SqliteStore {
     /// exits (`ticketgate ingest`), that saves three fsyncs. The WAL is still checkpointed
     /// by the commit that takes it past `wal_autocheckpoint`, and by the daemon.
     pub fn keep_wal_on_close(&self) -> Result<()> {
-        self.conn
-            .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         Ok(())
     }
 

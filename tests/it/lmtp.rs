@@ -215,11 +215,13 @@ async fn pipelined_transaction_one_reply_per_recipient_after_the_commit() {
     )
     .await;
     let lhlo = c.reply().await;
-    for ext in ["PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "SIZE 26214400"] {
-        assert!(
-            lhlo.iter().any(|l| l[4..] == *ext),
-            "{ext} not in {lhlo:?}"
-        );
+    for ext in [
+        "PIPELINING",
+        "ENHANCEDSTATUSCODES",
+        "8BITMIME",
+        "SIZE 26214400",
+    ] {
+        assert!(lhlo.iter().any(|l| l[4..] == *ext), "{ext} not in {lhlo:?}");
     }
     assert!(c.line().await.starts_with("250 2.1.0"));
     assert!(c.line().await.starts_with("250 2.1.5"));
@@ -257,7 +259,8 @@ async fn pipelined_transaction_one_reply_per_recipient_after_the_commit() {
         articles[0].body
     );
     // The session goes on: RSET, NOOP, a DATA without recipients, QUIT.
-    c.send("RSET\r\nNOOP\r\nMAIL FROM:<>\r\nDATA\r\nQUIT\r\n").await;
+    c.send("RSET\r\nNOOP\r\nMAIL FROM:<>\r\nDATA\r\nQUIT\r\n")
+        .await;
     assert!(c.line().await.starts_with("250 2.0.0"));
     assert!(c.line().await.starts_with("250 2.0.0"));
     assert!(c.line().await.starts_with("250 2.1.0"));
@@ -280,7 +283,10 @@ async fn store_outage_answers_451_and_the_retry_is_committed() {
     let outage = Outage::begin(&env);
     let replies = c
         .deliver(
-            &["support@support.example.test", "eu-support@support.example.test"],
+            &[
+                "support@support.example.test",
+                "eu-support@support.example.test",
+            ],
             &m,
         )
         .await;
@@ -289,7 +295,10 @@ async fn store_outage_answers_451_and_the_retry_is_committed() {
         assert!(r.starts_with("451 4.3.0 "), "{replies:?}");
     }
     drop(outage);
-    assert!(env.outbox().is_empty(), "nothing committed during the outage");
+    assert!(
+        env.outbox().is_empty(),
+        "nothing committed during the outage"
+    );
     let replies = c.deliver(&["support@support.example.test"], &m).await;
     assert!(replies[0].starts_with("250 2.0.0 "), "{replies:?}");
     assert_eq!(env.ticket(1).subject, "During the outage");
@@ -322,14 +331,21 @@ async fn oversize_mail_is_refused_with_552() {
     .build();
     let replies = c
         .deliver(
-            &["support@support.example.test", "eu-support@support.example.test"],
+            &[
+                "support@support.example.test",
+                "eu-support@support.example.test",
+            ],
             &big,
         )
         .await;
     assert_eq!(replies.len(), 2);
-    assert!(replies.iter().all(|r| r.starts_with("552 5.3.4 ")), "{replies:?}");
+    assert!(
+        replies.iter().all(|r| r.starts_with("552 5.3.4 ")),
+        "{replies:?}"
+    );
     // A command line over the limit is refused, the session goes on.
-    c.send(&format!("NOOP {}\r\nNOOP\r\n", "x".repeat(10_000))).await;
+    c.send(&format!("NOOP {}\r\nNOOP\r\n", "x".repeat(10_000)))
+        .await;
     assert!(c.line().await.starts_with("500 5.5.2"));
     assert!(c.line().await.starts_with("250 "));
     let small = ticket_mail("small");

@@ -104,7 +104,12 @@ impl Drop for Daemon {
 pub fn lmtp_address(log: &str) -> Option<String> {
     let line = log.lines().find(|l| l.contains("LMTP listener ready"))?;
     let (_, rest) = line.split_once("lmtp.address=")?;
-    Some(rest.split_whitespace().next()?.trim_matches('"').to_string())
+    Some(
+        rest.split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_string(),
+    )
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -195,7 +200,10 @@ fn postfix_keeps_the_mail_during_a_store_outage_and_delivers_it_after() {
     assert_eq!(postfix.queued(), 1, "the mail stays in Postfix's queue");
     drop(outage);
     let app = daemon.app();
-    assert!(tickets(&app).is_empty(), "nothing committed during the outage");
+    assert!(
+        tickets(&app).is_empty(),
+        "nothing committed during the outage"
+    );
     postfix.flush();
     postfix.wait_empty(Duration::from_secs(60));
     wait_until("the ticket", Duration::from_secs(10), || {

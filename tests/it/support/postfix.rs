@@ -54,7 +54,10 @@ impl Postfix {
             uid, "0",
             "Postfix's master must run as root (it switches to mail_owner for its daemons): run the Postfix tests as root, as scripts/test does in CI"
         );
-        let dir = tempfile::Builder::new().prefix("tg-postfix").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("tg-postfix")
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.path();
         let (etc, queue, data) = (d.join("etc"), d.join("queue"), d.join("data"));
@@ -158,7 +161,11 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                     std::fs::read_to_string(p.dir.path().join("master.err")).unwrap_or_default()
                 );
             }
-            assert!(Instant::now() < deadline, "Postfix did not start: {}", p.log());
+            assert!(
+                Instant::now() < deadline,
+                "Postfix did not start: {}",
+                p.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         p
@@ -235,7 +242,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
     /// Messages in Postfix's queue (any state).
     pub fn queued(&self) -> usize {
         // One JSON object per message.
-        self.postqueue("-j").lines().filter(|l| !l.is_empty()).count()
+        self.postqueue("-j")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
     }
 
     /// `postqueue -f`: attempts to deliver every queued message now.
