@@ -4,8 +4,8 @@
 //! N new requests (default 10,000; the generated mail of `benches/pipeline.rs`, its new
 //! requests only, since concurrent LMTP sessions commit in no fixed order and a follow-up
 //! names its ticket by number) are submitted over SMTP to a private Postfix
-//! (`tests/it/support/postfix.rs`) whose `lmtp` transport is deferred
-//! (`defer_transports = lmtp`), so they wait in its queue. Then, timed: `postqueue -f`, and
+//! (`tests/it/support/postfix.rs`), which holds them in its queue (a `HOLD` access rule on
+//! the recipient). Then, timed: `postsuper -H ALL` and `postqueue -f`, and
 //! Postfix delivers them over LMTP (its default concurrency, up to 20 sessions) to
 //! ticketgate's listener (`ingest::lmtp::serve`, SQLite with durable commits, group commit),
 //! until the last delivery is logged as sent (each `250` comes after its commit). Checked:
@@ -173,7 +173,8 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
     ));
     let postfix = Postfix::start(
         &format!("inet:{address}"),
-        "defer_transports = lmtp\nin_flow_delay = 0s\n",
+        "smtpd_recipient_restrictions = check_recipient_access inline:{ support.example.test=HOLD }, \
+         permit_mynetworks, reject\nin_flow_delay = 0s\n",
     );
     let start = Instant::now();
     let to = vec!["support@support.example.test"];
@@ -188,7 +189,7 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
         "postfix_submit_seconds {:.3}",
         start.elapsed().as_secs_f64()
     );
-    // Every mail in the queue (the cleanup daemon's writes are done), none delivered.
+    // Every mail held in the queue (the cleanup daemon's writes are done).
     let deadline = Instant::now() + Duration::from_secs(600);
     while postfix.queued() < n {
         assert!(Instant::now() < deadline, "mails did not reach the queue");
@@ -196,6 +197,7 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
     }
     let cpu_before = cpu_time();
     let start = Instant::now();
+    postfix.release_held();
     postfix.flush();
     postfix.wait_log("status=sent", n, Duration::from_secs(3600));
     let elapsed = start.elapsed();

@@ -54,13 +54,12 @@ impl App {
 
     /// What `ticketgate ingest` needs for its one mail and no more: templates read and
     /// compiled when a kind is first sent ([`Templates::lazy`]), patterns when first used,
-    /// the schema checked with one query, and on SQLite no WAL checkpoint at exit
-    /// ([`Db::open_lean`]).
+    /// and the schema checked with one query (as every open does).
     pub fn open_for_ingest(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
         let cfg = Arc::new(cfg);
         let registry = RegistryFile::open(&cfg.registry_path)?;
         let templates = Templates::lazy(cfg.templates_dir.as_deref());
-        let db = Db::open_lean(&cfg.database_url).context("opening the database (database.url)")?;
+        let db = Db::open(&cfg.database_url).context("opening the database (database.url)")?;
         let transport =
             Arc::new(Transport::from_config(&cfg.outbound).map_err(anyhow::Error::msg)?);
         let pipeline = Arc::new(Pipeline::new(

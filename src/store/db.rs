@@ -86,23 +86,6 @@ impl Db {
         })
     }
 
-    /// [`Db::open`] for a process that commits once and exits (`ticketgate ingest`): its
-    /// writer connection comes from [`super::open_lean`].
-    pub fn open_lean(url: &str) -> Result<Db> {
-        if let Some(("sqlite", _)) = url.split_once(':') {
-            let first = Mutex::new(Some(super::open_lean(url)?));
-            let url = url.to_string();
-            return Db::new(move || {
-                let taken = first.lock().map(|mut f| f.take()).unwrap_or(None);
-                match taken {
-                    Some(s) => Ok(s),
-                    None => super::connect(&url),
-                }
-            });
-        }
-        Db::open(url)
-    }
-
     /// Runs `f` on the writer thread (after the writes queued before it) and returns its
     /// result. A dropped caller does not cancel it: a batch it started still commits.
     pub async fn write<T: Send + 'static>(

@@ -34,21 +34,6 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
     open_with(url, true)
 }
 
-/// [`open`] for a process that commits once and exits (`ticketgate ingest`): migrated only
-/// when one query says it is behind (as [`open`] does), and on SQLite the WAL is not
-/// checkpointed when the connection closes ([`SqliteStore::keep_wal_on_close`]).
-pub fn open_lean(url: &str) -> Result<Box<dyn Store>> {
-    match url.split_once(':') {
-        Some(("sqlite", path)) => {
-            let mut s = SqliteStore::open(std::path::Path::new(path))?;
-            s.migrate()?;
-            s.keep_wal_on_close()?;
-            Ok(Box::new(s))
-        }
-        _ => open(url),
-    }
-}
-
 /// [`open`] without migrating: another connection of the same process already did.
 pub fn connect(url: &str) -> Result<Box<dyn Store>> {
     open_with(url, false)

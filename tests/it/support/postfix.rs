@@ -248,6 +248,22 @@ postlog   unix-dgram n  -       n       -       1       postlogd
             .count()
     }
 
+    /// `postsuper -H ALL`: held messages (e.g. by a `HOLD` access rule) back in the
+    /// queue, to be delivered at the next [`Postfix::flush`].
+    pub fn release_held(&self) {
+        let out = Command::new("postsuper")
+            .arg("-c")
+            .arg(self.config_dir())
+            .args(["-H", "ALL"])
+            .output()
+            .expect("running postsuper");
+        assert!(
+            out.status.success(),
+            "postsuper -H: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `postqueue -f`: attempts to deliver every queued message now.
     pub fn flush(&self) {
         self.postqueue("-f");
