@@ -120,30 +120,37 @@ impl Patterns {
         })
     }
 
+    // The four patterns below run on the text with ASCII letters lowered (same byte
+    // offsets, so what they capture is sliced from the original) instead of with `(?i)`:
+    // case-insensitive alternations of words multiply the literals the regex engine
+    // extracts, and compiling them cost more than a `ticketgate ingest` process does
+    // besides (about 10 M instructions of 15 M).
+
     /// A labelled line's value: the rest of the line (cut to [`LABEL_VALUE_CHARS`] by the
     /// caller; a bounded `.{1,60}` compiles to a sixty-fold automaton).
     fn labelled(&self) -> &Regex {
         compiled(&self.labelled, || {
-            r"(?im)^[\s*>•-]*(?:severity|s[ée]v[ée]rit[ée]|priority|priorit[ée]|urgency|urgence|impact|criticality|criticit[ée])\s*:\s*(.+)".into()
+            r"(?m)^[\s*>•-]*(?:severity|s[éÉe]v[éÉe]rit[éÉe]|priority|priorit[éÉe]|urgency|urgence|impact|criticality|criticit[éÉe])\s*:\s*(.+)".into()
         })
     }
 
     fn code(&self) -> &Regex {
         compiled(&self.code, || {
-            r"(?i)(?-u:\b)(?:s[ée]v(?:[ée]rit[ée]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))(?-u:\b)".into()
+            r"(?-u:\b)(?:s[éÉe]v(?:[éÉe]rit[éÉe]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))(?-u:\b)"
+                .into()
         })
     }
 
     fn subject_word(&self) -> &Regex {
         compiled(&self.subject_word, || {
-            r"(?i)(?:^|[\[(])\s*([a-zéèê]+)\s*(?:[\])]|\s*[:!\-–]|$)".into()
+            r"(?:^|[\[(])\s*([a-zéèêÉÈÊ]+)\s*(?:[\])]|\s*[:!\-–]|$)".into()
         })
     }
 
     /// The issue type's line: the rest of it (cut to [`ISSUE_TYPE_CHARS`] by the caller).
     fn issue_type_re(&self) -> &Regex {
         compiled(&self.issue_type, || {
-            r"(?im)^[\s*>•-]*(?:issue type|request type|ticket type|type de demande|type d'incident|type)\s*:\s*([^\n]+)".into()
+            r"(?m)^[\s*>•-]*(?:issue type|request type|ticket type|type de demande|type d'incident|type)\s*:\s*([^\n]+)".into()
         })
     }
 
@@ -181,9 +188,9 @@ impl Patterns {
     /// Bare words in running text ("high CPU") do not count: they are too often not meant.
     pub fn severity(&self, subject: &str, text: &str) -> Option<StatedSeverity> {
         for hay in [subject, text] {
-            if let Some(c) = self.labelled().captures(hay) {
+            if let Some(c) = self.labelled().captures(&hay.to_ascii_lowercase()) {
                 let value =
-                    first_chars(c.get(1).map_or("", |m| m.as_str()), LABEL_VALUE_CHARS).trim();
+                    first_chars(c.get(1).map_or("", |m| &hay[m.range()]), LABEL_VALUE_CHARS).trim();
                 if let Some(level) = self.level_in_value(value) {
                     return Some(StatedSeverity {
                         level,
@@ -195,13 +202,16 @@ impl Patterns {
         if let Some(s) = self.code_in(subject) {
             return Some(s);
         }
-        for c in self.subject_word().captures_iter(subject) {
+        for c in self
+            .subject_word()
+            .captures_iter(&subject.to_ascii_lowercase())
+        {
             if let Some(m) = c.get(1)
-                && let Some(level) = word_level(m.as_str())
+                && let Some(level) = word_level(&subject[m.range()])
             {
                 return Some(StatedSeverity {
                     level,
-                    as_written: m.as_str().to_string(),
+                    as_written: subject[m.range()].to_string(),
                 });
             }
         }
@@ -224,9 +234,10 @@ impl Patterns {
     /// The issue type (WSO2) from a labelled line (`Type: query`), as one of `incident`,
     /// `hosting_incident`, `query`, `bug`, `task`; `None` when not stated (an incident).
     pub fn issue_type(&self, text: &str) -> Option<&'static str> {
+        let low = text.to_ascii_lowercase();
         let value = fold(
             first_chars(
-                self.issue_type_re().captures(text)?.get(1)?.as_str(),
+                self.issue_type_re().captures(&low)?.get(1)?.as_str(),
                 ISSUE_TYPE_CHARS,
             )
             .trim(),
@@ -263,11 +274,12 @@ impl Patterns {
     }
 
     fn code_in(&self, hay: &str) -> Option<StatedSeverity> {
-        let c = self.code().captures(hay)?;
+        let low = hay.to_ascii_lowercase();
+        let c = self.code().captures(&low)?;
         let digit = c.get(1).or_else(|| c.get(3))?;
         Some(StatedSeverity {
             level: digit.as_str().parse().ok()?,
-            as_written: c.get(0)?.as_str().to_string(),
+            as_written: hay[c.get(0)?.range()].to_string(),
         })
     }
 
@@ -334,6 +346,14 @@ mod tests {
             p.severity("", &short).unwrap().as_written,
             format!("{} high", "a".repeat(50))
         );
+        // Lowered ASCII instead of `(?i)`: any case still matches, the text kept as written.
+        let s = p.severity("", "SÉVÉRITÉ : MAJEUR").unwrap();
+        assert_eq!((s.level, s.as_written.as_str()), (2, "MAJEUR"));
+        let s = p.severity("SEV-1: down", "").unwrap();
+        assert_eq!((s.level, s.as_written.as_str()), (1, "SEV-1"));
+        let s = p.severity("[URGENT] Export", "").unwrap();
+        assert_eq!((s.level, s.as_written.as_str()), (2, "URGENT"));
+        assert_eq!(p.issue_type("ISSUE TYPE: Bug"), Some("bug"));
         assert_eq!(p.issue_type("Type: query"), Some("query"));
         let far = format!("Type: {}query", " x".repeat(20));
         assert_eq!(p.issue_type(&far), None, "past the 40th character");
