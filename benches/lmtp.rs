@@ -23,7 +23,6 @@
 mod workload;
 
 #[path = "../tests/it/support/smtp_sink.rs"]
-#[allow(dead_code)]
 mod smtp_sink;
 
 #[path = "../tests/it/support/postfix.rs"]

@@ -436,7 +436,7 @@ impl Session {
     /// Whether mail to `to` is ours: `loops.own_addresses` (which holds `outbound.from`).
     fn is_ours(&self, to: &str) -> bool {
         let to = to.to_ascii_lowercase();
-        self.app.cfg.loops.own_addresses.iter().any(|a| *a == to)
+        self.app.cfg.loops.own_addresses.contains(&to)
     }
 
     /// Hands the mail to the committer and waits for its outcome; the reply's text, without
