@@ -6,7 +6,7 @@
 //! names its ticket by number) are submitted over SMTP to a private Postfix
 //! (`tests/it/support/postfix.rs`), which holds them in its queue (a `HOLD` access rule on
 //! the recipient). Then, timed: `postsuper -H ALL` and `postqueue -f`, and
-//! Postfix delivers them over LMTP (its default concurrency, up to 20 sessions) to
+//! Postfix delivers them over LMTP (up to 64 sessions: `lmtp_destination_concurrency_limit`) to
 //! ticketgate's listener (`ingest::lmtp::serve`, SQLite with durable commits, group commit),
 //! until the last delivery is logged as sent (each `250` comes after its commit). Checked:
 //! every mail made one ticket and one acknowledgement in the outbox, nothing quarantined.
@@ -173,7 +173,8 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
     let postfix = Postfix::start(
         &format!("inet:{address}"),
         "smtpd_recipient_restrictions = check_recipient_access inline:{ support.example.test=HOLD }, \
-         permit_mynetworks, reject\nin_flow_delay = 0s\n",
+         permit_mynetworks, reject\nin_flow_delay = 0s\n\
+         lmtp_destination_concurrency_limit = 64\ninitial_destination_concurrency = 64\n",
     );
     let start = Instant::now();
     let to = vec!["support@support.example.test"];
