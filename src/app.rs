@@ -61,6 +61,31 @@ impl App {
         })
     }
 
+    /// What `ticketgate ingest` needs for its one mail and no more: templates read and
+    /// compiled when a kind is first sent ([`Templates::lazy`]), patterns when first used,
+    /// and the schema checked with one query (as every open does).
+    pub fn open_for_ingest(cfg: Config, clock: SharedClock) -> anyhow::Result<App> {
+        let cfg = Arc::new(cfg);
+        let registry = RegistryFile::open(&cfg.registry_path)?;
+        let templates = Templates::lazy(cfg.templates_dir.as_deref());
+        let db = Db::open(&cfg.database_url).context("opening the database (database.url)")?;
+        let transport =
+            Arc::new(Transport::from_config(&cfg.outbound).map_err(anyhow::Error::msg)?);
+        let pipeline = Arc::new(Pipeline::new(
+            cfg.clone(),
+            Arc::new(registry),
+            templates,
+            clock.clone(),
+        ));
+        Ok(App {
+            cfg,
+            db,
+            pipeline,
+            transport,
+            clock,
+        })
+    }
+
     /// A pooled connection, for synchronous work (the command line).
     pub fn store(&self) -> Result<Conn, store::StoreError> {
         self.db.conn()

@@ -175,6 +175,27 @@ pub struct InboundConfig {
     pub trusted_sources: Vec<String>,
     /// Bound on the DKIM key and DMARC lookups of one batch (before its transaction).
     pub dns_timeout: Duration,
+    /// The LMTP listener (`[inbound.lmtp]`), when configured.
+    pub lmtp: Option<LmtpConfig>,
+}
+
+/// Where the LMTP listener listens (`inbound.lmtp.listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmtpListen {
+    /// `unix:PATH`: a Unix socket (a stale socket file is replaced).
+    Unix(PathBuf),
+    /// `HOST:PORT`: TCP (port 0: any free port, logged at start).
+    Tcp(std::net::SocketAddr),
+}
+
+/// `[inbound.lmtp]`: LMTP delivery from an MTA (RFC 2033).
+#[derive(Debug, Clone)]
+pub struct LmtpConfig {
+    pub listen: LmtpListen,
+    /// Permissions of the Unix socket (`inbound.lmtp.socket_mode`, octal).
+    pub socket_mode: u32,
+    /// Sessions at once; more are answered `421` and closed.
+    pub max_connections: usize,
 }
 
 /// How the IMAP connection is protected.
@@ -406,6 +427,15 @@ struct RawInbound {
     trusted_authserv_ids: Option<Vec<String>>,
     trusted_sources: Option<Vec<String>>,
     dns_timeout: Option<String>,
+    lmtp: Option<RawLmtp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLmtp {
+    listen: Option<String>,
+    socket_mode: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -698,6 +728,10 @@ impl Config {
                 "inbound.dns_timeout",
                 raw.inbound.dns_timeout.as_deref().unwrap_or("3s"),
             )?,
+            lmtp: match raw.inbound.lmtp {
+                Some(l) => Some(lmtp_config(l, &path)?),
+                None => None,
+            },
         };
         let mut inbound = inbound;
         for (i, t) in raw
@@ -709,13 +743,14 @@ impl Config {
         {
             let known = t == "ingest"
                 || t == "maildir"
+                || t == "lmtp"
                 || t.strip_prefix("imap:")
                     .is_some_and(|n| inbound.imap.iter().any(|b| b.name == n));
             if !known {
                 return Err(err(
                     &format!("inbound.trusted_sources[{i}]"),
                     format!(
-                        "`{t}` is not a source: use \"ingest\", \"maildir\" or \"imap:NAME\" with the name of an [[inbound.imap]] mailbox"
+                        "`{t}` is not a source: use \"ingest\", \"maildir\", \"lmtp\" or \"imap:NAME\" with the name of an [[inbound.imap]] mailbox"
                     ),
                 ));
             }
@@ -1456,7 +1491,6 @@ fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
     err(&key, format!("{msg}{at}"))
 }
 
-/// Parses `500ms`, `30s`, `5m`, `3h`, `2d`.
 /// `[outbound.dkim]`: the key is read and checked now, so a bad key stops the start.
 fn dkim_signer(
     d: RawDkim,
@@ -1502,6 +1536,52 @@ fn dkim_signer(
         .map_err(|problem| err("outbound.dkim.key_file", problem))
 }
 
+/// `[inbound.lmtp]`, checked key by key.
+fn lmtp_config(raw: RawLmtp, path: &dyn Fn(&str) -> PathBuf) -> Result<LmtpConfig, ConfigError> {
+    let listen = match raw.listen.as_deref().map(str::trim) {
+        None | Some("") => {
+            return Err(err(
+                "inbound.lmtp.listen",
+                "is required in [inbound.lmtp]: write \"unix:/run/ticketgate/lmtp.sock\" or \"127.0.0.1:2424\"",
+            ));
+        }
+        Some(text) => match text.strip_prefix("unix:") {
+            Some("") => return Err(err("inbound.lmtp.listen", "`unix:` needs a socket path")),
+            Some(p) => LmtpListen::Unix(path(p)),
+            None => LmtpListen::Tcp(text.parse().map_err(|_| {
+                err(
+                    "inbound.lmtp.listen",
+                    format!(
+                        "`{text}` is neither unix:PATH nor an IP address with a port (e.g. 127.0.0.1:2424)"
+                    ),
+                )
+            })?),
+        },
+    };
+    let socket_mode = match raw.socket_mode.as_deref() {
+        None => 0o660,
+        Some(m) => match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o777 => v,
+            _ => {
+                return Err(err(
+                    "inbound.lmtp.socket_mode",
+                    format!("`{m}` is not an octal file mode such as \"0660\""),
+                ));
+            }
+        },
+    };
+    let max_connections = match raw.max_connections.unwrap_or(64) {
+        0 => return Err(err("inbound.lmtp.max_connections", "must be at least 1")),
+        n => n,
+    };
+    Ok(LmtpConfig {
+        listen,
+        socket_mode,
+        max_connections,
+    })
+}
+
+/// Parses `500ms`, `30s`, `5m`, `3h`, `2d`.
 pub fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -1593,7 +1673,7 @@ pub fn size(key: &str, text: &str) -> Result<usize, ConfigError> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
+    pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml_with_env(
             text,
             Path::new("/etc/tg"),
@@ -1973,6 +2053,43 @@ mod example_tests {
             ("support", 993, ImapTls::Implicit)
         );
         assert_eq!(b.ca_file.as_deref(), Some(ca.path()));
+    }
+
+    #[test]
+    fn lmtp_listener() {
+        let c = tests::parse("[inbound.lmtp]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        let l = c.inbound.lmtp.unwrap();
+        assert_eq!(l.listen, LmtpListen::Tcp("127.0.0.1:0".parse().unwrap()));
+        assert_eq!((l.socket_mode, l.max_connections), (0o660, 64));
+        let c = tests::parse(
+            "[inbound.lmtp]\nlisten = \"unix:run/lmtp.sock\"\nsocket_mode = \"0666\"\n",
+        )
+        .unwrap();
+        let l = c.inbound.lmtp.unwrap();
+        assert!(matches!(&l.listen, LmtpListen::Unix(p) if p.ends_with("run/lmtp.sock")));
+        assert_eq!(l.socket_mode, 0o666);
+        assert!(tests::parse("").unwrap().inbound.lmtp.is_none());
+        for (text, key) in [
+            ("[inbound.lmtp]\n", "inbound.lmtp.listen"),
+            (
+                "[inbound.lmtp]\nlisten = \"localhost\"\n",
+                "inbound.lmtp.listen",
+            ),
+            (
+                "[inbound.lmtp]\nlisten = \"unix:\"\n",
+                "inbound.lmtp.listen",
+            ),
+            (
+                "[inbound.lmtp]\nlisten = \"127.0.0.1:24\"\nsocket_mode = \"rw\"\n",
+                "inbound.lmtp.socket_mode",
+            ),
+            (
+                "[inbound.lmtp]\nlisten = \"127.0.0.1:24\"\nmax_connections = 0\n",
+                "inbound.lmtp.max_connections",
+            ),
+        ] {
+            assert_eq!(tests::parse(text).unwrap_err().key, key, "{text}");
+        }
     }
 }
 

@@ -400,7 +400,7 @@ fn dispatch(
                 }
             }
             let source = file.map_or("stdin".to_string(), |p| format!("file:{}", p.display()));
-            let app = App::open(cfg, clock())?;
+            let app = App::open_for_ingest(cfg, clock())?;
             match rt.block_on(services::intake::ingest(&app, RawMail { source, bytes })) {
                 Ok(outcome) => {
                     println!("{}", serde_json::to_string(&outcome)?);

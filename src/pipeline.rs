@@ -751,6 +751,8 @@ impl Pipeline {
                         content_type: "text/csv; charset=utf-8".into(),
                         size: csv.len(),
                         data: Some(csv),
+                        content_id: None,
+                        inline: false,
                     });
                     Notice::Report(notify::ReportMail {
                         customer_name: customer.name.clone(),

@@ -343,6 +343,7 @@ impl Authenticator {
             .find(|t| match *t {
                 "ingest" => source == "stdin" || source.starts_with("file:"),
                 "maildir" => source.starts_with("maildir:"),
+                "lmtp" => source.starts_with("lmtp:"),
                 t => t
                     .strip_prefix("imap:")
                     .and_then(|name| source.strip_prefix("imap:")?.strip_prefix(name))

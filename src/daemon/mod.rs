@@ -7,7 +7,9 @@
 //! - the Maildir/timer task ([`maildir_and_timers`]): drains `new/` batch by batch, ticks
 //!   the timers when one is due, sleeps until the poll interval or the next timer;
 //! - the delivery task ([`delivery`]): sends what is due, woken by a commit that queued
-//!   mail.
+//!   mail;
+//! - the LMTP listener ([`crate::ingest::lmtp`]), when `[inbound.lmtp]` is set: sessions
+//!   and their group committer.
 //!
 //! At shutdown the token is cancelled: each task stops taking new work, finishes what is in
 //! flight (a commit, its after-action, the sends started), gives back unstarted claims and
@@ -44,6 +46,7 @@ enum TaskEnd {
     Mailbox(MailboxOutcome),
     Local(anyhow::Result<RunSummary>),
     Delivery(DeliveryReport),
+    Lmtp(crate::ingest::lmtp::Served),
 }
 
 /// The daemon's main job. With `once`, reads each IMAP mailbox once, drains the Maildir,
@@ -125,6 +128,21 @@ pub async fn run(
     }
     // systemd (Type=notify): READY once the tasks run; the main loop feeds the watchdog.
     let notify = Arc::new(SdNotify::from_env());
+    if let Some(lmtp) = &cfg.inbound.lmtp {
+        // Bound before anything else runs, so that a taken port stops the start.
+        let bound = crate::ingest::lmtp::bind(lmtp).await.with_context(|| {
+            format!(
+                "binding the LMTP listener (inbound.lmtp.listen = {:?})",
+                lmtp.listen
+            )
+        })?;
+        // Parseable: tests and scripts read the address (port 0 picks a free one) from it.
+        tracing::info!(lmtp.address = %bound.address, "LMTP listener ready");
+        let (app, stop, deliver) = (app.clone(), stop.clone(), deliver.clone());
+        tasks.spawn(async move {
+            TaskEnd::Lmtp(crate::ingest::lmtp::serve(bound, app, stop, deliver).await)
+        });
+    }
     tasks.spawn({
         let (app, md, stop, deliver) = (app.clone(), md.clone(), stop.clone(), deliver.clone());
         let notify = notify.clone();
@@ -203,6 +221,7 @@ fn collect(
             failure.get_or_insert(e);
         }
         Ok(TaskEnd::Delivery(d)) => summary.delivery.add(&d),
+        Ok(TaskEnd::Lmtp(s)) => summary.inbound.add(&s.inbound),
         Err(e) => {
             tracing::error!(error = %e, "a daemon task panicked");
             failure.get_or_insert(anyhow::anyhow!("a daemon task panicked: {e}"));

@@ -2,6 +2,7 @@
 //! mail from its inbox only after the pipeline's transaction for it has committed.
 
 pub mod imap;
+pub mod lmtp;
 pub mod maildir;
 
 pub use maildir::Maildir;

@@ -10,9 +10,10 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use minijinja::Environment;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 mod notice;
 pub mod outlook;
@@ -20,7 +21,7 @@ pub mod outlook;
 pub use crate::lang::{LANGUAGES, Lang};
 pub use notice::*;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NotifyError {
     #[error("template {name}: {detail}")]
     Template { name: String, detail: String },
@@ -30,12 +31,21 @@ pub enum NotifyError {
     Build(String),
 }
 
-/// The loaded templates: two per kind and language (subject and body), compiled.
+/// The templates: two per kind and language (subject and body). Each kind's pair is read
+/// and compiled when first needed (a `ticketgate ingest` process compiles only what its one
+/// mail sends), or all at once by [`Templates::load`] (the daemon: a broken override stops
+/// the start).
 pub struct Templates {
+    dir: Option<PathBuf>,
+    /// One slot per (language, kind), in `Lang::ALL` × `Kind::ALL` order.
+    compiled: Vec<OnceLock<Result<Compiled, NotifyError>>>,
+}
+
+/// One kind in one language: its subject and body compiled, and where they came from.
+struct Compiled {
     env: Environment<'static>,
-    /// Where each template came from, for errors: the override file's path, or
-    /// `LANG/KIND.txt (built in)`.
-    origins: HashMap<(Lang, Kind), String>,
+    /// The override file's path, or `LANG/KIND.txt (built in)`, for errors.
+    origin: String,
 }
 
 fn template_name(lang: Lang, kind: Kind, part: &str) -> String {
@@ -47,6 +57,36 @@ impl Templates {
     /// Every template is compiled here, so a syntax error in an override stops the start;
     /// [`Templates::check`] goes further.
     pub fn load(dir: Option<&Path>) -> Result<Templates, NotifyError> {
+        let t = Templates::lazy(dir);
+        for &lang in Lang::ALL {
+            for &kind in Kind::ALL {
+                t.compiled(lang, kind)?;
+            }
+        }
+        Ok(t)
+    }
+
+    /// The same templates, each read and compiled when first rendered: an error in an
+    /// override shows when that kind is first sent.
+    pub fn lazy(dir: Option<&Path>) -> Templates {
+        Templates {
+            dir: dir.map(Path::to_path_buf),
+            compiled: (0..Lang::ALL.len() * Kind::ALL.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn compiled(&self, lang: Lang, kind: Kind) -> Result<&Compiled, NotifyError> {
+        let l = Lang::ALL.iter().position(|&x| x == lang).unwrap_or(0);
+        let k = Kind::ALL.iter().position(|&x| x == kind).unwrap_or(0);
+        self.compiled[l * Kind::ALL.len() + k]
+            .get_or_init(|| self.compile(lang, kind))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn compile(&self, lang: Lang, kind: Kind) -> Result<Compiled, NotifyError> {
         let mut env = Environment::new();
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
@@ -60,64 +100,51 @@ impl Templates {
         );
         // A variable the context lacks is an error, never blank text.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        let mut origins = HashMap::new();
-        for &lang in Lang::ALL {
-            for &kind in Kind::ALL {
-                let file = format!("{}/{}.txt", lang.code(), kind.name());
-                let (origin, source) = match dir.map(|d| d.join(&file)) {
-                    Some(p) if p.exists() => (
-                        p.display().to_string(),
-                        std::fs::read_to_string(&p).map_err(|e| NotifyError::Template {
-                            name: p.display().to_string(),
-                            detail: e.to_string(),
-                        })?,
-                    ),
-                    _ => (format!("{file} (built in)"), kind.builtin(lang).to_string()),
-                };
-                // "Subject: …", a blank line, the body: two templates, so that nothing a block
-                // tag does to white space can move text between the subject and the body.
-                let split = source
-                    .strip_prefix("Subject:")
-                    .and_then(|rest| rest.split_once("\n\n"));
-                let Some((subject, body)) = split else {
-                    return Err(NotifyError::Template {
-                        name: origin,
-                        detail:
-                            "must start with a `Subject:` line, then a blank line, then the body"
-                                .into(),
-                    });
-                };
-                for (part, text) in [
-                    ("subject", subject.trim().to_string()),
-                    ("body", body.to_string()),
-                ] {
-                    env.add_template_owned(template_name(lang, kind, part), text)
-                        .map_err(|e| NotifyError::Template {
-                            name: origin.clone(),
-                            detail: e.to_string(),
-                        })?;
-                }
-                origins.insert((lang, kind), origin);
-            }
+        let file = format!("{}/{}.txt", lang.code(), kind.name());
+        let (origin, source) = match self.dir.as_ref().map(|d| d.join(&file)) {
+            Some(p) if p.exists() => (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).map_err(|e| NotifyError::Template {
+                    name: p.display().to_string(),
+                    detail: e.to_string(),
+                })?,
+            ),
+            _ => (format!("{file} (built in)"), kind.builtin(lang).to_string()),
+        };
+        // "Subject: …", a blank line, the body: two templates, so that nothing a block
+        // tag does to white space can move text between the subject and the body.
+        let split = source
+            .strip_prefix("Subject:")
+            .and_then(|rest| rest.split_once("\n\n"));
+        let Some((subject, body)) = split else {
+            return Err(NotifyError::Template {
+                name: origin,
+                detail: "must start with a `Subject:` line, then a blank line, then the body"
+                    .into(),
+            });
+        };
+        for (part, text) in [
+            ("subject", subject.trim().to_string()),
+            ("body", body.to_string()),
+        ] {
+            env.add_template_owned(template_name(lang, kind, part), text)
+                .map_err(|e| NotifyError::Template {
+                    name: origin.clone(),
+                    detail: e.to_string(),
+                })?;
         }
-        Ok(Templates { env, origins })
-    }
-
-    fn origin(&self, lang: Lang, kind: Kind) -> String {
-        self.origins
-            .get(&(lang, kind))
-            .cloned()
-            .unwrap_or_else(|| format!("{}/{}.txt", lang.code(), kind.name()))
+        Ok(Compiled { env, origin })
     }
 
     /// Checks every template against its kind's context, naming the file of the first one
     /// that fails: each variable it reads (in any branch) must be a field of the context,
     /// and it must render each of [`Kind::samples`].
     pub fn check(&self) -> Result<(), NotifyError> {
-        // Built-in functions (`range`, `namespace`…) are read like variables.
-        let globals: BTreeSet<&str> = self.env.globals().map(|(name, _)| name).collect();
         for &lang in Lang::ALL {
             for &kind in Kind::ALL {
+                let c = self.compiled(lang, kind)?;
+                // Built-in functions (`range`, `namespace`…) are read like variables.
+                let globals: BTreeSet<&str> = c.env.globals().map(|(name, _)| name).collect();
                 let samples = kind.samples(lang);
                 let fields: BTreeSet<String> = samples
                     .iter()
@@ -131,11 +158,11 @@ impl Templates {
                     })
                     .collect();
                 for part in ["subject", "body"] {
-                    let t = self
+                    let t = c
                         .env
                         .get_template(&template_name(lang, kind, part))
                         .map_err(|e| NotifyError::Template {
-                            name: self.origin(lang, kind),
+                            name: c.origin.clone(),
                             detail: e.to_string(),
                         })?;
                     let mut unknown: Vec<String> = t
@@ -146,7 +173,7 @@ impl Templates {
                     unknown.sort();
                     if !unknown.is_empty() {
                         return Err(NotifyError::Template {
-                            name: self.origin(lang, kind),
+                            name: c.origin.clone(),
                             detail: format!(
                                 "the {part} reads {}, which the {kind} context does not have; it has: {}",
                                 unknown
@@ -171,13 +198,14 @@ impl Templates {
     pub fn render(&self, notice: &Notice, lang: &str) -> Result<(String, String), NotifyError> {
         let lang = Lang::or_english(lang);
         let kind = notice.kind();
+        let c = self.compiled(lang, kind)?;
         let ctx = minijinja::Value::from(minijinja::value::Serde(notice));
         let render = |part: &str| {
-            self.env
+            c.env
                 .get_template(&template_name(lang, kind, part))
                 .and_then(|t| t.render(&ctx))
                 .map_err(|e| NotifyError::Template {
-                    name: self.origin(lang, kind),
+                    name: c.origin.clone(),
                     detail: e.to_string(),
                 })
         };
@@ -502,6 +530,24 @@ mod tests {
         assert!(t.render(&n, "fr").is_ok());
         let err = t.check().unwrap_err().to_string();
         assert!(err.contains("`nope`"), "{err}");
+    }
+
+    /// `lazy` reads and compiles a kind only when it is first rendered: a broken override of
+    /// another kind does not stop it (`load`, the daemon's, refuses it at once).
+    #[test]
+    fn lazy_templates_compile_a_kind_when_first_rendered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("en")).unwrap();
+        std::fs::write(dir.path().join("en/rejection.txt"), "no subject line").unwrap();
+        assert!(Templates::load(Some(dir.path())).is_err());
+        let t = Templates::lazy(Some(dir.path()));
+        assert!(t.compiled.iter().all(|c| c.get().is_none()));
+        let (s, _) = t.render(&ack(), "en").unwrap();
+        assert!(s.contains("TKT-000042"), "{s}");
+        assert_eq!(t.compiled.iter().filter(|c| c.get().is_some()).count(), 1);
+        let n = Kind::Rejection.samples(Lang::En).remove(0);
+        let err = t.render(&n, "en").unwrap_err().to_string();
+        assert!(err.contains("en/rejection.txt"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the severity the customer stated (SPEC §3).
 
 use regex::Regex;
+use std::sync::OnceLock;
 
 /// The severity a customer wrote, mapped to 1–4, with the words as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,16 +11,35 @@ pub struct StatedSeverity {
     pub as_written: String,
 }
 
-/// Compiled patterns, built once from the configuration.
+/// The patterns, each compiled when first used (a `ticketgate ingest` process compiles only
+/// those its one mail needs) and then kept.
 #[derive(Debug, Clone)]
 pub struct Patterns {
     key: Regex,
-    subject_tag: Regex,
-    body_ref: Regex,
-    labelled: Regex,
-    code: Regex,
-    subject_word: Regex,
-    issue_type: Regex,
+    /// The ticket reference prefix, escaped for a pattern.
+    prefix: String,
+    subject_tag: OnceLock<Regex>,
+    body_ref: OnceLock<Regex>,
+    labelled: OnceLock<Regex>,
+    code: OnceLock<Regex>,
+    subject_word: OnceLock<Regex>,
+    issue_type: OnceLock<Regex>,
+}
+
+/// The value after a label, at most this many characters.
+const LABEL_VALUE_CHARS: usize = 60;
+/// The issue type after its label, at most this many characters.
+const ISSUE_TYPE_CHARS: usize = 40;
+
+/// `cell`'s regex, compiled from `pattern` on first use. The patterns are constants or built
+/// from an escaped prefix: always valid.
+fn compiled(cell: &OnceLock<Regex>, pattern: impl FnOnce() -> String) -> &Regex {
+    cell.get_or_init(|| Regex::new(&pattern()).expect("valid"))
+}
+
+/// The first `n` characters of `s`.
+fn first_chars(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
 /// SPEC §3 vocabulary, folded to lower case without accents.
@@ -76,23 +96,62 @@ impl Patterns {
     /// `key` must have one capture group around the key; `prefix` is the ticket reference
     /// prefix (`TKT` → `[TKT-000123]`).
     pub fn new(key: Regex, prefix: &str) -> Patterns {
-        let p = regex::escape(prefix);
         Patterns {
             key,
-            // built from an escaped prefix: always a valid pattern
-            subject_tag: Regex::new(&format!(r"(?i)\[\s*{p}-([0-9]{{1,12}})\s*\]")).expect("valid"),
-            body_ref: Regex::new(&format!(r"(?i)(?-u:\b){p}-([0-9]{{1,12}})(?-u:\b)")).expect("valid"),
-            labelled: Regex::new(
-                r"(?im)^[\s*>•-]*(?:severity|s[ée]v[ée]rit[ée]|priority|priorit[ée]|urgency|urgence|impact|criticality|criticit[ée])\s*:\s*(.{1,60})",
-            )
-            .expect("valid"),
-            code: Regex::new(r"(?i)(?-u:\b)(?:s[ée]v(?:[ée]rit[ée]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))(?-u:\b)").expect("valid"),
-            issue_type: Regex::new(
-                r"(?im)^[\s*>•-]*(?:issue type|request type|ticket type|type de demande|type d'incident|type)\s*:\s*([^\n]{1,40})",
-            )
-            .expect("valid"),
-            subject_word: Regex::new(r"(?i)(?:^|[\[(])\s*([a-zéèê]+)\s*(?:[\])]|\s*[:!\-–]|$)").expect("valid"),
+            prefix: regex::escape(prefix),
+            subject_tag: OnceLock::new(),
+            body_ref: OnceLock::new(),
+            labelled: OnceLock::new(),
+            code: OnceLock::new(),
+            subject_word: OnceLock::new(),
+            issue_type: OnceLock::new(),
         }
+    }
+
+    fn subject_tag(&self) -> &Regex {
+        compiled(&self.subject_tag, || {
+            format!(r"(?i)\[\s*{}-([0-9]{{1,12}})\s*\]", self.prefix)
+        })
+    }
+
+    fn body_ref(&self) -> &Regex {
+        compiled(&self.body_ref, || {
+            format!(r"(?i)(?-u:\b){}-([0-9]{{1,12}})(?-u:\b)", self.prefix)
+        })
+    }
+
+    // The four patterns below run on the text with ASCII letters lowered (same byte
+    // offsets, so what they capture is sliced from the original) instead of with `(?i)`:
+    // case-insensitive alternations of words multiply the literals the regex engine
+    // extracts, and compiling them cost more than a `ticketgate ingest` process does
+    // besides (about 10 M instructions of 15 M).
+
+    /// A labelled line's value: the rest of the line (cut to [`LABEL_VALUE_CHARS`] by the
+    /// caller; a bounded `.{1,60}` compiles to a sixty-fold automaton).
+    fn labelled(&self) -> &Regex {
+        compiled(&self.labelled, || {
+            r"(?m)^[\s*>•-]*(?:severity|s[éÉe]v[éÉe]rit[éÉe]|priority|priorit[éÉe]|urgency|urgence|impact|criticality|criticit[éÉe])\s*:\s*(.+)".into()
+        })
+    }
+
+    fn code(&self) -> &Regex {
+        compiled(&self.code, || {
+            r"(?-u:\b)(?:s[éÉe]v(?:[éÉe]rit[éÉe]|erity)?\s*[-_ ]?\s*([1-4])|([spl])([1-4]))(?-u:\b)"
+                .into()
+        })
+    }
+
+    fn subject_word(&self) -> &Regex {
+        compiled(&self.subject_word, || {
+            r"(?:^|[\[(])\s*([a-zéèêÉÈÊ]+)\s*(?:[\])]|\s*[:!\-–]|$)".into()
+        })
+    }
+
+    /// The issue type's line: the rest of it (cut to [`ISSUE_TYPE_CHARS`] by the caller).
+    fn issue_type_re(&self) -> &Regex {
+        compiled(&self.issue_type, || {
+            r"(?m)^[\s*>•-]*(?:issue type|request type|ticket type|type de demande|type d'incident|type)\s*:\s*([^\n]+)".into()
+        })
     }
 
     /// Key-shaped strings in the subject, then the new text, upper-cased, without repeats.
@@ -112,11 +171,11 @@ impl Patterns {
     }
 
     pub fn subject_refs(&self, subject: &str) -> Vec<u64> {
-        numbers(&self.subject_tag, subject)
+        numbers(self.subject_tag(), subject)
     }
 
     pub fn body_refs(&self, text: &str) -> Vec<u64> {
-        numbers(&self.body_ref, text)
+        numbers(self.body_ref(), text)
     }
 
     /// The severity the customer stated, by these rules (first match wins):
@@ -129,8 +188,9 @@ impl Patterns {
     /// Bare words in running text ("high CPU") do not count: they are too often not meant.
     pub fn severity(&self, subject: &str, text: &str) -> Option<StatedSeverity> {
         for hay in [subject, text] {
-            if let Some(c) = self.labelled.captures(hay) {
-                let value = c.get(1).map_or("", |m| m.as_str()).trim();
+            if let Some(c) = self.labelled().captures(&hay.to_ascii_lowercase()) {
+                let value =
+                    first_chars(c.get(1).map_or("", |m| &hay[m.range()]), LABEL_VALUE_CHARS).trim();
                 if let Some(level) = self.level_in_value(value) {
                     return Some(StatedSeverity {
                         level,
@@ -142,13 +202,16 @@ impl Patterns {
         if let Some(s) = self.code_in(subject) {
             return Some(s);
         }
-        for c in self.subject_word.captures_iter(subject) {
+        for c in self
+            .subject_word()
+            .captures_iter(&subject.to_ascii_lowercase())
+        {
             if let Some(m) = c.get(1)
-                && let Some(level) = word_level(m.as_str())
+                && let Some(level) = word_level(&subject[m.range()])
             {
                 return Some(StatedSeverity {
                     level,
-                    as_written: m.as_str().to_string(),
+                    as_written: subject[m.range()].to_string(),
                 });
             }
         }
@@ -171,7 +234,14 @@ impl Patterns {
     /// The issue type (WSO2) from a labelled line (`Type: query`), as one of `incident`,
     /// `hosting_incident`, `query`, `bug`, `task`; `None` when not stated (an incident).
     pub fn issue_type(&self, text: &str) -> Option<&'static str> {
-        let value = fold(self.issue_type.captures(text)?.get(1)?.as_str().trim());
+        let low = text.to_ascii_lowercase();
+        let value = fold(
+            first_chars(
+                self.issue_type_re().captures(&low)?.get(1)?.as_str(),
+                ISSUE_TYPE_CHARS,
+            )
+            .trim(),
+        );
         let v = value.as_str();
         Some(if v.starts_with("hosting") {
             "hosting_incident"
@@ -204,11 +274,12 @@ impl Patterns {
     }
 
     fn code_in(&self, hay: &str) -> Option<StatedSeverity> {
-        let c = self.code.captures(hay)?;
+        let low = hay.to_ascii_lowercase();
+        let c = self.code().captures(&low)?;
         let digit = c.get(1).or_else(|| c.get(3))?;
         Some(StatedSeverity {
             level: digit.as_str().parse().ok()?,
-            as_written: c.get(0)?.as_str().to_string(),
+            as_written: hay[c.get(0)?.range()].to_string(),
         })
     }
 
@@ -253,6 +324,39 @@ mod tests {
 
     fn sev(subject: &str, text: &str) -> Option<u8> {
         p().severity(subject, text).map(|s| s.level)
+    }
+
+    /// Nothing is compiled until used; the bounded label values (now cut in code, not by
+    /// the pattern) still stop at 60 and 40 characters.
+    #[test]
+    fn patterns_compile_on_first_use_and_cut_values_as_before() {
+        let p = p();
+        assert!(p.labelled.get().is_none() && p.subject_tag.get().is_none());
+        assert_eq!(p.subject_refs("Re: [TKT-000042] x"), vec![42]);
+        assert!(p.subject_tag.get().is_some() && p.labelled.get().is_none());
+        let long = format!("Severity: {} high", "a".repeat(58));
+        assert_eq!(
+            p.severity("", &long),
+            None,
+            "`high` is past the 60th character"
+        );
+        let short = format!("Severity: {} high", "a".repeat(50));
+        assert_eq!(p.severity("", &short).map(|s| s.level), Some(2));
+        assert_eq!(
+            p.severity("", &short).unwrap().as_written,
+            format!("{} high", "a".repeat(50))
+        );
+        // Lowered ASCII instead of `(?i)`: any case still matches, the text kept as written.
+        let s = p.severity("", "SÉVÉRITÉ : MAJEUR").unwrap();
+        assert_eq!((s.level, s.as_written.as_str()), (2, "MAJEUR"));
+        let s = p.severity("SEV-1: down", "").unwrap();
+        assert_eq!((s.level, s.as_written.as_str()), (1, "SEV-1"));
+        let s = p.severity("[URGENT] Export", "").unwrap();
+        assert_eq!((s.level, s.as_written.as_str()), (2, "URGENT"));
+        assert_eq!(p.issue_type("ISSUE TYPE: Bug"), Some("bug"));
+        assert_eq!(p.issue_type("Type: query"), Some("query"));
+        let far = format!("Type: {}query", " x".repeat(20));
+        assert_eq!(p.issue_type(&far), None, "past the 40th character");
     }
 
     #[test]

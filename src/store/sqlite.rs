@@ -124,7 +124,25 @@ impl SqliteStore {
         Ok(SqliteStore { conn })
     }
 
+    /// Whether every migration this version knows is recorded: one query, no write lock.
+    pub fn is_migrated(&self) -> bool {
+        let known: Vec<String> = MIGRATIONS.iter().map(|(v, _)| v.to_string()).collect();
+        let sql = format!(
+            "SELECT COUNT(*) FROM schema_migrations WHERE version IN ({})",
+            known.join(",")
+        );
+        // No table yet (a new database) is an error: not migrated.
+        self.conn
+            .query_row(&sql, [], |r| r.get::<_, i64>(0))
+            .is_ok_and(|n| n == MIGRATIONS.len() as i64)
+    }
+
+    /// Applies the migrations not yet recorded; when all are (checked with one query,
+    /// [`SqliteStore::is_migrated`]), takes no lock and writes nothing.
     pub fn migrate(&mut self) -> Result<()> {
+        if self.is_migrated() {
+            return Ok(());
+        }
         self.conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )?;
@@ -1150,5 +1168,33 @@ impl Store for SqliteStore {
 
     fn web(&mut self) -> &mut dyn WebStore {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema check is one query: false on a new file, true once migrated (and then
+    /// `migrate` writes nothing).
+    #[test]
+    fn schema_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let mut s = SqliteStore::open(&path).unwrap();
+        assert!(!s.is_migrated(), "a new database is not migrated");
+        s.migrate().unwrap();
+        assert!(s.is_migrated());
+        let changes = s.conn.total_changes();
+        s.migrate().unwrap();
+        assert_eq!(
+            s.conn.total_changes(),
+            changes,
+            "nothing written when up to date"
+        );
+        s.conn
+            .execute("DELETE FROM schema_migrations WHERE version = 1", [])
+            .unwrap();
+        assert!(!s.is_migrated(), "one version missing");
     }
 }

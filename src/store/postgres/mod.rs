@@ -302,6 +302,9 @@ impl PgStore {
     /// not migrate twice. Runs on a connection taken out of the pool and closed afterwards,
     /// so the session lock never stays with a pooled connection.
     pub fn migrate(&mut self) -> Result<()> {
+        if self.is_migrated() {
+            return Ok(());
+        }
         let shared = self.shared.clone();
         run(async move {
             let mut c = shared
@@ -328,6 +331,24 @@ impl PgStore {
             let _ = c.close().await;
             result
         })?
+    }
+
+    /// Whether every migration this version knows is recorded: one query on a pooled
+    /// connection, no lock (a missing table, or any error, means not migrated).
+    pub fn is_migrated(&self) -> bool {
+        let known: Vec<i64> = MIGRATIONS.iter().map(|&(v, _)| v).collect();
+        let n = self.call(move |c| {
+            Box::pin(async move {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM schema_migrations WHERE version = ANY($1)",
+                )
+                .bind(known)
+                .fetch_one(&mut *c)
+                .await?;
+                Ok(n)
+            })
+        });
+        matches!(n, Ok(n) if n == MIGRATIONS.len() as i64)
     }
 
     /// Runs `f` on a pooled connection, on the background runtime.

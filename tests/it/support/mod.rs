@@ -1,4 +1,5 @@
 //! Real servers for integration tests.
 
 pub mod dovecot;
+pub mod postfix;
 pub mod smtp_sink;

@@ -1,0 +1,318 @@
+//! A private Postfix (Debian's package) for tests and benches: its own `config_directory`,
+//! `queue_directory` and `data_directory` in a temporary folder, `smtpd` on a free loopback
+//! port, every mail for `support.example.test` relayed over LMTP (`transport_maps` →
+//! `lmtp:TARGET`), its log in `maillog` (`maillog_file = /dev/stdout` of `master -d`). The
+//! system's `/etc/postfix` is never read or written: `master` is started directly (not
+//! through `postfix start`, whose checks read `/etc/postfix/main.cf`). Postfix's master
+//! must run as root (it drops to `mail_owner = postfix` for its daemons). Stopped (SIGTERM
+//! to its master) when dropped.
+#![allow(dead_code)]
+
+use super::smtp_sink::free_port;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MASTER: &str = "/usr/lib/postfix/sbin/master";
+
+pub struct Postfix {
+    child: Child,
+    pub smtp_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+/// The uid or gid of `name` in /etc/passwd or /etc/group.
+fn id_of(file: &str, name: &str) -> u32 {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| f[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no `{name}` in {file}: is Debian's postfix package installed?"))
+}
+
+impl Postfix {
+    /// Starts Postfix relaying `support.example.test` to `lmtp` (`inet:127.0.0.1:PORT` or
+    /// `unix:/path`). `extra` lines are appended to main.cf.
+    pub fn start(lmtp: &str, extra: &str) -> Postfix {
+        assert!(
+            Path::new(MASTER).is_file(),
+            "{MASTER} missing: install Debian's postfix package (scripts/test does)"
+        );
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap();
+        assert_eq!(
+            uid, "0",
+            "Postfix's master must run as root (it switches to mail_owner for its daemons): run the Postfix tests as root, as scripts/test does in CI"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("tg-postfix")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.path();
+        let (etc, queue, data) = (d.join("etc"), d.join("queue"), d.join("data"));
+        let postfix = id_of("/etc/passwd", "postfix");
+        let postdrop = id_of("/etc/group", "postdrop");
+        std::fs::create_dir_all(&etc).unwrap();
+        // What `postfix set-permissions` would make (postfix-files).
+        let own = |p: &Path, mode: u32, group: Option<u32>| {
+            std::fs::create_dir_all(p).unwrap();
+            std::os::unix::fs::chown(p, Some(postfix), group).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        std::fs::create_dir_all(queue.join("pid")).unwrap();
+        for q in [
+            "active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
+            "private", "saved", "trace",
+        ] {
+            own(&queue.join(q), 0o700, None);
+        }
+        own(&queue.join("maildrop"), 0o730, Some(postdrop));
+        own(&queue.join("public"), 0o710, Some(postdrop));
+        own(&data, 0o700, None);
+        let smtp_port = free_port();
+        std::fs::write(
+            etc.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mta.tg-test.example
+mydomain = tg-test.example
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = support.example.test
+smtpd_relay_restrictions = permit_mynetworks, reject
+transport_maps = inline:{{ support.example.test=lmtp:{lmtp} }}
+maillog_file = /dev/stdout
+smtp_dns_support_level = disabled
+alias_maps =
+alias_database =
+biff = no
+{extra}
+",
+                queue = queue.display(),
+                data = data.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("master.cf"),
+            format!(
+                "127.0.0.1:{smtp_port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(MASTER)
+            .arg("-d")
+            .arg("-c")
+            .arg(&etc)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(d.join("maillog")).unwrap())
+            .stderr(std::fs::File::create(d.join("master.err")).unwrap())
+            .spawn()
+            .expect("starting Postfix's master");
+        let mut p = Postfix {
+            child,
+            smtp_port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", smtp_port)).is_err() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!(
+                    "Postfix's master exited ({status}): {}{}",
+                    p.log(),
+                    std::fs::read_to_string(p.dir.path().join("master.err")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Postfix did not start: {}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Submits mails over SMTP on one connection; each is `(rcpts, message)`.
+    pub fn submit(&self, mails: &[(Vec<&str>, String)]) {
+        let s = TcpStream::connect(("127.0.0.1", self.smtp_port)).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = std::io::BufWriter::new(s);
+        let expect = |r: &mut BufReader<TcpStream>, code: &str| loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            assert!(l.starts_with(code), "Postfix said {l:?}, expected {code}");
+            if l.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        };
+        expect(&mut r, "220");
+        w.write_all(b"EHLO client.example\r\n").unwrap();
+        w.flush().unwrap();
+        expect(&mut r, "250");
+        for (rcpts, msg) in mails {
+            // PIPELINING: the envelope in one write.
+            let mut cmds = "MAIL FROM:<jane@acme.example>\r\n".to_string();
+            for to in rcpts {
+                cmds.push_str(&format!("RCPT TO:<{to}>\r\n"));
+            }
+            cmds.push_str("DATA\r\n");
+            w.write_all(cmds.as_bytes()).unwrap();
+            w.flush().unwrap();
+            expect(&mut r, "250");
+            for _ in rcpts {
+                expect(&mut r, "250");
+            }
+            expect(&mut r, "354");
+            for l in msg.split_inclusive("\r\n") {
+                if l.starts_with('.') {
+                    w.write_all(b".").unwrap();
+                }
+                w.write_all(l.as_bytes()).unwrap();
+            }
+            w.write_all(b".\r\n").unwrap();
+            w.flush().unwrap();
+            expect(&mut r, "250");
+        }
+        w.write_all(b"QUIT\r\n").unwrap();
+        w.flush().unwrap();
+    }
+
+    fn postqueue(&self, flag: &str) -> String {
+        let out = Command::new("postqueue")
+            .arg("-c")
+            .arg(self.config_dir())
+            .arg(flag)
+            .output()
+            .expect("running postqueue");
+        assert!(
+            out.status.success(),
+            "postqueue {flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Messages in Postfix's queue (any state).
+    pub fn queued(&self) -> usize {
+        // One JSON object per message.
+        self.postqueue("-j")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    }
+
+    /// `postsuper -H ALL`: held messages (e.g. by a `HOLD` access rule) back in the
+    /// queue, to be delivered at the next [`Postfix::flush`].
+    pub fn release_held(&self) {
+        let out = Command::new("postsuper")
+            .arg("-c")
+            .arg(self.config_dir())
+            .args(["-H", "ALL"])
+            .output()
+            .expect("running postsuper");
+        assert!(
+            out.status.success(),
+            "postsuper -H: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `postqueue -f`: attempts to deliver every queued message now.
+    pub fn flush(&self) {
+        self.postqueue("-f");
+    }
+
+    /// Waits until the log has `n` lines containing `text`.
+    pub fn wait_log(&self, text: &str, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if log.matches(text).count() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} `{text}` in Postfix's log: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the queue is empty.
+    pub fn wait_empty(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.queued() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "Postfix's queue is not empty: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its daemons and exits.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
