@@ -83,6 +83,7 @@ impl App {
             pipeline,
             transport,
             clock,
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(&[])),
         })
     }
 

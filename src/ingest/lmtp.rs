@@ -464,6 +464,9 @@ impl Session {
                     format!("250 2.0.0 OK: kept for review ({code})")
                 }
                 Outcome::Duplicate => "250 2.0.0 OK: already received".into(),
+                Outcome::Report { customer } => {
+                    format!("250 2.0.0 OK: report request of {customer} answered")
+                }
             },
             Ok(Err(_)) | Err(_) => {
                 "451 4.3.0 Temporary failure: cannot store the message now, try again later".into()
