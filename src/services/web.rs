@@ -374,7 +374,7 @@ pub async fn customer_answer(app: &App, ticket: i64, accept: bool) -> Result<Out
                 date = now.to_rfc2822(),
             );
             let mail = RawMail {
-                source: "web:ticket-page".into(),
+                source: crate::auth::TICKET_PAGE_SOURCE.into(),
                 bytes: raw.into_bytes(),
             };
             let (_, mut outcomes) = p.process(s, std::slice::from_ref(&mail))?;

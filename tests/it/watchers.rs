@@ -546,7 +546,7 @@ async fn each_recipient_gets_the_same_message_in_its_own_smtp_transaction() {
     std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
     let (db_url, _db) = common::database_url(dir.path());
     let text = format!(
-        "[database]\nurl = \"{db_url}\"\n[inbound]\nmaildir = \"inbox\"\n\
+        "[database]\nurl = \"{db_url}\"\n[inbound]\nmaildir = \"inbox\"\ntrusted_sources = [\"ingest\"]\n\
          [registry]\npath = \"customers.toml\"\n\
          [outbound]\ntransport = \"smtp\"\n\
          [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"10s\"\n",
@@ -562,7 +562,7 @@ async fn each_recipient_gets_the_same_message_in_its_own_smtp_transaction() {
     let app = ticketgate::app::App::open(cfg, std::sync::Arc::new(clock)).unwrap();
     let ingest = |raw: String| {
         app.ingest(ticketgate::pipeline::RawMail {
-            source: "test".into(),
+            source: "stdin".into(),
             bytes: raw.into_bytes(),
         })
         .unwrap()

@@ -54,7 +54,7 @@ impl Daemon {
         std::fs::write(
             dir.path().join("ticketgate.toml"),
             format!(
-                "[database]\nurl = \"{db}\"\n[inbound]\nmaildir = \"inbox\"\npoll_interval = \"100ms\"\n\
+                "[database]\nurl = \"{db}\"\n[inbound]\nmaildir = \"inbox\"\npoll_interval = \"100ms\"\ntrusted_sources = [\"maildir\"]\n\
                  [registry]\npath = \"customers.toml\"\n[outbound]\ntransport = \"file\"\ndir = \"outbox\"\n\
                  [http]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC}/\"\n{extra}"
             ),
