@@ -243,6 +243,21 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/reports/{customer}",
+        scope: Some(Scope::Read),
+        summary: "A customer's KPI report for a period of at most a year (JSON; CSV with format=csv or Accept: text/csv)",
+        query: &[
+            (
+                "from",
+                "first day, YYYY-MM-DD (default: 29 days before `to`)",
+            ),
+            ("to", "last day, YYYY-MM-DD (default: today)"),
+            ("format", "json (default) or csv"),
+        ],
+        body: false,
+    },
+    RouteDoc {
+        method: "get",
         path: "/openapi.json",
         scope: None,
         summary: "This document",
@@ -262,8 +277,66 @@ pub fn routes() -> Router<Shared> {
         .route("/outbox/{id}/retry", post(outbox_retry))
         .route("/quarantine", get(quarantine))
         .route("/quarantine/{id}/replay", post(replay))
+        .route("/reports/{customer}", get(report))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such API route") })
+}
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+    pub format: Option<String>,
+}
+
+impl ReportQuery {
+    /// The period asked for: `to` defaults to today (UTC), `from` to 29 days before `to`.
+    pub fn period(&self, web: &Shared) -> (chrono::NaiveDate, chrono::NaiveDate) {
+        let to = self.to.unwrap_or_else(|| web.app.clock.now().date_naive());
+        let from = self.from.unwrap_or(to - chrono::Days::new(29));
+        (from, to)
+    }
+}
+
+/// `GET /reports/{customer}`: the KPI report (SPEC §9) as JSON, or CSV.
+async fn report(
+    State(web): State<Shared>,
+    caller: Caller,
+    Path(customer): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    caller.require(Scope::Read)?;
+    let Query(q) = q.map_err(bad_query)?;
+    let accept_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    let csv = match q.format.as_deref() {
+        None => accept_csv,
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(bad_query(format!(
+                "format `{other}` is not known: use json or csv"
+            )));
+        }
+    };
+    let (from, to) = q.period(&web);
+    let r = services::reports::report(&web.app, &customer, from, to).await?;
+    if csv {
+        let disposition = format!("attachment; filename=\"{}\"", r.csv_filename());
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            r.to_csv(),
+        )
+            .into_response())
+    } else {
+        json(r)
+    }
 }
 
 fn json(v: impl serde::Serialize) -> ApiResult {

@@ -150,6 +150,10 @@ fn templates() -> minijinja::Environment<'static> {
             "ops_tickets.html",
             include_str!("../../templates/web/ops_tickets.html"),
         ),
+        (
+            "ops_report.html",
+            include_str!("../../templates/web/ops_report.html"),
+        ),
     ] {
         env.add_template(name, text)
             .unwrap_or_else(|e| panic!("built-in web template {name}: {e}"));

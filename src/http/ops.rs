@@ -29,6 +29,7 @@ pub fn routes() -> Router<Shared> {
         .route("/quarantine", get(quarantine))
         .route("/quarantine/{id}/replay", post(replay))
         .route("/tickets", get(tickets))
+        .route("/reports", get(report))
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -58,6 +59,23 @@ async fn login_form(State(web): State<Shared>) -> Response {
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    /// Where to go once logged in: an `/ops/` path of ours (default the outbound log).
+    next: Option<String>,
+}
+
+/// `next` when it is one of our `/ops/` pages (never another site: no open redirect).
+fn next_page(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with("/ops/")
+                && !n.starts_with("/ops//")
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_-.?&=%+".contains(&b)) =>
+        {
+            n
+        }
+        _ => "/ops/outbox",
+    }
 }
 
 async fn login(State(web): State<Shared>, Form(f): Form<LoginForm>) -> Response {
@@ -68,10 +86,14 @@ async fn login(State(web): State<Shared>, Form(f): Form<LoginForm>) -> Response 
             let cookie = format!("{COOKIE}={token}; Path=/ops; HttpOnly; SameSite=Strict{secure}");
             // A page that moves on (rather than a redirect): the next request is made from
             // our own page, so the SameSite=Strict cookie goes with it whatever the form's origin.
+            // `next` holds only URL-safe characters (no quote, no `<`): safe in the attributes.
+            let next = next_page(f.next.as_deref()).replace('&', "&amp;");
             let mut r = (
                 [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url=/ops/outbox\">\
-                 <title>Logged in</title><p>Logged in: <a href=\"/ops/outbox\">continue</a></p>",
+                format!(
+                    "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url={next}\">\
+                     <title>Logged in</title><p>Logged in: <a href=\"{next}\">continue</a></p>"
+                ),
             )
                 .into_response();
             if let Ok(v) = header::HeaderValue::from_str(&cookie) {
@@ -227,5 +249,81 @@ async fn tickets(
             },
         ),
         Err(e) => failed(&web, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn login_goes_on_only_to_our_own_ops_pages() {
+        use super::next_page;
+        assert_eq!(next_page(None), "/ops/outbox");
+        assert_eq!(
+            next_page(Some("/ops/reports?customer=acme&from=2026-01-01")),
+            "/ops/reports?customer=acme&from=2026-01-01"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/ops/",
+            "/ops//evil.example",
+            "/api/v1/tickets",
+            "/ops/x\"><script>",
+        ] {
+            assert_eq!(next_page(Some(bad)), "/ops/outbox", "{bad}");
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReportForm {
+    customer: Option<String>,
+    #[serde(flatten)]
+    period: super::api::ReportQuery,
+}
+
+/// A customer's KPI report with an inline SVG chart of tickets by severity; without a
+/// customer, the form alone.
+async fn report(
+    State(web): State<Shared>,
+    headers: HeaderMap,
+    q: Result<Query<ReportForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(r) = session(&web, &headers).await {
+        return r;
+    }
+    let Ok(Query(q)) = q else {
+        return web.render(
+            "ops_report.html",
+            context! { error => "from and to are days: YYYY-MM-DD" },
+        );
+    };
+    let (from, to) = q.period.period(&web);
+    let Some(customer) = q.customer.filter(|c| !c.trim().is_empty()) else {
+        return web.render(
+            "ops_report.html",
+            context! { from => from.to_string(), to => to.to_string() },
+        );
+    };
+    match services::reports::report(&web.app, customer.trim(), from, to).await {
+        Ok(r) => web.render(
+            "ops_report.html",
+            context! {
+                customer => customer.trim(),
+                from => from.to_string(),
+                to => to.to_string(),
+                report => minijinja::value::Serde(&r),
+                bars => minijinja::value::Serde(&r.severity_chart()),
+                survey_bars => minijinja::value::Serde(&r.survey_chart()),
+            },
+        ),
+        Err(e) => web.render(
+            "ops_report.html",
+            context! {
+                customer => customer.trim(),
+                from => from.to_string(),
+                to => to.to_string(),
+                error => e.to_string(),
+            },
+        ),
     }
 }

@@ -832,12 +832,17 @@ fn chromium_renders_the_ticket_page_and_its_accept_form_closes_the_ticket() {
 /// A local page that posts the ops login form at once (the test's stand-in for typing the
 /// token); Chromium then follows the login page to the outbound log with its cookie.
 fn login_harness(dir: &Path, addr: SocketAddr, token: &str) -> String {
+    login_harness_to(dir, addr, token, "/ops/outbox")
+}
+
+/// A local page that logs in with `token` and goes on to `next`.
+fn login_harness_to(dir: &Path, addr: SocketAddr, token: &str, next: &str) -> String {
     let page = dir.join("login.html");
     std::fs::write(
         &page,
         format!(
             "<!doctype html><form id=\"f\" method=\"post\" action=\"http://{addr}/ops/login\">\
-             <input name=\"token\" value=\"{token}\"></form>\
+             <input name=\"token\" value=\"{token}\"><input name=\"next\" value=\"{next}\"></form>\
              <script>document.getElementById('f').submit()</script>"
         ),
     )
@@ -1030,5 +1035,113 @@ async fn outbox_and_ticket_filters_and_the_readiness_counts() {
         stats.timers_overdue,
         before + 1,
         "overdue once its time passed"
+    );
+}
+
+// ---- KPI reports on the web: the API (JSON, CSV, errors) and the /ops/ page ---------------
+
+#[test]
+fn the_report_api_answers_json_and_csv_and_refuses_a_future_period() {
+    let d = Daemon::start("");
+    d.deliver(&request_mail("Export fails"));
+    d.deliver(&request_mail("Import fails too"));
+    d.until("two tickets", || d.ticket(2).is_some());
+    let read = d.token("reader", "read");
+    let r = d.api("GET", "/api/v1/reports/acme", &read, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["customer"], "acme");
+    assert_eq!(j["tickets"], 2, "{j}");
+    let csv = d.api("GET", "/api/v1/reports/acme?format=csv", &read, None);
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert!(
+        csv.header("content-type")
+            .is_some_and(|t| t.starts_with("text/csv")),
+        "{}",
+        csv.headers
+    );
+    assert!(
+        csv.body.starts_with("section,key,metric,value"),
+        "{}",
+        csv.body
+    );
+    // The API's figures are the CLI's.
+    let today = chrono::Utc::now().date_naive();
+    let from = today - chrono::Days::new(29);
+    let cli = d.cli(&[
+        "report",
+        "acme",
+        "--from",
+        &from.to_string(),
+        "--to",
+        &today.to_string(),
+        "--csv",
+    ]);
+    assert!(cli.status.success(), "{cli:?}");
+    assert_eq!(String::from_utf8_lossy(&cli.stdout).trim(), csv.body.trim());
+    // A period in the future: problem+json, nothing else.
+    let future = today + chrono::Days::new(10);
+    let bad = d.api(
+        "GET",
+        &format!("/api/v1/reports/acme?from={today}&to={future}"),
+        &read,
+        None,
+    );
+    assert!((400..500).contains(&bad.status), "{}", bad.status);
+    assert!(
+        bad.header("content-type")
+            .is_some_and(|t| t.starts_with("application/problem+json")),
+        "{}",
+        bad.headers
+    );
+    assert_eq!(
+        d.api("GET", "/api/v1/reports/nobody", &read, None).status,
+        404
+    );
+    assert_eq!(
+        d.api("GET", "/api/v1/reports/acme?format=pdf", &read, None)
+            .status,
+        400
+    );
+    // No token, no report.
+    assert_eq!(d.get("/api/v1/reports/acme", &[]).status, 401);
+}
+
+#[test]
+fn chromium_renders_a_report_page_with_its_chart() {
+    let d = Daemon::start("");
+    d.deliver(&request_mail("Export fails"));
+    d.deliver(&request_mail("Import fails too"));
+    d.until("two tickets", || d.ticket(2).is_some());
+    let read = d.token("reader", "read");
+    let work = tempfile::tempdir().unwrap();
+    let url = login_harness_to(work.path(), d.addr, &read, "/ops/reports?customer=acme");
+    let profile = tempfile::tempdir().unwrap();
+    let out = chromium(
+        &["--virtual-time-budget=5000", "--dump-dom"],
+        &url,
+        profile.path(),
+    );
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(dom.contains("<h1>KPI report</h1>"), "{dom}\n{}", d.log());
+    assert!(dom.contains("id=\"tickets\">2</strong>"), "{dom}");
+    assert!(dom.contains("id=\"severity-chart\""), "{dom}");
+    assert!(dom.matches("class=\"bar\"").count() >= 1, "{dom}");
+    let shot = work.path().join("report.png");
+    let out = chromium(
+        &[
+            "--virtual-time-budget=5000",
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,900",
+        ],
+        &url,
+        tempfile::tempdir().unwrap().path(),
+    );
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
