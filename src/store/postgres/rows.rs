@@ -84,22 +84,3 @@ pub(super) async fn ticket(c: &mut PgConnection, id: i64) -> Result<Option<Ticke
     .map(|r| ticket_row(&r))
     .transpose()
 }
-
-/// What a ticket's columns are written from (owned, to move into a future).
-pub(super) struct TicketValues {
-    pub(super) t: TicketRow,
-    pub(super) missing: String,
-    pub(super) severity: i16,
-    pub(super) survey: Option<i16>,
-}
-
-impl TicketValues {
-    pub(super) fn new(t: &TicketRow) -> TicketValues {
-        TicketValues {
-            t: t.clone(),
-            missing: t.missing_info.join("\n"),
-            severity: i16::from(t.severity),
-            survey: t.survey_score.map(i16::from),
-        }
-    }
-}
