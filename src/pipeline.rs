@@ -23,6 +23,10 @@ use std::sync::Arc;
 
 /// Mails parsed per hand-over from the parsing thread to the applying one.
 const PARSE_CHUNK: usize = 64;
+/// Parsed chunks read ahead at most in one [`WriteTx::prefetch`] (a store that reads ahead
+/// waits for that many: a round trip per prefetch costs more than the parse/apply overlap
+/// it loses), and how many parsed chunks the parsing thread may be ahead.
+const PREFETCH_CHUNKS: usize = 16;
 
 /// One inbound message as a source hands it over.
 #[derive(Debug, Clone)]
@@ -244,7 +248,7 @@ impl Pipeline {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
         };
         let (parsed, fast) = std::thread::scope(|s| {
-            let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<_>>(4);
+            let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<_>>(PREFETCH_CHUNKS);
             if mails.len() >= 2 * PARSE_CHUNK {
                 s.spawn(move || {
                     for (c, chunk) in mails.chunks(PARSE_CHUNK).enumerate() {
@@ -269,12 +273,35 @@ impl Pipeline {
             }
             let mut all: Vec<Result<InboundMail, ParseFailure>> = Vec::with_capacity(mails.len());
             let fast = (|| {
-                let mut tx = store.write()?;
+                // Reads before the writers' lock where the store allows it (PostgreSQL:
+                // checked again under it at commit, ADR 0009).
+                let mut tx = store.write_batch()?;
                 let mut report = Report::default();
                 let mut outcomes = Vec::with_capacity(mails.len());
                 let mut failed = false;
-                for chunk in chunks_rx.iter() {
-                    for p in chunk {
+                // Chunks are read ahead together (one prefetch): as many as are parsed by
+                // now, and `PREFETCH_CHUNKS` (or all) when the store reads ahead.
+                let wait_for = if tx.prefetches() { PREFETCH_CHUNKS } else { 1 };
+                while let Ok(first) = chunks_rx.recv() {
+                    let mut group = vec![first];
+                    while group.len() < wait_for
+                        && let Ok(more) = chunks_rx.recv()
+                    {
+                        group.push(more);
+                    }
+                    while group.len() < PREFETCH_CHUNKS
+                        && let Ok(more) = chunks_rx.try_recv()
+                    {
+                        group.push(more);
+                    }
+                    if !failed
+                        && tx
+                            .prefetch(&self.store_prefetch(group.iter().flatten(), now))
+                            .is_err()
+                    {
+                        failed = true;
+                    }
+                    for p in group.into_iter().flatten() {
                         if !failed {
                             let i = all.len();
                             let raw = &mails[i];
@@ -297,8 +324,15 @@ impl Pipeline {
                 if failed || all.len() != mails.len() {
                     return Ok(None); // dropped: rolled back
                 }
-                finish(tx.as_mut())?;
-                tx.commit()?;
+                // The source's own write takes the writers' lock on PostgreSQL: a write
+                // conflict can show here too.
+                if let Err(e) = finish(tx.as_mut()).and_then(|()| tx.commit()) {
+                    // Nothing was written (a write conflict with another instance, a row
+                    // the server refused): done again below, one savepoint per mail, under
+                    // the writers' lock from the start.
+                    tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
+                    return Ok(None);
+                }
                 Ok::<_, store::StoreError>(Some((report, outcomes)))
             })();
             (all, fast)
@@ -384,6 +418,45 @@ impl Pipeline {
         finish(tx.as_mut())?;
         tx.commit()?;
         Ok((report, outcomes))
+    }
+
+    /// What a chunk of parsed mail will read, for [`WriteTx::prefetch`].
+    fn store_prefetch<'m>(
+        &self,
+        chunk: impl Iterator<Item = &'m Result<InboundMail, ParseFailure>>,
+        now: DateTime<Utc>,
+    ) -> store::Prefetch {
+        let window = chrono::Duration::from_std(self.cfg.loops.auto_reply_window)
+            .unwrap_or(chrono::Duration::hours(3));
+        store::Prefetch {
+            mails: chunk
+                .map(|p| match p {
+                    Ok(m) => store::PrefetchMail {
+                        dedup_key: m.dedup_key.clone(),
+                        message_ids: m
+                            .in_reply_to
+                            .iter()
+                            .chain(m.references.iter())
+                            .cloned()
+                            .collect(),
+                        ticket_ids: m
+                            .subject_refs
+                            .iter()
+                            .chain(m.body_refs.iter())
+                            .filter_map(|n| i64::try_from(*n).ok())
+                            .collect(),
+                        from: m.from.clone(),
+                        may_open: !m.key_candidates.is_empty(),
+                    },
+                    Err(f) => store::PrefetchMail {
+                        dedup_key: f.dedup_key.clone(),
+                        ..Default::default()
+                    },
+                })
+                .collect(),
+            since: Some(now - window),
+            auto_reply_limit: Some(self.cfg.loops.auto_reply_limit),
+        }
     }
 
     pub fn engine<'a>(&'a self, registry: &'a Registry, now: DateTime<Utc>) -> Engine<'a> {

@@ -48,7 +48,9 @@ fn run(
     let engine = pipeline.engine(&registry, now);
     let mut fired = Vec::new();
     let mut seen = HashSet::new();
-    let mut tx = store.write()?;
+    // Buffered writes and set reads where the store has them (PostgreSQL: the due timers
+    // and their tickets in one call, the writes one statement per table).
+    let mut tx = store.write_batch()?;
     loop {
         let due = tx.due_timers(now, CHUNK)?;
         if due.is_empty() {

@@ -412,8 +412,47 @@ pub struct UidState {
     pub failures: u32,
 }
 
+/// What a batch will read, handed to [`WriteTx::prefetch`] before it is applied, so that a
+/// store that pays a round trip per statement (PostgreSQL) reads it as sets.
+#[derive(Debug, Default, Clone)]
+pub struct Prefetch {
+    pub mails: Vec<PrefetchMail>,
+    /// Start of the automatic-reply window: the senders' counts since then are read.
+    pub since: Option<DateTime<Utc>>,
+    /// The cap those counts are compared with (`loops.auto_reply_limit`): another writer's
+    /// mail to the same sender then conflicts only when it changes a decision.
+    pub auto_reply_limit: Option<u32>,
+}
+
+/// One mail of a [`Prefetch`].
+#[derive(Debug, Default, Clone)]
+pub struct PrefetchMail {
+    pub dedup_key: String,
+    /// The Message-IDs it refers to (`In-Reply-To`, `References`).
+    pub message_ids: Vec<String>,
+    /// Tickets it names by number (subject tag, references in the text).
+    pub ticket_ids: Vec<i64>,
+    pub from: Option<String>,
+    /// It names a support key, so it may open a ticket (ids are reserved for it).
+    pub may_open: bool,
+}
+
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub trait WriteTx {
+    /// Reads what [`Prefetch`] names in a few set queries, so the batch's own reads are
+    /// answered from memory. A hint: a store may do nothing (SQLite, where a read is a
+    /// function call).
+    fn prefetch(&mut self, what: &Prefetch) -> Result<()> {
+        let _ = what;
+        Ok(())
+    }
+
+    /// Whether [`WriteTx::prefetch`] does anything (the pipeline then hands it larger
+    /// groups of mail).
+    fn prefetches(&self) -> bool {
+        false
+    }
+
     /// Marks a point the pipeline can return to when one mail of a batch fails.
     fn savepoint(&mut self) -> Result<()>;
     fn release_savepoint(&mut self) -> Result<()>;
@@ -535,6 +574,14 @@ pub trait WriteTx {
 pub trait Store: Send {
     /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`).
     fn write(&mut self) -> Result<Box<dyn WriteTx + '_>>;
+
+    /// Starts a write transaction for a batch of mail, whose reads may be made before the
+    /// writers are serialized and are then checked under the writers' lock (PostgreSQL,
+    /// ADR 0009): its commit fails, writing nothing, when another writer changed what it
+    /// read. The default is [`Store::write`].
+    fn write_batch(&mut self) -> Result<Box<dyn WriteTx + '_>> {
+        self.write()
+    }
 
     fn tickets(&mut self, limit: usize) -> Result<Vec<TicketRow>>;
     fn ticket_with_articles(&mut self, id: i64) -> Result<Option<(TicketRow, Vec<ArticleRow>)>>;

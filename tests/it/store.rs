@@ -1098,3 +1098,245 @@ fn clones_share_one_pool_and_read_while_one_writes_postgres_only() {
         "{connections} connections"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Batch transactions (`Store::write_batch`, ADR 0009).
+
+fn a_ticket(subject: &str) -> store::TicketRow {
+    store::TicketRow {
+        id: 0,
+        customer: "acme".into(),
+        support_key: "ACME-1".into(),
+        plan: "gold".into(),
+        language: "en".into(),
+        profile: ticketgate::workflow::Profile::Exo,
+        issue_type: "incident".into(),
+        status: ticketgate::workflow::Status::New,
+        severity: 3,
+        stated_severity: None,
+        subject: subject.into(),
+        requester: "c@example.test".into(),
+        requester_name: None,
+        reason: None,
+        parent_id: None,
+        missing_info: vec!["version".into()],
+        followup_base_at: None,
+        followup_stage: 0,
+        survey_score: None,
+        sla: store::SlaState::default(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+#[test]
+fn a_batch_reads_its_own_writes_before_they_reach_the_tables() {
+    let d = db();
+    let mut s = d.open();
+    let since = now() - Duration::hours(1);
+    let mut tx = s.write_batch().unwrap();
+    tx.prefetch(&store::Prefetch {
+        mails: vec![store::PrefetchMail {
+            dedup_key: "mid:req@x".into(),
+            message_ids: vec!["req@x".into()],
+            ticket_ids: vec![1],
+            from: Some("c@example.test".into()),
+            may_open: true,
+        }],
+        since: Some(since),
+        auto_reply_limit: Some(5),
+    })
+    .unwrap();
+    assert!(!tx.inbound_exists("mid:req@x").unwrap());
+    assert_eq!(tx.ticket_for_message_id("req@x").unwrap(), None);
+    let id = tx.insert_ticket(&a_ticket("printer on fire")).unwrap();
+    let inbound_id = tx
+        .insert_inbound(&NewInbound {
+            ticket_id: Some(id),
+            ..inbound("mid:req@x", "created")
+        })
+        .unwrap();
+    // The same mail again, a reply to it, and the ticket: answered from the batch's writes.
+    assert!(tx.inbound_exists("mid:req@x").unwrap());
+    assert_eq!(tx.ticket_for_message_id("req@x").unwrap(), Some(id));
+    let mut t = tx.ticket(id).unwrap().expect("the new ticket");
+    assert_eq!(t.subject, "printer on fire");
+    t.status = ticketgate::workflow::Status::Open;
+    tx.save_ticket(&t).unwrap();
+    assert_eq!(
+        tx.ticket(id).unwrap().unwrap().status,
+        ticketgate::workflow::Status::Open
+    );
+    // The cap counts the batch's own automatic mail, not the suppressed one.
+    assert_eq!(tx.automatic_sent_since("c@example.test", since).unwrap(), 0);
+    let auto = NewOutbound {
+        ticket_id: Some(id),
+        inbound_id: Some(inbound_id),
+        automatic: true,
+        ..outbound("c@example.test", "<ack@tg.example.test>", now())
+    };
+    tx.enqueue(&auto).unwrap();
+    tx.enqueue(&NewOutbound {
+        state: store::OutboxState::Suppressed,
+        note: Some("over the cap"),
+        message_id: "<ack2@tg.example.test>",
+        ..auto
+    })
+    .unwrap();
+    assert_eq!(tx.automatic_sent_since("c@example.test", since).unwrap(), 1);
+    tx.link_message_id("ack@tg.example.test", id).unwrap();
+    assert_eq!(
+        tx.ticket_for_message_id("ack@tg.example.test").unwrap(),
+        Some(id)
+    );
+    let article = tx
+        .insert_article(&NewArticle {
+            ticket_id: id,
+            inbound_id: Some(inbound_id),
+            kind: "customer",
+            author: "c@example.test",
+            body: "it burns",
+            quoted: "",
+            now: now(),
+        })
+        .unwrap();
+    tx.insert_attachment(article, "smoke.txt", "text/plain", 5, Some(b"smoke"))
+        .unwrap();
+    tx.set_timer(id, "sla", now() + Duration::hours(2)).unwrap();
+    tx.set_timer(id, "followup", now()).unwrap();
+    tx.clear_timer(id, "followup").unwrap();
+    tx.commit().unwrap();
+
+    // All of it reached the tables, references between the rows intact.
+    let (t, articles) = s.ticket_with_articles(id).unwrap().unwrap();
+    assert_eq!(t.status, ticketgate::workflow::Status::Open);
+    assert_eq!(t.missing_info, vec!["version".to_string()]);
+    assert_eq!(articles.len(), 1);
+    assert_eq!(articles[0].attachments.len(), 1);
+    let timers = s.timers(id).unwrap();
+    assert_eq!(timers.len(), 1);
+    assert_eq!(timers[0].kind, "sla");
+    let outbox = s.outbox(10).unwrap();
+    assert_eq!(outbox.len(), 2);
+    assert!(outbox.iter().all(|o| o.ticket_id == Some(id)));
+    let mut tx = s.write().unwrap();
+    assert!(tx.inbound_exists("mid:req@x").unwrap());
+    assert_eq!(tx.ticket_for_message_id("req@x").unwrap(), Some(id));
+    assert_eq!(
+        tx.ticket_for_message_id("ack@tg.example.test").unwrap(),
+        Some(id)
+    );
+    assert_eq!(tx.automatic_sent_since("c@example.test", since).unwrap(), 1);
+}
+
+#[test]
+fn a_batch_reads_without_the_writer_lock_postgres_only() {
+    let d = db();
+    if d.pg.is_none() {
+        return;
+    }
+    let mut s = d.open();
+    let mut tx = s.write_batch().unwrap();
+    assert!(!tx.inbound_exists("mid:mine@x").unwrap());
+    tx.insert_inbound(&inbound("mid:mine@x", "created"))
+        .unwrap();
+    // Another writer is not held up by a batch that is still reading and rendering.
+    let url = d.url.clone();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut other = store::open(&url).unwrap();
+        let mut w = other.write().unwrap();
+        w.insert_inbound(&inbound("mid:theirs@x", "created"))
+            .unwrap();
+        w.commit().unwrap();
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the other writer committed while the batch was open");
+    tx.commit().unwrap();
+    let mut tx = s.write().unwrap();
+    assert!(tx.inbound_exists("mid:mine@x").unwrap());
+    assert!(tx.inbound_exists("mid:theirs@x").unwrap());
+}
+
+#[test]
+fn a_batch_commits_nothing_when_another_writer_changed_what_it_read_postgres_only() {
+    let d = db();
+    if d.pg.is_none() {
+        return;
+    }
+    let mut s = d.open();
+    let mut other = d.open();
+    let count = |key: &str| {
+        pg_scalar(
+            &d.url,
+            &format!("SELECT count(*) FROM inbound WHERE dedup_key = '{key}'"),
+        )
+    };
+
+    // The same mail, read by two instances: the second to commit writes nothing.
+    let mut tx = s.write_batch().unwrap();
+    assert!(!tx.inbound_exists("mid:twice@x").unwrap());
+    tx.insert_inbound(&inbound("mid:twice@x", "created"))
+        .unwrap();
+    let mut w = other.write().unwrap();
+    w.insert_inbound(&inbound("mid:twice@x", "created"))
+        .unwrap();
+    w.commit().unwrap();
+    let err = tx.commit().unwrap_err().to_string();
+    assert!(err.contains("write conflict"), "{err}");
+    assert_eq!(count("mid:twice@x"), 1);
+
+    // A ticket changed by another writer after the batch read it: no lost update.
+    let mut w = other.write().unwrap();
+    let id = w.insert_ticket(&a_ticket("shared")).unwrap();
+    w.commit().unwrap();
+    let mut tx = s.write_batch().unwrap();
+    let mut mine = tx.ticket(id).unwrap().unwrap();
+    tx.insert_inbound(&inbound("mid:mine@x", "created"))
+        .unwrap();
+    let mut w = other.write().unwrap();
+    let mut theirs = w.ticket(id).unwrap().unwrap();
+    theirs.status = ticketgate::workflow::Status::Closed;
+    w.save_ticket(&theirs).unwrap();
+    w.commit().unwrap();
+    mine.status = ticketgate::workflow::Status::Open;
+    tx.save_ticket(&mine).unwrap();
+    let err = tx.commit().unwrap_err().to_string();
+    assert!(err.contains("write conflict"), "{err}");
+    assert_eq!(count("mid:mine@x"), 0, "nothing of the batch was written");
+    let (t, _) = s.ticket_with_articles(id).unwrap().unwrap();
+    assert_eq!(t.status, ticketgate::workflow::Status::Closed);
+
+    // Another writer's automatic mail to the same sender conflicts only when it changes
+    // what the cap decided.
+    let since = now() - Duration::hours(1);
+    for (limit, conflict) in [(3, false), (1, true)] {
+        let to = format!("cap{limit}@example.test");
+        let mut tx = s.write_batch().unwrap();
+        tx.prefetch(&store::Prefetch {
+            mails: vec![store::PrefetchMail {
+                dedup_key: format!("mid:cap{limit}@x"),
+                from: Some(to.clone()),
+                ..Default::default()
+            }],
+            since: Some(since),
+            auto_reply_limit: Some(limit),
+        })
+        .unwrap();
+        assert_eq!(tx.automatic_sent_since(&to, since).unwrap(), 0);
+        tx.insert_inbound(&inbound(&format!("mid:cap{limit}@x"), "created"))
+            .unwrap();
+        let mut w = other.write().unwrap();
+        let mid = format!("<cap{limit}@tg.example.test>");
+        w.enqueue(&NewOutbound {
+            automatic: true,
+            ..outbound(&to, &mid, now())
+        })
+        .unwrap();
+        w.commit().unwrap();
+        let r = tx.commit();
+        assert_eq!(r.is_err(), conflict, "limit {limit}: {r:?}");
+    }
+}

@@ -17,8 +17,11 @@
 //! so one that died while idle is replaced at once.
 //!
 //! Writers are serialized across instances like SQLite's `BEGIN IMMEDIATE`: a write
-//! transaction takes a transaction-level advisory lock first. Outbox claims do not take it:
-//! they use `FOR UPDATE SKIP LOCKED`, so several senders never claim the same row.
+//! transaction takes a transaction-level advisory lock first. A batch of mail
+//! (`Store::write_batch`) reads before it and takes the lock only to write, after checking
+//! its reads again (ADR 0009, `batch.rs`); its writes are buffered and written one statement
+//! per table. Outbox claims do not take the lock: they use `FOR UPDATE SKIP LOCKED`, so
+//! several senders never claim the same row.
 //!
 //! Claims and leases are measured on the database's clock (`clock_timestamp()`), not on the
 //! callers': a claim or lease lasts the duration the caller asked for (`until - now`) from
@@ -50,6 +53,7 @@ macro_rules! ticket_columns {
     };
 }
 
+mod batch;
 mod rows;
 mod store;
 mod tx;
@@ -174,6 +178,8 @@ struct Shared {
     pool: PgPool,
     /// `postgres://USER@HOST:PORT/DATABASE`, without the password, for messages.
     display: String,
+    /// Row ids reserved from the sequences and not used yet ([`batch::IdPool`]).
+    ids: std::sync::Mutex<batch::IdPool>,
 }
 
 impl Drop for Shared {
@@ -187,6 +193,12 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    fn pool(&self) -> std::sync::MutexGuard<'_, batch::IdPool> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// An error getting a connection: names the server, never the password.
     fn unreachable(&self, e: sqlx::Error) -> StoreError {
         let detail = match &e {
@@ -287,7 +299,11 @@ impl PgStore {
                 .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_lazy_with(options);
             Ok(PgStore {
-                shared: Arc::new(Shared { pool, display }),
+                shared: Arc::new(Shared {
+                    pool,
+                    display,
+                    ids: Default::default(),
+                }),
             })
         })?
     }

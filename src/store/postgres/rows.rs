@@ -85,25 +85,6 @@ pub(super) async fn ticket(c: &mut PgConnection, id: i64) -> Result<Option<Ticke
     .transpose()
 }
 
-/// What a ticket's columns are written from (owned, to move into a future).
-pub(super) struct TicketValues {
-    pub(super) t: TicketRow,
-    pub(super) missing: String,
-    pub(super) severity: i16,
-    pub(super) survey: Option<i16>,
-}
-
-impl TicketValues {
-    pub(super) fn new(t: &TicketRow) -> TicketValues {
-        TicketValues {
-            t: t.clone(),
-            missing: t.missing_info.join("\n"),
-            severity: i16::from(t.severity),
-            survey: t.survey_score.map(i16::from),
-        }
-    }
-}
-
 /// The tickets of a KPI report ([`Store::report_tickets`]): one range scan of
 /// `tickets_customer_created`, with per-ticket lookups answered from the indexes
 /// `status_history_report` and `escalations_ticket` alone. No ORDER BY: the figures do not

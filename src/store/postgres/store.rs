@@ -21,10 +21,19 @@ impl Store for PgStore {
                     e => shared.unreachable(e),
                 })
         })??;
-        Ok(Box::new(PgTx {
-            tx: Some(tx),
-            failed: false,
-        }))
+        Ok(Box::new(PgTx::new(tx, self.shared.clone(), false)))
+    }
+
+    fn write_batch(&mut self) -> Result<Box<dyn WriteTx + '_>> {
+        let shared = self.shared.clone();
+        let tx = run(async move {
+            // No lock yet: the batch reads first, and takes it to write (ADR 0009).
+            shared.pool.begin().await.map_err(|e| match e {
+                sqlx::Error::Database(_) => StoreError::Postgres(e),
+                e => shared.unreachable(e),
+            })
+        })??;
+        Ok(Box::new(PgTx::new(tx, self.shared.clone(), true)))
     }
 
     fn tickets(&mut self, limit: usize) -> Result<Vec<TicketRow>> {

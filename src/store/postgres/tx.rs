@@ -1,6 +1,15 @@
 //! Write transactions: one pooled connection inside a `sqlx::Transaction`, held from call
 //! to call, rolled back on the background runtime when dropped without commit.
+//!
+//! Writes are buffered and written as sets ([`batch`](super::batch), ADR 0009); reads are
+//! answered from what the transaction read before and wrote itself, or from the server.
+//! A transaction from [`Store::write`] holds the writers' lock from its start and writes
+//! each row at once (its errors show where they happen: agent actions, replays); one from
+//! [`Store::write_batch`] (a batch of mail, a tick) buffers its writes and takes the lock
+//! only when it must write (at commit, at a savepoint, for a write that is not buffered, or
+//! to read what it buffered), after checking again everything it read without it.
 
+use super::batch::*;
 use super::*;
 
 pub(super) struct PgTx {
@@ -9,9 +18,44 @@ pub(super) struct PgTx {
     /// A statement failed since the last rollback to a savepoint: PostgreSQL has aborted the
     /// transaction, and a COMMIT would silently roll it back.
     pub(super) failed: bool,
+    pub(super) shared: Arc<Shared>,
+    /// The writers' advisory lock is held: reads need no check.
+    pub(super) locked: bool,
+    /// Since a savepoint: every write goes to the server at once (a savepoint must cover
+    /// exactly what was written before it).
+    pub(super) direct: bool,
+    pub(super) buf: Buffer,
+    pub(super) cache: Cache,
+    pub(super) checks: Checks,
+    /// Tickets this transaction inserted (how many ticket ids to reserve at once).
+    pub(super) tickets_made: usize,
+    /// The automatic-reply cap, when a prefetch said it.
+    pub(super) limit: Option<u32>,
 }
 
 impl PgTx {
+    /// `batch`: reads before the lock, writes buffered ([`Store::write_batch`]); otherwise
+    /// the lock is held from the start and every write goes to the server at once, so it
+    /// fails where it is made ([`Store::write`]).
+    pub(super) fn new(
+        tx: Transaction<'static, Postgres>,
+        shared: Arc<Shared>,
+        batch: bool,
+    ) -> PgTx {
+        PgTx {
+            tx: Some(tx),
+            failed: false,
+            shared,
+            locked: !batch,
+            direct: !batch,
+            buf: Buffer::default(),
+            cache: Cache::default(),
+            checks: Checks::default(),
+            tickets_made: 0,
+            limit: None,
+        }
+    }
+
     /// Runs `f` on the transaction's connection, on the background runtime.
     fn call<T: Send + 'static>(&mut self, f: impl Call<T>) -> Result<T> {
         let Some(mut tx) = self.tx.take() else {
@@ -44,6 +88,190 @@ impl PgTx {
             })
         })
     }
+
+    /// Takes the writers' lock, then checks the reads made without it.
+    fn lock(&mut self) -> Result<()> {
+        if self.locked {
+            return Ok(());
+        }
+        let checks = self.take_checks();
+        self.call(move |c| Box::pin(async move { lock_and_check(c, &checks).await }))?;
+        self.locked = true;
+        Ok(())
+    }
+
+    /// Takes the lock and writes what is buffered; the cache is then dropped (the tables say
+    /// the same, and the lock keeps them so).
+    fn sync(&mut self) -> Result<()> {
+        self.lock()?;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let f = Flush::take(&mut self.buf, &self.cache)?;
+        self.cache = Cache::default();
+        self.call(move |c| Box::pin(async move { flush(c, f).await }))
+    }
+
+    /// After a buffered write: written at once in direct mode, or when the buffer is large
+    /// (memory; the lock is then taken).
+    fn wrote(&mut self) -> Result<()> {
+        if self.direct || self.buf.rows() >= FLUSH_ROWS {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// A new row's id, from the pool of reserved ids (refilled when empty).
+    fn id(&mut self, seq: Seq) -> Result<i64> {
+        if let Some(id) = self.shared.pool().take(seq) {
+            return Ok(id);
+        }
+        let want = ids_wanted(
+            seq,
+            if seq == Seq::Tickets {
+                self.tickets_made
+            } else {
+                0
+            },
+        );
+        let got = self.call(move |c| Box::pin(async move { reserve(c, want).await }))?;
+        let mut pool = self.shared.pool();
+        pool.add(got);
+        pool.take(seq)
+            .ok_or_else(|| StoreError::Other("no id was reserved".into()))
+    }
+
+    /// Dedup keys looked up on the server, into the cache (and the checks when unlocked).
+    fn learn_inbound(&mut self, asked: &[String], found: Vec<(String, Option<i64>)>) {
+        let found: HashMap<String, Option<i64>> = found.into_iter().collect();
+        for k in asked {
+            let v = found.get(k).copied();
+            if v.is_none() && !self.locked {
+                self.checks.absent_keys.push(k.clone());
+            }
+            self.cache.inbound.insert(k.clone(), v);
+        }
+    }
+
+    fn learn_links(&mut self, asked: &[String], found: Vec<(String, i64)>) {
+        let found: HashMap<String, i64> = found.into_iter().collect();
+        for m in asked {
+            let v = found.get(m).copied();
+            if !self.locked {
+                self.checks.links.push((m.clone(), v));
+            }
+            self.cache.links.insert(m.clone(), v);
+        }
+    }
+
+    fn learn_tickets(&mut self, asked: &[i64], found: Vec<(TicketRow, i64)>) {
+        let mut missing: HashSet<i64> = asked.iter().copied().collect();
+        for (t, version) in found {
+            missing.remove(&t.id);
+            // A ticket already known is kept as this transaction sees it (it may have
+            // changed it), and checked against the version it first read.
+            if self.cache.tickets.contains_key(&t.id) {
+                continue;
+            }
+            if !self.locked {
+                self.checks.tickets.entry(t.id).or_insert(version);
+            }
+            self.cache.tickets.insert(t.id, t);
+        }
+        self.cache.no_ticket.extend(missing);
+    }
+
+    /// The buffered automatic mails to `recipient` since `since` (not suppressed).
+    fn buffered_auto(&self, recipient: &str, since: DateTime<Utc>) -> u32 {
+        self.buf
+            .outbox
+            .iter()
+            .filter(|m| {
+                m.automatic && m.state != "suppressed" && m.recipient == recipient && m.now >= since
+            })
+            .count() as u32
+    }
+
+    fn learn_counts(&mut self, asked: &[String], since: DateTime<Utc>, found: Vec<(String, i64)>) {
+        let found: HashMap<String, i64> = found.into_iter().collect();
+        for r in asked {
+            let n = found.get(r).copied().unwrap_or(0);
+            if !self.locked {
+                self.checks
+                    .counts
+                    .entry((r.clone(), since))
+                    .or_insert((n, None));
+            }
+            let total = u32::try_from(n).unwrap_or(u32::MAX) + self.buffered_auto(r, since);
+            self.cache
+                .counts
+                .entry(r.clone())
+                .or_default()
+                .push((since, total));
+        }
+    }
+
+    /// The cached count, or the table's (with those of the held tickets' requesters).
+    fn count_since(&mut self, recipient: &str, since: DateTime<Utc>) -> Result<u32> {
+        if let Some(v) = self.cache.counts.get(recipient)
+            && let Some((_, n)) = v.iter().find(|(s, _)| *s == since)
+        {
+            return Ok(*n);
+        }
+
+        // With the requesters of every ticket this transaction holds (a tick's due
+        // tickets): their mail is likely next, and one query answers for all.
+        let mut asked = vec![recipient.to_string()];
+        let mut seen: HashSet<&str> = HashSet::from([recipient]);
+        for t in self.cache.tickets.values() {
+            let counted = self
+                .cache
+                .counts
+                .get(&t.requester)
+                .is_some_and(|v| v.iter().any(|(s, _)| *s == since));
+            if !counted && seen.insert(t.requester.as_str()) {
+                asked.push(t.requester.clone());
+            }
+        }
+        let q = asked.clone();
+        let found = self.call(move |c| Box::pin(async move { auto_counts(c, &q, since).await }))?;
+        self.learn_counts(&asked, since, found);
+        Ok(self
+            .cache
+            .counts
+            .get(recipient)
+            .and_then(|v| v.iter().find(|(s, _)| *s == since))
+            .map_or(0, |(_, n)| *n))
+    }
+
+    /// The reads to check as the lock is taken. A ticket matters when this transaction
+    /// writes it (no lost update); one it only read is dropped from the cache instead (its
+    /// identity, which routing uses, never changes; anything else is read again under the
+    /// lock).
+    fn take_checks(&mut self) -> Checks {
+        let mut checks = std::mem::take(&mut self.checks);
+        let buf = &self.buf;
+        checks
+            .tickets
+            .retain(|id, _| buf.changed_ticket_ids.contains(id));
+        self.cache
+            .tickets
+            .retain(|id, _| buf.changed_ticket_ids.contains(id) || buf.new_ticket_ids.contains(id));
+        checks.limit = self.limit;
+        checks
+    }
+}
+
+/// The writers' lock, then the check of what was read before it.
+async fn lock_and_check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITE_LOCK)
+        .execute(&mut *c)
+        .await?;
+    if !checks.is_empty() {
+        check(c, checks).await?;
+    }
+    Ok(())
 }
 
 impl Drop for PgTx {
@@ -60,7 +288,109 @@ impl Drop for PgTx {
 }
 
 impl WriteTx for PgTx {
+    fn prefetches(&self) -> bool {
+        !self.direct
+    }
+
+    fn prefetch(&mut self, what: &Prefetch) -> Result<()> {
+        if self.direct || what.mails.is_empty() {
+            return Ok(());
+        }
+        self.limit = what.auto_reply_limit;
+        let mut keys: Vec<String> = Vec::new();
+        let mut mids: Vec<String> = Vec::new();
+        let mut ticket_ids: Vec<i64> = Vec::new();
+        let mut recipients: Vec<String> = Vec::new();
+        let mut seen_keys = HashSet::new();
+        let mut seen_mids = HashSet::new();
+        let mut seen_recipients = HashSet::new();
+        for m in &what.mails {
+            let mut key = |k: String, keys: &mut Vec<String>| {
+                if !self.cache.inbound.contains_key(&k) && seen_keys.insert(k.clone()) {
+                    keys.push(k);
+                }
+            };
+            key(m.dedup_key.clone(), &mut keys);
+            for id in &m.message_ids {
+                key(format!("mid:{id}"), &mut keys);
+                if !self.cache.links.contains_key(id) && seen_mids.insert(id.clone()) {
+                    mids.push(id.clone());
+                }
+            }
+            for &t in &m.ticket_ids {
+                if !self.cache.tickets.contains_key(&t) && !self.cache.no_ticket.contains(&t) {
+                    ticket_ids.push(t);
+                }
+            }
+            if let (Some(from), Some(since)) = (&m.from, what.since) {
+                let known = self
+                    .cache
+                    .counts
+                    .get(from)
+                    .is_some_and(|v| v.iter().any(|(s, _)| *s == since));
+                if !known && seen_recipients.insert(from.clone()) {
+                    recipients.push(from.clone());
+                }
+            }
+        }
+        ticket_ids.sort_unstable();
+        ticket_ids.dedup();
+        let since = what.since;
+        // Ids for the rows the chunk will write. A mail that names a key, is new, and refers
+        // to no thread or ticket will likely open one (fewer: taken one by one later; more:
+        // kept in the pool for the next batch).
+        let opening = what
+            .mails
+            .iter()
+            .filter(|m| {
+                m.may_open
+                    && m.message_ids.is_empty()
+                    && m.ticket_ids.is_empty()
+                    && !self.buf.inbound_keys.contains_key(&m.dedup_key)
+                    && !matches!(self.cache.inbound.get(&m.dedup_key), Some(Some(_)))
+            })
+            .count();
+        let n = what.mails.len();
+        let reserve = self.shared.pool().missing([opening, n, n, 2 * n]);
+        let (qk, qm, qr) = (keys.clone(), mids.clone(), recipients.clone());
+        let (sets, tickets, ticket_asked) = self.call(move |c| {
+            Box::pin(async move {
+                let qr = if since.is_some() { qr } else { Vec::new() };
+                let sets = prefetch_sets(c, &qk, &qm, &qr, since, reserve).await?;
+                // The tickets the threads lead to, with those named by number.
+                let mut ids = ticket_ids;
+                ids.extend(sets.links.iter().map(|(_, t)| *t));
+                ids.extend(sets.inbound.iter().filter_map(|(_, t)| *t));
+                ids.sort_unstable();
+                ids.dedup();
+                let tickets = tickets_by_id(c, &ids).await?;
+                Ok((sets, tickets, ids))
+            })
+        })?;
+        let Prefetched {
+            inbound,
+            links,
+            counts,
+            ids,
+        } = sets;
+        self.shared.pool().add(ids);
+        self.learn_inbound(&keys, inbound);
+        self.learn_links(&mids, links);
+        let known: Vec<i64> = ticket_asked
+            .into_iter()
+            .filter(|id| !self.cache.tickets.contains_key(id))
+            .collect();
+        self.learn_tickets(&known, tickets);
+        if let Some(s) = since {
+            self.learn_counts(&recipients, s, counts);
+        }
+        Ok(())
+    }
+
     fn savepoint(&mut self) -> Result<()> {
+        self.sync()?;
+        self.cache = Cache::default();
+        self.direct = true;
         self.statement("SAVEPOINT mail")
     }
 
@@ -69,74 +399,83 @@ impl WriteTx for PgTx {
     }
 
     fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.buf = Buffer::default();
+        self.cache = Cache::default();
         self.statement("ROLLBACK TO SAVEPOINT mail; RELEASE SAVEPOINT mail")?;
         self.failed = false;
         Ok(())
     }
 
     fn inbound_exists(&mut self, dedup_key: &str) -> Result<bool> {
-        let key = dedup_key.to_string();
-        self.call(move |c| {
-            Box::pin(async move {
-                Ok(sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM inbound WHERE dedup_hash = $1 AND dedup_key = $2)",
-                )
-                .bind(fnv64(&key))
-                .bind(&key)
-                .fetch_one(&mut *c)
-                .await?)
-            })
-        })
+        if self.buf.inbound_keys.contains_key(dedup_key) {
+            return Ok(true);
+        }
+        if let Some(v) = self.cache.inbound.get(dedup_key) {
+            return Ok(v.is_some());
+        }
+        let asked = vec![dedup_key.to_string()];
+        let q = asked.clone();
+        let found = self.call(move |c| Box::pin(async move { inbound_keys(c, &q).await }))?;
+        let exists = !found.is_empty();
+        self.learn_inbound(&asked, found);
+        Ok(exists)
     }
 
     fn ticket_for_message_id(&mut self, message_id: &str) -> Result<Option<i64>> {
-        let message_id = message_id.to_string();
-        self.call(move |c| {
-            Box::pin(async move {
-                let linked: Option<i64> =
-                    sqlx::query_scalar("SELECT ticket_id FROM message_ids WHERE message_id = $1")
-                        .bind(&message_id)
-                        .fetch_optional(&mut *c)
-                        .await?;
-                if linked.is_some() {
-                    return Ok(linked);
-                }
-                let key = format!("mid:{message_id}");
-                Ok(sqlx::query_scalar(
-                    "SELECT ticket_id FROM inbound WHERE dedup_hash = $1 AND dedup_key = $2 \
-                     AND ticket_id IS NOT NULL ORDER BY id LIMIT 1",
-                )
-                .bind(fnv64(&key))
-                .bind(&key)
-                .fetch_optional(&mut *c)
-                .await?)
-            })
-        })
+        // As the tables would answer: `message_ids` first, then the first inbound mail with
+        // this Message-ID that names a ticket (the stored ones come before this batch's).
+        if !self.cache.links.contains_key(message_id) {
+            let asked = vec![message_id.to_string()];
+            let q = asked.clone();
+            let found = self.call(move |c| Box::pin(async move { message_links(c, &q).await }))?;
+            self.learn_links(&asked, found);
+        }
+        if let Some(Some(t)) = self.cache.links.get(message_id) {
+            return Ok(Some(*t));
+        }
+        if let Some(&t) = self.buf.link_of.get(message_id) {
+            return Ok(Some(t));
+        }
+        let key = format!("mid:{message_id}");
+        if !self.cache.inbound.contains_key(&key) {
+            let asked = vec![key.clone()];
+            let q = asked.clone();
+            let found = self.call(move |c| Box::pin(async move { inbound_keys(c, &q).await }))?;
+            self.learn_inbound(&asked, found);
+        }
+        if let Some(Some(Some(t))) = self.cache.inbound.get(&key) {
+            return Ok(Some(*t));
+        }
+        Ok(self.buf.inbound_keys.get(&key).copied().flatten())
     }
 
     fn ticket(&mut self, id: i64) -> Result<Option<TicketRow>> {
-        self.call(move |c| Box::pin(ticket(c, id)))
+        if let Some(t) = self.cache.tickets.get(&id) {
+            return Ok(Some(t.clone()));
+        }
+        if self.cache.no_ticket.contains(&id) {
+            return Ok(None);
+        }
+        let found = self.call(move |c| Box::pin(async move { tickets_by_id(c, &[id]).await }))?;
+        self.learn_tickets(&[id], found);
+        Ok(self.cache.tickets.get(&id).cloned())
     }
 
     fn automatic_sent_since(&mut self, recipient: &str, since: DateTime<Utc>) -> Result<u32> {
-        let recipient = recipient.to_string();
-        self.call(move |c| {
-            Box::pin(async move {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM outbox WHERE recipient_hash = $1 AND created_at >= $2 \
-                     AND automatic AND state <> 'suppressed' AND recipient = $3",
-                )
-                .bind(fnv64(&recipient))
-                .bind(since)
-                .bind(&recipient)
-                .fetch_one(&mut *c)
-                .await?;
-                Ok(u32::try_from(n).unwrap_or(u32::MAX))
-            })
-        })
+        let n = self.count_since(recipient, since)?;
+        // An answer below the cap (mail sent) is what another writer's mail could change.
+        if !self.locked
+            && let Some(limit) = self.limit
+            && n < limit
+            && let Some(c) = self.checks.counts.get_mut(&(recipient.to_string(), since))
+        {
+            c.1 = Some(c.1.map_or(n, |b| b.max(n)));
+        }
+        Ok(n)
     }
 
     fn alert_due(&mut self, key: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool> {
+        self.sync()?;
         let key = key.to_string();
         self.call(move |c| {
             Box::pin(async move {
@@ -156,96 +495,33 @@ impl WriteTx for PgTx {
     }
 
     fn insert_ticket(&mut self, t: &TicketRow) -> Result<i64> {
-        let v = TicketValues::new(t);
-        self.call(move |c| {
-            Box::pin(async move {
-                let t = &v.t;
-                Ok(sqlx::query_scalar(concat!(
-                    "INSERT INTO tickets (",
-                    ticket_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) RETURNING id"
-                ))
-                .bind(&t.customer)
-                .bind(&t.support_key)
-                .bind(&t.plan)
-                .bind(&t.language)
-                .bind(t.profile.name())
-                .bind(&t.issue_type)
-                .bind(t.status.as_str())
-                .bind(v.severity)
-                .bind(&t.stated_severity)
-                .bind(&t.subject)
-                .bind(&t.requester)
-                .bind(&t.requester_name)
-                .bind(&t.reason)
-                .bind(t.parent_id)
-                .bind(&v.missing)
-                .bind(t.followup_base_at)
-                .bind(t.followup_stage)
-                .bind(v.survey)
-                .bind(t.sla.target_secs)
-                .bind(t.sla.started_at)
-                .bind(t.sla.running_since)
-                .bind(t.sla.elapsed_secs)
-                .bind(t.sla.due_at)
-                .bind(t.sla.responded_at)
-                .bind(t.sla.breached_at)
-                .bind(t.created_at)
-                .bind(t.updated_at)
-                .fetch_one(&mut *c)
-                .await?)
-            })
-        })
+        let id = self.id(Seq::Tickets)?;
+        self.tickets_made += 1;
+        let mut row = micro_ticket(t);
+        row.id = id;
+        self.cache.no_ticket.remove(&id);
+        self.cache.tickets.insert(id, row);
+        self.buf.new_tickets.push(id);
+        self.buf.new_ticket_ids.insert(id);
+        self.wrote()?;
+        Ok(id)
     }
 
     fn save_ticket(&mut self, t: &TicketRow) -> Result<()> {
-        let v = TicketValues::new(t);
-        self.call(move |c| {
-            Box::pin(async move {
-                let t = &v.t;
-                sqlx::query(
-                    "UPDATE tickets SET status = $2, severity = $3, issue_type = $4, reason = $5, missing_info = $6, \
-                     followup_base_at = $7, followup_stage = $8, survey_score = $9, sla_target_secs = $10, \
-                     sla_started_at = $11, sla_running_since = $12, sla_elapsed_secs = $13, sla_due_at = $14, \
-                     responded_at = $15, breached_at = $16, updated_at = $17, language = $18 WHERE id = $1",
-                )
-                .bind(t.id)
-                .bind(t.status.as_str())
-                .bind(v.severity)
-                .bind(&t.issue_type)
-                .bind(&t.reason)
-                .bind(&v.missing)
-                .bind(t.followup_base_at)
-                .bind(t.followup_stage)
-                .bind(v.survey)
-                .bind(t.sla.target_secs)
-                .bind(t.sla.started_at)
-                .bind(t.sla.running_since)
-                .bind(t.sla.elapsed_secs)
-                .bind(t.sla.due_at)
-                .bind(t.sla.responded_at)
-                .bind(t.sla.breached_at)
-                .bind(t.updated_at)
-                .bind(&t.language)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
+        self.cache.tickets.insert(t.id, micro_ticket(t));
+        self.buf.touch_ticket(t.id);
+        self.wrote()
     }
 
     fn touch_ticket(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query("UPDATE tickets SET updated_at = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
-        })
+        if self.ticket(id)?.is_none() {
+            return Ok(());
+        }
+        if let Some(t) = self.cache.tickets.get_mut(&id) {
+            t.updated_at = micro(now);
+        }
+        self.buf.touch_ticket(id);
+        self.wrote()
     }
 
     fn insert_history(
@@ -257,25 +533,15 @@ impl WriteTx for PgTx {
         actor: &str,
         reason: Option<&str>,
     ) -> Result<()> {
-        let (from, to, actor) = (from.to_string(), to.to_string(), actor.to_string());
-        let reason = reason.map(str::to_string);
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO status_history (ticket_id, at, from_status, to_status, actor, reason) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(ticket_id)
-                .bind(at)
-                .bind(from)
-                .bind(to)
-                .bind(actor)
-                .bind(reason)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
+        self.buf.history.push(HistoryIns {
+            ticket_id,
+            at,
+            from: from.to_string(),
+            to: to.to_string(),
+            actor: actor.to_string(),
+            reason: reason.map(str::to_string),
+        });
+        self.wrote()
     }
 
     fn insert_escalation(
@@ -286,60 +552,35 @@ impl WriteTx for PgTx {
         due_at: DateTime<Utc>,
         target_secs: i64,
     ) -> Result<()> {
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO escalations (ticket_id, at, severity, due_at, target_secs) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(ticket_id)
-                .bind(at)
-                .bind(i16::from(severity))
-                .bind(due_at)
-                .bind(target_secs)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
+        self.buf.escalations.push(EscalationIns {
+            ticket_id,
+            at,
+            severity: i16::from(severity),
+            due_at,
+            target_secs,
+        });
+        self.wrote()
     }
 
     fn set_timer(&mut self, ticket_id: i64, kind: &str, due_at: DateTime<Utc>) -> Result<()> {
-        let kind = kind.to_string();
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO timers (ticket_id, kind, due_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = excluded.due_at",
-                )
-                .bind(ticket_id)
-                .bind(kind)
-                .bind(due_at)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
+        self.buf
+            .timers
+            .insert((ticket_id, kind.to_string()), Some(due_at));
+        self.wrote()
     }
 
     fn clear_timer(&mut self, ticket_id: i64, kind: &str) -> Result<()> {
-        let kind = kind.to_string();
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM timers WHERE ticket_id = $1 AND kind = $2")
-                    .bind(ticket_id)
-                    .bind(kind)
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
-        })
+        self.buf.timers.insert((ticket_id, kind.to_string()), None);
+        self.wrote()
     }
 
     fn due_timers(&mut self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>> {
+        self.sync()?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.call(move |c| {
+        // The due timers and their tickets, in one call: the tick then reads from memory.
+        let (timers, tickets, ids) = self.call(move |c| {
             Box::pin(async move {
-                sqlx::query(
+                let timers = sqlx::query(
                     "SELECT ticket_id, kind, due_at FROM timers WHERE due_at <= $1 \
                      ORDER BY due_at, ticket_id LIMIT $2 FOR UPDATE SKIP LOCKED",
                 )
@@ -349,84 +590,72 @@ impl WriteTx for PgTx {
                 .await?
                 .iter()
                 .map(timer_row)
-                .collect()
+                .collect::<Result<Vec<_>>>()?;
+                let mut ids: Vec<i64> = timers.iter().map(|t| t.ticket_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let tickets = tickets_by_id(c, &ids).await?;
+                Ok((timers, tickets, ids))
             })
-        })
+        })?;
+        self.learn_tickets(&ids, tickets);
+        Ok(timers)
     }
 
     fn insert_inbound(&mut self, m: &NewInbound<'_>) -> Result<i64> {
-        let size = m.raw.len() as i64;
-        let dedup_key = m.dedup_key.to_string();
-        let message_id = m.message_id.map(str::to_string);
-        let source = m.source.to_string();
-        let received_at = m.received_at;
-        let from = m.from.map(str::to_string);
-        let subject = m.subject.to_string();
-        let raw = m.raw.to_vec();
-        let outcome = m.outcome.to_string();
-        let reason_code = m.reason_code.map(str::to_string);
-        let reason = m.reason.map(str::to_string);
-        let ticket_id = m.ticket_id;
-        let declared_size = m.declared_size.map(|d| d as i64);
-        let auth_result = m.auth.map(|a| a.result.as_str());
-        let auth_method = m.auth.and_then(|a| a.method).map(|x| x.as_str());
-        let auth_detail = m.auth.map(|a| a.detail.clone());
-        self.call(move |c| {
-            Box::pin(async move {
-                let hash = fnv64(&dedup_key);
-                Ok(sqlx::query_scalar(
-                    "INSERT INTO inbound (dedup_key, message_id, source, received_at, from_addr, subject, size, raw, \
-                     outcome, reason_code, reason, ticket_id, dedup_hash, declared_size, \
-                     auth_result, auth_method, auth_detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
-                )
-                .bind(dedup_key)
-                .bind(message_id)
-                .bind(source)
-                .bind(received_at)
-                .bind(from)
-                .bind(subject)
-                .bind(size)
-                .bind(raw)
-                .bind(outcome)
-                .bind(reason_code)
-                .bind(reason)
-                .bind(ticket_id)
-                .bind(hash)
-                .bind(declared_size)
-                .bind(auth_result)
-                .bind(auth_method)
-                .bind(auth_detail)
-                .fetch_one(&mut *c)
-                .await?)
-            })
-        })
+        let id = self.id(Seq::Inbound)?;
+        let first = self
+            .buf
+            .inbound_keys
+            .entry(m.dedup_key.to_string())
+            .or_insert(None);
+        if first.is_none() {
+            *first = m.ticket_id;
+        }
+        self.buf.inbound_at.insert(id, self.buf.inbound.len());
+        self.buf.inbound.push(InboundIns {
+            id,
+            dedup_key: m.dedup_key.to_string(),
+            message_id: m.message_id.map(str::to_string),
+            source: m.source.to_string(),
+            received_at: m.received_at,
+            from: m.from.map(str::to_string),
+            subject: m.subject.to_string(),
+            size: m.raw.len() as i64,
+            raw: m.raw.to_vec(),
+            outcome: m.outcome.to_string(),
+            reason_code: m.reason_code.map(str::to_string),
+            reason: m.reason.map(str::to_string),
+            ticket_id: m.ticket_id,
+            declared_size: m.declared_size.map(|d| d as i64),
+            auth_result: m.auth.map(|a| a.result.as_str()),
+            auth_method: m.auth.and_then(|a| a.method).map(|x| x.as_str()),
+            auth_detail: m.auth.map(|a| a.detail.clone()),
+        });
+        self.wrote()?;
+        Ok(id)
     }
 
     fn insert_article(&mut self, a: &NewArticle<'_>) -> Result<i64> {
-        let (ticket_id, inbound_id, now) = (a.ticket_id, a.inbound_id, a.now);
-        let (kind, author) = (a.kind.to_string(), a.author.to_string());
-        let (body, quoted) = (a.body.to_string(), a.quoted.to_string());
-        self.call(move |c| {
-            Box::pin(async move {
-                Ok(sqlx::query_scalar(
-                    "INSERT INTO articles (ticket_id, inbound_id, kind, author, body, quoted, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                )
-                .bind(ticket_id)
-                .bind(inbound_id)
-                .bind(kind)
-                .bind(author)
-                .bind(body)
-                .bind(quoted)
-                .bind(now)
-                .fetch_one(&mut *c)
-                .await?)
-            })
-        })
+        let id = self.id(Seq::Articles)?;
+        self.buf.articles.push(ArticleIns {
+            id,
+            ticket_id: a.ticket_id,
+            inbound_id: a.inbound_id,
+            kind: a.kind.to_string(),
+            author: a.author.to_string(),
+            body: a.body.to_string(),
+            quoted: a.quoted.to_string(),
+            created_at: a.now,
+        });
+        self.wrote()?;
+        Ok(id)
     }
 
     fn take_for_replay(&mut self, id: i64) -> Result<Option<(Vec<u8>, String)>> {
+        self.sync()?;
+        // It re-keys a row the cache may know.
+        self.cache = Cache::default();
         self.call(move |c| {
             Box::pin(async move {
                 let Some(row) = sqlx::query(
@@ -456,6 +685,7 @@ impl WriteTx for PgTx {
     }
 
     fn inbound_declared_size(&mut self, id: i64) -> Result<Option<usize>> {
+        self.sync()?;
         self.call(move |c| {
             Box::pin(async move {
                 let size: Option<Option<i64>> =
@@ -474,6 +704,7 @@ impl WriteTx for PgTx {
         uid_validity: u32,
         uids: &[(u32, UidDisposition)],
     ) -> Result<()> {
+        self.sync()?;
         if uids.is_empty() {
             return Ok(());
         }
@@ -498,111 +729,8 @@ impl WriteTx for PgTx {
         })
     }
 
-    fn set_inbound_outcome(
-        &mut self,
-        id: i64,
-        outcome: &str,
-        reason_code: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<()> {
-        let outcome = outcome.to_string();
-        let reason_code = reason_code.map(str::to_string);
-        let reason = reason.map(str::to_string);
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE inbound SET outcome = $2, reason_code = $3, reason = $4 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(outcome)
-                .bind(reason_code)
-                .bind(reason)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
-    }
-
-    fn insert_attachment(
-        &mut self,
-        article_id: i64,
-        filename: &str,
-        content_type: &str,
-        size: usize,
-        data: Option<&[u8]>,
-    ) -> Result<()> {
-        let (filename, content_type) = (filename.to_string(), content_type.to_string());
-        let data = data.map(<[u8]>::to_vec);
-        let size = size as i64;
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO attachments (article_id, filename, content_type, size, data) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(article_id)
-                .bind(filename)
-                .bind(content_type)
-                .bind(size)
-                .bind(data)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
-    }
-
-    fn link_message_id(&mut self, message_id: &str, ticket_id: i64) -> Result<()> {
-        let message_id = message_id.to_string();
-        self.call(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO message_ids (message_id, ticket_id) VALUES ($1, $2) ON CONFLICT (message_id) DO NOTHING",
-                )
-                .bind(message_id)
-                .bind(ticket_id)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
-    }
-
-    fn enqueue(&mut self, m: &NewOutbound<'_>) -> Result<i64> {
-        let (ticket_id, inbound_id, automatic, now) =
-            (m.ticket_id, m.inbound_id, m.automatic, m.now);
-        let (kind, recipient) = (m.kind.to_string(), m.recipient.to_string());
-        let (subject, message_id) = (m.subject.to_string(), m.message_id.to_string());
-        let body = m.body.to_vec();
-        let state = m.state.as_str();
-        let note = m.note.map(str::to_string);
-        self.call(move |c| {
-            Box::pin(async move {
-                let hash = fnv64(&recipient);
-                Ok(sqlx::query_scalar(
-                    "INSERT INTO outbox (ticket_id, inbound_id, kind, recipient, subject, message_id, automatic, body, \
-                     state, next_attempt_at, last_error, created_at, recipient_hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, $12) RETURNING id",
-                )
-                .bind(ticket_id)
-                .bind(inbound_id)
-                .bind(kind)
-                .bind(recipient)
-                .bind(subject)
-                .bind(message_id)
-                .bind(automatic)
-                .bind(body)
-                .bind(state)
-                .bind(now)
-                .bind(note)
-                .bind(hash)
-                .fetch_one(&mut *c)
-                .await?)
-            })
-        })
-    }
-
     fn set_mailbox_state(&mut self, mailbox: &str, state: MailboxState) -> Result<()> {
+        self.sync()?;
         let mailbox = mailbox.to_string();
         self.call(move |c| {
             Box::pin(async move {
@@ -623,6 +751,7 @@ impl WriteTx for PgTx {
     }
 
     fn watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
+        self.sync()?;
         self.call(move |c| Box::pin(async move { watchers_of(c, ticket_id).await }))
     }
 
@@ -634,6 +763,7 @@ impl WriteTx for PgTx {
         now: DateTime<Utc>,
         revive: bool,
     ) -> Result<bool> {
+        self.sync()?;
         let (address, by) = (address.to_string(), by.to_string());
         self.call(move |c| {
             Box::pin(async move {
@@ -662,6 +792,7 @@ impl WriteTx for PgTx {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        self.sync()?;
         let (address, by) = (address.to_string(), by.to_string());
         self.call(move |c| {
             Box::pin(async move {
@@ -681,6 +812,7 @@ impl WriteTx for PgTx {
     }
 
     fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()> {
+        self.sync()?;
         let threaded_by = threaded_by.to_string();
         self.call(move |c| {
             Box::pin(async move {
@@ -695,6 +827,7 @@ impl WriteTx for PgTx {
     }
 
     fn set_ticket_token(&mut self, ticket_id: i64, token_hash: &str) -> Result<()> {
+        self.sync()?;
         let token_hash = token_hash.to_string();
         self.call(move |c| {
             Box::pin(async move {
@@ -717,8 +850,86 @@ impl WriteTx for PgTx {
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<ReportTicket>> {
+        self.sync()?;
         let customer = customer.to_string();
         self.call(move |c| Box::pin(report_tickets(c, customer, from, until)))
+    }
+
+    fn set_inbound_outcome(
+        &mut self,
+        id: i64,
+        outcome: &str,
+        reason_code: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        if let Some(&i) = self.buf.inbound_at.get(&id) {
+            let m = &mut self.buf.inbound[i];
+            m.outcome = outcome.to_string();
+            m.reason_code = reason_code.map(str::to_string);
+            m.reason = reason.map(str::to_string);
+        } else {
+            self.buf.outcomes.push((
+                id,
+                outcome.to_string(),
+                reason_code.map(str::to_string),
+                reason.map(str::to_string),
+            ));
+        }
+        self.wrote()
+    }
+
+    fn insert_attachment(
+        &mut self,
+        article_id: i64,
+        filename: &str,
+        content_type: &str,
+        size: usize,
+        data: Option<&[u8]>,
+    ) -> Result<()> {
+        self.buf.attachments.push(AttachmentIns {
+            article_id,
+            filename: filename.to_string(),
+            content_type: content_type.to_string(),
+            size: size as i64,
+            data: data.map(<[u8]>::to_vec),
+        });
+        self.wrote()
+    }
+
+    fn link_message_id(&mut self, message_id: &str, ticket_id: i64) -> Result<()> {
+        if !self.buf.link_of.contains_key(message_id) {
+            self.buf.link_of.insert(message_id.to_string(), ticket_id);
+            self.buf.links.push((message_id.to_string(), ticket_id));
+        }
+        self.wrote()
+    }
+
+    fn enqueue(&mut self, m: &NewOutbound<'_>) -> Result<i64> {
+        let id = self.id(Seq::Outbox)?;
+        let counted = m.automatic && m.state != OutboxState::Suppressed;
+        if counted && let Some(v) = self.cache.counts.get_mut(m.recipient) {
+            for (since, n) in v.iter_mut() {
+                if m.now >= *since {
+                    *n += 1;
+                }
+            }
+        }
+        self.buf.outbox.push(OutboxIns {
+            id,
+            ticket_id: m.ticket_id,
+            inbound_id: m.inbound_id,
+            kind: m.kind.to_string(),
+            recipient: m.recipient.to_string(),
+            subject: m.subject.to_string(),
+            message_id: m.message_id.to_string(),
+            automatic: m.automatic,
+            body: m.body.to_vec(),
+            state: m.state.as_str(),
+            note: m.note.map(str::to_string),
+            now: m.now,
+        });
+        self.wrote()?;
+        Ok(id)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
@@ -730,12 +941,23 @@ impl WriteTx for PgTx {
                     .into(),
             ));
         }
-        let Some(tx) = self.tx.take() else {
+        // The lock (and the check of what was read without it), the buffered writes and
+        // the COMMIT, in one call.
+        let checks = (!self.locked).then(|| self.take_checks());
+        let f = Flush::take(&mut self.buf, &self.cache)?;
+        let Some(mut tx) = self.tx.take() else {
             return Err(StoreError::Other(
                 "this transaction was rolled back after a call timed out".into(),
             ));
         };
-        run(async move { tx.commit().await })??;
+        run(async move {
+            if let Some(checks) = checks {
+                lock_and_check(&mut tx, &checks).await?;
+            }
+            flush(&mut tx, f).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })??;
         Ok(())
     }
 }
