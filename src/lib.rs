@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bounce;
 pub mod calendar;
 pub mod clock;
 pub mod config;

@@ -10,6 +10,11 @@ mod quote;
 pub use extract::{Patterns, StatedSeverity};
 pub use quote::split_quoted;
 
+/// HTML to text keeping block structure (the bounce reader uses it for HTML notices).
+pub fn html_to_text(html: &str) -> String {
+    html::to_text(html)
+}
+
 use chrono::{DateTime, Utc};
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
