@@ -165,6 +165,40 @@ pub struct InboundConfig {
     pub max_attachment_bytes: usize,
     /// IMAP mailboxes read besides the Maildir (`[[inbound.imap]]`), in file order.
     pub imap: Vec<ImapConfig>,
+    /// `[inbound.limits]`: what a mail may be before it is quarantined unread.
+    pub limits: InboundLimits,
+}
+
+/// `[inbound.limits]`: a mail over one of them is quarantined with the limit's name as the
+/// reason (`limit_exceeded`), never parsed further. The defaults are far above real mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundLimits {
+    /// Header fields in the top-level header section.
+    pub max_header_count: usize,
+    /// Bytes of the top-level header section.
+    pub max_header_bytes: usize,
+    /// Nesting of multipart and message/rfc822 parts.
+    pub max_mime_depth: usize,
+    /// MIME parts in the whole message.
+    pub max_parts: usize,
+    /// Bytes of one line.
+    pub max_line_bytes: usize,
+    /// Bytes of the whole mail (`inbound.max_message_size` is the size that gets a
+    /// rejection reply; this one is checked with the others, before parsing).
+    pub max_total_bytes: usize,
+}
+
+impl Default for InboundLimits {
+    fn default() -> Self {
+        InboundLimits {
+            max_header_count: 1000,
+            max_header_bytes: 1024 * 1024,
+            max_mime_depth: 50,
+            max_parts: 1000,
+            max_line_bytes: 1024 * 1024,
+            max_total_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// How the IMAP connection is protected.
@@ -245,6 +279,10 @@ pub struct OutboundConfig {
     /// How long a message claimed for delivery stays with the sender that claimed it; after
     /// that (the sender died) another sender, or this one after a restart, takes it over.
     pub claim_timeout: Duration,
+    /// `outbound.bounce_key`: the HMAC key of the signed envelope sender (VERP,
+    /// `bounces+OUTBOXID.SIGNATURE@domain`). `None`: no VERP; bounces are still recognised,
+    /// and act only when they quote the Message-ID of a message we sent.
+    pub bounce_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +401,19 @@ struct RawInbound {
     max_attachment_size: Option<String>,
     /// Read key by key in [`imap_config`], so that every error names `inbound.imap[N].key`.
     imap: Option<Vec<toml::Table>>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_header_count: Option<usize>,
+    max_header_size: Option<String>,
+    max_mime_depth: Option<usize>,
+    max_parts: Option<usize>,
+    max_line_length: Option<String>,
+    max_total_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +428,7 @@ struct RawOutbound {
     retry_max: Option<String>,
     concurrency: Option<usize>,
     claim_timeout: Option<String>,
+    bounce_key: Option<String>,
     #[serde(default)]
     smtp: Option<RawSmtp>,
 }
@@ -431,6 +483,88 @@ struct RawTemplates {
 struct RawLog {
     format: Option<String>,
     level: Option<String>,
+}
+
+/// `[inbound.limits]`, each checked for a sane value.
+fn inbound_limits(raw: RawLimits) -> Result<InboundLimits, ConfigError> {
+    let d = InboundLimits::default();
+    let count = |key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(err(key, "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let bytes = |key: &str, v: Option<&str>, default: usize| match v {
+        Some(v) => match size(key, v)? {
+            0 => Err(err(key, "must be more than 0 bytes")),
+            n => Ok(n),
+        },
+        None => Ok(default),
+    };
+    Ok(InboundLimits {
+        max_header_count: count(
+            "inbound.limits.max_header_count",
+            raw.max_header_count,
+            d.max_header_count,
+        )?,
+        max_header_bytes: bytes(
+            "inbound.limits.max_header_size",
+            raw.max_header_size.as_deref(),
+            d.max_header_bytes,
+        )?,
+        max_mime_depth: count(
+            "inbound.limits.max_mime_depth",
+            raw.max_mime_depth,
+            d.max_mime_depth,
+        )?,
+        max_parts: count("inbound.limits.max_parts", raw.max_parts, d.max_parts)?,
+        max_line_bytes: bytes(
+            "inbound.limits.max_line_length",
+            raw.max_line_length.as_deref(),
+            d.max_line_bytes,
+        )?,
+        max_total_bytes: bytes(
+            "inbound.limits.max_total_size",
+            raw.max_total_size.as_deref(),
+            d.max_total_bytes,
+        )?,
+    })
+}
+
+/// `outbound.bounce_key`: the key itself, `env:NAME` (an environment variable) or
+/// `file:PATH` (a file, trailing newlines removed); at least 16 bytes.
+fn bounce_key(
+    raw: Option<&str>,
+    path: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    const KEY: &str = "outbound.bounce_key";
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let key = if let Some(var) = raw.strip_prefix("env:") {
+        env(var).ok_or_else(|| {
+            err(
+                KEY,
+                format!("names the environment variable {var}, which is not set"),
+            )
+        })?
+    } else if let Some(file) = raw.strip_prefix("file:") {
+        let p = path(file);
+        std::fs::read_to_string(&p)
+            .map_err(|e| err(KEY, format!("cannot read {}: {e}", p.display())))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    } else {
+        raw.to_string()
+    };
+    if key.len() < 16 {
+        // The key is never shown, not even in part.
+        return Err(err(
+            KEY,
+            "is shorter than 16 bytes: use a long random value, e.g. `openssl rand -hex 32`",
+        ));
+    }
+    Ok(Some(Secret(key)))
 }
 
 /// The default key pattern: four groups of four letters or digits, e.g. `ACME-7Q2M-4KX9-0001`.
@@ -586,6 +720,7 @@ impl Config {
                 }
                 boxes
             },
+            limits: inbound_limits(raw.inbound.limits.unwrap_or_default())?,
         };
 
         let from_text = raw
@@ -669,6 +804,7 @@ impl Config {
                 }
                 d => d,
             },
+            bounce_key: bounce_key(raw.outbound.bounce_key.as_deref(), &path, env)?,
         };
         if let TransportConfig::Smtp(smtp) = &outbound.transport {
             // A claim must outlive any attempt made under it, or a stalled attempt's message

@@ -69,6 +69,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_imap_uids.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/postgres/0007_bounces.sql"),
+    ),
 ];
 
 /// Advisory lock key taken by every write transaction ("tgwriter").

@@ -596,6 +596,173 @@ impl WriteTx for PgTx {
         })
     }
 
+    fn outbox_target(&mut self, id: i64) -> Result<Option<OutboxTarget>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT id, ticket_id, recipient, kind, message_id FROM outbox WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(outbox_target)
+                .transpose()
+            })
+        })
+    }
+
+    fn outbox_by_message_id(&mut self, message_id: &str) -> Result<Option<OutboxTarget>> {
+        let message_id = message_id.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT id, ticket_id, recipient, kind, message_id FROM outbox WHERE message_id = $1 \
+                     AND (ticket_id IS NULL OR ticket_id = (SELECT ticket_id FROM message_ids WHERE message_id = $1)) \
+                     ORDER BY id LIMIT 1",
+                )
+                .bind(message_id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(outbox_target)
+                .transpose()
+            })
+        })
+    }
+
+    fn suppression(&mut self, address: &str) -> Result<Option<Suppression>> {
+        let address = address.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT address, kind, reason, status, outbox_id, ticket_id, created_at \
+                     FROM suppressions WHERE address = $1",
+                )
+                .bind(address)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(suppression_row)
+                .transpose()
+            })
+        })
+    }
+
+    fn insert_suppression(&mut self, s: &Suppression) -> Result<bool> {
+        let s = s.clone();
+        self.call(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "INSERT INTO suppressions (address, kind, reason, status, outbox_id, ticket_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (address) DO NOTHING",
+                )
+                .bind(s.address)
+                .bind(s.kind.as_str())
+                .bind(s.reason)
+                .bind(s.status)
+                .bind(s.outbox_id)
+                .bind(s.ticket_id)
+                .bind(s.created_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn remove_suppression(&mut self, address: &str) -> Result<bool> {
+        let address = address.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM bounce_scores WHERE address = $1")
+                    .bind(&address)
+                    .execute(&mut *c)
+                    .await?;
+                let done = sqlx::query("DELETE FROM suppressions WHERE address = $1")
+                    .bind(&address)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn bounce_score(&mut self, address: &str) -> Result<Option<BounceScore>> {
+        let address = address.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                let Some(r) = sqlx::query(
+                    "SELECT address, score, bounces, first_at, last_at FROM bounce_scores WHERE address = $1",
+                )
+                .bind(address)
+                .fetch_optional(&mut *c)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(BounceScore {
+                    address: r.try_get(0)?,
+                    score: r.try_get(1)?,
+                    bounces: r.try_get(2)?,
+                    first_at: r.try_get(3)?,
+                    last_at: r.try_get(4)?,
+                }))
+            })
+        })
+    }
+
+    fn set_bounce_score(&mut self, b: &BounceScore) -> Result<()> {
+        let b = b.clone();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO bounce_scores (address, score, bounces, first_at, last_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (address) DO UPDATE SET score = excluded.score, bounces = excluded.bounces, \
+                     first_at = excluded.first_at, last_at = excluded.last_at",
+                )
+                .bind(b.address)
+                .bind(b.score)
+                .bind(b.bounces)
+                .bind(b.first_at)
+                .bind(b.last_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn count_bounce(&mut self, kind: &str) -> Result<()> {
+        let kind = kind.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO bounce_counts (kind, count) VALUES ($1, 1) \
+                     ON CONFLICT (kind) DO UPDATE SET count = bounce_counts.count + 1",
+                )
+                .bind(kind)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()> {
+        let flag = flag.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("UPDATE outbox SET flag = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(flag)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.failed {
             // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.
