@@ -11,6 +11,7 @@
 //! itself cannot receive mail are hard. A rejection for spam, policy or reputation is soft:
 //! the address is alive, the message was refused.
 
+pub mod handle;
 pub mod verp;
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};

@@ -89,6 +89,21 @@ kinds! {
     CloseConfirmation(CloseConfirmation) = "close_confirmation";
     /// Thanks for a survey score.
     SurveyThanks(SurveyThanks) = "survey_thanks";
+    /// An address bounced hard and is now suppressed: to the plan's agent team, once.
+    BounceAlert(BounceAlert) = "bounce_alert";
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BounceAlert {
+    pub reference: String,
+    pub subject: String,
+    /// The address that no longer receives automatic mail.
+    pub address: String,
+    /// `hard`, or `soft` after repeated soft bounces.
+    pub kind: String,
+    /// Status code and diagnostic, e.g. "5.1.1 user unknown: 550 5.1.1 <x>: User unknown".
+    pub reason: String,
+    pub support_name: String,
 }
 
 impl std::fmt::Display for Kind {
@@ -503,6 +518,14 @@ impl Kind {
                 customer_name: "ACME".into(),
                 requester: "jane@acme.example".into(),
                 reminders: 3,
+                support_name: support_name(),
+            })],
+            Kind::BounceAlert => vec![Notice::BounceAlert(BounceAlert {
+                reference: reference(),
+                subject: subject(),
+                address: "jane@acme.example".into(),
+                kind: "hard".into(),
+                reason: "5.1.1 user_unknown: 550 5.1.1 <jane@acme.example>: User unknown".into(),
                 support_name: support_name(),
             })],
             Kind::SurveyThanks => [2, 5]

@@ -11,6 +11,7 @@
 pub mod intake;
 pub mod outbox;
 pub mod quarantine;
+pub mod suppressions;
 pub mod tickets;
 pub mod timers;
 
