@@ -210,7 +210,12 @@ impl Mailer<'_> {
         }
         if let Some(f) = &flag {
             tx.flag_outbox(id, f)?;
-            tracing::warn!(to = l.to, kind, outbox = id, "mail written to a suppressed address: sent anyway, flagged");
+            tracing::warn!(
+                to = l.to,
+                kind,
+                outbox = id,
+                "mail written to a suppressed address: sent anyway, flagged"
+            );
         }
         if let Some(n) = &note {
             tracing::warn!(to = l.to, kind, why = %n, "automatic mail not sent");

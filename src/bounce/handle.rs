@@ -73,7 +73,10 @@ impl Found {
                     } else {
                         &r.address
                     },
-                    r.status.as_deref().map(|s| format!("{s} ")).unwrap_or_default(),
+                    r.status
+                        .as_deref()
+                        .map(|s| format!("{s} "))
+                        .unwrap_or_default(),
                     r.reason,
                     r.diagnostic.chars().take(200).collect::<String>()
                 ),
@@ -162,7 +165,11 @@ pub fn recognise(
     let end = header_end(raw).min(256 * 1024);
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
     let base = verp_base(&cfg.outbound);
-    let key = cfg.outbound.bounce_key.as_ref().map(|k| k.expose().as_bytes());
+    let key = cfg
+        .outbound
+        .bounce_key
+        .as_ref()
+        .map(|k| k.expose().as_bytes());
     let tag = verp_in(&head, &base, key);
     let bounce = if tag.is_some() || candidate(&head, mail) {
         analyze(raw)
@@ -178,7 +185,10 @@ pub fn recognise(
             Some(t) => Proof::Verp(t),
             None => Proof::Unverified,
         },
-        None => match bounce.as_ref().and_then(|b| b.original_message_id.as_deref()) {
+        None => match bounce
+            .as_ref()
+            .and_then(|b| b.original_message_id.as_deref())
+        {
             Some(mid) => match tx.outbox_by_message_id(mid)? {
                 Some(t) => Proof::MessageId(t),
                 None => Proof::Unverified,
@@ -226,14 +236,20 @@ pub fn act(
         Proof::Unverified => {
             Counters::bump(&COUNTERS.unverified);
             tx.count_bounce("unverified")?;
-            tracing::info!(metric = "ticketgate_bounces_total", kind = "unverified",
-                "bounce not tied to a message of ours: recorded, nothing suppressed");
+            tracing::info!(
+                metric = "ticketgate_bounces_total",
+                kind = "unverified",
+                "bounce not tied to a message of ours: recorded, nothing suppressed"
+            );
             return Ok(acted);
         }
         Proof::Verp(t) | Proof::MessageId(t) => t,
     };
     let Some(bounce) = &found.bounce else {
-        tracing::info!(outbox = target.id, "mail to our bounce address that is not a delivery report: recorded");
+        tracing::info!(
+            outbox = target.id,
+            "mail to our bounce address that is not a delivery report: recorded"
+        );
         return Ok(acted);
     };
     let address = target.recipient.to_ascii_lowercase();
@@ -416,6 +432,9 @@ mod tests {
             verp_in(head, "bounces@example.com", Some(key)),
             Some((verp::Tag::Forged, _))
         ));
-        assert_eq!(verp_in("to: jane@example.com\r\n", "bounces@example.com", Some(key)), None);
+        assert_eq!(
+            verp_in("to: jane@example.com\r\n", "bounces@example.com", Some(key)),
+            None
+        );
     }
 }

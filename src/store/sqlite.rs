@@ -694,8 +694,7 @@ impl WriteTx for SqliteTx<'_> {
     }
 }
 
-const SUPPRESSION_COLUMNS: &str =
-    "address, kind, reason, status, outbox_id, ticket_id, created_at";
+const SUPPRESSION_COLUMNS: &str = "address, kind, reason, status, outbox_id, ticket_id, created_at";
 
 fn suppression_row(r: &Row<'_>) -> rusqlite::Result<Suppression> {
     Ok(Suppression {

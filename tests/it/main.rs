@@ -6,6 +6,7 @@
 mod common;
 mod support;
 
+mod bounce;
 mod cli;
 mod crash;
 mod daemon;

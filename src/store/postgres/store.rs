@@ -594,5 +594,4 @@ impl Store for PgStore {
             })
         })
     }
-
 }
