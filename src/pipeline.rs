@@ -148,6 +148,8 @@ impl Pipeline {
             head.extend_from_slice(b"\r\n\r\n");
             return parse::parse(&head, &self.patterns, limits);
         }
+        // `[inbound.limits]`: checked on the raw bytes before the MIME parser reads them.
+        parse::limits::check(raw, &self.cfg.inbound.limits)?;
         parse::parse(raw, &self.patterns, limits)
     }
 

@@ -112,7 +112,7 @@ impl Transport {
             } => {
                 let envelope_from = match verp_key {
                     Some(key) => crate::bounce::verp::address(
-                        &envelope_from.to_string(),
+                        envelope_from.as_ref(),
                         key.expose().as_bytes(),
                         mail.id,
                     )

@@ -4,6 +4,7 @@
 
 mod extract;
 mod html;
+pub mod limits;
 mod params;
 mod quote;
 

@@ -14,6 +14,7 @@ mod golden;
 mod imap;
 mod instances;
 mod lifecycle;
+mod limits;
 mod outbox;
 mod pipeline;
 mod smtp;
