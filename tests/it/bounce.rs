@@ -327,3 +327,93 @@ fn suppressions_remove_lifts_it_and_automatic_mail_goes_again() {
     let ack2 = e.sent("acknowledgement").pop().unwrap();
     assert_eq!(ack2.state, OutboxState::Pending);
 }
+
+/// Real SMTP: with a bounce key, each message's MAIL FROM is its own signed VERP address;
+/// a report sent back to exactly that address suppresses the recipient.
+#[tokio::test]
+async fn the_smtp_envelope_sender_is_the_signed_verp_address_and_a_bounce_to_it_suppresses() {
+    use crate::support::smtp_sink::SmtpSink;
+    use std::sync::Arc;
+    use ticketgate::app::App;
+    use ticketgate::clock::ManualClock;
+    use ticketgate::config::{Config, ConfigSource};
+    use ticketgate::pipeline::RawMail;
+
+    let sink = SmtpSink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("customers.toml"), REGISTRY).unwrap();
+    let (db_url, _db) = common::database_url(dir.path());
+    let text = format!(
+        "[database]\nurl = \"{db_url}\"\n[inbound]\nmaildir = \"inbox\"\n\
+         [registry]\npath = \"customers.toml\"\n\
+         [outbound]\ntransport = \"smtp\"\nbounce_key = \"env:TG_TEST_BOUNCE_KEY_UNSET_FALLBACK\"\n\
+         [outbound.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"10s\"\n\
+         envelope_from = \"bounces@support.example.test\"\n",
+        sink.port
+    );
+    // The key from the environment, as an operator would give it (never in the file).
+    let cfg = Config::from_toml_with_env(
+        &text,
+        dir.path(),
+        ConfigSource::File(dir.path().join("t.toml")),
+        &|name| (name == "TG_TEST_BOUNCE_KEY_UNSET_FALLBACK").then(|| KEY.to_string()),
+    )
+    .unwrap();
+    let app = App::open(cfg, Arc::new(ManualClock::new(common::start()))).unwrap();
+    let ingest = |raw: String| {
+        app.ingest(RawMail {
+            source: "test".into(),
+            bytes: raw.into_bytes(),
+        })
+        .unwrap()
+    };
+    let o = ingest(
+        mail(
+            "bob@globex.example",
+            "Export fails",
+            "Support-Key: GLBX-0000-0000-0002\nIt fails.",
+        )
+        .build(),
+    );
+    assert!(matches!(o, Outcome::Created { .. }), "{o:?}");
+    app.deliver().await.unwrap();
+    let rows = app.store().unwrap().outbox(100).unwrap();
+    let ack = rows.iter().find(|r| r.kind == "acknowledgement").unwrap();
+    let got = sink.wait_for(rows.len());
+    let dumped = got
+        .iter()
+        .find(|m| m.contains("X-Rcpt-Args: <bob@globex.example>"))
+        .expect("the acknowledgement went out");
+    let mail_from = dumped
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Mail-Args: <"))
+        .and_then(|l| l.split('>').next())
+        .expect("MAIL FROM");
+    assert_eq!(
+        verp::check(
+            mail_from,
+            "bounces@support.example.test",
+            Some(KEY.as_bytes())
+        ),
+        Some(verp::Tag::Valid(ack.id)),
+        "{mail_from}"
+    );
+    // Every message has its own envelope sender.
+    let senders: std::collections::HashSet<&str> = got
+        .iter()
+        .filter_map(|m| m.lines().find_map(|l| l.strip_prefix("X-Mail-Args: ")))
+        .collect();
+    assert_eq!(senders.len(), got.len());
+
+    let o = ingest(dsn(
+        mail_from,
+        "bob@globex.example",
+        "5.1.1",
+        "550 5.1.1 User unknown",
+        "quoted-nothing@elsewhere.example",
+    ));
+    assert_eq!(code(&o), "bounce");
+    let s = app.store().unwrap().suppressions().unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].outbox_id, Some(ack.id));
+}
