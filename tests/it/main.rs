@@ -10,6 +10,7 @@ mod bounce;
 mod cli;
 mod crash;
 mod daemon;
+mod fuzz;
 mod golden;
 mod imap;
 mod instances;
