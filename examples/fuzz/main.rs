@@ -5,7 +5,12 @@
 
 mod core;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// Panics raised (and caught: by `parse::parse`'s guard around mail-parser, or by the
+/// harness), counted instead of printed.
+static PANICS: AtomicU64 = AtomicU64::new(0);
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -21,6 +26,11 @@ fn main() {
         "no seed mails found under {}",
         root.display()
     );
+    std::panic::set_hook(Box::new(|info| {
+        if PANICS.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!("first caught panic: {info}");
+        }
+    }));
     let harness = core::Harness::new();
     let mut rng = core::Rng::new(seed);
     let started = Instant::now();
@@ -41,16 +51,19 @@ fn main() {
             last = Instant::now();
             let s = started.elapsed().as_secs_f64();
             eprintln!(
-                "{n} executions in {s:.0} s: {:.0}/s, peak RSS {} KiB",
+                "{n} executions in {s:.0} s: {:.0}/s, {} caught panics, peak RSS {} KiB",
                 n as f64 / s,
+                PANICS.load(Ordering::Relaxed),
                 core::peak_rss_kib().unwrap_or(0)
             );
         }
     }
     let s = started.elapsed().as_secs_f64();
     println!(
-        "{total} executions in {s:.1} s ({:.0}/s), {failures} failures, {} seeds, peak RSS {} KiB",
+        "{total} executions in {s:.1} s ({:.0}/s), {failures} failures, {} panics caught \
+         inside the parser's guard, {} seeds, peak RSS {} KiB",
         total as f64 / s,
+        PANICS.load(Ordering::Relaxed),
         seeds.len(),
         core::peak_rss_kib().unwrap_or(0)
     );
