@@ -1815,12 +1815,18 @@ mod example_tests {
             &text,
             Path::new("/srv/tg"),
             ConfigSource::File(path),
-            &|v| (v == "TICKETGATE_SMTP_PASSWORD").then(|| "pw".to_string()),
+            &|v| match v {
+                "TICKETGATE_SMTP_PASSWORD" => Some("pw".to_string()),
+                "TICKETGATE_BOUNCE_KEY" => Some("a-bounce-key-of-32-bytes-for-test".to_string()),
+                _ => None,
+            },
         )
         .unwrap();
         assert!(
             matches!(c.outbound.transport, TransportConfig::Smtp(ref s) if s.host == "smtp.example.com")
         );
+        assert!(c.outbound.bounce_key.is_some());
+        assert_eq!(c.inbound.limits, InboundLimits::default());
         assert_eq!(
             c.loops.own_addresses.len(),
             2,
