@@ -178,6 +178,9 @@ const SUBJECTS: &[&str] = &[
     "returned to sender",
 ];
 
+/// Subject prefixes of a forwarded mail (English, French, German, Dutch, Spanish…).
+const FORWARDED: &[&str] = &["fwd:", "fw:", "tr:", "wg:", "doorst:", "rv:", "i:"];
+
 /// What MTAs' notices say, and people's mail seldom does.
 const MTA_PHRASES: &[&str] = &[
     "this is the mail system",
@@ -377,6 +380,11 @@ fn analyze_inner(raw: &[u8]) -> Option<Bounce> {
             || msg.header_raw("X-Failed-Recipients").is_some();
         let lower = text.to_ascii_lowercase();
         if !daemon_sender && !automatic && !MTA_PHRASES.iter().any(|p| lower.contains(p)) {
+            return None;
+        }
+        // A person forwarding a notice to us ("Fwd: Undeliverable: …") asks for help: that
+        // is a request, not a bounce.
+        if !daemon_sender && !automatic && FORWARDED.iter().any(|p| subject.starts_with(p)) {
             return None;
         }
     }

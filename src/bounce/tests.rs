@@ -75,6 +75,9 @@ fn person_mail_is_not_a_bounce() {
     }
     let raw = b"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: our mail is undeliverable since Monday\r\n\r\nHello, mail to bob@customer.example does not exist anymore? Please help.\r\n";
     assert_eq!(analyze(raw), None);
+    // A customer forwarding a notice to us asks for help.
+    let fwd = b"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Fwd: Undelivered Mail Returned to Sender\r\n\r\nWhy does this fail?\r\n\r\n---------- Forwarded message ---------\r\nFrom: MAILER-DAEMON@mx.customer.example\r\n\r\nThis is the mail system at host mx.customer.example.\r\n<bob@partner.example>: host mx.partner.example said: 550 5.1.1 User unknown\r\n";
+    assert_eq!(analyze(fwd), None);
 }
 
 #[test]
