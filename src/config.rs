@@ -177,6 +177,8 @@ pub struct InboundConfig {
     pub dns_timeout: Duration,
     /// The LMTP listener (`[inbound.lmtp]`), when configured.
     pub lmtp: Option<LmtpConfig>,
+    /// `[inbound.limits]`: what a mail may be before it is quarantined unread.
+    pub limits: InboundLimits,
 }
 
 /// Where the LMTP listener listens (`inbound.lmtp.listen`).
@@ -196,6 +198,39 @@ pub struct LmtpConfig {
     pub socket_mode: u32,
     /// Sessions at once; more are answered `421` and closed.
     pub max_connections: usize,
+}
+
+
+/// `[inbound.limits]`: a mail over one of them is quarantined with the limit's name as the
+/// reason (`limit_exceeded`), never parsed further. The defaults are far above real mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundLimits {
+    /// Header fields in the top-level header section.
+    pub max_header_count: usize,
+    /// Bytes of the top-level header section.
+    pub max_header_bytes: usize,
+    /// Nesting of multipart and message/rfc822 parts.
+    pub max_mime_depth: usize,
+    /// MIME parts in the whole message.
+    pub max_parts: usize,
+    /// Bytes of one line.
+    pub max_line_bytes: usize,
+    /// Bytes of the whole mail (`inbound.max_message_size` is the size that gets a
+    /// rejection reply; this one is checked with the others, before parsing).
+    pub max_total_bytes: usize,
+}
+
+impl Default for InboundLimits {
+    fn default() -> Self {
+        InboundLimits {
+            max_header_count: 1000,
+            max_header_bytes: 1024 * 1024,
+            max_mime_depth: 50,
+            max_parts: 1000,
+            max_line_bytes: 1024 * 1024,
+            max_total_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// How the IMAP connection is protected.
@@ -284,6 +319,10 @@ pub struct OutboundConfig {
     pub max_total_attachment_bytes: usize,
     /// `[outbound.dkim]`: every outbound mail is signed with this key when set.
     pub dkim: Option<std::sync::Arc<crate::auth::sign::Signer>>,
+    /// `outbound.bounce_key`: the HMAC key of the signed envelope sender (VERP,
+    /// `bounces+OUTBOXID.SIGNATURE@domain`). `None`: no VERP; bounces are still recognised,
+    /// and act only when they quote the Message-ID of a message we sent.
+    pub bounce_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +467,8 @@ struct RawInbound {
     trusted_sources: Option<Vec<String>>,
     dns_timeout: Option<String>,
     lmtp: Option<RawLmtp>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -436,6 +477,17 @@ struct RawLmtp {
     listen: Option<String>,
     socket_mode: Option<String>,
     max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_header_count: Option<usize>,
+    max_header_size: Option<String>,
+    max_mime_depth: Option<usize>,
+    max_parts: Option<usize>,
+    max_line_length: Option<String>,
+    max_total_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -450,6 +502,7 @@ struct RawOutbound {
     retry_max: Option<String>,
     concurrency: Option<usize>,
     claim_timeout: Option<String>,
+    bounce_key: Option<String>,
     #[serde(default)]
     smtp: Option<RawSmtp>,
     max_attachment_size: Option<String>,
@@ -516,6 +569,88 @@ struct RawTemplates {
 struct RawLog {
     format: Option<String>,
     level: Option<String>,
+}
+
+/// `[inbound.limits]`, each checked for a sane value.
+fn inbound_limits(raw: RawLimits) -> Result<InboundLimits, ConfigError> {
+    let d = InboundLimits::default();
+    let count = |key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(err(key, "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let bytes = |key: &str, v: Option<&str>, default: usize| match v {
+        Some(v) => match size(key, v)? {
+            0 => Err(err(key, "must be more than 0 bytes")),
+            n => Ok(n),
+        },
+        None => Ok(default),
+    };
+    Ok(InboundLimits {
+        max_header_count: count(
+            "inbound.limits.max_header_count",
+            raw.max_header_count,
+            d.max_header_count,
+        )?,
+        max_header_bytes: bytes(
+            "inbound.limits.max_header_size",
+            raw.max_header_size.as_deref(),
+            d.max_header_bytes,
+        )?,
+        max_mime_depth: count(
+            "inbound.limits.max_mime_depth",
+            raw.max_mime_depth,
+            d.max_mime_depth,
+        )?,
+        max_parts: count("inbound.limits.max_parts", raw.max_parts, d.max_parts)?,
+        max_line_bytes: bytes(
+            "inbound.limits.max_line_length",
+            raw.max_line_length.as_deref(),
+            d.max_line_bytes,
+        )?,
+        max_total_bytes: bytes(
+            "inbound.limits.max_total_size",
+            raw.max_total_size.as_deref(),
+            d.max_total_bytes,
+        )?,
+    })
+}
+
+/// `outbound.bounce_key`: the key itself, `env:NAME` (an environment variable) or
+/// `file:PATH` (a file, trailing newlines removed); at least 16 bytes.
+fn bounce_key(
+    raw: Option<&str>,
+    path: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    const KEY: &str = "outbound.bounce_key";
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let key = if let Some(var) = raw.strip_prefix("env:") {
+        env(var).ok_or_else(|| {
+            err(
+                KEY,
+                format!("names the environment variable {var}, which is not set"),
+            )
+        })?
+    } else if let Some(file) = raw.strip_prefix("file:") {
+        let p = path(file);
+        std::fs::read_to_string(&p)
+            .map_err(|e| err(KEY, format!("cannot read {}: {e}", p.display())))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    } else {
+        raw.to_string()
+    };
+    if key.len() < 16 {
+        // The key is never shown, not even in part.
+        return Err(err(
+            KEY,
+            "is shorter than 16 bytes: use a long random value, e.g. `openssl rand -hex 32`",
+        ));
+    }
+    Ok(Some(Secret(key)))
 }
 
 /// The default key pattern: four groups of four letters or digits, e.g. `ACME-7Q2M-4KX9-0001`.
@@ -732,6 +867,7 @@ impl Config {
                 Some(l) => Some(lmtp_config(l, &path)?),
                 None => None,
             },
+            limits: inbound_limits(raw.inbound.limits.unwrap_or_default())?,
         };
         let mut inbound = inbound;
         for (i, t) in raw
@@ -867,6 +1003,7 @@ impl Config {
                 None => None,
                 Some(d) => Some(std::sync::Arc::new(dkim_signer(d, &path)?)),
             },
+            bounce_key: bounce_key(raw.outbound.bounce_key.as_deref(), &path, env)?,
         };
         if let TransportConfig::Smtp(smtp) = &outbound.transport {
             // A claim must outlive any attempt made under it, or a stalled attempt's message
@@ -1999,12 +2136,18 @@ mod example_tests {
             &text,
             Path::new("/srv/tg"),
             ConfigSource::File(path),
-            &|v| (v == "TICKETGATE_SMTP_PASSWORD").then(|| "pw".to_string()),
+            &|v| match v {
+                "TICKETGATE_SMTP_PASSWORD" => Some("pw".to_string()),
+                "TICKETGATE_BOUNCE_KEY" => Some("a-bounce-key-of-32-bytes-for-test".to_string()),
+                _ => None,
+            },
         )
         .unwrap();
         assert!(
             matches!(c.outbound.transport, TransportConfig::Smtp(ref s) if s.host == "smtp.example.com")
         );
+        assert!(c.outbound.bounce_key.is_some());
+        assert_eq!(c.inbound.limits, InboundLimits::default());
         assert_eq!(
             c.loops.own_addresses.len(),
             2,

@@ -29,6 +29,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bounce;
 pub mod calendar;
 pub mod clock;
 pub mod config;

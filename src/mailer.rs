@@ -129,7 +129,27 @@ impl Mailer<'_> {
             return Ok(Sent::Skipped);
         }
         let mut note = None;
-        if capped_kind {
+        // The suppression list (bounces): no automatic mail to a dead address; a person's
+        // mail still goes, flagged.
+        let mut flag = None;
+        if let Some(s) = tx.suppression(&l.to.to_ascii_lowercase())? {
+            let why = format!(
+                "{} is on the suppression list since {} ({} bounce: {})",
+                s.address,
+                s.created_at.format("%Y-%m-%d"),
+                s.kind,
+                s.reason
+            );
+            if l.automatic == Automatic::Human {
+                flag = Some(format!("suppressed_recipient: {why}"));
+            } else {
+                note = Some(format!(
+                    "not sent: {why}; `ticketgate suppressions remove {}` lifts it",
+                    s.address
+                ));
+            }
+        }
+        if capped_kind && note.is_none() {
             let sent = tx.automatic_sent_since(l.to, now - self.window())?;
             if sent >= self.cfg.loops.auto_reply_limit {
                 note = Some(format!(
@@ -210,7 +230,7 @@ impl Mailer<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        tx.enqueue(&NewOutbound {
+        let id = tx.enqueue(&NewOutbound {
             ticket_id: l.ticket.map(|t| t.id),
             inbound_id: l.inbound_id,
             kind,
@@ -261,12 +281,17 @@ impl Mailer<'_> {
         if let Some(t) = l.ticket {
             tx.link_message_id(&composed.message_id, t.id)?;
         }
-        if note.is_some() {
+        if let Some(f) = &flag {
+            tx.flag_outbox(id, f)?;
             tracing::warn!(
                 to = l.to,
                 kind,
-                "automatic mail suppressed by the per-recipient cap"
+                outbox = id,
+                "mail written to a suppressed address: sent anyway, flagged"
             );
+        }
+        if let Some(n) = &note {
+            tracing::warn!(to = l.to, kind, why = %n, "automatic mail not sent");
             Ok(Sent::Suppressed)
         } else {
             Ok(Sent::Pending)

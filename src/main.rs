@@ -92,6 +92,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Addresses no automatic mail goes to (hard bounces, repeated soft bounces).
+    Suppressions {
+        #[command(subcommand)]
+        command: SuppressionsCommand,
+    },
     /// Create or upgrade the database schema.
     Migrate,
     /// Validate the configuration and the customer registry, then exit.
@@ -219,6 +224,17 @@ enum QuarantineCommand {
     },
     /// Process a quarantined mail again, e.g. after its sender's key was added.
     Replay { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum SuppressionsCommand {
+    /// List the suppressed addresses with the bounce that put each there.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an address off the list: automatic mail goes to it again.
+    Remove { address: String },
 }
 
 #[derive(Subcommand)]
@@ -490,8 +506,39 @@ fn dispatch(
                     {
                         println!("        attempts {}: {e}", o.attempts);
                     }
+                    if let Some(f) = &o.flag {
+                        println!("        flagged: {f}");
+                    }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Suppressions {
+            command: SuppressionsCommand::List { json },
+        } => {
+            let app = App::open(cfg, clock())?;
+            let rows = rt.block_on(services::suppressions::list(&app))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for s in rows {
+                    println!(
+                        "{:<40} {:<5} {}  {}",
+                        s.address,
+                        s.kind,
+                        s.created_at.format("%Y-%m-%d %H:%M"),
+                        s.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Suppressions {
+            command: SuppressionsCommand::Remove { address },
+        } => {
+            let app = App::open(cfg, clock())?;
+            rt.block_on(services::suppressions::remove(&app, &address))?;
+            println!("{address}: removed; automatic mail goes to it again");
             Ok(ExitCode::SUCCESS)
         }
         Command::Outbox {

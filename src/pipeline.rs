@@ -205,6 +205,8 @@ impl Pipeline {
             head.extend_from_slice(b"\r\n\r\n");
             return parse::parse(&head, &self.patterns, limits);
         }
+        // `[inbound.limits]`: checked on the raw bytes before the MIME parser reads them.
+        parse::limits::check(raw, &self.cfg.inbound.limits)?;
         parse::parse(raw, &self.patterns, limits)
     }
 
@@ -581,6 +583,11 @@ impl Pipeline {
         if tx.inbound_exists(&mail.dedup_key)? {
             report.duplicates += 1;
             return Ok(Outcome::Duplicate);
+        }
+
+        // A bounce, before anything else: it never opens a ticket and is never answered.
+        if let Some(found) = crate::bounce::handle::recognise(&raw.bytes, mail, &self.cfg, tx)? {
+            return self.bounce(tx, raw, size, mail, &found, registry, now, report);
         }
 
         // Over the limit, or stored header-only when it was (a replay after the limit was
@@ -1114,6 +1121,45 @@ impl Pipeline {
         Ok(Outcome::Quarantined {
             code: q.code.to_string(),
             reason: q.reason,
+        })
+    }
+
+    /// A bounce: kept in quarantine with what was read from it, then acted on (see
+    /// [`crate::bounce::handle`]).
+    #[allow(clippy::too_many_arguments)]
+    fn bounce(
+        &self,
+        tx: &mut dyn WriteTx,
+        raw: &RawMail,
+        size: usize,
+        mail: &InboundMail,
+        found: &crate::bounce::handle::Found,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Outcome, ApplyError> {
+        let (code, reason) = found.quarantine();
+        let inbound_id = self.insert_inbound(
+            tx,
+            raw,
+            size,
+            &mail.dedup_key,
+            Some(mail),
+            now,
+            "quarantined",
+            Some((code, &reason)),
+            None,
+        )?;
+        let acted =
+            crate::bounce::handle::act(found, inbound_id, &self.mailer(), registry, tx, now)?;
+        for sent in acted.sent {
+            self.count(report, sent);
+        }
+        tracing::info!(source = %raw.source, code, reason = %reason, "bounce quarantined");
+        report.quarantined += 1;
+        Ok(Outcome::Quarantined {
+            code: code.to_string(),
+            reason,
         })
     }
 

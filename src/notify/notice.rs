@@ -98,6 +98,8 @@ kinds! {
     /// Files of an agent's answer that were left out of the mail to the customer (over
     /// `outbound.max_attachment_size` or the total): to the agent.
     AttachmentsOmitted(AttachmentsOmitted) = "attachments_omitted";
+    /// An address bounced hard and is now suppressed: to the plan's agent team, once.
+    BounceAlert(BounceAlert) = "bounce_alert";
 }
 
 impl Kind {
@@ -116,6 +118,19 @@ impl Kind {
                 | Kind::EscalationCustomer
         )
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BounceAlert {
+    pub reference: String,
+    pub subject: String,
+    /// The address that no longer receives automatic mail.
+    pub address: String,
+    /// `hard`, or `soft` after repeated soft bounces.
+    pub kind: String,
+    /// Status code and diagnostic, e.g. "5.1.1 user unknown: 550 5.1.1 <x>: User unknown".
+    pub reason: String,
+    pub support_name: String,
 }
 
 impl std::fmt::Display for Kind {
@@ -633,6 +648,14 @@ impl Kind {
                 omitted: vec![
                     "heap-dump.hprof (48.0 MB): over outbound.max_attachment_size (10.0 MB)".into(),
                 ],
+                support_name: support_name(),
+            })],
+            Kind::BounceAlert => vec![Notice::BounceAlert(BounceAlert {
+                reference: reference(),
+                subject: subject(),
+                address: "jane@acme.example".into(),
+                kind: "hard".into(),
+                reason: "5.1.1 user_unknown: 550 5.1.1 <jane@acme.example>: User unknown".into(),
                 support_name: support_name(),
             })],
             Kind::SurveyThanks => [2, 5]

@@ -26,6 +26,9 @@ pub enum Transport {
     Smtp {
         client: Box<smtp::SmtpClient>,
         envelope_from: Address,
+        /// `outbound.bounce_key`: each message's envelope sender is then its own signed
+        /// VERP address (`LOCAL+OUTBOXID.SIGNATURE@DOMAIN` of `envelope_from`).
+        verp_key: Option<crate::config::Secret>,
     },
 }
 
@@ -80,6 +83,7 @@ impl Transport {
                 Ok(Transport::Smtp {
                     client,
                     envelope_from,
+                    verp_key: cfg.bounce_key.clone(),
                 })
             }
         }
@@ -104,14 +108,25 @@ impl Transport {
             Transport::Smtp {
                 client,
                 envelope_from,
+                verp_key,
             } => {
+                let envelope_from = match verp_key {
+                    Some(key) => crate::bounce::verp::address(
+                        envelope_from.as_ref(),
+                        key.expose().as_bytes(),
+                        mail.id,
+                    )
+                    .parse::<Address>()
+                    .map_err(|e| SendError::Permanent(format!("VERP envelope sender: {e}")))?,
+                    None => envelope_from.clone(),
+                };
                 let to: Address = mail.recipient.parse().map_err(|e| {
                     SendError::Permanent(format!(
                         "recipient `{}` is not an address: {e}",
                         mail.recipient
                     ))
                 })?;
-                let envelope = Envelope::new(Some(envelope_from.clone()), vec![to])
+                let envelope = Envelope::new(Some(envelope_from), vec![to])
                     .map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
                 client.send(&envelope, &mail.body).await
             }

@@ -4,11 +4,17 @@
 
 mod extract;
 mod html;
+pub mod limits;
 mod params;
 mod quote;
 
 pub use extract::{Patterns, StatedSeverity};
 pub use quote::split_quoted;
+
+/// HTML to text keeping block structure (the bounce reader uses it for HTML notices).
+pub fn html_to_text(html: &str) -> String {
+    html::to_text(html)
+}
 
 use chrono::{DateTime, Utc};
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders};

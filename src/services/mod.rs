@@ -14,6 +14,7 @@ pub mod intake;
 pub mod outbox;
 pub mod quarantine;
 pub mod reports;
+pub mod suppressions;
 pub mod tickets;
 pub mod timers;
 pub mod web;

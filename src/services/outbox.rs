@@ -20,6 +20,9 @@ pub struct OutboxView {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
     pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Set when the mail went to an address on the suppression list anyway (a person's
+    /// answer): `suppressed_recipient: …`.
+    pub flag: Option<String>,
 }
 
 impl OutboxView {
@@ -39,6 +42,7 @@ impl OutboxView {
             created_at: o.created_at,
             next_attempt_at: o.next_attempt_at,
             sent_at: o.sent_at,
+            flag: o.flag,
         }
     }
 }

@@ -252,6 +252,8 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// Set when the message went to an address on the suppression list anyway.
+    pub flag: Option<String>,
 }
 
 /// A claimed outbound message, ready to deliver.
@@ -567,6 +569,25 @@ pub trait WriteTx {
         until: DateTime<Utc>,
     ) -> Result<Vec<ReportTicket>>;
 
+    // Bounces (issue 11).
+    /// The outbound message `id` (what a VERP address names).
+    fn outbox_target(&mut self, id: i64) -> Result<Option<OutboxTarget>>;
+    /// The outbound message with this Message-ID (what a bounce quotes).
+    fn outbox_by_message_id(&mut self, message_id: &str) -> Result<Option<OutboxTarget>>;
+    /// `address` (lower case) on the suppression list.
+    fn suppression(&mut self, address: &str) -> Result<Option<Suppression>>;
+    /// Puts an address on the list; `false` when it already was (the entry is kept as is).
+    fn insert_suppression(&mut self, s: &Suppression) -> Result<bool>;
+    /// Takes an address off the list, and forgets its soft-bounce score; `false` when it
+    /// was not on it.
+    fn remove_suppression(&mut self, address: &str) -> Result<bool>;
+    fn bounce_score(&mut self, address: &str) -> Result<Option<BounceScore>>;
+    fn set_bounce_score(&mut self, s: &BounceScore) -> Result<()>;
+    /// Adds one to the bounce counter `kind` (`hard`, `soft`, `forged`, `unverified`).
+    fn count_bounce(&mut self, kind: &str) -> Result<()>;
+    /// Marks an outbound message (written to a suppressed address anyway).
+    fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()>;
+
     fn commit(self: Box<Self>) -> Result<()>;
 }
 
@@ -671,4 +692,42 @@ pub trait Store: Send {
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>>;
     /// What the web layer reads and writes ([`WebStore`]).
     fn web(&mut self) -> &mut dyn WebStore;
+    /// The suppression list, by address.
+    fn suppressions(&mut self) -> Result<Vec<Suppression>>;
+    /// The bounce counters, by kind.
+    fn bounce_counts(&mut self) -> Result<Vec<(String, i64)>>;
+}
+
+/// An address we no longer write to automatically, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suppression {
+    pub address: String,
+    /// `hard`: one hard bounce; `soft`: soft bounces on several days.
+    pub kind: crate::bounce::Verdict,
+    pub reason: String,
+    pub status: Option<String>,
+    /// The outbound message whose bounce put it there.
+    pub outbox_id: Option<i64>,
+    pub ticket_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The soft-bounce score of an address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BounceScore {
+    pub address: String,
+    pub score: f64,
+    pub bounces: i64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+}
+
+/// An outbound message a bounce is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxTarget {
+    pub id: i64,
+    pub ticket_id: Option<i64>,
+    pub recipient: String,
+    pub kind: String,
+    pub message_id: String,
 }

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/sqlite/0006_web.sql")),
     (7, include_str!("../../migrations/sqlite/0007_reports.sql")),
     (8, include_str!("../../migrations/sqlite/0008_auth.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_bounces.sql")),
     (
         10,
         include_str!("../../migrations/sqlite/0010_watchers.sql"),
@@ -723,6 +724,121 @@ impl WriteTx for SqliteTx<'_> {
         report_tickets(&self.tx, customer, from, until)
     }
 
+    fn outbox_target(&mut self, id: i64) -> Result<Option<OutboxTarget>> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, ticket_id, recipient, kind, message_id FROM outbox WHERE id = ?1",
+            )?
+            .query_row([id], outbox_target)
+            .optional()?)
+    }
+
+    fn outbox_by_message_id(&mut self, message_id: &str) -> Result<Option<OutboxTarget>> {
+        // No index on outbox.message_id: a bounce without a VERP address is rare, and the
+        // Message-ID is linked to its ticket in message_ids, which narrows the search.
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, ticket_id, recipient, kind, message_id FROM outbox WHERE message_id = ?1 \
+                 AND (ticket_id IS NULL OR ticket_id = (SELECT ticket_id FROM message_ids WHERE message_id = ?1)) \
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row([message_id], outbox_target)
+            .optional()?)
+    }
+
+    fn suppression(&mut self, address: &str) -> Result<Option<Suppression>> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE address = ?1"
+            ))?
+            .query_row([address], suppression_row)
+            .optional()?)
+    }
+
+    fn insert_suppression(&mut self, s: &Suppression) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "INSERT OR IGNORE INTO suppressions ({SUPPRESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?
+            .execute(params![
+                s.address,
+                s.kind.as_str(),
+                s.reason,
+                s.status,
+                s.outbox_id,
+                s.ticket_id,
+                ts(s.created_at)
+            ])?
+            == 1)
+    }
+
+    fn remove_suppression(&mut self, address: &str) -> Result<bool> {
+        self.tx
+            .prepare_cached("DELETE FROM bounce_scores WHERE address = ?1")?
+            .execute([address])?;
+        Ok(self
+            .tx
+            .prepare_cached("DELETE FROM suppressions WHERE address = ?1")?
+            .execute([address])?
+            == 1)
+    }
+
+    fn bounce_score(&mut self, address: &str) -> Result<Option<BounceScore>> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT address, score, bounces, first_at, last_at FROM bounce_scores WHERE address = ?1",
+            )?
+            .query_row([address], |r| {
+                Ok(BounceScore {
+                    address: r.get(0)?,
+                    score: r.get(1)?,
+                    bounces: r.get(2)?,
+                    first_at: parse_ts(&r.get::<_, String>(3)?)?,
+                    last_at: parse_ts(&r.get::<_, String>(4)?)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn set_bounce_score(&mut self, b: &BounceScore) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO bounce_scores (address, score, bounces, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (address) DO UPDATE SET score = excluded.score, bounces = excluded.bounces, \
+                 first_at = excluded.first_at, last_at = excluded.last_at",
+            )?
+            .execute(params![
+                b.address,
+                b.score,
+                b.bounces,
+                ts(b.first_at),
+                ts(b.last_at)
+            ])?;
+        Ok(())
+    }
+
+    fn count_bounce(&mut self, kind: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO bounce_counts (kind, count) VALUES (?1, 1) \
+                 ON CONFLICT (kind) DO UPDATE SET count = count + 1",
+            )?
+            .execute([kind])?;
+        Ok(())
+    }
+
+    fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE outbox SET flag = ?2 WHERE id = ?1")?
+            .execute(params![id, flag])?;
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -742,6 +858,49 @@ fn watchers(conn: &Connection, ticket_id: i64) -> Result<Vec<Watcher>> {
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+impl Store for SqliteStore {
+    fn write(&mut self) -> Result<Box<dyn WriteTx + '_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+
+const SUPPRESSION_COLUMNS: &str = "address, kind, reason, status, outbox_id, ticket_id, created_at";
+
+fn suppression_row(r: &Row<'_>) -> rusqlite::Result<Suppression> {
+    Ok(Suppression {
+        address: r.get(0)?,
+        kind: {
+            let v: String = r.get(1)?;
+            crate::bounce::Verdict::parse(&v).ok_or_else(|| {
+                let address: String = r.get(0).unwrap_or_default();
+                rusqlite::Error::FromSqlConversionFailure(
+                    1,
+                    rusqlite::types::Type::Text,
+                    format!("suppression of {address}: `{v}` is not a kind this version knows")
+                        .into(),
+                )
+            })?
+        },
+        reason: r.get(2)?,
+        status: r.get(3)?,
+        outbox_id: r.get(4)?,
+        ticket_id: r.get(5)?,
+        created_at: parse_ts(&r.get::<_, String>(6)?)?,
+    })
+}
+
+fn outbox_target(r: &Row<'_>) -> rusqlite::Result<OutboxTarget> {
+    Ok(OutboxTarget {
+        id: r.get(0)?,
+        ticket_id: r.get(1)?,
+        recipient: r.get(2)?,
+        kind: r.get(3)?,
+        message_id: r.get(4)?,
+    })
 }
 
 impl Store for SqliteStore {
@@ -817,7 +976,7 @@ impl Store for SqliteStore {
     fn outbox(&mut self, limit: usize) -> Result<Vec<OutboxRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, ticket_id, kind, recipient, subject, message_id, state, attempts, next_attempt_at, \
-             last_error, created_at, sent_at FROM outbox ORDER BY id LIMIT ?1",
+             last_error, created_at, sent_at, flag FROM outbox ORDER BY id LIMIT ?1",
         )?;
         let rows = st.query_map([limit as i64], |r| {
             Ok(OutboxRow {
@@ -846,6 +1005,7 @@ impl Store for SqliteStore {
                     .get::<_, Option<String>>(11)?
                     .map(|s| parse_ts(&s))
                     .transpose()?,
+                flag: r.get(12)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1196,5 +1356,21 @@ mod tests {
             .execute("DELETE FROM schema_migrations WHERE version = 1", [])
             .unwrap();
         assert!(!s.is_migrated(), "one version missing");
+    }
+
+    fn suppressions(&mut self) -> Result<Vec<Suppression>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {SUPPRESSION_COLUMNS} FROM suppressions ORDER BY address"
+        ))?;
+        let rows = st.query_map([], suppression_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn bounce_counts(&mut self) -> Result<Vec<(String, i64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT kind, count FROM bounce_counts ORDER BY kind")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -8,14 +8,17 @@ mod support;
 
 mod attachments;
 mod auth;
+mod bounce;
 mod cli;
 mod crash;
 mod daemon;
+mod fuzz;
 mod golden;
 mod imap;
 mod instances;
 mod lifecycle;
 mod lmtp;
+mod limits;
 mod outbox;
 mod pipeline;
 mod postfix;

@@ -58,18 +58,31 @@ impl Mailbox {
         let session = match &cfg.auth {
             ImapAuth::Password(pw) => timed_login(client.login(&cfg.username, pw.expose())).await,
             ImapAuth::XOAuth2(source) => {
-                let token = read_token(source).await.map_err(|e| {
-                    self.fail(
-                        format!("cannot get the XOAUTH2 token: {e}"),
-                        format!(
-                            "check {} / {}",
-                            self.key("token_file"),
-                            self.key("token_command")
-                        ),
-                    )
-                })?;
-                let expiry = crate::telemetry::jwt_expiry(&token);
+                let (token, expires_in) = read_token_text(source)
+                    .await
+                    .and_then(|t| token_and_expiry(&t))
+                    .map_err(|e| {
+                        self.fail(
+                            format!("cannot get the XOAUTH2 token: {e}"),
+                            format!(
+                                "check {} / {}",
+                                self.key("token_file"),
+                                self.key("token_command")
+                            ),
+                        )
+                    })?;
+                // Readiness and metrics: the token's own `exp` (a JWT), else `expires_in`.
+                let expiry = crate::telemetry::jwt_expiry(&token).or_else(|| {
+                    expires_in.and_then(|s| {
+                        Some(self.clock.now() + chrono::Duration::seconds(i64::try_from(s).ok()?))
+                    })
+                });
                 self.telemetry.mailbox(self.index).token_expiry(expiry);
+                if let Some(secs) = expires_in.filter(|s| *s < TOKEN_WARNING) {
+                    tracing::warn!(mailbox = %cfg.name, expires_in_secs = secs,
+                        "the XOAUTH2 token expires in {secs} s: refresh it (token_file / \
+                         token_command) or fetching from this mailbox stops");
+                }
                 timed_login(client.authenticate(
                     "XOAUTH2",
                     XOAuth2 {
@@ -206,7 +219,14 @@ impl async_imap::Authenticator for XOAuth2 {
 }
 
 /// The access token, read afresh: a file's content, or what a command prints.
+#[cfg(test)]
 pub(super) async fn read_token(source: &TokenSource) -> Result<String, String> {
+    let token = read_token_text(source).await?;
+    Ok(token_and_expiry(&token)?.0)
+}
+
+/// What the token source gives, as is.
+async fn read_token_text(source: &TokenSource) -> Result<String, String> {
     let token = match source {
         TokenSource::File(p) => read_small_file(p.clone())
             .await
@@ -241,12 +261,36 @@ pub(super) async fn read_token(source: &TokenSource) -> Result<String, String> {
                 .map_err(|_| "the command printed no UTF-8 text".to_string())?
         }
     };
-    let token = token.trim().to_string();
+    Ok(token)
+}
+
+/// A token source's output: the bare token, or an OAuth2 token response (RFC 6749 §5.1,
+/// JSON with `access_token` and optionally `expires_in`, seconds). Returns the token and
+/// how long it is still valid, when the source says.
+pub(super) fn token_and_expiry(text: &str) -> Result<(String, Option<u64>), String> {
+    let text = text.trim();
+    let (token, expires_in) = if text.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("the token source printed JSON that cannot be read: {e}"))?;
+        let token = v
+            .get("access_token")
+            .and_then(|t| t.as_str())
+            .ok_or("the token source's JSON has no access_token")?
+            .trim()
+            .to_string();
+        (token, v.get("expires_in").and_then(|e| e.as_u64()))
+    } else {
+        (text.to_string(), None)
+    };
     if token.is_empty() {
         return Err("the token is empty".into());
     }
-    Ok(token)
+    Ok((token, expires_in))
 }
+
+/// An XOAUTH2 token valid for less than this is reported (a warning each login), so that
+/// an operator hears of it before fetching stops.
+pub(super) const TOKEN_WARNING: u64 = 15 * 60;
 
 /// Reads a small file off the runtime's thread.
 pub(super) async fn read_small_file(p: std::path::PathBuf) -> io::Result<String> {
@@ -300,5 +344,25 @@ impl AsyncWrite for Conn {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_response_gives_the_token_and_its_expiry() {
+        assert_eq!(
+            token_and_expiry("  abc.def\n").unwrap(),
+            ("abc.def".to_string(), None)
+        );
+        assert_eq!(
+            token_and_expiry(r#"{"access_token":"ya29.x","token_type":"Bearer","expires_in":299}"#)
+                .unwrap(),
+            ("ya29.x".to_string(), Some(299))
+        );
+        assert!(token_and_expiry(r#"{"token_type":"Bearer"}"#).is_err());
+        assert!(token_and_expiry(r#"{"access_token":" "}"#).is_err());
     }
 }

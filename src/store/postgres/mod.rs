@@ -84,6 +84,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0006_auth.sql"),
     ),
     (
+        7,
+        include_str!("../../../migrations/postgres/0007_bounces.sql"),
+    ),
+    (
         8,
         include_str!("../../../migrations/postgres/0008_watchers.sql"),
     ),

@@ -131,3 +131,31 @@ pub(super) async fn report_tickets(
     })
     .collect()
 }
+
+pub(super) fn suppression_row(r: &PgRow) -> Result<Suppression> {
+    let v: String = r.try_get(1)?;
+    Ok(Suppression {
+        kind: crate::bounce::Verdict::parse(&v).ok_or_else(|| {
+            let address: String = r.try_get(0).unwrap_or_default();
+            StoreError::Other(format!(
+                "suppression of {address}: `{v}` is not a kind this version knows"
+            ))
+        })?,
+        address: r.try_get(0)?,
+        reason: r.try_get(2)?,
+        status: r.try_get(3)?,
+        outbox_id: r.try_get(4)?,
+        ticket_id: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+    })
+}
+
+pub(super) fn outbox_target(r: &PgRow) -> Result<OutboxTarget> {
+    Ok(OutboxTarget {
+        id: r.try_get(0)?,
+        ticket_id: r.try_get(1)?,
+        recipient: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        message_id: r.try_get(4)?,
+    })
+}

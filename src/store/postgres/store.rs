@@ -126,7 +126,7 @@ impl Store for PgStore {
             Box::pin(async move {
                 sqlx::query(
                     "SELECT id, ticket_id, kind, recipient, subject, message_id, state, attempts, next_attempt_at, \
-                     last_error, created_at, sent_at FROM outbox ORDER BY id LIMIT $1",
+                     last_error, created_at, sent_at, flag FROM outbox ORDER BY id LIMIT $1",
                 )
                 .bind(limit)
                 .fetch_all(&mut *c)
@@ -154,6 +154,7 @@ impl Store for PgStore {
                         last_error: r.try_get(9)?,
                         created_at: r.try_get(10)?,
                         sent_at: r.try_get(11)?,
+                        flag: r.try_get(12)?,
                     })
                 })
                 .collect()
@@ -614,7 +615,36 @@ impl Store for PgStore {
         })
     }
 
+    fn suppressions(&mut self) -> Result<Vec<Suppression>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT address, kind, reason, status, outbox_id, ticket_id, created_at \
+                     FROM suppressions ORDER BY address",
+                )
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(suppression_row)
+                .collect()
+            })
+        })
+    }
+
     fn web(&mut self) -> &mut dyn WebStore {
         self
+    }
+
+    fn bounce_counts(&mut self) -> Result<Vec<(String, i64)>> {
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("SELECT kind, count FROM bounce_counts ORDER BY kind")
+                    .fetch_all(&mut *c)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            })
+        })
     }
 }

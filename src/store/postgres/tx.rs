@@ -751,7 +751,7 @@ impl WriteTx for PgTx {
     }
 
     fn watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
-        self.sync()?;
+        // ticket_watchers is written directly (never buffered): no flush needed.
         self.call(move |c| Box::pin(async move { watchers_of(c, ticket_id).await }))
     }
 
@@ -785,6 +785,23 @@ impl WriteTx for PgTx {
         })
     }
 
+    fn outbox_target(&mut self, id: i64) -> Result<Option<OutboxTarget>> {
+        self.sync()?;
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT id, ticket_id, recipient, kind, message_id FROM outbox WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(outbox_target)
+                .transpose()
+            })
+        })
+    }
+
     fn remove_watcher(
         &mut self,
         ticket_id: i64,
@@ -811,6 +828,26 @@ impl WriteTx for PgTx {
         })
     }
 
+    fn outbox_by_message_id(&mut self, message_id: &str) -> Result<Option<OutboxTarget>> {
+        self.sync()?;
+        let message_id = message_id.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT id, ticket_id, recipient, kind, message_id FROM outbox WHERE message_id = $1 \
+                     AND (ticket_id IS NULL OR ticket_id = (SELECT ticket_id FROM message_ids WHERE message_id = $1)) \
+                     ORDER BY id LIMIT 1",
+                )
+                .bind(message_id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(outbox_target)
+                .transpose()
+            })
+        })
+    }
+
     fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()> {
         self.sync()?;
         let threaded_by = threaded_by.to_string();
@@ -819,6 +856,143 @@ impl WriteTx for PgTx {
                 sqlx::query("UPDATE inbound SET threaded_by = $2 WHERE id = $1")
                     .bind(inbound_id)
                     .bind(threaded_by)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn suppression(&mut self, address: &str) -> Result<Option<Suppression>> {
+        let address = address.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT address, kind, reason, status, outbox_id, ticket_id, created_at \
+                     FROM suppressions WHERE address = $1",
+                )
+                .bind(address)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(suppression_row)
+                .transpose()
+            })
+        })
+    }
+
+    fn insert_suppression(&mut self, s: &Suppression) -> Result<bool> {
+        self.sync()?;
+        let s = s.clone();
+        self.call(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "INSERT INTO suppressions (address, kind, reason, status, outbox_id, ticket_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (address) DO NOTHING",
+                )
+                .bind(s.address)
+                .bind(s.kind.as_str())
+                .bind(s.reason)
+                .bind(s.status)
+                .bind(s.outbox_id)
+                .bind(s.ticket_id)
+                .bind(s.created_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn remove_suppression(&mut self, address: &str) -> Result<bool> {
+        self.sync()?;
+        let address = address.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM bounce_scores WHERE address = $1")
+                    .bind(&address)
+                    .execute(&mut *c)
+                    .await?;
+                let done = sqlx::query("DELETE FROM suppressions WHERE address = $1")
+                    .bind(&address)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn bounce_score(&mut self, address: &str) -> Result<Option<BounceScore>> {
+        let address = address.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                let Some(r) = sqlx::query(
+                    "SELECT address, score, bounces, first_at, last_at FROM bounce_scores WHERE address = $1",
+                )
+                .bind(address)
+                .fetch_optional(&mut *c)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(BounceScore {
+                    address: r.try_get(0)?,
+                    score: r.try_get(1)?,
+                    bounces: r.try_get(2)?,
+                    first_at: r.try_get(3)?,
+                    last_at: r.try_get(4)?,
+                }))
+            })
+        })
+    }
+
+    fn set_bounce_score(&mut self, b: &BounceScore) -> Result<()> {
+        self.sync()?;
+        let b = b.clone();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO bounce_scores (address, score, bounces, first_at, last_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (address) DO UPDATE SET score = excluded.score, bounces = excluded.bounces, \
+                     first_at = excluded.first_at, last_at = excluded.last_at",
+                )
+                .bind(b.address)
+                .bind(b.score)
+                .bind(b.bounces)
+                .bind(b.first_at)
+                .bind(b.last_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn count_bounce(&mut self, kind: &str) -> Result<()> {
+        self.sync()?;
+        let kind = kind.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO bounce_counts (kind, count) VALUES ($1, 1) \
+                     ON CONFLICT (kind) DO UPDATE SET count = bounce_counts.count + 1",
+                )
+                .bind(kind)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()> {
+        self.sync()?;
+        let flag = flag.to_string();
+        self.call(move |c| {
+            Box::pin(async move {
+                sqlx::query("UPDATE outbox SET flag = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(flag)
                     .execute(&mut *c)
                     .await?;
                 Ok(())
@@ -930,6 +1104,35 @@ impl WriteTx for PgTx {
         });
         self.wrote()?;
         Ok(id)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.failed {
+            // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.
+            // Dropping `self` rolls back.
+            return Err(StoreError::Other(
+                "a statement of this transaction failed, so it was rolled back instead of committed"
+                    .into(),
+            ));
+        }
+        // The lock (and the check of what was read without it), the buffered writes and
+        // the COMMIT, in one call.
+        let checks = (!self.locked).then(|| self.take_checks());
+        let f = Flush::take(&mut self.buf, &self.cache)?;
+        let Some(mut tx) = self.tx.take() else {
+            return Err(StoreError::Other(
+                "this transaction was rolled back after a call timed out".into(),
+            ));
+        };
+        run(async move {
+            if let Some(checks) = checks {
+                lock_and_check(&mut tx, &checks).await?;
+            }
+            flush(&mut tx, f).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })??;
+        Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
