@@ -200,7 +200,6 @@ pub struct LmtpConfig {
     pub max_connections: usize,
 }
 
-
 /// `[inbound.limits]`: a mail over one of them is quarantined with the limit's name as the
 /// reason (`limit_exceeded`), never parsed further. The defaults are far above real mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -266,6 +266,7 @@ impl Harness {
                 contact_email: mail.from.clone(),
                 customer_name: "ACME".into(),
                 support_name: mailer.support_name(),
+                ticket_url: None,
             }),
         };
         let (subject, body) = mailer
@@ -287,6 +288,16 @@ impl Harness {
             mail.from_name.as_deref().unwrap_or(to.as_str())
         );
         let agent_text = format!("{}\n\n{}", mail.text, mail.quoted);
+        // Decoded input that reaches our headers: the Cc addresses (watchers), the subject
+        // (Thread-Topic) and a Thread-Index to answer.
+        let topic = notify::outlook::thread_topic(&mail.subject);
+        let index = notify::outlook::thread_index(
+            "support.example.test",
+            1,
+            now,
+            now,
+            mail.thread_index.as_deref(),
+        );
         for (out_to, to_name, fname, text, attachments, automatic) in [
             (
                 to.as_str(),
@@ -319,6 +330,12 @@ impl Harness {
                     references: &references,
                     automatic,
                     attachments,
+                    cc: &mail.cc,
+                    thread: Some(notify::Thread {
+                        topic: &topic,
+                        index: &index,
+                    }),
+                    reply_to: Some("support+TKT-000001.0123456789abcdef@support.example.test"),
                 },
             );
             match composed {

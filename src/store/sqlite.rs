@@ -860,14 +860,6 @@ fn watchers(conn: &Connection, ticket_id: i64) -> Result<Vec<Watcher>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-impl Store for SqliteStore {
-    fn write(&mut self) -> Result<Box<dyn WriteTx + '_>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        Ok(Box::new(SqliteTx { tx }))
-    }
-
 const SUPPRESSION_COLUMNS: &str = "address, kind, reason, status, outbox_id, ticket_id, created_at";
 
 fn suppression_row(r: &Row<'_>) -> rusqlite::Result<Suppression> {
@@ -1329,6 +1321,22 @@ impl Store for SqliteStore {
     fn web(&mut self) -> &mut dyn WebStore {
         self
     }
+
+    fn suppressions(&mut self) -> Result<Vec<Suppression>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {SUPPRESSION_COLUMNS} FROM suppressions ORDER BY address"
+        ))?;
+        let rows = st.query_map([], suppression_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn bounce_counts(&mut self) -> Result<Vec<(String, i64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT kind, count FROM bounce_counts ORDER BY kind")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -1356,21 +1364,5 @@ mod tests {
             .execute("DELETE FROM schema_migrations WHERE version = 1", [])
             .unwrap();
         assert!(!s.is_migrated(), "one version missing");
-    }
-
-    fn suppressions(&mut self) -> Result<Vec<Suppression>> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {SUPPRESSION_COLUMNS} FROM suppressions ORDER BY address"
-        ))?;
-        let rows = st.query_map([], suppression_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn bounce_counts(&mut self) -> Result<Vec<(String, i64)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT kind, count FROM bounce_counts ORDER BY kind")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -1134,35 +1134,6 @@ impl WriteTx for PgTx {
         })??;
         Ok(())
     }
-
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        if self.failed {
-            // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.
-            // Dropping `self` rolls back.
-            return Err(StoreError::Other(
-                "a statement of this transaction failed, so it was rolled back instead of committed"
-                    .into(),
-            ));
-        }
-        // The lock (and the check of what was read without it), the buffered writes and
-        // the COMMIT, in one call.
-        let checks = (!self.locked).then(|| self.take_checks());
-        let f = Flush::take(&mut self.buf, &self.cache)?;
-        let Some(mut tx) = self.tx.take() else {
-            return Err(StoreError::Other(
-                "this transaction was rolled back after a call timed out".into(),
-            ));
-        };
-        run(async move {
-            if let Some(checks) = checks {
-                lock_and_check(&mut tx, &checks).await?;
-            }
-            flush(&mut tx, f).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(())
-        })??;
-        Ok(())
-    }
 }
 
 /// A ticket's current watchers, in the order they were added.

@@ -5,7 +5,7 @@ use super::*;
 use sqlx::QueryBuilder;
 
 const OUTBOX_COLUMNS: &str = "id, ticket_id, kind, recipient, subject, message_id, state, attempts, \
-     next_attempt_at, last_error, created_at, sent_at";
+     next_attempt_at, last_error, created_at, sent_at, flag";
 
 fn outbox_row(r: &PgRow) -> Result<OutboxRow> {
     Ok(OutboxRow {
@@ -29,6 +29,7 @@ fn outbox_row(r: &PgRow) -> Result<OutboxRow> {
         last_error: r.try_get(9)?,
         created_at: r.try_get(10)?,
         sent_at: r.try_get(11)?,
+        flag: r.try_get(12)?,
     })
 }
 

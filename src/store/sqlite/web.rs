@@ -5,7 +5,7 @@ use super::*;
 use rusqlite::types::Value;
 
 const OUTBOX_COLUMNS: &str = "id, ticket_id, kind, recipient, subject, message_id, state, attempts, \
-     next_attempt_at, last_error, created_at, sent_at";
+     next_attempt_at, last_error, created_at, sent_at, flag";
 
 fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     Ok(OutboxRow {
@@ -31,6 +31,7 @@ fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(9)?,
         created_at: parse_ts(&r.get::<_, String>(10)?)?,
         sent_at: parse_opt_ts(r.get(11)?)?,
+        flag: r.get(12)?,
     })
 }
 
