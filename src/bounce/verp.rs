@@ -70,10 +70,17 @@ pub fn check(addr: &str, base: &str, key: Option<&[u8]>) -> Option<Tag> {
     let tag = local
         .strip_prefix(&base_local.to_ascii_lowercase())?
         .strip_prefix('+')?;
+    // Only `DIGITS.HEX` is shaped like ours: other `+details` (a ticket's reply address
+    // `support+tkt-000123.sig`, a user's own tag) are not VERP addresses at all.
+    let (id, sig) = tag.split_once('.')?;
+    if id.is_empty()
+        || !id.bytes().all(|b| b.is_ascii_digit())
+        || sig.is_empty()
+        || !sig.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
     let Some(key) = key else {
-        return Some(Tag::Forged);
-    };
-    let Some((id, sig)) = tag.split_once('.') else {
         return Some(Tag::Forged);
     };
     let Ok(id) = id.parse::<i64>() else {
@@ -105,6 +112,24 @@ mod tests {
         assert_eq!(
             hex,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn reply_addresses_and_other_tags_are_not_verp() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let base = "support@support.example.test";
+        for other in [
+            "support+tkt-000001.42a8324ec3b071d9@support.example.test",
+            "support+newsletter@support.example.test",
+            "support+12.xyz@support.example.test",
+        ] {
+            assert_eq!(check(other, base, Some(key)), None, "{other}");
+            assert_eq!(check(other, base, None), None, "{other}");
+        }
+        assert_eq!(
+            check("support+12.00ff@support.example.test", base, None),
+            Some(Tag::Forged)
         );
     }
 
