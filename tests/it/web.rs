@@ -1066,7 +1066,7 @@ fn the_report_api_answers_json_and_csv_and_refuses_a_future_period() {
         csv.body
     );
     // The API's figures are the CLI's.
-    let today = chrono::Utc::now().date_naive();
+    let today = ticketgate::clock::Clock::now(&ticketgate::clock::SystemClock).date_naive();
     let from = today - chrono::Days::new(29);
     let cli = d.cli(&[
         "report",
