@@ -966,40 +966,11 @@ impl Store for SqliteStore {
     }
 
     fn outbox(&mut self, limit: usize) -> Result<Vec<OutboxRow>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, ticket_id, kind, recipient, subject, message_id, state, attempts, next_attempt_at, \
-             last_error, created_at, sent_at, flag FROM outbox ORDER BY id LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit as i64], |r| {
-            Ok(OutboxRow {
-                id: r.get(0)?,
-                ticket_id: r.get(1)?,
-                kind: r.get(2)?,
-                recipient: r.get(3)?,
-                subject: r.get(4)?,
-                message_id: r.get(5)?,
-                state: {
-                    let v: String = r.get(6)?;
-                    OutboxState::parse(&v).ok_or_else(|| {
-                        let id: i64 = r.get(0).unwrap_or_default();
-                        rusqlite::Error::FromSqlConversionFailure(
-                            6,
-                            rusqlite::types::Type::Text,
-                            format!("outbox #{id}: `{v}` is not a state this version knows").into(),
-                        )
-                    })?
-                },
-                attempts: r.get(7)?,
-                next_attempt_at: parse_ts(&r.get::<_, String>(8)?)?,
-                last_error: r.get(9)?,
-                created_at: parse_ts(&r.get::<_, String>(10)?)?,
-                sent_at: r
-                    .get::<_, Option<String>>(11)?
-                    .map(|s| parse_ts(&s))
-                    .transpose()?,
-                flag: r.get(12)?,
-            })
-        })?;
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM outbox ORDER BY id LIMIT ?1",
+            web::OUTBOX_COLUMNS
+        ))?;
+        let rows = st.query_map([limit as i64], web::outbox_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

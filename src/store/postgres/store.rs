@@ -124,39 +124,15 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |c| {
             Box::pin(async move {
-                sqlx::query(
-                    "SELECT id, ticket_id, kind, recipient, subject, message_id, state, attempts, next_attempt_at, \
-                     last_error, created_at, sent_at, flag FROM outbox ORDER BY id LIMIT $1",
-                )
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM outbox ORDER BY id LIMIT $1",
+                    super::web::OUTBOX_COLUMNS
+                )))
                 .bind(limit)
                 .fetch_all(&mut *c)
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(OutboxRow {
-                        id: r.try_get(0)?,
-                        ticket_id: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        recipient: r.try_get(3)?,
-                        subject: r.try_get(4)?,
-                        message_id: r.try_get(5)?,
-                        state: {
-                            let v: String = r.try_get(6)?;
-                            OutboxState::parse(&v).ok_or_else(|| {
-                                let id: i64 = r.try_get(0).unwrap_or_default();
-                                StoreError::Other(format!(
-                                    "outbox #{id}: `{v}` is not a state this version knows"
-                                ))
-                            })?
-                        },
-                        attempts: r.try_get(7)?,
-                        next_attempt_at: r.try_get(8)?,
-                        last_error: r.try_get(9)?,
-                        created_at: r.try_get(10)?,
-                        sent_at: r.try_get(11)?,
-                        flag: r.try_get(12)?,
-                    })
-                })
+                .map(super::web::outbox_row)
                 .collect()
             })
         })

@@ -4,10 +4,10 @@
 use super::*;
 use sqlx::QueryBuilder;
 
-const OUTBOX_COLUMNS: &str = "id, ticket_id, kind, recipient, subject, message_id, state, attempts, \
+pub(super) const OUTBOX_COLUMNS: &str = "id, ticket_id, kind, recipient, subject, message_id, state, attempts, \
      next_attempt_at, last_error, created_at, sent_at, flag";
 
-fn outbox_row(r: &PgRow) -> Result<OutboxRow> {
+pub(super) fn outbox_row(r: &PgRow) -> Result<OutboxRow> {
     Ok(OutboxRow {
         id: r.try_get(0)?,
         ticket_id: r.try_get(1)?,

@@ -4,10 +4,10 @@
 use super::*;
 use rusqlite::types::Value;
 
-const OUTBOX_COLUMNS: &str = "id, ticket_id, kind, recipient, subject, message_id, state, attempts, \
+pub(super) const OUTBOX_COLUMNS: &str = "id, ticket_id, kind, recipient, subject, message_id, state, attempts, \
      next_attempt_at, last_error, created_at, sent_at, flag";
 
-fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
+pub(super) fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     Ok(OutboxRow {
         id: r.get(0)?,
         ticket_id: r.get(1)?,
