@@ -128,6 +128,8 @@ pub(super) struct InboundIns {
     pub auth_result: Option<&'static str>,
     pub auth_method: Option<&'static str>,
     pub auth_detail: Option<String>,
+    /// How a follow-up found its ticket when not by its headers (`tag`, `text`).
+    pub threaded_by: Option<String>,
 }
 
 pub(super) struct ArticleIns {
@@ -641,33 +643,33 @@ const FLUSH_SQL: &str = concat!(
      followup_base_at, followup_stage, survey_score, sla_target_secs, sla_started_at, sla_running_since, \
      sla_elapsed_secs, sla_due_at, responded_at, breached_at, updated_at, language) WHERE x.id = u.id), \
      i AS (INSERT INTO inbound (id, dedup_key, dedup_hash, message_id, source, received_at, from_addr, subject, \
-     size, raw, outcome, reason_code, reason, ticket_id, declared_size, auth_result, auth_method, auth_detail) \
+     size, raw, outcome, reason_code, reason, ticket_id, declared_size, auth_result, auth_method, auth_detail, threaded_by) \
      SELECT * FROM UNNEST($47::bigint[], $48::text[], $49::bigint[], $50::text[], $51::text[], $52::timestamptz[], \
      $53::text[], $54::text[], $55::bigint[], $56::bytea[], $57::text[], $58::text[], $59::text[], \
-     $60::bigint[], $61::bigint[], $62::text[], $63::text[], $64::text[])), \
+     $60::bigint[], $61::bigint[], $62::text[], $63::text[], $64::text[], $65::text[])), \
      io AS (UPDATE inbound x SET outcome = u.outcome, reason_code = u.code, reason = u.reason \
-     FROM UNNEST($65::bigint[], $66::text[], $67::text[], $68::text[]) AS u(id, outcome, code, reason) \
+     FROM UNNEST($66::bigint[], $67::text[], $68::text[], $69::text[]) AS u(id, outcome, code, reason) \
      WHERE x.id = u.id), \
      a AS (INSERT INTO articles (id, ticket_id, inbound_id, kind, author, body, quoted, created_at) \
-     SELECT * FROM UNNEST($69::bigint[], $70::bigint[], $71::bigint[], $72::text[], $73::text[], $74::text[], \
-     $75::text[], $76::timestamptz[])), \
+     SELECT * FROM UNNEST($70::bigint[], $71::bigint[], $72::bigint[], $73::text[], $74::text[], $75::text[], \
+     $76::text[], $77::timestamptz[])), \
      at AS (INSERT INTO attachments (article_id, filename, content_type, size, data) \
-     SELECT * FROM UNNEST($77::bigint[], $78::text[], $79::text[], $80::bigint[], $81::bytea[])), \
+     SELECT * FROM UNNEST($78::bigint[], $79::text[], $80::text[], $81::bigint[], $82::bytea[])), \
      o AS (INSERT INTO outbox (id, ticket_id, inbound_id, kind, recipient, recipient_hash, subject, message_id, \
      automatic, body, state, last_error, next_attempt_at, created_at) \
-     SELECT id, t, i, k, r, h, s, m, a, b, st, e, n, n FROM UNNEST($82::bigint[], $83::bigint[], $84::bigint[], \
-     $85::text[], $86::text[], $87::bigint[], $88::text[], $89::text[], $90::bool[], $91::bytea[], $92::text[], \
-     $93::text[], $94::timestamptz[]) AS u(id, t, i, k, r, h, s, m, a, b, st, e, n)), \
-     m AS (INSERT INTO message_ids (message_id, ticket_id) SELECT * FROM UNNEST($95::text[], $96::bigint[]) \
+     SELECT id, t, i, k, r, h, s, m, a, b, st, e, n, n FROM UNNEST($83::bigint[], $84::bigint[], $85::bigint[], \
+     $86::text[], $87::text[], $88::bigint[], $89::text[], $90::text[], $91::bool[], $92::bytea[], $93::text[], \
+     $94::text[], $95::timestamptz[]) AS u(id, t, i, k, r, h, s, m, a, b, st, e, n)), \
+     m AS (INSERT INTO message_ids (message_id, ticket_id) SELECT * FROM UNNEST($96::text[], $97::bigint[]) \
      ON CONFLICT (message_id) DO NOTHING), \
      h AS (INSERT INTO status_history (ticket_id, at, from_status, to_status, actor, reason) \
-     SELECT * FROM UNNEST($97::bigint[], $98::timestamptz[], $99::text[], $100::text[], $101::text[], $102::text[])), \
+     SELECT * FROM UNNEST($98::bigint[], $99::timestamptz[], $100::text[], $101::text[], $102::text[], $103::text[])), \
      e AS (INSERT INTO escalations (ticket_id, at, severity, due_at, target_secs) \
-     SELECT * FROM UNNEST($103::bigint[], $104::timestamptz[], $105::smallint[], $106::timestamptz[], $107::bigint[])), \
-     td AS (DELETE FROM timers x USING UNNEST($108::bigint[], $109::text[]) AS u(ticket_id, kind) \
+     SELECT * FROM UNNEST($104::bigint[], $105::timestamptz[], $106::smallint[], $107::timestamptz[], $108::bigint[])), \
+     td AS (DELETE FROM timers x USING UNNEST($109::bigint[], $110::text[]) AS u(ticket_id, kind) \
      WHERE x.ticket_id = u.ticket_id AND x.kind = u.kind), \
      ts AS (INSERT INTO timers (ticket_id, kind, due_at) \
-     SELECT * FROM UNNEST($110::bigint[], $111::text[], $112::timestamptz[]) \
+     SELECT * FROM UNNEST($111::bigint[], $112::text[], $113::timestamptz[]) \
      ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = excluded.due_at) \
      SELECT 1"
 );
@@ -759,7 +761,9 @@ pub(super) async fn flush(c: &mut PgConnection, f: Flush) -> Result<()> {
     let mut auth_result = Vec::with_capacity(n);
     let mut auth_method = Vec::with_capacity(n);
     let mut auth_detail = Vec::with_capacity(n);
+    let mut threaded_by = Vec::with_capacity(n);
     for m in buf.inbound {
+        threaded_by.push(m.threaded_by);
         auth_result.push(m.auth_result);
         auth_method.push(m.auth_method);
         auth_detail.push(m.auth_detail);
@@ -797,7 +801,8 @@ pub(super) async fn flush(c: &mut PgConnection, f: Flush) -> Result<()> {
         .bind(declared)
         .bind(auth_result)
         .bind(auth_method)
-        .bind(auth_detail);
+        .bind(auth_detail)
+        .bind(threaded_by);
 
     // The last outcome of each row.
     let (mut id, mut outcome, mut code, mut reason) =

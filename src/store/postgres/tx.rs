@@ -631,6 +631,7 @@ impl WriteTx for PgTx {
             auth_result: m.auth.map(|a| a.result.as_str()),
             auth_method: m.auth.and_then(|a| a.method).map(|x| x.as_str()),
             auth_detail: m.auth.map(|a| a.detail.clone()),
+            threaded_by: None,
         });
         self.wrote()?;
         Ok(id)
@@ -849,6 +850,11 @@ impl WriteTx for PgTx {
     }
 
     fn set_inbound_threading(&mut self, inbound_id: i64, threaded_by: &str) -> Result<()> {
+        // Usually the row of this very batch, still in the buffer: no flush.
+        if let Some(&i) = self.buf.inbound_at.get(&inbound_id) {
+            self.buf.inbound[i].threaded_by = Some(threaded_by.to_string());
+            return Ok(());
+        }
         self.sync()?;
         let threaded_by = threaded_by.to_string();
         self.call(move |c| {
