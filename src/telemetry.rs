@@ -127,6 +127,11 @@ pub struct MailboxLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: String,
 }
@@ -145,6 +150,9 @@ pub struct Metrics {
     pub mailbox_connected: Family<MailboxLabel, Gauge>,
     pub mailbox_sync_age: Family<MailboxLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub mailbox_token_expiry: Family<MailboxLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub mailbox_login_failures: Family<MailboxLabel, Counter>,
+    pub bounces: Family<KindLabel, Counter>,
+    pub suppressions: Family<KindLabel, Counter>,
     pub scrape: Mutex<()>,
 }
 
@@ -212,6 +220,27 @@ impl Metrics {
             "Seconds until the mailbox's OAuth token expires, when known",
             mailbox_token_expiry.clone(),
         );
+        let mailbox_login_failures = Family::<MailboxLabel, Counter>::default();
+        registry.register(
+            "ticketgate_mailbox_login_failures",
+            "Logins the IMAP server refused (a wrong password, an expired or revoked token)",
+            mailbox_login_failures.clone(),
+        );
+        let bounces = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "ticketgate_bounces",
+            "Bounces read, by kind (hard, soft, forged: a VERP address with a wrong \
+             signature, unverified: tied to no message of ours); the database's count, \
+             shared by every instance on it",
+            bounces.clone(),
+        );
+        let suppressions = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "ticketgate_suppressions",
+            "Addresses put on the suppression list, by the kind of bounce that put them \
+             there (hard, soft); the database's count, shared by every instance on it",
+            suppressions.clone(),
+        );
         registry.register(
             "ticketgate_build",
             "The running version",
@@ -234,6 +263,16 @@ impl Metrics {
                 })
                 .inc_by(0);
         }
+        for kind in crate::bounce::COUNTED {
+            bounces
+                .get_or_create(&KindLabel { kind: kind.into() })
+                .inc_by(0);
+        }
+        for kind in ["hard", "soft"] {
+            suppressions
+                .get_or_create(&KindLabel { kind: kind.into() })
+                .inc_by(0);
+        }
         Metrics {
             registry,
             inbound,
@@ -246,6 +285,9 @@ impl Metrics {
             mailbox_connected,
             mailbox_sync_age,
             mailbox_token_expiry,
+            mailbox_login_failures,
+            bounces,
+            suppressions,
             scrape: Mutex::new(()),
         }
     }
@@ -260,6 +302,15 @@ pub struct Telemetry {
 impl Telemetry {
     /// One cell per configured mailbox, in configuration order.
     pub fn new(mailboxes: &[String]) -> Telemetry {
+        let metrics = Metrics::new();
+        for name in mailboxes {
+            metrics
+                .mailbox_login_failures
+                .get_or_create(&MailboxLabel {
+                    mailbox: name.clone(),
+                })
+                .inc_by(0);
+        }
         Telemetry {
             mailboxes: mailboxes
                 .iter()
@@ -275,7 +326,37 @@ impl Telemetry {
                     })))
                 })
                 .collect(),
-            metrics: Metrics::new(),
+            metrics,
+        }
+    }
+
+    /// The server refused mailbox `name`'s login (its credentials, not the network).
+    pub fn login_failed(&self, name: &str) {
+        self.metrics
+            .mailbox_login_failures
+            .get_or_create(&MailboxLabel {
+                mailbox: name.to_string(),
+            })
+            .inc();
+    }
+
+    /// Brings the bounce and suppression counters up to the store's counts (`bounce_counts`,
+    /// written in the transaction of each bounce, so a batch done again or rolled back is
+    /// not counted twice). Called before a scrape is encoded; the counts only grow.
+    pub fn bounce_counts(&self, counts: &[(String, i64)]) {
+        let m = &self.metrics;
+        for (stored, n) in counts {
+            let (family, kind) = match stored.strip_prefix(crate::bounce::SUPPRESSED_PREFIX) {
+                Some(kind) => (&m.suppressions, kind),
+                None => (&m.bounces, stored.as_str()),
+            };
+            let c = family.get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            });
+            let (n, had) = (u64::try_from(*n).unwrap_or(0), c.get());
+            if n > had {
+                c.inc_by(n - had);
+            }
         }
     }
 
@@ -341,6 +422,10 @@ impl Telemetry {
         self.metrics.sla_breaches.inc_by(n as u64);
     }
 }
+
+/// A mailbox whose XOAUTH2 token expires within this is reported: a warning at each login,
+/// `token_expiring` in `/readyz`.
+pub const TOKEN_WARNING: chrono::Duration = chrono::Duration::minutes(15);
 
 /// When an OAuth access token expires, if it says so: a JWT's `exp` claim (Microsoft's
 /// tokens are JWTs; opaque tokens, e.g. Google's, give `None`). Read for display only: the

@@ -10,7 +10,7 @@
 //! of the outbox row it is tied to. A bounce tied to nothing (no VERP address, no Message-ID
 //! of ours) or with a forged signature changes nothing.
 
-use super::{Bounce, COUNTERS, Counters, Verdict, analyze, verp};
+use super::{Bounce, SUPPRESSED_PREFIX, Verdict, analyze, verp};
 use crate::config::{Config, OutboundConfig, TransportConfig};
 use crate::mailer::{Letter, MailError, Mailer, Sent};
 use crate::notify::{self, Notice};
@@ -227,14 +227,12 @@ pub fn act(
     let mut acted = Acted::default();
     let target = match &found.proof {
         Proof::Forged(addr) => {
-            Counters::bump(&COUNTERS.forged);
             tx.count_bounce("forged")?;
             tracing::warn!(to = %addr, metric = "ticketgate_bounces_total", kind = "forged",
                 "bounce to a forged VERP address ignored");
             return Ok(acted);
         }
         Proof::Unverified => {
-            Counters::bump(&COUNTERS.unverified);
             tx.count_bounce("unverified")?;
             tracing::info!(
                 metric = "ticketgate_bounces_total",
@@ -275,7 +273,6 @@ pub fn act(
     );
     let suppression = match failure.verdict {
         Verdict::Hard => {
-            Counters::bump(&COUNTERS.hard);
             tx.count_bounce("hard")?;
             tracing::info!(to = %address, outbox = target.id, metric = "ticketgate_bounces_total",
                 kind = "hard", reason = %reason, "hard bounce");
@@ -290,7 +287,6 @@ pub fn act(
             })
         }
         Verdict::Soft => {
-            Counters::bump(&COUNTERS.soft);
             tx.count_bounce("soft")?;
             let score = soft_score(tx.bounce_score(&address)?, &address, now);
             tx.set_bounce_score(&score)?;
@@ -317,7 +313,7 @@ pub fn act(
     if !tx.insert_suppression(&s)? {
         return Ok(acted); // already suppressed: the team was told then
     }
-    Counters::bump(&COUNTERS.suppressed);
+    tx.count_bounce(&format!("{SUPPRESSED_PREFIX}{}", s.kind))?;
     tracing::warn!(to = %address, kind = %s.kind, reason = %s.reason,
         "address suppressed: no more automatic mail to it");
     acted.suppressed = Some(address.clone());

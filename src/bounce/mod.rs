@@ -18,7 +18,6 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use serde::Serialize;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Hard: the address is dead. Soft: it may work later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,32 +102,12 @@ impl Bounce {
     }
 }
 
-/// Counters since the process started (the metric; an HTTP layer may export them).
-pub struct Counters {
-    pub hard: AtomicU64,
-    pub soft: AtomicU64,
-    pub forged: AtomicU64,
-    pub unverified: AtomicU64,
-    pub suppressed: AtomicU64,
-}
-
-pub static COUNTERS: Counters = Counters {
-    hard: AtomicU64::new(0),
-    soft: AtomicU64::new(0),
-    forged: AtomicU64::new(0),
-    unverified: AtomicU64::new(0),
-    suppressed: AtomicU64::new(0),
-};
-
-impl Counters {
-    pub fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
+/// The kinds of bounce counted in the store's `bounce_counts` (`WriteTx::count_bounce`, in
+/// the bounce's transaction) and exported as `ticketgate_bounces_total{kind}`.
+pub const COUNTED: [&str; 4] = ["hard", "soft", "forged", "unverified"];
+/// A suppression is counted there too, as this prefix and the bounce kind that caused it
+/// (`suppressed_hard`), exported as `ticketgate_suppressions_total{kind}`.
+pub const SUPPRESSED_PREFIX: &str = "suppressed_";
 
 /// At most this much of a bounce is read (a bounce quoting a huge message is still read).
 const MAX_SCAN: usize = 256 * 1024;

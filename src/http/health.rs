@@ -42,6 +42,9 @@ struct MailboxReady {
     uid_validity: Option<u32>,
     last_error: Option<String>,
     token_expiry: Option<DateTime<Utc>>,
+    /// The XOAUTH2 token expires within `telemetry::TOKEN_WARNING` (or has expired): mail
+    /// still flows, but stops at the next login unless the token is refreshed.
+    token_expiring: bool,
 }
 
 #[derive(Serialize)]
@@ -106,6 +109,9 @@ async fn readyz(State(web): State<Shared>) -> Response {
             last_sync_age_seconds: m.last_sync.map(|t| (now - t).num_seconds().max(0)),
             uid_validity: m.uid_validity,
             last_error: m.last_error,
+            token_expiring: m
+                .token_expiry
+                .is_some_and(|at| at - now < crate::telemetry::TOKEN_WARNING),
             token_expiry: m.token_expiry,
         })
         .collect();
@@ -145,9 +151,14 @@ async fn readyz(State(web): State<Shared>) -> Response {
 async fn metrics(State(web): State<Shared>) -> Response {
     let now = web.app.clock.now();
     let stats = stats(&web).await;
+    let bounces = crate::services::web::bounce_counts(&web.app).await;
     let t = &web.app.telemetry;
     let m = &t.metrics;
     let _one_at_a_time = m.scrape.lock();
+    match &bounces {
+        Ok(counts) => t.bounce_counts(counts),
+        Err(e) => tracing::warn!(error = %e, "metrics: the bounce counts could not be read"),
+    }
     if let Ok(s) = &stats {
         for st in OutboxState::ALL {
             if st == OutboxState::Sent {

@@ -207,6 +207,11 @@ pub async fn stats(app: &App) -> Result<WebStats> {
     Ok(app.db.read(move |s| s.web().web_stats(now)).await?)
 }
 
+/// The bounce and suppression counts (`bounce_counts`: a handful of rows), for metrics.
+pub async fn bounce_counts(app: &App) -> Result<Vec<(String, i64)>> {
+    Ok(app.db.read(|s| s.bounce_counts()).await?)
+}
+
 // ---- API tokens ---------------------------------------------------------------------------
 
 /// Creates a token and returns it: shown once, only its hash is stored.

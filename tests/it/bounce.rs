@@ -4,6 +4,7 @@
 //! bounces change nothing, and `suppressions remove` lifts a suppression.
 
 use crate::common;
+use crate::support::daemon;
 
 use common::{Env, REGISTRY, env_registry, mail};
 use ticketgate::bounce::{self, verp};
@@ -139,7 +140,10 @@ fn a_hard_bounce_suppresses_the_address_and_the_next_automatic_mail_is_not_sent(
         "{articles:?}"
     );
     let counts = e.app.store().unwrap().bounce_counts().unwrap();
-    assert_eq!(counts, vec![("hard".to_string(), 1)]);
+    assert_eq!(
+        counts,
+        vec![("hard".to_string(), 1), ("suppressed_hard".to_string(), 1)]
+    );
 
     // The next automatic mail to the address is kept, not sent.
     let o = e.ingest(
@@ -416,4 +420,60 @@ async fn the_smtp_envelope_sender_is_the_signed_verp_address_and_a_bounce_to_it_
     let s = app.store().unwrap().suppressions().unwrap();
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].outbox_id, Some(ack.id));
+}
+
+#[test]
+fn a_scrape_after_bounces_counts_them_by_kind_and_the_suppression() {
+    let registry = format!("agents = [\"mike@support.example.test\"]\n{REGISTRY}");
+    let mut e = env_registry(
+        &registry,
+        &format!("[outbound]\nbounce_key = \"{KEY}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    // The app's own web server, as the daemon runs it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(ticketgate::http::bind(&e.app))
+        .expect("[http] listen");
+    let addr = server.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    rt.spawn(server.serve(stop.clone()));
+    let scrape = || {
+        let r = daemon::get(addr, "/metrics");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+    let bounces = |t: &str, kind: &str| {
+        daemon::metric(t, &format!("ticketgate_bounces_total{{kind=\"{kind}\"}}"))
+    };
+    let suppressions = |t: &str, kind: &str| {
+        daemon::metric(
+            t,
+            &format!("ticketgate_suppressions_total{{kind=\"{kind}\"}}"),
+        )
+    };
+
+    let before = scrape();
+    for kind in ["hard", "soft", "forged", "unverified"] {
+        assert_eq!(bounces(&before, kind), Some(0.0), "{kind}: {before}");
+    }
+    assert_eq!(suppressions(&before, "hard"), Some(0.0), "{before}");
+
+    let ack = open_ticket(&mut e, "bob@globex.example");
+    let good = hard_dsn(&mut e, ack, "bob@globex.example");
+    assert_eq!(code(&e.ingest(&good)), "bounce");
+    let forged = good
+        .replace(&format!("+{ack}."), &format!("+{}.", ack + 1))
+        .replace("Message-ID: <dsn", "Message-ID: <forged-dsn");
+    assert_eq!(code(&e.ingest(&forged)), "forged_bounce");
+
+    let after = scrape();
+    assert_eq!(bounces(&after, "hard"), Some(1.0), "{after}");
+    assert_eq!(bounces(&after, "forged"), Some(1.0), "{after}");
+    assert_eq!(bounces(&after, "soft"), Some(0.0), "{after}");
+    assert_eq!(suppressions(&after, "hard"), Some(1.0), "{after}");
+    // A counter: scraped again, the same (the store's count is not added twice).
+    let again = scrape();
+    assert_eq!(bounces(&again, "hard"), Some(1.0), "{again}");
+    assert_eq!(suppressions(&again, "hard"), Some(1.0), "{again}");
+    stop.cancel();
 }

@@ -19,6 +19,7 @@ mod instances;
 mod lifecycle;
 mod limits;
 mod lmtp;
+mod oauth;
 mod outbox;
 mod pipeline;
 mod postfix;

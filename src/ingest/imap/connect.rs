@@ -78,7 +78,9 @@ impl Mailbox {
                     })
                 });
                 self.telemetry.mailbox(self.index).token_expiry(expiry);
-                if let Some(secs) = expires_in.filter(|s| *s < TOKEN_WARNING) {
+                let left = expiry.map(|at| at - self.clock.now());
+                if let Some(left) = left.filter(|l| *l < crate::telemetry::TOKEN_WARNING) {
+                    let secs = left.num_seconds();
                     tracing::warn!(mailbox = %cfg.name, expires_in_secs = secs,
                         "the XOAUTH2 token expires in {secs} s: refresh it (token_file / \
                          token_command) or fetching from this mailbox stops");
@@ -93,6 +95,10 @@ impl Mailbox {
             }
         };
         session.map_err(|e| {
+            // Refused by the server (NO), as opposed to a connection that broke meanwhile.
+            if matches!(e, async_imap::error::Error::No(_)) {
+                self.telemetry.login_failed(&cfg.name);
+            }
             let creds = match cfg.auth {
                 ImapAuth::Password(_) => "password_env / password_file",
                 ImapAuth::XOAuth2(_) => "token_file / token_command (is the token expired?)",
@@ -287,10 +293,6 @@ pub(super) fn token_and_expiry(text: &str) -> Result<(String, Option<u64>), Stri
     }
     Ok((token, expires_in))
 }
-
-/// An XOAUTH2 token valid for less than this is reported (a warning each login), so that
-/// an operator hears of it before fetching stops.
-pub(super) const TOKEN_WARNING: u64 = 15 * 60;
 
 /// Reads a small file off the runtime's thread.
 pub(super) async fn read_small_file(p: std::path::PathBuf) -> io::Result<String> {

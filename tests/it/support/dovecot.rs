@@ -52,6 +52,9 @@ pub struct Dovecot {
     pub submissions_port: u16,
     /// Where submission relays accepted mail (127.0.0.1), when it runs.
     relay_port: Option<u16>,
+    /// The token-introspection URL of the `oauth2` passdb (XOAUTH2 and OAUTHBEARER logins),
+    /// when it is on.
+    oauth2_url: Option<String>,
 }
 
 /// One message in a folder, as `doveadm fetch` lists it.
@@ -130,7 +133,15 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
 impl Dovecot {
     /// Dovecot with the users [`USER`] and [`OTHER_USER`].
     pub fn start() -> Dovecot {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
+    }
+
+    /// [`Dovecot::start`] that also takes `AUTHENTICATE XOAUTH2` (and OAUTHBEARER) through
+    /// Dovecot's `oauth2` passdb, which asks the token-introspection endpoint at
+    /// `introspection_url` (RFC 7662, `POST` with `token=…`) about each token and lets the
+    /// user in when the answer is active and names that user. Passwords still work.
+    pub fn start_with_oauth2(introspection_url: &str) -> Dovecot {
+        Self::start_inner(None, Some(introspection_url.to_string()))
     }
 
     /// [`Dovecot::start`] plus the SMTP submission service on [`Dovecot::submission_port`]
@@ -144,10 +155,10 @@ impl Dovecot {
                  Debian/Ubuntu), or run `scripts/test`"
             );
         }
-        Self::start_inner(Some(relay_port))
+        Self::start_inner(Some(relay_port), None)
     }
 
-    fn start_inner(relay_port: Option<u16>) -> Dovecot {
+    fn start_inner(relay_port: Option<u16>, oauth2_url: Option<String>) -> Dovecot {
         let mut dir = tempfile::tempdir().expect("temporary folder for Dovecot");
         // Dovecot's unprivileged processes (login, the mail user) walk through this folder.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -211,6 +222,7 @@ impl Dovecot {
                 submission_port,
                 submissions_port,
                 relay_port,
+                oauth2_url: oauth2_url.clone(),
             };
             dc.write_config();
             match dc.launch() {
@@ -548,6 +560,7 @@ impl Dovecot {
     fn write_config(&self) {
         let (d, imap_port, imaps_port) = (self.dir.path(), self.imap_port, self.imaps_port);
         let p = |s: &str| d.join(s).display().to_string();
+        let oauth2 = self.oauth2_url.is_some();
         let mut conf = format!(
             r#"base_dir = {run}
 state_dir = {state}
@@ -556,7 +569,7 @@ info_log_path = {log}
 protocols = {protocols}
 listen = 127.0.0.1
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 mail_location = maildir:~/Maildir
 mail_fsync = never
 first_valid_uid = 1000
@@ -566,11 +579,11 @@ ssl_key = <{key}
 ssl_dh = </usr/share/dovecot/dh.pem
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {users}
+{password_mechanisms}  args = scheme=PLAIN username_format=%u {users}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
-  args = uid={MAIL_UID} gid={MAIL_UID} home={mail}/%d/%n
+  args = {all_users}uid={MAIL_UID} gid={MAIL_UID} home={mail}/%d/%n
 }}
 protocol imap {{
   mail_max_userip_connections = 100
@@ -598,6 +611,27 @@ service anvil {{
             key = p("server.key"),
             users = p("users"),
             mail = p("mail"),
+            mechanisms = if self.oauth2_url.is_some() {
+                "plain login xoauth2 oauthbearer"
+            } else {
+                "plain login"
+            },
+            // Passwords for PLAIN and LOGIN only, so an XOAUTH2 login can succeed only through
+            // the endpoint. doveadm's user lookups would then find no passdb that can say
+            // whether the user exists: the static userdb takes every user.
+            password_mechanisms = if oauth2 {
+                "  mechanisms = plain login\n"
+            } else {
+                ""
+            },
+            all_users = if oauth2 { "allow_all_users=yes " } else { "" },
+            oauth2_passdb = match &self.oauth2_url {
+                Some(_) => format!(
+                    "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
+                    p("oauth2.conf.ext")
+                ),
+                None => String::new(),
+            },
             protocols = if self.relay_port.is_some() {
                 "imap submission"
             } else {
@@ -632,6 +666,19 @@ service submission-login {{
                 submission_port = self.submission_port,
                 submissions_port = self.submissions_port,
             ));
+        }
+        if let Some(url) = &self.oauth2_url {
+            // Every login asks the endpoint (no token cache); its answer must be active and
+            // name the user who logs in.
+            std::fs::write(
+                d.join("oauth2.conf.ext"),
+                format!(
+                    "introspection_mode = post\nintrospection_url = {url}\n\
+                     username_attribute = username\nactive_attribute = active\n\
+                     active_value = true\n"
+                ),
+            )
+            .unwrap();
         }
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
     }

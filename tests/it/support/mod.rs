@@ -1,5 +1,7 @@
 //! Real servers for integration tests.
 
+pub mod daemon;
 pub mod dovecot;
+pub mod introspect;
 pub mod postfix;
 pub mod smtp_sink;
