@@ -26,6 +26,7 @@ mod postfix;
 mod reports;
 mod smtp;
 mod smtp_tls;
+mod soak;
 mod store;
 mod systemd;
 mod watchers;

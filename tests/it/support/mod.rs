@@ -4,4 +4,5 @@ pub mod daemon;
 pub mod dovecot;
 pub mod introspect;
 pub mod postfix;
+pub mod postgres;
 pub mod smtp_sink;
