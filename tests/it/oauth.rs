@@ -37,18 +37,50 @@ fn xoauth2_mailbox(dc: &Dovecot, token: &Path) -> String {
     )
 }
 
-/// `ticketgate run` in `dir` with the mailbox, `.eml` outbound mail and the web server.
-fn daemon(dir: &Path, db: &str, dc: &Dovecot) -> Daemon {
-    std::fs::write(dir.join("customers.toml"), common::REGISTRY).unwrap();
-    Daemon::start(
+/// The endpoint, Dovecot asking it, and a folder and database for the daemon.
+struct Setup {
+    idp: Introspection,
+    dc: Dovecot,
+    dir: tempfile::TempDir,
+    db: String,
+    _db_guard: Option<common::TestDatabase>,
+}
+
+fn setup() -> Setup {
+    let idp = Introspection::start();
+    let dc = Dovecot::start_with_oauth2(&idp.url());
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _db_guard) = common::database_url(dir.path());
+    Setup {
+        idp,
+        dc,
         dir,
-        &format!(
-            "[database]\nurl = \"{db}\"\n[registry]\npath = \"customers.toml\"\n\
-             [outbound]\ntransport = \"file\"\ndir = \"outbox\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n{}",
-            xoauth2_mailbox(dc, &dir.join("token"))
-        ),
-    )
+        db,
+        _db_guard,
+    }
+}
+
+impl Setup {
+    /// What the mailbox's token file says.
+    fn token_file(&self, text: &str) {
+        std::fs::write(self.dir.path().join("token"), text).unwrap();
+    }
+
+    /// `ticketgate run` with the mailbox, `.eml` outbound mail and the web server.
+    fn daemon(&self) -> Daemon {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("customers.toml"), common::REGISTRY).unwrap();
+        Daemon::start(
+            dir,
+            &format!(
+                "[database]\nurl = \"{}\"\n[registry]\npath = \"customers.toml\"\n\
+                 [outbound]\ntransport = \"file\"\ndir = \"outbox\"\n\
+                 [http]\nlisten = \"127.0.0.1:0\"\n{}",
+                self.db,
+                xoauth2_mailbox(&self.dc, &dir.join("token"))
+            ),
+        )
+    }
 }
 
 #[tokio::test]
@@ -94,14 +126,12 @@ async fn a_mailbox_logs_in_with_xoauth2_through_dovecots_oauth2_passdb_and_inges
 
 #[test]
 fn a_token_the_endpoint_rejects_shows_in_the_log_readyz_and_metrics_until_replaced() {
-    let idp = Introspection::start();
-    let dc = Dovecot::start_with_oauth2(&idp.url());
-    let dir = tempfile::tempdir().unwrap();
-    let (db, _guard) = common::database_url(dir.path());
+    let s = setup();
+    let (idp, dc) = (&s.idp, &s.dc);
     let revoked = "at-0b1d2e-revoked";
-    std::fs::write(dir.path().join("token"), revoked).unwrap();
+    s.token_file(revoked);
     dc.append("INBOX", request("sent while the token is bad").as_bytes());
-    let d = daemon(dir.path(), &db, &dc);
+    let d = s.daemon();
     let failures = "ticketgate_mailbox_login_failures_total{mailbox=\"support\"}";
 
     d.until(30, "a login failure counted", || {
@@ -132,7 +162,7 @@ fn a_token_the_endpoint_rejects_shows_in_the_log_readyz_and_metrics_until_replac
 
     // A fresh token in the file: the next login (backoff: seconds) takes it and reads mail.
     idp.grant("at-5c6d7e-fresh", USER);
-    std::fs::write(dir.path().join("token"), "at-5c6d7e-fresh").unwrap();
+    s.token_file("at-5c6d7e-fresh");
     d.until(60, "ready with the fresh token", || {
         d.get("/readyz").status == 200
     });
@@ -147,18 +177,14 @@ fn a_token_the_endpoint_rejects_shows_in_the_log_readyz_and_metrics_until_replac
 
 #[test]
 fn a_token_near_expiry_is_reported_in_the_log_readyz_and_metrics_while_mail_flows() {
-    let idp = Introspection::start();
-    let dc = Dovecot::start_with_oauth2(&idp.url());
-    let dir = tempfile::tempdir().unwrap();
-    let (db, _guard) = common::database_url(dir.path());
+    let s = setup();
     let token = "at-91aa02-short";
-    idp.grant(token, USER);
-    std::fs::write(
-        dir.path().join("token"),
-        format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":300}}"#),
-    )
-    .unwrap();
-    let d = daemon(dir.path(), &db, &dc);
+    s.idp.grant(token, USER);
+    s.token_file(&format!(
+        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":300}}"#
+    ));
+    let d = s.daemon();
+    let dc = &s.dc;
 
     d.until(30, "ready", || d.get("/readyz").status == 200);
     let j = d.get("/readyz").json();

@@ -99,21 +99,9 @@ impl Daemon {
 
     /// SIGTERM, then SIGKILL after 20 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            super::dovecot::terminate(child, Duration::from_secs(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     pub fn log(&self) -> String {

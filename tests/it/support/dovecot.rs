@@ -103,6 +103,23 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Stops a server: SIGTERM, then SIGKILL if it is still running after `grace`.
+pub fn terminate(mut child: Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Makes a CA (`NAME.pem`, `NAME.key`) in `dir`.
 fn make_ca(dir: &Path, name: &str) -> PathBuf {
     let openssl = program("openssl", "openssl");
@@ -309,22 +326,9 @@ impl Dovecot {
 
     /// Stops the server (SIGTERM, then SIGKILL): every connection is cut.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            terminate(child, Duration::from_secs(10));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Stops the server and starts it again on the same ports with the same mail.

@@ -128,6 +128,13 @@ impl SmtpSink {
     }
 
     /// What smtp-sink printed (errors, mostly).
+    /// Kills the server (every connection cut mid-transaction) and keeps what it received,
+    /// for [`SmtpSink::messages`]: what it answered 250 to is on disk once it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("smtp-sink.log")).unwrap_or_default()
     }
