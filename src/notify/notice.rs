@@ -4,6 +4,7 @@
 //! so a kind cannot exist without its context and its templates.
 
 use super::Lang;
+use super::maintenance_mail::{self, MaintenanceMail, MaintenanceOverdue};
 use serde::Serialize;
 
 macro_rules! kinds {
@@ -100,6 +101,18 @@ kinds! {
     AttachmentsOmitted(AttachmentsOmitted) = "attachments_omitted";
     /// An address bounced hard and is now suppressed: to the plan's agent team, once.
     BounceAlert(BounceAlert) = "bounce_alert";
+    /// A maintenance is announced: to a maintenance list's subscribers.
+    MaintenanceNotice(MaintenanceMail) = "maintenance_notice";
+    /// `reminder_before` its start: to the subscribers.
+    MaintenanceReminder(MaintenanceMail) = "maintenance_reminder";
+    /// The operator marked it started: to the subscribers.
+    MaintenanceStart(MaintenanceMail) = "maintenance_start";
+    /// The operator marked it finished, successfully or not: to the subscribers.
+    MaintenanceEnd(MaintenanceMail) = "maintenance_end";
+    /// It was cancelled: to the subscribers.
+    MaintenanceCancel(MaintenanceMail) = "maintenance_cancel";
+    /// Its planned start or end passed without the operator's mark: to the agent team.
+    MaintenanceOverdue(MaintenanceOverdue) = "maintenance_overdue";
 }
 
 impl Kind {
@@ -679,6 +692,12 @@ impl Kind {
                 contact_name: contact_name(),
                 support_name: support_name(),
             })],
+            Kind::MaintenanceNotice
+            | Kind::MaintenanceReminder
+            | Kind::MaintenanceStart
+            | Kind::MaintenanceEnd
+            | Kind::MaintenanceCancel
+            | Kind::MaintenanceOverdue => maintenance_mail::samples(self, lang),
             Kind::ReportRefused => ReportRefusal::ALL
                 .into_iter()
                 .map(|reason| {
