@@ -39,7 +39,6 @@ pub mod ingest;
 pub mod lang;
 pub mod lifecycle;
 pub mod mailer;
-pub mod maintenance;
 pub mod notify;
 pub mod outbox;
 pub mod parse;

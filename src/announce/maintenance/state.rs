@@ -14,6 +14,7 @@
 //! reminders when the planned start passes while still scheduled, and when the planned end
 //! passes while not finished. Each fires once: what was sent is recorded ([`Sent`]).
 
+use crate::store::AnnouncementState;
 use chrono::{DateTime, Duration, Utc};
 use std::fmt;
 
@@ -40,7 +41,7 @@ impl MaintenanceState {
     pub fn as_str(self) -> &'static str {
         match self {
             MaintenanceState::Scheduled => "scheduled",
-            MaintenanceState::Started => "started",
+            MaintenanceState::Started => "in_progress",
             MaintenanceState::Completed => "completed",
             MaintenanceState::Failed => "failed",
             MaintenanceState::Cancelled => "cancelled",
@@ -51,6 +52,22 @@ impl MaintenanceState {
     /// caller reports it with the row).
     pub fn parse(text: &str) -> Option<MaintenanceState> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The stored state ([`AnnouncementState`]); `Started` is stored as `in_progress`.
+    pub fn stored(self) -> AnnouncementState {
+        match self {
+            MaintenanceState::Scheduled => AnnouncementState::Scheduled,
+            MaintenanceState::Started => AnnouncementState::InProgress,
+            MaintenanceState::Completed => AnnouncementState::Completed,
+            MaintenanceState::Failed => AnnouncementState::Failed,
+            MaintenanceState::Cancelled => AnnouncementState::Cancelled,
+        }
+    }
+
+    /// The maintenance state of a stored one; `None` for a state of another kind.
+    pub fn from_stored(s: AnnouncementState) -> Option<MaintenanceState> {
+        Self::ALL.into_iter().find(|m| m.stored() == s)
     }
 
     /// Not yet over: scheduled or started.
@@ -275,6 +292,11 @@ mod tests {
             assert_eq!(MaintenanceState::parse(s.as_str()), Some(s));
         }
         assert_eq!(MaintenanceState::parse("done"), None);
+        for s in MaintenanceState::ALL {
+            assert_eq!(MaintenanceState::from_stored(s.stored()), Some(s));
+            assert_eq!(s.stored().as_str(), s.as_str());
+        }
+        assert_eq!(MaintenanceState::from_stored(AnnouncementState::Open), None);
     }
 
     #[test]
