@@ -92,16 +92,11 @@ fn run(
             });
         }
     }
-    // Announcements (outage updates, maintenance reminders), in the same transaction.
-    let mut announced = Vec::new();
-    crate::announce::timers::fire_due_with(tx.as_mut(), pipeline, &registry, now, &mut announced)?;
-    for (a, mails) in announced {
-        fired.push(Fired {
-            ticket: a.reference(),
-            timer: a.kind.to_string(),
-            due_at: now,
-            action: format!("{mails} mail(s) written"),
-        });
+    // Announcements (issue 10): outage updates, maintenance timers, pending expiries.
+    match crate::announce::timers::fire_due(tx.as_mut(), pipeline, &registry, now, savepoints) {
+        Ok(f) => fired.extend(f),
+        Err(_) if !savepoints => return Ok(None), // dropped: rolled back
+        Err(e) => return Err(e),
     }
     if dry_run {
         drop(tx); // rolls back: nothing is sent or changed

@@ -9,6 +9,7 @@ pub mod fanout;
 pub mod list;
 pub mod maintenance;
 pub mod outage;
+pub mod publish;
 pub mod reference;
 pub mod timers;
 pub mod token;

@@ -1,33 +1,11 @@
-//! The contexts of the maintenance mails (issue 10): the five a list's subscribers receive
-//! (notice, reminder, start, end, cancellation), and the agent team's reminder when the
-//! planned start or end passed without the operator's mark. Times are given already written
-//! in the mail's language and the list's calendar ([`Lang::datetime`]).
+//! The maintenance mails (issue 10): samples of the five a list's subscribers receive
+//! (notice, reminder, start, end, cancellation; context [`Announcement`], written by
+//! `announce::fanout`), and the context of the agent team's reminder when the planned start
+//! or end passed without the operator's mark. Times are given already written in the mail's
+//! language and the list's calendar ([`Lang::datetime`]).
 
-use super::{Kind, Lang, Notice};
+use super::{Announcement, Kind, Lang, Notice};
 use serde::Serialize;
-
-/// A maintenance mail to one subscriber of a maintenance list.
-#[derive(Debug, Clone, Serialize)]
-pub struct MaintenanceMail {
-    /// `MNT-000001`.
-    pub reference: String,
-    pub platform: String,
-    /// The list's name, as in `List-Id`.
-    pub list_name: String,
-    /// What the customers will notice.
-    pub impact: String,
-    pub start: String,
-    pub end: String,
-    /// Announced without the usual notice.
-    pub emergency: bool,
-    /// The operator's text (end, cancellation), if any.
-    pub text: Option<String>,
-    /// For the end mail: whether the work succeeded.
-    pub success: bool,
-    /// `PUBLIC_URL/u/TOKEN`, the one-click unsubscribe page; `None` without a public URL.
-    pub unsubscribe_url: Option<String>,
-    pub support_name: String,
-}
 
 /// To the agent team: a maintenance's planned start (or end) passed without the operator's
 /// mark.
@@ -55,17 +33,24 @@ pub(super) fn samples(kind: Kind, lang: Lang) -> Vec<Notice> {
     let calendar = crate::calendar::Calendar::Always;
     let start = lang.datetime(&calendar, at("2026-12-09T22:00:00Z"));
     let end = lang.datetime(&calendar, at("2026-12-10T02:00:00Z"));
-    let mail = |emergency: bool, text: Option<&str>, success: bool| MaintenanceMail {
+    let mail = |emergency: bool, text: Option<&str>, success: bool| Announcement {
         reference: "MNT-000001".into(),
-        platform: "eu".into(),
         list_name: "eu-maintenance".into(),
+        list_address: "maintenance-eu@lists.example.test".into(),
+        platform: "eu".into(),
+        title: "Maintenance on eu".into(),
+        services: String::new(),
         impact: "Webmail and IMAP unavailable for up to 30 minutes".into(),
-        start: start.clone(),
-        end: end.clone(),
+        text: text.unwrap_or_default().into(),
+        body: String::new(),
+        since: start.clone(),
+        eta: None,
+        duration: String::new(),
+        starts: Some(start.clone()),
+        ends: Some(end.clone()),
         emergency,
-        text: text.map(str::to_string),
         success,
-        unsubscribe_url: Some("https://status.example.test/u/0123456789abcdef".into()),
+        unsubscribe_url: Some("https://status.example.test/u/1.0123456789abcdef".into()),
         support_name: "Example Support".into(),
     };
     match kind {
@@ -85,7 +70,7 @@ pub(super) fn samples(kind: Kind, lang: Lang) -> Vec<Notice> {
         ],
         Kind::MaintenanceCancel => vec![
             Notice::MaintenanceCancel(mail(false, Some("Postponed to January."), false)),
-            Notice::MaintenanceCancel(MaintenanceMail {
+            Notice::MaintenanceCancel(Announcement {
                 unsubscribe_url: None,
                 ..mail(false, None, false)
             }),

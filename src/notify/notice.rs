@@ -4,7 +4,7 @@
 //! so a kind cannot exist without its context and its templates.
 
 use super::Lang;
-use super::maintenance_mail::{self, MaintenanceMail, MaintenanceOverdue};
+use super::maintenance_mail::{self, MaintenanceOverdue};
 use serde::Serialize;
 
 macro_rules! kinds {
@@ -102,17 +102,63 @@ kinds! {
     /// An address bounced hard and is now suppressed: to the plan's agent team, once.
     BounceAlert(BounceAlert) = "bounce_alert";
     /// A maintenance is announced: to a maintenance list's subscribers.
-    MaintenanceNotice(MaintenanceMail) = "maintenance_notice";
+    MaintenanceNotice(Announcement) = "maintenance_notice";
     /// `reminder_before` its start: to the subscribers.
-    MaintenanceReminder(MaintenanceMail) = "maintenance_reminder";
+    MaintenanceReminder(Announcement) = "maintenance_reminder";
     /// The operator marked it started: to the subscribers.
-    MaintenanceStart(MaintenanceMail) = "maintenance_start";
+    MaintenanceStart(Announcement) = "maintenance_start";
     /// The operator marked it finished, successfully or not: to the subscribers.
-    MaintenanceEnd(MaintenanceMail) = "maintenance_end";
+    MaintenanceEnd(Announcement) = "maintenance_end";
     /// It was cancelled: to the subscribers.
-    MaintenanceCancel(MaintenanceMail) = "maintenance_cancel";
+    MaintenanceCancel(Announcement) = "maintenance_cancel";
     /// Its planned start or end passed without the operator's mark: to the agent team.
     MaintenanceOverdue(MaintenanceOverdue) = "maintenance_overdue";
+    /// An outage was declared: to the platform's incident lists.
+    OutageDeclared(Announcement) = "outage_declared";
+    /// An outage goes on: the operator's latest text, or that it is still ongoing.
+    OutageUpdate(Announcement) = "outage_update";
+    /// An outage is over, with its duration.
+    OutageRestored(Announcement) = "outage_restored";
+    /// A new release: to the platform's release lists.
+    ReleaseAnnouncement(Announcement) = "release_announcement";
+    /// An informational announcement to one list.
+    InformationAnnouncement(Announcement) = "information_announcement";
+}
+
+/// What an announcement mail to a list's subscribers says (outages, maintenance, releases,
+/// information). Times are written in the list's calendar's time zone and language.
+#[derive(Debug, Clone, Serialize)]
+pub struct Announcement {
+    /// `OUT-000001`
+    pub reference: String,
+    pub list_name: String,
+    pub list_address: String,
+    pub platform: String,
+    /// A release's version, an informational announcement's subject; the services for an
+    /// outage.
+    pub title: String,
+    /// `IMAP, Webmail`
+    pub services: String,
+    pub impact: String,
+    /// The operator's text for this mail (an update, a restoration note), or empty.
+    pub text: String,
+    /// Release notes or an informational body.
+    pub body: String,
+    /// Since when (an outage's start).
+    pub since: String,
+    /// The expected time of restoration, when known.
+    pub eta: Option<String>,
+    /// How long it has lasted ("2 hours 30 minutes").
+    pub duration: String,
+    /// Maintenance: planned start and end, and whether it is an emergency.
+    pub starts: Option<String>,
+    pub ends: Option<String>,
+    pub emergency: bool,
+    /// Maintenance end: whether it succeeded.
+    pub success: bool,
+    /// The one-click unsubscribe page, when `announcements.key` and `http.public_url` are set.
+    pub unsubscribe_url: Option<String>,
+    pub support_name: String,
 }
 
 impl Kind {
@@ -663,6 +709,51 @@ impl Kind {
                 ],
                 support_name: support_name(),
             })],
+            Kind::OutageDeclared
+            | Kind::OutageUpdate
+            | Kind::OutageRestored
+            | Kind::ReleaseAnnouncement
+            | Kind::InformationAnnouncement => {
+                let full = Announcement {
+                    reference: "OUT-000001".into(),
+                    list_name: "eu-incidents".into(),
+                    list_address: "eu-incidents@lists.example.test".into(),
+                    platform: "eu".into(),
+                    title: "IMAP, Webmail".into(),
+                    services: "IMAP, Webmail".into(),
+                    impact: "Mail cannot be read".into(),
+                    text: "The storage cluster is being restarted.".into(),
+                    body: "Faster search; calendar sharing.\n".into(),
+                    since: "Thu 3 Dec 2026 10:00 UTC".into(),
+                    eta: Some("Thu 3 Dec 2026 13:00 UTC".into()),
+                    duration: match lang {
+                        Lang::En => "2 hours 30 minutes".into(),
+                        Lang::Fr => "2 heures 30 minutes".into(),
+                    },
+                    starts: None,
+                    ends: None,
+                    emergency: false,
+                    success: false,
+                    unsubscribe_url: Some(
+                        "https://support.example.test/u/1.0123456789abcdef".into(),
+                    ),
+                    support_name: support_name(),
+                };
+                let bare = Announcement {
+                    text: String::new(),
+                    eta: None,
+                    unsubscribe_url: None,
+                    ..full.clone()
+                };
+                let wrap = |a: Announcement| match self {
+                    Kind::OutageDeclared => Notice::OutageDeclared(a),
+                    Kind::OutageUpdate => Notice::OutageUpdate(a),
+                    Kind::OutageRestored => Notice::OutageRestored(a),
+                    Kind::ReleaseAnnouncement => Notice::ReleaseAnnouncement(a),
+                    _ => Notice::InformationAnnouncement(a),
+                };
+                vec![wrap(full), wrap(bare)]
+            }
             Kind::BounceAlert => vec![Notice::BounceAlert(BounceAlert {
                 reference: reference(),
                 subject: subject(),

@@ -132,7 +132,8 @@ pub async fn schedule(app: &App, req: ScheduleRequest) -> Result<Maintenance> {
         .db
         .write(move |s| {
             let mut tx = s.write()?;
-            let done = core::schedule(tx.as_mut(), &pipeline, &lists, &m, now)?;
+            let registry = pipeline.registry();
+            let done = core::schedule(tx.as_mut(), &pipeline, &registry, &lists, &m, now)?;
             tx.commit()?;
             Ok(done)
         })

@@ -206,7 +206,7 @@ fn refused_at_two_business_days_friday_for_tuesday_and_accepted_at_three() {
 }
 
 #[test]
-fn reminder_start_and_end_with_success_reach_the_subscribers() {
+fn reminder_start_and_end_with_success_reach_the_subscribers_in_one_thread() {
     let mut env = setup();
     let m = run(maintenance::schedule(
         &env.app,
@@ -246,6 +246,23 @@ fn reminder_start_and_end_with_success_reach_the_subscribers() {
         ends[0].subject
     );
 
+    // Every later mail to a subscriber refers to the notice that subscriber received, and
+    // carries the list headers.
+    let end = ends.iter().find(|o| o.recipient == EU[0]).unwrap().clone();
+    let notice = env
+        .sent("maintenance_notice")
+        .into_iter()
+        .find(|o| o.recipient == EU[0])
+        .unwrap();
+    let text = env.text(&end);
+    assert!(
+        text.contains(&format!("In-Reply-To: <{}>", notice.message_id)),
+        "threaded to the notice: {text}"
+    );
+    assert!(
+        text.contains("List-Id: <eu-maintenance.lists.example.test>"),
+        "{text}"
+    );
     // The operator's marks came in time: the agent team was never reminded.
     env.clock.set(at("2026-12-11T12:00:00+01:00"));
     env.tick();

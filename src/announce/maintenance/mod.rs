@@ -8,9 +8,10 @@
 pub mod notice_rule;
 pub mod state;
 
-use crate::announce::{ListDef, token};
+use crate::announce::ListDef;
+use crate::announce::fanout::{self, Mail};
 use crate::mailer::Letter;
-use crate::notify::{Automatic, Lang, MaintenanceMail, MaintenanceOverdue, Notice};
+use crate::notify::{Automatic, Lang, MaintenanceOverdue, Notice};
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 use crate::store::{
@@ -67,6 +68,7 @@ pub fn notice_refusals(
 pub fn schedule(
     tx: &mut dyn WriteTx,
     pipeline: &Pipeline,
+    registry: &Registry,
     lists: &[Arc<ListDef>],
     m: &NewMaintenance,
     now: DateTime<Utc>,
@@ -87,10 +89,10 @@ pub fn schedule(
     row.scheduled_at = Some(now);
     row.id = tx.announce().insert_announcement(&row)?;
     let sent = mail_subscribers(
-        pipeline,
         tx,
+        pipeline,
+        registry,
         &mut row,
-        lists,
         UpdateKind::Scheduled,
         None,
         now,
@@ -137,8 +139,7 @@ pub fn mark(
         Action::Finish { .. } => UpdateKind::Finished,
         Action::Cancel => UpdateKind::Cancelled,
     };
-    let lists = lists_of(registry, a);
-    let sent = mail_subscribers(pipeline, tx, a, &lists, kind, text, now)?;
+    let sent = mail_subscribers(tx, pipeline, registry, a, kind, text, now)?;
     a.next_due_at = next_due(a, now);
     tx.announce().save_announcement(a)?;
     Ok(Ok(sent))
@@ -166,8 +167,7 @@ pub fn fire(
     for step in state::due(st, &s, sent, now) {
         mails += match step {
             Step::Reminder => {
-                let lists = lists_of(registry, a);
-                mail_subscribers(pipeline, tx, a, &lists, UpdateKind::Reminder, None, now)?
+                mail_subscribers(tx, pipeline, registry, a, UpdateKind::Reminder, None, now)?
             }
             Step::StartOverdue | Step::EndOverdue => {
                 mail_agents(pipeline, registry, tx, a, st, step, now)?
@@ -301,103 +301,23 @@ fn mail_agents(
     Ok(teams.len())
 }
 
-/// The subscribers' mail of `kind` for this maintenance, one outbox row per confirmed
-/// subscriber of its lists (each in its list's language and calendar, with its own
-/// unsubscribe link), in this transaction; records it as an update of the announcement and
-/// returns how many were written.
-///
-/// Interim until `announce::fanout` (branch i-announce) takes a notice per list: the rows
-/// are written through [`crate::mailer::Mailer`], so they have neither the `List-*` headers
-/// nor the threading the fan-out adds.
+/// The subscribers' mail of `kind` for this maintenance (one outbox row per confirmed
+/// subscriber of its lists, with the list headers and threaded to the first notice), and
+/// its `announcement_updates` row; returns how many were written.
 fn mail_subscribers(
-    pipeline: &Pipeline,
     tx: &mut dyn WriteTx,
-    row: &mut AnnouncementRow,
-    lists: &[Arc<ListDef>],
+    pipeline: &Pipeline,
+    registry: &Registry,
+    a: &mut AnnouncementRow,
     kind: UpdateKind,
     text: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let cfg = pipeline.config();
-    let mailer = pipeline.mailer();
-    let support_name = mailer.support_name();
-    let success = row.state == AnnouncementState::Completed;
-    let key = cfg
-        .announcements
-        .key
-        .as_ref()
-        .map(|k| token::UnsubscribeKey::new(k.expose().as_bytes()));
-    let names: Vec<String> = lists.iter().map(|l| l.name.clone()).collect();
-    let subscribers = tx.announce().confirmed_subscribers(&names)?;
-    let mut written = 0usize;
-    for sub in &subscribers {
-        let Some(list) = lists.iter().find(|l| l.name == sub.list) else {
-            continue;
-        };
-        let lang = Lang::or_english(&list.language);
-        let when = |at: Option<DateTime<Utc>>| {
-            at.map(|t| lang.datetime(&list.calendar, t))
-                .unwrap_or_default()
-        };
-        let unsubscribe_url = match (&key, &cfg.http.public_url) {
-            (Some(k), Some(base)) => Some(token::url(base, &token::sign(k, sub.id))),
-            _ => None,
-        };
-        let mail = MaintenanceMail {
-            reference: row.reference(),
-            platform: row.platform.clone(),
-            list_name: list.name.clone(),
-            impact: row.impact.clone(),
-            start: when(row.starts_at),
-            end: when(row.ends_at),
-            emergency: row.emergency,
-            text: text.map(str::to_string),
-            success,
-            unsubscribe_url,
-            support_name: support_name.clone(),
-        };
-        let notice = match kind {
-            UpdateKind::Reminder => Notice::MaintenanceReminder(mail),
-            UpdateKind::Started => Notice::MaintenanceStart(mail),
-            UpdateKind::Finished => Notice::MaintenanceEnd(mail),
-            UpdateKind::Cancelled => Notice::MaintenanceCancel(mail),
-            _ => Notice::MaintenanceNotice(mail),
-        };
-        let sent = mailer
-            .send(
-                tx,
-                Letter {
-                    notice: &notice,
-                    lang: lang.code(),
-                    to: &sub.address,
-                    to_name: None,
-                    ticket: None,
-                    inbound_id: None,
-                    answers: None,
-                    automatic: Automatic::Generated,
-                    from_name: None,
-                    attachments: &[],
-                    to_staff: false,
-                },
-                now,
-            )
-            .map_err(store_error)?;
-        if sent != crate::mailer::Sent::Skipped {
-            written += 1;
-        }
-    }
-    tx.announce().insert_announcement_update(
-        row.id,
-        now,
+    let mail = Mail {
         kind,
-        text.unwrap_or(&row.impact),
-        written as i64,
-    )?;
-    if row.communicated_at.is_none() {
-        row.communicated_at = Some(now);
-    }
-    row.last_mail_at = Some(now);
-    Ok(written)
+        text: text.unwrap_or_default(),
+    };
+    fanout::send(tx, pipeline, registry, a, &mail, now)
 }
 
 fn store_error(e: crate::mailer::MailError) -> StoreError {
