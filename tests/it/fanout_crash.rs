@@ -139,9 +139,13 @@ fn an_announcement_killed_while_written_and_while_delivered_reaches_everyone_onc
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let wait = Duration::from_millis(
-            50 + rng.below(if killed_while_writing < 3 { 400 } else { 5000 }),
-        );
+        // Short waits first (the fan-out of 1,500 rows takes a few hundred ms in a debug
+        // build), longer ones after, so that one run completes.
+        let wait = Duration::from_millis(if killed_while_writing < 4 {
+            20 + rng.below(300)
+        } else {
+            50 + rng.below(5000)
+        });
         std::thread::sleep(wait);
         let done = child.try_wait().unwrap();
         if done.is_none() {
