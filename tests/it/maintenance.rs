@@ -379,3 +379,90 @@ fn a_planned_start_or_end_passing_without_a_mark_reminds_the_agent_team_only() {
     .unwrap();
     assert_eq!(recipients(&mut env, "maintenance_cancel"), EU);
 }
+
+/// `ticketgate maintenance …` as an operator types it (the real clock: the US list's 24/7
+/// calendar makes a start tomorrow 1 business day ahead).
+#[test]
+fn the_command_line_refuses_short_notice_and_prints_the_id() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _guard) = common::database_url(dir.path());
+    std::fs::write(dir.path().join("customers.toml"), registry()).unwrap();
+    let cfg = dir.path().join("ticketgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"{db}\"\n[inbound]\nmaildir = \"inbox\"\n[registry]\n\
+             path = \"customers.toml\"\n[outbound]\ndir = \"outbox\"\n"
+        ),
+    )
+    .unwrap();
+    let tg = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ticketgate"))
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let tomorrow = (ticketgate::clock::SystemClock.now() + chrono::Duration::days(1)).to_rfc3339();
+    let later = (ticketgate::clock::SystemClock.now() + chrono::Duration::hours(25)).to_rfc3339();
+    let schedule = |emergency: bool| {
+        let mut args = vec![
+            "maintenance",
+            "schedule",
+            "--platform",
+            "us",
+            "--start",
+            &tomorrow,
+            "--end",
+            &later,
+            "--impact",
+            "API read-only",
+        ];
+        if emergency {
+            args.push("--emergency");
+        }
+        tg(&args)
+    };
+    let out = schedule(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gives 1") && err.contains("earliest allowed start"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let out = schedule(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "MNT-000001");
+
+    let out = tg(&["maintenance", "finish", "MNT-000001"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--success or --failed is required"
+    );
+    let out = tg(&["maintenance", "finish", "MNT-000001", "--success"]);
+    assert_eq!(out.status.code(), Some(1), "not started yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("maintenance start ID"));
+    assert!(tg(&["maintenance", "start", "MNT-000001"]).status.success());
+    let out = tg(&[
+        "maintenance",
+        "finish",
+        "MNT-000001",
+        "--failed",
+        "Rolled back.",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
