@@ -103,7 +103,8 @@ pub fn send(
         .as_ref()
         .map(|k| UnsubscribeKey::new(k.expose().as_bytes()));
     let public_url = cfg.http.public_url.as_deref();
-    let subscribers = tx.announce().confirmed_subscribers(&a.lists)?;
+    // Suppressed (bounced) addresses are left out by the query.
+    let subscribers = tx.announce().mailable_subscribers(&a.lists)?;
     let mut seen: HashSet<String> = HashSet::with_capacity(subscribers.len());
     let mut sent = 0usize;
     for s in subscribers {
@@ -113,9 +114,6 @@ pub fn send(
         let Some(list) = registry.list(&s.list) else {
             continue;
         };
-        if tx.suppression(&s.address)?.is_some() {
-            continue;
-        }
         let lang = Lang::or_english(&list.language);
         let time = |t: DateTime<Utc>| lang.datetime(&list.calendar, t);
         let unsubscribe_url = match (&key, public_url) {

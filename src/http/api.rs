@@ -3,6 +3,8 @@
 //! (RFC 9457) with the status of the error's kind. `/api/v1/openapi.json` is built from
 //! [`ROUTES`], the same table the router is checked against (ADR 0003).
 
+mod lists;
+
 use super::Shared;
 use crate::services::tickets::{AgentAction, TicketDetail};
 use crate::services::web::{OutboxFilter, TicketFilter};
@@ -279,6 +281,7 @@ pub fn routes() -> Router<Shared> {
         .route("/quarantine/{id}/replay", post(replay))
         .route("/reports/{customer}", get(report))
         .route("/openapi.json", get(openapi))
+        .merge(lists::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such API route") })
 }
 
@@ -501,7 +504,7 @@ async fn replay(State(web): State<Shared>, caller: Caller, Path(id): Path<String
 pub fn openapi_document() -> serde_json::Value {
     use serde_json::{Map, Value, json};
     let mut paths = Map::new();
-    for r in ROUTES {
+    for r in ROUTES.iter().chain(lists::ROUTES) {
         let mut params: Vec<Value> = Vec::new();
         for seg in r.path.split('/') {
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {

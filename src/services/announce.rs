@@ -72,7 +72,8 @@ pub async fn declare_outage(app: &App, d: OutageDeclaration) -> Result<Announced
     let (a, recipients) = app
         .db
         .write(move |s| {
-            let mut tx = s.write()?;
+            // A batch: the outbox rows go out as one set on PostgreSQL (ADR 0009).
+            let mut tx = s.write_batch()?;
             let r = outage::declare(&mut *tx, &pipeline, &registry, &d, now)?;
             tx.commit()?;
             Ok(r)
@@ -158,7 +159,7 @@ pub async fn confirm_draft(app: &App, reference: &str) -> Result<Announced> {
     let (a, recipients) = app
         .db
         .write(move |s| {
-            let mut tx = s.write()?;
+            let mut tx = s.write_batch()?;
             let Some(mut a) = tx.announce().announcement(id)? else {
                 return Ok(Err(not_found(id)));
             };
@@ -210,7 +211,7 @@ pub async fn announce_release(
     let (a, recipients) = app
         .db
         .write(move |s| {
-            let mut tx = s.write()?;
+            let mut tx = s.write_batch()?;
             let r = crate::announce::publish::release(
                 &mut *tx, &pipeline, &registry, &platform, &version, &notes, now,
             )?;
@@ -255,7 +256,7 @@ pub async fn announce_information(
     let (a, recipients) = app
         .db
         .write(move |s| {
-            let mut tx = s.write()?;
+            let mut tx = s.write_batch()?;
             let r = crate::announce::publish::information(
                 &mut *tx, &pipeline, &registry, &list, &subject, &body, now,
             )?;

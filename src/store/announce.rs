@@ -270,6 +270,9 @@ pub trait AnnounceRead {
     fn subscribers(&mut self, list: &str) -> Result<Vec<SubscriberRow>>;
     /// The confirmed subscribers of any of `lists`, by list then address.
     fn confirmed_subscribers(&mut self, lists: &[String]) -> Result<Vec<SubscriberRow>>;
+    /// The confirmed subscribers of any of `lists` whose address is not on the suppression
+    /// list (bounces), by list then address: who an announcement goes to, in one query.
+    fn mailable_subscribers(&mut self, lists: &[String]) -> Result<Vec<SubscriberRow>>;
     /// Subscriptions of one address, on every list.
     fn subscriptions_of(&mut self, address: &str) -> Result<Vec<SubscriberRow>>;
     fn announcement(&mut self, id: i64) -> Result<Option<AnnouncementRow>>;

@@ -713,3 +713,112 @@ fn a_release_goes_to_the_platforms_release_list_in_its_language() {
         "ops@acme.example"
     );
 }
+
+/// The enqueue transaction of one outage notice to 10,000 confirmed subscribers (run by
+/// hand: `cargo test --release --test it announce::fanout_ -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn fanout_to_ten_thousand_subscribers_in_one_transaction() {
+    const N: usize = 10_000;
+    let mut e = env_registry(ANNOUNCE_REGISTRY, ANNOUNCE_CONFIG);
+    let now = e.clock.now();
+    {
+        let mut s = e.app.store().unwrap();
+        let mut tx = s.write().unwrap();
+        for i in 0..N {
+            tx.announce()
+                .upsert_subscriber(&NewSubscriber {
+                    list: "eu-incidents",
+                    address: &format!("sub{i:05}@acme.example"),
+                    customer: "acme",
+                    state: SubscriberState::Confirmed,
+                    shared: false,
+                    added_by: "operator",
+                    now,
+                    expires_at: None,
+                })
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let started = std::time::Instant::now();
+    let d = rt()
+        .block_on(announce::declare_outage(
+            &e.app,
+            announce::OutageDeclaration {
+                platform: "eu".into(),
+                services: vec!["IMAP".into()],
+                impact: "Mail cannot be read".into(),
+                restoration_eta: None,
+                update_interval: None,
+                draft: false,
+                source: "operator".into(),
+            },
+        ))
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(d.recipients, N);
+    assert_eq!(e.sent("outage_declared").len(), N);
+    println!(
+        "fan-out of one notice to {N} subscribers ({}): {:.2} s, {:.0} mails/s",
+        if on_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        took.as_secs_f64(),
+        N as f64 / took.as_secs_f64()
+    );
+}
+
+/// Two instances on one database tick at the same instant: each outage update is sent once.
+#[test]
+fn two_instances_ticking_at_once_send_each_outage_update_once() {
+    let mut e = env_registry(ANNOUNCE_REGISTRY, ANNOUNCE_CONFIG);
+    let rt = rt();
+    e.clock.set(at("10:00"));
+    rt.block_on(lists::subscribe(
+        &e.app,
+        "eu-incidents",
+        "ops@acme.example",
+        "acme",
+        false,
+    ))
+    .unwrap();
+    rt.block_on(announce::declare_outage(
+        &e.app,
+        announce::OutageDeclaration {
+            platform: "eu".into(),
+            services: vec!["IMAP".into()],
+            impact: "Mail cannot be read".into(),
+            restoration_eta: None,
+            update_interval: None,
+            draft: false,
+            source: "operator".into(),
+        },
+    ))
+    .unwrap();
+    let other =
+        ticketgate::app::App::open((*e.app.cfg).clone(), std::sync::Arc::new(e.clock.clone()))
+            .unwrap();
+    let when = at("11:00");
+    let fired: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = [&e.app, &other]
+            .into_iter()
+            .map(|app| {
+                s.spawn(move || {
+                    ticketgate::timers::tick(&app.pipeline, &mut *app.store().unwrap(), when, false)
+                        .unwrap()
+                        .len()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(fired.iter().sum::<usize>(), 1, "{fired:?}");
+    assert_eq!(e.sent("outage_update").len(), 1);
+    let v = rt
+        .block_on(announce::announcement(&e.app, "OUT-000001"))
+        .unwrap();
+    assert_eq!(v.announcement.next_due_at, Some(at("12:00")));
+}
