@@ -19,9 +19,6 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +31,10 @@ use ticketgate::clock::{Clock, SystemClock};
 use ticketgate::config::{Config, ConfigSource};
 use ticketgate::outbox::Transport;
 use ticketgate::store::{NewOutbound, OutboxMail};
+
+#[path = "support/sink.rs"]
+mod sink;
+use sink::Sink;
 
 const DEFAULT_MAILS: usize = 3_000;
 const DEFAULT_CONCURRENCY: usize = 8;
@@ -315,51 +316,4 @@ async fn outbox(port: u16, mails: &[Mail], c: usize) -> (f64, f64) {
     assert_eq!(done, mails.len());
     let db_us = start.elapsed().as_secs_f64() * 1e6 / done as f64;
     (rate, db_us)
-}
-
-/// Postfix's `smtp-sink` on a free loopback port, discarding what it accepts; killed on drop.
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let program = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).is_file())
-            .expect("smtp-sink is not installed: apt-get install postfix");
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut cmd = Command::new(program);
-        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
-            cmd.args(["-u", "nobody"]);
-        }
-        let child = cmd
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("256")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start smtp-sink");
-        let mut sink = Sink { child, port };
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(sink.child.try_wait().unwrap().is_none(), "smtp-sink exited");
-            assert!(Instant::now() < deadline, "smtp-sink does not listen");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        sink
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

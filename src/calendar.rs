@@ -255,6 +255,36 @@ impl Calendar {
         }
     }
 
+    /// The local date at `at` in this calendar's time zone (UTC for `Always`).
+    pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        match self {
+            Calendar::Always => at.date_naive(),
+            Calendar::Business(b) => b.local_date(at),
+        }
+    }
+
+    /// Whether `date` (local) is a business day: not a holiday and with working hours on its
+    /// weekday. Every day is one on `Always`.
+    pub fn is_business_day(&self, date: NaiveDate) -> bool {
+        match self {
+            Calendar::Always => true,
+            Calendar::Business(b) => {
+                !b.holidays.contains(&date)
+                    && !b.week[date.weekday().num_days_from_monday() as usize].is_empty()
+            }
+        }
+    }
+
+    /// The first instant of local `date` (local midnight; after a DST gap at midnight, the
+    /// first instant after it). `MAX_UTC` at the end of chrono's range.
+    pub fn start_of_day(&self, date: NaiveDate) -> DateTime<Utc> {
+        let tz = match self {
+            Calendar::Always => chrono_tz::UTC,
+            Calendar::Business(b) => b.tz,
+        };
+        local_instant(tz, date, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
     /// Reads an SLA target such as "2h", "90m", "1d", "3d" or "1h30m" as working time:
     /// hours and minutes as they are, "Nd" as N × [`Calendar::day_length`].
     pub fn parse_target(&self, text: &str) -> Result<Duration, String> {

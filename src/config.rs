@@ -166,6 +166,10 @@ pub struct AnnouncementsConfig {
     /// `announcements.pending_expiry`: a subscription not confirmed by then lapses
     /// (default 3d).
     pub pending_expiry: Duration,
+    /// `announcements.reminder_before`: a maintenance's subscribers are reminded this long
+    /// before its start (default 24h; `0` sends no reminder). Stored with each maintenance
+    /// when it is scheduled.
+    pub reminder_before: Duration,
 }
 
 impl Default for AnnouncementsConfig {
@@ -174,6 +178,7 @@ impl Default for AnnouncementsConfig {
             key: None,
             update_interval: Duration::from_secs(3600),
             pending_expiry: Duration::from_secs(3 * 86_400),
+            reminder_before: Duration::from_secs(86_400),
         }
     }
 }
@@ -465,6 +470,7 @@ struct RawAnnouncements {
     key: Option<String>,
     update_interval: Option<String>,
     pending_expiry: Option<String>,
+    reminder_before: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1226,6 +1232,11 @@ fn announcements_config(
             raw.pending_expiry.as_deref(),
             d.pending_expiry,
         )?,
+        reminder_before: match raw.reminder_before.as_deref().map(str::trim) {
+            None => d.reminder_before,
+            Some("0") => Duration::ZERO,
+            Some(t) => duration("announcements.reminder_before", t)?,
+        },
     })
 }
 

@@ -132,6 +132,12 @@ enum Command {
         #[arg(long)]
         addr: Option<std::net::SocketAddr>,
     },
+    /// Maintenance announced to the platform's maintenance lists: schedule (MNT-000001),
+    /// start, finish, cancel.
+    Maintenance {
+        #[command(subcommand)]
+        command: cli::maintenance::MaintenanceCommand,
+    },
     /// Tokens for the JSON API (/api/v1) and the /ops/ pages.
     ApiToken {
         #[command(subcommand)]
@@ -432,6 +438,9 @@ fn dispatch(
                     Ok(ExitCode::from(EX_TEMPFAIL))
                 }
             }
+        }
+        Command::Maintenance { command } => {
+            cli::maintenance::run(&App::open(cfg, clock())?, rt, command)
         }
         Command::Tickets { command } => {
             let app = App::open(cfg, clock())?;

@@ -16,8 +16,8 @@ use crate::notify::{self, Announcement, Kind, ListMail, Notice};
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 use crate::store::{
-    AnnouncementKind, AnnouncementRow, NewOutbound, OutboxState, Result, StoreError, UpdateKind,
-    WriteTx,
+    AnnouncementKind, AnnouncementRow, AnnouncementState, NewOutbound, OutboxState, Result,
+    StoreError, UpdateKind, WriteTx,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -40,6 +40,11 @@ pub fn notice_kind(kind: AnnouncementKind, update: UpdateKind) -> Option<Kind> {
         (A::Outage, U::Restored) => Kind::OutageRestored,
         (A::Release, U::Published) => Kind::ReleaseAnnouncement,
         (A::Information, U::Published) => Kind::InformationAnnouncement,
+        (A::Maintenance, U::Scheduled) => Kind::MaintenanceNotice,
+        (A::Maintenance, U::Reminder) => Kind::MaintenanceReminder,
+        (A::Maintenance, U::Started) => Kind::MaintenanceStart,
+        (A::Maintenance, U::Finished) => Kind::MaintenanceEnd,
+        (A::Maintenance, U::Cancelled) => Kind::MaintenanceCancel,
         _ => return None,
     })
 }
@@ -50,6 +55,11 @@ fn notice(kind: Kind, a: Announcement) -> Notice {
         Kind::OutageUpdate => Notice::OutageUpdate(a),
         Kind::OutageRestored => Notice::OutageRestored(a),
         Kind::ReleaseAnnouncement => Notice::ReleaseAnnouncement(a),
+        Kind::MaintenanceNotice => Notice::MaintenanceNotice(a),
+        Kind::MaintenanceReminder => Notice::MaintenanceReminder(a),
+        Kind::MaintenanceStart => Notice::MaintenanceStart(a),
+        Kind::MaintenanceEnd => Notice::MaintenanceEnd(a),
+        Kind::MaintenanceCancel => Notice::MaintenanceCancel(a),
         _ => Notice::InformationAnnouncement(a),
     }
 }
@@ -129,6 +139,7 @@ pub fn send(
                 starts: a.starts_at.map(time),
                 ends: a.ends_at.map(time),
                 emergency: a.emergency,
+                success: a.state == AnnouncementState::Completed,
                 unsubscribe_url: unsubscribe_url.clone(),
                 support_name: support_name.clone(),
             },

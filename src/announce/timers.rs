@@ -1,6 +1,6 @@
 //! Announcement timers in the tick's transaction: every announcement whose `next_due_at`
-//! has come is fired by its kind (an outage's update; maintenance: helper A2's
-//! `maintenance::fire`), and pending subscriptions past their expiry are removed. Reads of
+//! has come is fired by its kind (an outage's update; a maintenance's reminder or the agent
+//! team's overdue reminders, `maintenance::fire`), and pending subscriptions past their expiry are removed. Reads of
 //! the due rows take the writer lock first (PostgreSQL), so with several instances each
 //! timer fires once.
 
@@ -45,8 +45,9 @@ pub fn fire_due(
             }
             let r = match a.kind {
                 AnnouncementKind::Outage => outage::fire(tx, pipeline, registry, &mut a, now),
-                // Helper A2: `AnnouncementKind::Maintenance => super::maintenance::fire(tx,
-                // pipeline, registry, &mut a, now)` (-> store::Result<usize>).
+                AnnouncementKind::Maintenance => {
+                    super::maintenance::fire(tx, pipeline, registry, &mut a, now)
+                }
                 _ => {
                     a.next_due_at = None;
                     tx.announce().save_announcement(&a).map(|()| 0)

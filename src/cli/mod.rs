@@ -1,3 +1,4 @@
 //! Command groups of the `ticketgate` binary, each with its clap enums and handlers.
 
 pub mod announce;
+pub mod maintenance;

@@ -16,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 mod list_mail;
+mod maintenance_mail;
 mod notice;
 pub mod outlook;
 
 pub use crate::lang::{LANGUAGES, Lang};
 pub use list_mail::{ListMail, compose_list, first_notice_id, thread_root, unsubscribe_mailto};
+pub use maintenance_mail::MaintenanceOverdue;
 pub use notice::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -453,7 +455,7 @@ mod tests {
     fn every_kind_renders_in_every_language_from_its_typed_context() {
         let t = Templates::load(None).unwrap();
         // The kinds come from the enum; the template folders must hold exactly those.
-        assert_eq!(Kind::ALL.len(), 25);
+        assert_eq!(Kind::ALL.len(), 31);
         for lang in Lang::ALL {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("templates")
@@ -492,7 +494,7 @@ mod tests {
             }
         }
         assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
-        assert_eq!(rendered, 50);
+        assert_eq!(rendered, 62);
         // And the static check: no template reads a variable outside its context in any
         // branch.
         t.check().unwrap();

@@ -4,6 +4,7 @@
 //! so a kind cannot exist without its context and its templates.
 
 use super::Lang;
+use super::maintenance_mail::{self, MaintenanceOverdue};
 use serde::Serialize;
 
 macro_rules! kinds {
@@ -100,6 +101,18 @@ kinds! {
     AttachmentsOmitted(AttachmentsOmitted) = "attachments_omitted";
     /// An address bounced hard and is now suppressed: to the plan's agent team, once.
     BounceAlert(BounceAlert) = "bounce_alert";
+    /// A maintenance is announced: to a maintenance list's subscribers.
+    MaintenanceNotice(Announcement) = "maintenance_notice";
+    /// `reminder_before` its start: to the subscribers.
+    MaintenanceReminder(Announcement) = "maintenance_reminder";
+    /// The operator marked it started: to the subscribers.
+    MaintenanceStart(Announcement) = "maintenance_start";
+    /// The operator marked it finished, successfully or not: to the subscribers.
+    MaintenanceEnd(Announcement) = "maintenance_end";
+    /// It was cancelled: to the subscribers.
+    MaintenanceCancel(Announcement) = "maintenance_cancel";
+    /// Its planned start or end passed without the operator's mark: to the agent team.
+    MaintenanceOverdue(MaintenanceOverdue) = "maintenance_overdue";
     /// An outage was declared: to the platform's incident lists.
     OutageDeclared(Announcement) = "outage_declared";
     /// An outage goes on: the operator's latest text, or that it is still ongoing.
@@ -141,6 +154,8 @@ pub struct Announcement {
     pub starts: Option<String>,
     pub ends: Option<String>,
     pub emergency: bool,
+    /// Maintenance end: whether it succeeded.
+    pub success: bool,
     /// The one-click unsubscribe page, when `announcements.key` and `http.public_url` are set.
     pub unsubscribe_url: Option<String>,
     pub support_name: String,
@@ -718,6 +733,7 @@ impl Kind {
                     starts: None,
                     ends: None,
                     emergency: false,
+                    success: false,
                     unsubscribe_url: Some(
                         "https://support.example.test/u/1.0123456789abcdef".into(),
                     ),
@@ -767,6 +783,12 @@ impl Kind {
                 contact_name: contact_name(),
                 support_name: support_name(),
             })],
+            Kind::MaintenanceNotice
+            | Kind::MaintenanceReminder
+            | Kind::MaintenanceStart
+            | Kind::MaintenanceEnd
+            | Kind::MaintenanceCancel
+            | Kind::MaintenanceOverdue => maintenance_mail::samples(self, lang),
             Kind::ReportRefused => ReportRefusal::ALL
                 .into_iter()
                 .map(|reason| {

@@ -10,11 +10,12 @@
 //! - [`web`]: paged listings, API tokens, the customer's ticket page and answer.
 //! - [`reports`]: the KPI report of a customer and period.
 //! - [`lists`]: distribution lists and subscribers; [`announce`]: outages and the
-//!   announcements the status page reads.
+//!   announcements the status page reads; [`maintenance`]: schedule, start, finish, cancel.
 
 pub mod announce;
 pub mod intake;
 pub mod lists;
+pub mod maintenance;
 pub mod outbox;
 pub mod quarantine;
 pub mod reports;

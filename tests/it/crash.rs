@@ -29,9 +29,9 @@ const CONCURRENCY: usize = 2;
 /// The IMAP mailbox's lease: how long a restarted instance waits for the killed one's.
 const LEASE: Duration = Duration::from_secs(2);
 
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 impl Rng {
-    fn seeded() -> Rng {
+    pub(crate) fn seeded() -> Rng {
         let seed = match std::env::var("CRASH_SEED") {
             Ok(s) => s.parse().expect("CRASH_SEED is a number"),
             Err(_) => {
@@ -43,7 +43,7 @@ impl Rng {
         eprintln!("crash test seed: CRASH_SEED={seed}");
         Rng(seed)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -155,7 +155,7 @@ level = "info"
     path
 }
 
-fn start_daemon(dir: &Path, cfg: &Path) -> Child {
+pub(crate) fn start_daemon(dir: &Path, cfg: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ticketgate"))
         .current_dir(dir)
         .arg("--config")
