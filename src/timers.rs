@@ -92,6 +92,12 @@ fn run(
             });
         }
     }
+    // Subscription requests nobody confirmed within their 3 days lapse (their tokens then
+    // name nothing).
+    let lapsed = tx.announce().expire_pending(now)?;
+    if lapsed > 0 && !dry_run {
+        tracing::info!(lapsed, "unconfirmed subscription requests lapsed");
+    }
     if dry_run {
         drop(tx); // rolls back: nothing is sent or changed
     } else {

@@ -26,6 +26,7 @@ mod reports;
 mod smtp;
 mod smtp_tls;
 mod store;
+mod subscriptions;
 mod systemd;
 mod watchers;
 mod web;
