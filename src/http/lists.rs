@@ -17,11 +17,11 @@ use serde::Deserialize;
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/lists", get(lists))
-        .route("/lists/{list}/subscribers", get(subscribers).post(subscribe))
         .route(
-            "/lists/{list}/subscribers/{address}",
-            delete(unsubscribe),
+            "/lists/{list}/subscribers",
+            get(subscribers).post(subscribe),
         )
+        .route("/lists/{list}/subscribers/{address}", delete(unsubscribe))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -56,8 +56,8 @@ async fn subscribe(
     body: Result<Json<SubscribeBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     caller.require(Scope::Admin)?;
-    let Json(b) = body
-        .map_err(|e| ApiError(Box::new(problem(StatusCode::BAD_REQUEST, e.body_text()))))?;
+    let Json(b) =
+        body.map_err(|e| ApiError(Box::new(problem(StatusCode::BAD_REQUEST, e.body_text()))))?;
     let row =
         services::lists::subscribe(&web.app, &list, &b.address, &b.customer, b.shared).await?;
     tracing::info!(list = %row.list, subscriber = row.id, by = %caller.author(), "subscribed through the API");

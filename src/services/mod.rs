@@ -18,6 +18,7 @@ pub mod lists;
 pub mod outbox;
 pub mod quarantine;
 pub mod reports;
+pub mod subscriptions;
 pub mod suppressions;
 pub mod tickets;
 pub mod timers;

@@ -31,11 +31,10 @@ fn page(
     action: Action,
     shared: bool,
 ) -> SubscriptionPage {
-    let language = app
-        .pipeline
-        .registry()
-        .list(&list)
-        .map_or_else(|| app.cfg.tickets.default_language.clone(), |l| l.language.clone());
+    let language = app.pipeline.registry().list(&list).map_or_else(
+        || app.cfg.tickets.default_language.clone(),
+        |l| l.language.clone(),
+    );
     let (question, button) = match (action, shared) {
         (Action::Subscribe, _) => ("ask_subscribe", "confirm_subscribe"),
         (Action::Unsubscribe, false) => ("ask_unsubscribe", "confirm_unsubscribe"),
@@ -176,7 +175,13 @@ pub async fn one_click(app: &App, token: &str) -> Result<Option<(Effect, Subscri
         (Effect::UnknownToken, _, _) | (_, None, _) | (_, _, None) => None,
         (effect, Some(list), Some(address)) => Some((
             effect,
-            page(app, list, address, Action::Unsubscribe, effect == Effect::RemovalPending),
+            page(
+                app,
+                list,
+                address,
+                Action::Unsubscribe,
+                effect == Effect::RemovalPending,
+            ),
         )),
     })
 }

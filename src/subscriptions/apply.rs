@@ -110,10 +110,10 @@ impl Ctx<'_> {
                 list,
                 address,
             } => {
-                if let Some(s) = tx.announce().subscriber_by_address(&list, &address)? {
-                    if s.state == SubscriberState::Confirmed {
-                        return Ok(Done::of(Effect::AlreadySubscribed, Some(&s)));
-                    }
+                if let Some(s) = tx.announce().subscriber_by_address(&list, &address)?
+                    && s.state == SubscriberState::Confirmed
+                {
+                    return Ok(Done::of(Effect::AlreadySubscribed, Some(&s)));
                 }
                 // Another address than the sender's is a distribution address the customer
                 // maintains: removing it needs its own confirmation, even by one click.
@@ -190,7 +190,8 @@ impl Ctx<'_> {
                     contact_name: mail.from_name.clone(),
                     support_name: self.mailer.support_name(),
                 });
-                let lang = language.unwrap_or_else(|| self.mailer.cfg.tickets.default_language.clone());
+                let lang =
+                    language.unwrap_or_else(|| self.mailer.cfg.tickets.default_language.clone());
                 let sent = self.mailer.send(
                     tx,
                     Letter::reply(&notice, &lang, mail, None, Some(inbound_id)),
@@ -288,7 +289,11 @@ impl Ctx<'_> {
             address: s.address.clone(),
             requested_by: requested_by.map(str::to_string),
             customer_name: customer_name.map(str::to_string),
-            confirm_url: cfg.http.public_url.as_ref().map(|u| format!("{u}/s/{token}")),
+            confirm_url: cfg
+                .http
+                .public_url
+                .as_ref()
+                .map(|u| format!("{u}/s/{token}")),
             token,
             expires: match purpose {
                 Purpose::Subscribe => s

@@ -85,14 +85,14 @@ pub fn plausible_address(a: &str) -> bool {
         && !domain.ends_with('.')
         && !domain.contains('@')
         && a.len() <= 254
-        && a.bytes().all(|b| b.is_ascii_graphic() && !b"<>\"(),;:\\[]".contains(&b))
+        && a.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>\"(),;:\\[]".contains(&b))
 }
 
 /// A list name as the registry writes them: letters, digits, `-`, `_`, `.`.
 fn plausible_list(w: &str) -> bool {
     w.len() <= 64
-        && w
-            .chars()
+        && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
@@ -134,7 +134,10 @@ mod tests {
 
     #[test]
     fn the_list_may_be_left_out_and_the_address_may_come_first() {
-        assert_eq!(parse("unsubscribe", &[]), cmd(Action::Unsubscribe, None, None));
+        assert_eq!(
+            parse("unsubscribe", &[]),
+            cmd(Action::Unsubscribe, None, None)
+        );
         assert_eq!(
             parse("subscribe ops@acme.example eu-incidents", &[]),
             cmd(

@@ -135,7 +135,11 @@ pub fn decide(
             Some(l) => l,
             None => return Some(refused(Refusal::UnknownList, cmd.list.clone(), None, None)),
         },
-        None => match mail.recipients.iter().find_map(|a| registry.list_by_address(a)) {
+        None => match mail
+            .recipients
+            .iter()
+            .find_map(|a| registry.list_by_address(a))
+        {
             Some(l) => l,
             None => return Some(refused(Refusal::NoList, None, None, None)),
         },
@@ -161,8 +165,7 @@ pub fn decide(
                         c,
                     ));
                 }
-                if customer.plan.authentication == Authentication::Require && !mail.auth.passed()
-                {
+                if customer.plan.authentication == Authentication::Require && !mail.auth.passed() {
                     return Some(refused(Refusal::Unauthenticated, Some(name), None, c));
                 }
                 if customer.platform.as_deref() != Some(list.platform.as_str()) {

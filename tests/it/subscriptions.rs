@@ -182,8 +182,12 @@ fn subscribe_by_mail_is_confirmed_by_a_reply() {
     // Nothing but the confirmation: no ticket, no acknowledgement.
     assert_eq!(e.outbox().len(), 1);
 
-    let reply = mail("Jane Doe <jane@acme.example>", &format!("Re: {subject}"), "yes")
-        .build();
+    let reply = mail(
+        "Jane Doe <jane@acme.example>",
+        &format!("Re: {subject}"),
+        "yes",
+    )
+    .build();
     assert_eq!(effect(&e.ingest(&reply)), Effect::Confirmed);
     assert_eq!(
         subscriber(&e, "eu-incidents", "jane@acme.example"),
@@ -231,7 +235,11 @@ fn subscribe_by_link_get_changes_nothing_and_post_confirms() {
     );
     let done = request(web.addr, "POST", &path, None);
     assert_eq!(done.status, 200, "{}", done.body);
-    assert!(done.body.contains("The subscription is confirmed"), "{}", done.body);
+    assert!(
+        done.body.contains("The subscription is confirmed"),
+        "{}",
+        done.body
+    );
     assert_eq!(
         subscriber(&e, "eu-incidents", "ops@acme.example"),
         Some(("confirmed".into(), true))
@@ -246,7 +254,10 @@ fn subscribe_by_link_get_changes_nothing_and_post_confirms() {
 #[test]
 fn a_list_of_another_platform_is_refused_with_a_reply() {
     let mut e = env();
-    let o = e.ingest(&subscribe_mail("jane@acme.example", "subscribe us-incidents"));
+    let o = e.ingest(&subscribe_mail(
+        "jane@acme.example",
+        "subscribe us-incidents",
+    ));
     assert!(
         matches!(&o, Outcome::Quarantined { code, .. } if code == "subscription_wrong_platform"),
         "{o:?}"
@@ -270,9 +281,13 @@ fn a_list_of_another_platform_is_refused_with_a_reply() {
 #[test]
 fn a_pending_subscription_lapses_after_three_days() {
     let mut e = env();
-    e.ingest(&subscribe_mail("jane@acme.example", "subscribe eu-incidents"));
+    e.ingest(&subscribe_mail(
+        "jane@acme.example",
+        "subscribe eu-incidents",
+    ));
     let (subject, _) = confirmation(&mut e, "jane@acme.example");
-    e.clock.advance(chrono::Duration::days(3) - chrono::Duration::minutes(1));
+    e.clock
+        .advance(chrono::Duration::days(3) - chrono::Duration::minutes(1));
     e.tick();
     assert_eq!(
         subscriber(&e, "eu-incidents", "jane@acme.example"),
@@ -306,7 +321,14 @@ fn unsubscribe_by_mail_needs_no_key_and_the_address_confirms() {
     assert_eq!(subscriber(&e, "eu-incidents", "jane@acme.example"), None);
     // An address that is not subscribed: nothing sent (no mail tells who is subscribed).
     let before = e.outbox().len();
-    let o = e.ingest(&mail("mallory@evil.example", "unsubscribe eu-incidents boss@acme.example", "").build());
+    let o = e.ingest(
+        &mail(
+            "mallory@evil.example",
+            "unsubscribe eu-incidents boss@acme.example",
+            "",
+        )
+        .build(),
+    );
     assert_eq!(effect(&o), Effect::NotSubscribed);
     assert_eq!(e.outbox().len(), before);
 }
@@ -320,9 +342,17 @@ fn one_click_post_unsubscribes_and_get_changes_nothing() {
     let path = format!("/u/{token}");
     let page = request(web.addr, "GET", &path, None);
     assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains("name=\"List-Unsubscribe\" value=\"One-Click\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("name=\"List-Unsubscribe\" value=\"One-Click\""),
+        "{}",
+        page.body
+    );
     request(web.addr, "GET", &path, None);
-    assert!(subscriber(&e, "eu-incidents", "jane@acme.example").is_some(), "a GET removes nobody");
+    assert!(
+        subscriber(&e, "eu-incidents", "jane@acme.example").is_some(),
+        "a GET removes nobody"
+    );
     // A POST without the RFC 8058 body is not a one-click unsubscribe.
     assert_eq!(request(web.addr, "POST", &path, Some("x=1")).status, 400);
     assert!(subscriber(&e, "eu-incidents", "jane@acme.example").is_some());
@@ -341,7 +371,12 @@ fn a_shared_address_confirms_its_one_click_unsubscribe() {
     let id = add(&e, "eu-incidents", "ops@acme.example", true);
     let token = unsubscribe_token(id);
     let web = serve(&e);
-    let r = request(web.addr, "POST", &format!("/u/{token}"), Some("List-Unsubscribe=One-Click"));
+    let r = request(
+        web.addr,
+        "POST",
+        &format!("/u/{token}"),
+        Some("List-Unsubscribe=One-Click"),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("A confirmation was sent"), "{}", r.body);
     assert_eq!(
@@ -360,7 +395,10 @@ fn a_shared_address_confirms_its_one_click_unsubscribe() {
 #[test]
 fn an_auto_reply_to_a_confirmation_gets_nothing_and_confirms_nothing() {
     let mut e = env();
-    e.ingest(&subscribe_mail("jane@acme.example", "subscribe eu-incidents"));
+    e.ingest(&subscribe_mail(
+        "jane@acme.example",
+        "subscribe eu-incidents",
+    ));
     let (subject, _) = confirmation(&mut e, "jane@acme.example");
     let before = e.outbox().len();
     let ooo = mail(
@@ -382,9 +420,13 @@ fn an_auto_reply_to_a_confirmation_gets_nothing_and_confirms_nothing() {
         "an auto-reply confirms nothing"
     );
     // An automatic mail asking to subscribe gets nothing either.
-    let auto = mail("jane@acme.example", "subscribe eu-incidents", "ACME-0000-0000-0001")
-        .header("Precedence: bulk")
-        .build();
+    let auto = mail(
+        "jane@acme.example",
+        "subscribe eu-incidents",
+        "ACME-0000-0000-0001",
+    )
+    .header("Precedence: bulk")
+    .build();
     e.ingest(&auto);
     assert_eq!(e.outbox().len(), before);
 }
@@ -453,16 +495,31 @@ fn the_lists_api_is_for_admins_and_subscribes_confirmed() {
     ))
     .unwrap();
     let web = serve(&e);
-    assert_eq!(api(web.addr, "GET", "/api/v1/lists", &reader, None).status, 403);
+    assert_eq!(
+        api(web.addr, "GET", "/api/v1/lists", &reader, None).status,
+        403
+    );
     let body = r#"{"address": "Ops@Acme.Example", "customer": "acme", "shared": true}"#;
-    let r = api(web.addr, "POST", "/api/v1/lists/eu-incidents/subscribers", &admin, Some(body));
+    let r = api(
+        web.addr,
+        "POST",
+        "/api/v1/lists/eu-incidents/subscribers",
+        &admin,
+        Some(body),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
         subscriber(&e, "eu-incidents", "ops@acme.example"),
         Some(("confirmed".into(), true))
     );
     // Not for a list of another platform than the customer's.
-    let r = api(web.addr, "POST", "/api/v1/lists/us-incidents/subscribers", &admin, Some(body));
+    let r = api(
+        web.addr,
+        "POST",
+        "/api/v1/lists/us-incidents/subscribers",
+        &admin,
+        Some(body),
+    );
     assert_eq!(r.status, 422, "{}", r.body);
     let r = api(web.addr, "GET", "/api/v1/lists", &admin, None);
     assert_eq!(r.status, 200, "{}", r.body);
@@ -474,7 +531,13 @@ fn the_lists_api_is_for_admins_and_subscribes_confirmed() {
         .find(|l| l["name"] == "eu-incidents")
         .unwrap();
     assert_eq!(eu["confirmed"], 1);
-    let r = api(web.addr, "GET", "/api/v1/lists/eu-incidents/subscribers", &admin, None);
+    let r = api(
+        web.addr,
+        "GET",
+        "/api/v1/lists/eu-incidents/subscribers",
+        &admin,
+        None,
+    );
     let subs: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(subs[0]["address"], "ops@acme.example");
     let r = api(
