@@ -6,7 +6,7 @@
 //! unknown token gets the same 404 page. Tokens are masked in the request log.
 
 use super::Shared;
-use super::page::client_ip;
+use super::page::{client_ip, too_many};
 use crate::services;
 use crate::services::subscriptions::SubscriptionPage;
 use crate::subscriptions::apply::Effect;
@@ -55,15 +55,6 @@ fn words(lang: &str) -> serde_json::Value {
             "removal_pending": "A confirmation was sent to this distribution address; it is unsubscribed once it confirms.",
         })
     }
-}
-
-fn too_many() -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, "60")],
-        "too many requests: try again in a minute",
-    )
-        .into_response()
 }
 
 fn done_word(effect: Effect) -> &'static str {
@@ -128,21 +119,80 @@ fn plausible(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
+/// Which page: the one-click unsubscribe (`/u/`) or a confirmation (`/s/`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    OneClick,
+    Confirm,
+}
+
+impl Which {
+    fn path(self, token: &str) -> String {
+        match self {
+            Which::OneClick => format!("/u/{token}"),
+            Which::Confirm => format!("/s/{token}"),
+        }
+    }
+}
+
+/// A GET: the page with its button; reads only.
+async fn show(
+    web: Shared,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    token: String,
+    which: Which,
+) -> Response {
+    if !web.limiter.allow(client_ip(peer, &headers)) {
+        return too_many();
+    }
+    let found = match (plausible(&token), which) {
+        (false, _) => Ok(None),
+        (true, Which::OneClick) => {
+            services::subscriptions::unsubscribe_page(&web.app, &token).await
+        }
+        (true, Which::Confirm) => services::subscriptions::confirmation(&web.app, &token).await,
+    };
+    render(
+        &web,
+        found,
+        &which.path(&token),
+        which == Which::OneClick,
+        None,
+    )
+}
+
+/// A POST: what the button does.
+async fn act(
+    web: Shared,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    token: String,
+    which: Which,
+) -> Response {
+    if !web.limiter.allow(client_ip(peer, &headers)) {
+        return too_many();
+    }
+    let one_click = which == Which::OneClick;
+    let done = match (plausible(&token), which) {
+        (false, _) => Ok(None),
+        (true, Which::OneClick) => services::subscriptions::one_click(&web.app, &token).await,
+        (true, Which::Confirm) => services::subscriptions::confirm(&web.app, &token).await,
+    };
+    match done {
+        Ok(Some((effect, p))) => render(&web, Ok(Some(p)), "", one_click, Some(effect)),
+        Ok(None) => render(&web, Ok(None), "", one_click, None),
+        Err(e) => render(&web, Err(e), "", one_click, None),
+    }
+}
+
 async fn unsubscribe_page(
     State(web): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    if !web.limiter.allow(client_ip(peer, &headers)) {
-        return too_many();
-    }
-    let found = if plausible(&token) {
-        services::subscriptions::unsubscribe_page(&web.app, &token).await
-    } else {
-        Ok(None)
-    };
-    render(&web, found, &format!("/u/{token}"), true, None)
+    show(web, peer, headers, token, Which::OneClick).await
 }
 
 /// RFC 8058: the body must be `List-Unsubscribe=One-Click`; no cookie, no login, no CSRF
@@ -154,9 +204,6 @@ async fn one_click(
     Path(token): Path<String>,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if !web.limiter.allow(client_ip(peer, &headers)) {
-        return too_many();
-    }
     let one_click = form
         .ok()
         .and_then(|Form(f)| f.get("List-Unsubscribe").cloned())
@@ -168,14 +215,7 @@ async fn one_click(
         )
             .into_response();
     }
-    if !plausible(&token) {
-        return render(&web, Ok(None), "", true, None);
-    }
-    match services::subscriptions::one_click(&web.app, &token).await {
-        Ok(Some((effect, p))) => render(&web, Ok(Some(p)), "", true, Some(effect)),
-        Ok(None) => render(&web, Ok(None), "", true, None),
-        Err(e) => render(&web, Err(e), "", true, None),
-    }
+    act(web, peer, headers, token, Which::OneClick).await
 }
 
 async fn confirmation_page(
@@ -184,15 +224,7 @@ async fn confirmation_page(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    if !web.limiter.allow(client_ip(peer, &headers)) {
-        return too_many();
-    }
-    let found = if plausible(&token) {
-        services::subscriptions::confirmation(&web.app, &token).await
-    } else {
-        Ok(None)
-    };
-    render(&web, found, &format!("/s/{token}"), false, None)
+    show(web, peer, headers, token, Which::Confirm).await
 }
 
 async fn confirm(
@@ -201,15 +233,5 @@ async fn confirm(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    if !web.limiter.allow(client_ip(peer, &headers)) {
-        return too_many();
-    }
-    if !plausible(&token) {
-        return render(&web, Ok(None), "", false, None);
-    }
-    match services::subscriptions::confirm(&web.app, &token).await {
-        Ok(Some((effect, p))) => render(&web, Ok(Some(p)), "", false, Some(effect)),
-        Ok(None) => render(&web, Ok(None), "", false, None),
-        Err(e) => render(&web, Err(e), "", false, None),
-    }
+    act(web, peer, headers, token, Which::Confirm).await
 }

@@ -1,12 +1,15 @@
 //! The subscriber's web pages (`/s/TOKEN`: confirm a subscription or a removal; `/u/TOKEN`:
 //! one-click unsubscribe, RFC 8058): what a GET shows (read only) and what a POST does, in
-//! one write transaction with the mail it causes ([`crate::subscriptions::apply`]).
+//! one write transaction with the mail it causes ([`crate::subscriptions::apply`]). Without
+//! `[announcements] key` no token can be checked: every page is the unknown-token page.
 
 use super::{Result, ServiceError};
 use crate::announce::token as unsubscribe_token;
 use crate::app::App;
-use crate::subscriptions::apply::{Ctx, Effect};
-use crate::subscriptions::token::{self, Purpose};
+use crate::mailer::MailError;
+use crate::store::WriteTx;
+use crate::subscriptions::apply::{Ctx, Done, Effect};
+use crate::subscriptions::token::{self, ConfirmKey, Purpose};
 use crate::subscriptions::{Action, confirm_key};
 use serde::Serialize;
 
@@ -59,15 +62,10 @@ fn unsubscribe_key(app: &App) -> Option<unsubscribe_token::UnsubscribeKey> {
         .map(|k| unsubscribe_token::UnsubscribeKey::new(k.expose().as_bytes()))
 }
 
-fn unavailable(what: &str) -> ServiceError {
-    ServiceError::Mail(format!("{what}: no [announcements] key is configured"))
-}
-
 /// `GET /s/TOKEN`: the request a confirmation token names, when it is ours and current.
 /// Changes nothing.
 pub async fn confirmation(app: &App, token: &str) -> Result<Option<SubscriptionPage>> {
-    let key = confirm_key(&app.cfg).ok_or_else(|| unavailable("confirmation"))?;
-    let Some(claimed) = token::read(token) else {
+    let (Some(key), Some(claimed)) = (confirm_key(&app.cfg), token::read(token)) else {
         return Ok(None);
     };
     let now = app.clock.now();
@@ -84,13 +82,15 @@ pub async fn confirmation(app: &App, token: &str) -> Result<Option<SubscriptionP
         }))
 }
 
-/// `POST /s/TOKEN`: confirms (a pending subscription becomes confirmed, or the subscriber is
-/// removed). `None` for a token that names nothing current.
-pub async fn confirm(app: &App, token: &str) -> Result<Option<(Effect, SubscriptionPage)>> {
-    let key = confirm_key(&app.cfg).ok_or_else(|| unavailable("confirmation"))?;
-    let Some(claimed) = token::read(token) else {
-        return Ok(None);
-    };
+/// Runs `act` in one write transaction (its mail in the same one), committed when it
+/// succeeds; `None` when the token named nothing current.
+async fn write(
+    app: &App,
+    key: ConfirmKey,
+    act: impl FnOnce(&Ctx<'_>, &mut dyn WriteTx) -> std::result::Result<Done, MailError>
+    + Send
+    + 'static,
+) -> Result<Option<Done>> {
     let p = app.pipeline.clone();
     let now = app.clock.now();
     let done = app
@@ -105,8 +105,7 @@ pub async fn confirm(app: &App, token: &str) -> Result<Option<(Effect, Subscript
                 key: &key,
                 now,
             };
-            let done = ctx.confirm(tx.as_mut(), &claimed);
-            match done {
+            match act(&ctx, tx.as_mut()) {
                 Ok(d) => {
                     tx.commit()?;
                     Ok(Ok(d))
@@ -116,23 +115,33 @@ pub async fn confirm(app: &App, token: &str) -> Result<Option<(Effect, Subscript
         })
         .await?
         .map_err(|e| ServiceError::Mail(e.to_string()))?;
-    Ok(match (done.effect, done.list, done.address) {
-        (Effect::UnknownToken, _, _) | (_, None, _) | (_, _, None) => None,
-        (effect, Some(list), Some(address)) => {
-            let action = if effect == Effect::Removed {
-                Action::Unsubscribe
-            } else {
-                Action::Subscribe
-            };
-            Some((effect, page(app, list, address, action, false)))
-        }
-    })
+    Ok(
+        (done.effect != Effect::UnknownToken && done.list.is_some() && done.address.is_some())
+            .then_some(done),
+    )
+}
+
+/// `POST /s/TOKEN`: confirms (a pending subscription becomes confirmed, or the subscriber is
+/// removed). `None` for a token that names nothing current.
+pub async fn confirm(app: &App, token: &str) -> Result<Option<(Effect, SubscriptionPage)>> {
+    let (Some(key), Some(claimed)) = (confirm_key(&app.cfg), token::read(token)) else {
+        return Ok(None);
+    };
+    let done = write(app, key, move |ctx, tx| ctx.confirm(tx, &claimed)).await?;
+    Ok(done.map(|d| {
+        let action = if d.effect == Effect::Removed {
+            Action::Unsubscribe
+        } else {
+            Action::Subscribe
+        };
+        let (list, address) = (d.list.unwrap_or_default(), d.address.unwrap_or_default());
+        (d.effect, page(app, list, address, action, false))
+    }))
 }
 
 /// `GET /u/TOKEN`: the subscriber an unsubscribe token names. Changes nothing.
 pub async fn unsubscribe_page(app: &App, token: &str) -> Result<Option<SubscriptionPage>> {
-    let key = unsubscribe_key(app).ok_or_else(|| unavailable("unsubscribe"))?;
-    let Some(id) = unsubscribe_token::verify(&key, token) else {
+    let Some(id) = unsubscribe_key(app).and_then(|k| unsubscribe_token::verify(&k, token)) else {
         return Ok(None);
     };
     let row = app.db.read(move |s| s.announce().subscriber(id)).await?;
@@ -142,46 +151,19 @@ pub async fn unsubscribe_page(app: &App, token: &str) -> Result<Option<Subscript
 /// `POST /u/TOKEN` (`List-Unsubscribe=One-Click`): removes the subscriber, or — a shared
 /// distribution address — sends it a confirmation instead.
 pub async fn one_click(app: &App, token: &str) -> Result<Option<(Effect, SubscriptionPage)>> {
-    let ukey = unsubscribe_key(app).ok_or_else(|| unavailable("unsubscribe"))?;
-    let key = confirm_key(&app.cfg).ok_or_else(|| unavailable("unsubscribe"))?;
+    let (Some(ukey), Some(key)) = (unsubscribe_key(app), confirm_key(&app.cfg)) else {
+        return Ok(None);
+    };
     let Some(id) = unsubscribe_token::verify(&ukey, token) else {
         return Ok(None);
     };
-    let p = app.pipeline.clone();
-    let now = app.clock.now();
-    let done = app
-        .db
-        .write(move |s| {
-            let registry = p.registry();
-            let mailer = p.mailer();
-            let mut tx = s.write()?;
-            let ctx = Ctx {
-                mailer: &mailer,
-                registry: &registry,
-                key: &key,
-                now,
-            };
-            match ctx.one_click(tx.as_mut(), id) {
-                Ok(d) => {
-                    tx.commit()?;
-                    Ok(Ok(d))
-                }
-                Err(e) => Ok(Err(e)),
-            }
-        })
-        .await?
-        .map_err(|e| ServiceError::Mail(e.to_string()))?;
-    Ok(match (done.effect, done.list, done.address) {
-        (Effect::UnknownToken, _, _) | (_, None, _) | (_, _, None) => None,
-        (effect, Some(list), Some(address)) => Some((
-            effect,
-            page(
-                app,
-                list,
-                address,
-                Action::Unsubscribe,
-                effect == Effect::RemovalPending,
-            ),
-        )),
-    })
+    let done = write(app, key, move |ctx, tx| ctx.one_click(tx, id)).await?;
+    Ok(done.map(|d| {
+        let shared = d.effect == Effect::RemovalPending;
+        let (list, address) = (d.list.unwrap_or_default(), d.address.unwrap_or_default());
+        (
+            d.effect,
+            page(app, list, address, Action::Unsubscribe, shared),
+        )
+    }))
 }

@@ -129,16 +129,26 @@ struct Response {
     body: String,
 }
 
-fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
+/// One HTTP/1.1 request over a fresh connection; `body` is a form unless `headers` say.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        ));
-    } else if method == "POST" {
+        if !headers.iter().any(|(k, _)| *k == "Content-Type") {
+            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{b}", b.len()));
+    } else if method != "GET" {
         req.push_str("Content-Length: 0\r\n\r\n");
     } else {
         req.push_str("\r\n");
@@ -156,6 +166,10 @@ fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Re
             .unwrap_or(0),
         body: body.to_string(),
     }
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
+    http(addr, method, path, &[], body)
 }
 
 fn effect(o: &Outcome) -> Effect {
@@ -455,28 +469,12 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn api(addr: SocketAddr, method: &str, path: &str, token: &str, body: Option<&str>) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Response {
-        status: head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        body: body.to_string(),
-    }
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    http(addr, method, path, &headers, body)
 }
 
 #[test]
