@@ -7,8 +7,8 @@
 //! loopback, on the test's app, so the moved clock and the store are the test's.
 
 use crate::common::{self, Env, mail};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use crate::web::{Response, request as http};
+use std::net::SocketAddr;
 use std::time::Duration;
 use ticketgate::pipeline::Outcome;
 use ticketgate::subscriptions::apply::Effect;
@@ -124,52 +124,11 @@ fn serve(e: &Env) -> Web {
     }
 }
 
-struct Response {
-    status: u16,
-    body: String,
-}
-
-/// One HTTP/1.1 request over a fresh connection; `body` is a form unless `headers` say.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        if !headers.iter().any(|(k, _)| *k == "Content-Type") {
-            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{b}", b.len()));
-    } else if method != "GET" {
-        req.push_str("Content-Length: 0\r\n\r\n");
-    } else {
-        req.push_str("\r\n");
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Response {
-        status: head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        body: body.to_string(),
-    }
-}
-
+/// A request without headers of its own; a body is sent as a form.
 fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
-    http(addr, method, path, &[], body)
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let headers: &[(&str, &str)] = if body.is_some() { &form } else { &[] };
+    http(addr, method, path, headers, body)
 }
 
 fn effect(o: &Outcome) -> Effect {
