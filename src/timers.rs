@@ -92,11 +92,11 @@ fn run(
             });
         }
     }
-    // Subscription requests nobody confirmed within their 3 days lapse (their tokens then
-    // name nothing).
-    let lapsed = tx.announce().expire_pending(now)?;
-    if lapsed > 0 && !dry_run {
-        tracing::info!(lapsed, "unconfirmed subscription requests lapsed");
+    // Announcements (issue 10): outage updates, maintenance timers, pending expiries.
+    match crate::announce::timers::fire_due(tx.as_mut(), pipeline, &registry, now, savepoints) {
+        Ok(f) => fired.extend(f),
+        Err(_) if !savepoints => return Ok(None), // dropped: rolled back
+        Err(e) => return Err(e),
     }
     if dry_run {
         drop(tx); // rolls back: nothing is sent or changed

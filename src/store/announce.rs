@@ -270,6 +270,9 @@ pub trait AnnounceRead {
     fn subscribers(&mut self, list: &str) -> Result<Vec<SubscriberRow>>;
     /// The confirmed subscribers of any of `lists`, by list then address.
     fn confirmed_subscribers(&mut self, lists: &[String]) -> Result<Vec<SubscriberRow>>;
+    /// The confirmed subscribers of any of `lists` whose address is not on the suppression
+    /// list (bounces), by list then address: who an announcement goes to, in one query.
+    fn mailable_subscribers(&mut self, lists: &[String]) -> Result<Vec<SubscriberRow>>;
     /// Subscriptions of one address, on every list.
     fn subscriptions_of(&mut self, address: &str) -> Result<Vec<SubscriberRow>>;
     fn announcement(&mut self, id: i64) -> Result<Option<AnnouncementRow>>;
@@ -284,7 +287,7 @@ pub trait AnnounceRead {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<AnnouncementRow>>;
-    /// The soonest announcement timer.
+    /// The soonest announcement timer (not counting pending expiries).
     fn next_announcement_due(&mut self) -> Result<Option<DateTime<Utc>>>;
 }
 
@@ -298,7 +301,8 @@ pub trait AnnounceTx: AnnounceRead {
     fn confirm_subscriber(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool>;
     /// `false`: no such row.
     fn remove_subscriber(&mut self, id: i64) -> Result<bool>;
-    /// Removes the pending requests whose `expires_at` is at or before `now`; how many.
+    /// Removes the pending requests whose `expires_at` is at or before `now`; how many. The
+    /// tick calls it (its time counts in [`Store::next_timer`](super::Store::next_timer)).
     fn expire_pending(&mut self, now: DateTime<Utc>) -> Result<usize>;
     /// Inserts the row (its `id` ignored); returns its id.
     fn insert_announcement(&mut self, a: &AnnouncementRow) -> Result<i64>;

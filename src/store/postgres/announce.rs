@@ -204,6 +204,20 @@ macro_rules! announce_read {
         ))
     }
 
+    fn mailable_subscribers(&mut self, lists: &[String]) -> Result<Vec<SubscriberRow>> {
+        let lists = lists.to_vec();
+        self.go(rows(
+            format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers \
+                 WHERE list = ANY($1) AND state = 'confirmed' \
+                 AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.address = subscribers.address) \
+                 ORDER BY list, address"
+            ),
+            move |q| q.bind(lists),
+            subscriber_row,
+        ))
+    }
+
     fn subscriptions_of(&mut self, address: &str) -> Result<Vec<SubscriberRow>> {
         let address = address.trim().to_ascii_lowercase();
         self.go(rows(

@@ -160,6 +160,25 @@ macro_rules! announce_read {
         Ok(out)
     }
 
+    fn mailable_subscribers(&mut self, lists: &[String]) -> Result<Vec<SubscriberRow>> {
+        let mut out = Vec::new();
+        let mut st = self.c().prepare_cached(&format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE list = ?1 AND state = 'confirmed' \
+             AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.address = subscribers.address) \
+             ORDER BY address"
+        ))?;
+        let mut sorted: Vec<&String> = lists.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for list in sorted {
+            let rows = st.query_map(params![list], subscriber_row)?;
+            for r in rows {
+                out.push(r?);
+            }
+        }
+        Ok(out)
+    }
+
     fn subscriptions_of(&mut self, address: &str) -> Result<Vec<SubscriberRow>> {
         let mut st = self.c().prepare_cached(&format!(
             "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE address = ?1 ORDER BY list"
