@@ -507,3 +507,59 @@ fn the_lists_api_is_for_admins_and_subscribes_confirmed() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(subscriber(&e, "eu-incidents", "ops@acme.example"), None);
 }
+
+/// The whole way: an outage notice's `List-Unsubscribe` URL (the fan-out's) is the page this
+/// module serves, and its one-click POST removes exactly that subscriber; the `mailto:` of the
+/// same header (`unsubscribe LIST` to the list's address) is a command this module reads.
+#[test]
+fn an_announcements_list_unsubscribe_header_leads_to_the_one_click_page() {
+    let mut e = env();
+    add(&e, "eu-incidents", "jane@acme.example", false);
+    add(&e, "eu-incidents", "joe@acme.example", false);
+    block_on(ticketgate::services::announce::declare_outage(
+        &e.app,
+        ticketgate::services::announce::OutageDeclaration {
+            platform: "eu".into(),
+            services: vec!["IMAP".into()],
+            impact: "Mail cannot be read".into(),
+            restoration_eta: None,
+            update_interval: None,
+            draft: false,
+            source: "operator".into(),
+        },
+    ))
+    .unwrap();
+    let notice = e
+        .sent("outage_declared")
+        .into_iter()
+        .find(|r| r.recipient == "jane@acme.example")
+        .expect("jane's notice");
+    let raw = e.body(&notice).replace("\r\n ", " ");
+    let header = raw
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe:"))
+        .unwrap_or_else(|| panic!("no List-Unsubscribe in {raw}"));
+    let url = header
+        .split(['<', '>'])
+        .find(|p| p.starts_with(PUBLIC))
+        .unwrap_or_else(|| panic!("no one-click URL in {header}"));
+    let path = &url[PUBLIC.len()..];
+    assert!(path.starts_with("/u/"), "{path}");
+    let web = serve(&e);
+    let r = request(web.addr, "POST", path, Some("List-Unsubscribe=One-Click"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(subscriber(&e, "eu-incidents", "jane@acme.example"), None);
+    assert!(subscriber(&e, "eu-incidents", "joe@acme.example").is_some());
+
+    let mailto = header
+        .split(['<', '>'])
+        .find(|p| p.starts_with("mailto:"))
+        .unwrap_or_else(|| panic!("no mailto in {header}"));
+    let (to, query) = mailto["mailto:".len()..].split_once('?').unwrap();
+    let subject = query.strip_prefix("subject=").unwrap().replace("%20", " ");
+    let raw = mail("joe@acme.example", &subject, "")
+        .build()
+        .replace("To: support@support.example.test", &format!("To: {to}"));
+    assert_eq!(effect(&e.ingest(&raw)), Effect::RemovalPending);
+    confirmation(&mut e, "joe@acme.example");
+}
