@@ -9,7 +9,6 @@
 
 pub mod api;
 pub mod health;
-pub mod lists;
 pub mod ops;
 pub mod page;
 pub mod subscribe;

@@ -770,3 +770,55 @@ fn fanout_to_ten_thousand_subscribers_in_one_transaction() {
         N as f64 / took.as_secs_f64()
     );
 }
+
+/// Two instances on one database tick at the same instant: each outage update is sent once.
+#[test]
+fn two_instances_ticking_at_once_send_each_outage_update_once() {
+    let mut e = env_registry(ANNOUNCE_REGISTRY, ANNOUNCE_CONFIG);
+    let rt = rt();
+    e.clock.set(at("10:00"));
+    rt.block_on(lists::subscribe(
+        &e.app,
+        "eu-incidents",
+        "ops@acme.example",
+        "acme",
+        false,
+    ))
+    .unwrap();
+    rt.block_on(announce::declare_outage(
+        &e.app,
+        announce::OutageDeclaration {
+            platform: "eu".into(),
+            services: vec!["IMAP".into()],
+            impact: "Mail cannot be read".into(),
+            restoration_eta: None,
+            update_interval: None,
+            draft: false,
+            source: "operator".into(),
+        },
+    ))
+    .unwrap();
+    let other =
+        ticketgate::app::App::open((*e.app.cfg).clone(), std::sync::Arc::new(e.clock.clone()))
+            .unwrap();
+    let when = at("11:00");
+    let fired: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = [&e.app, &other]
+            .into_iter()
+            .map(|app| {
+                s.spawn(move || {
+                    ticketgate::timers::tick(&app.pipeline, &mut *app.store().unwrap(), when, false)
+                        .unwrap()
+                        .len()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(fired.iter().sum::<usize>(), 1, "{fired:?}");
+    assert_eq!(e.sent("outage_update").len(), 1);
+    let v = rt
+        .block_on(announce::announcement(&e.app, "OUT-000001"))
+        .unwrap();
+    assert_eq!(v.announcement.next_due_at, Some(at("12:00")));
+}

@@ -1150,3 +1150,81 @@ fn chromium_renders_a_report_page_with_its_chart() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `/api/v1/lists` (issue 10): admin scope only; list, subscribe, list subscribers,
+/// unsubscribe; and the CLI's `outage declare` prints the outage id.
+#[test]
+fn the_lists_api_needs_admin_and_subscribes_and_unsubscribes() {
+    let d = Daemon::start("");
+    // The registry is re-read when it changes: give it lists and platforms.
+    std::fs::write(d.path("customers.toml"), crate::announce::ANNOUNCE_REGISTRY).unwrap();
+    let read = d.token("reader", "read");
+    let admin = d.token("boss", "admin");
+    assert_eq!(d.api("GET", "/api/v1/lists", &read, None).status, 403);
+    let lists = d.api("GET", "/api/v1/lists", &admin, None);
+    assert_eq!(lists.status, 200, "{}", lists.body);
+    let names: Vec<String> = lists
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["eu-incidents", "eu-releases", "us-incidents"]);
+    let r = d.api(
+        "POST",
+        "/api/v1/lists/eu-incidents/subscribers",
+        &admin,
+        Some(r#"{"address": "Ops@acme.example", "customer": "acme"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "confirmed");
+    // A customer of another platform: 422 problem+json naming it.
+    let r = d.api(
+        "POST",
+        "/api/v1/lists/eu-incidents/subscribers",
+        &admin,
+        Some(r#"{"address": "noc@globex.example", "customer": "globex"}"#),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["detail"].as_str().unwrap().contains("platform"));
+    let subs = d.api(
+        "GET",
+        "/api/v1/lists/eu-incidents/subscribers",
+        &admin,
+        None,
+    );
+    assert_eq!(subs.json().as_array().unwrap().len(), 1);
+    assert_eq!(subs.json()[0]["address"], "ops@acme.example");
+    let out = d.cli(&[
+        "outage",
+        "declare",
+        "--platform",
+        "eu",
+        "--services",
+        "IMAP,Webmail",
+        "--impact",
+        "Mail cannot be read",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OUT-000001");
+    let r = d.api(
+        "DELETE",
+        "/api/v1/lists/eu-incidents/subscribers/ops@acme.example",
+        &admin,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = d.api(
+        "DELETE",
+        "/api/v1/lists/eu-incidents/subscribers/ops@acme.example",
+        &admin,
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        d.api("GET", "/api/v1/lists/nope/subscribers", &admin, None)
+            .status,
+        404
+    );
+}
