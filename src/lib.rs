@@ -50,6 +50,7 @@ pub mod sdnotify;
 pub mod services;
 pub mod sla;
 pub mod store;
+pub mod subscriptions;
 pub mod ticket_ref;
 pub mod timers;
 pub mod tls;

@@ -56,6 +56,11 @@ pub enum Outcome {
     Report {
         customer: String,
     },
+    /// A subscription command or a reply to a subscription's confirmation.
+    Subscription {
+        effect: crate::subscriptions::apply::Effect,
+        list: Option<String>,
+    },
 }
 
 /// Counts for one or more batches.
@@ -71,6 +76,8 @@ pub struct Report {
     pub suppressed: usize,
     /// Report requests answered (the report, or why there is none).
     pub reports: usize,
+    /// Subscription requests and confirmations by mail (refusals count as quarantined).
+    pub subscriptions: usize,
 }
 
 impl Report {
@@ -82,10 +89,16 @@ impl Report {
         self.outbound += o.outbound;
         self.suppressed += o.suppressed;
         self.reports += o.reports;
+        self.subscriptions += o.subscriptions;
     }
 
     pub fn mails(&self) -> usize {
-        self.created + self.appended + self.quarantined + self.duplicates + self.reports
+        self.created
+            + self.appended
+            + self.quarantined
+            + self.duplicates
+            + self.reports
+            + self.subscriptions
     }
 }
 
@@ -762,7 +775,90 @@ impl Pipeline {
             Decision::ReportRequest { customer, request } => {
                 self.report_request(tx, raw, mail, &customer, request, registry, now, report)
             }
+            Decision::Subscription(request) => {
+                self.subscription(tx, raw, mail, request, registry, now, report)
+            }
         }
+    }
+
+    /// A subscription command or a confirmation reply (see [`crate::subscriptions`]): the
+    /// subscriber row and its confirmation mail in the batch's transaction. Refusals, stale
+    /// tokens and automatic mail are kept as quarantined with their code.
+    #[allow(clippy::too_many_arguments)]
+    fn subscription(
+        &self,
+        tx: &mut dyn WriteTx,
+        raw: &RawMail,
+        mail: &InboundMail,
+        request: crate::subscriptions::Request,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Outcome, ApplyError> {
+        let inbound_id = self.insert_inbound(
+            tx,
+            raw,
+            raw.bytes.len(),
+            &mail.dedup_key,
+            Some(mail),
+            now,
+            "subscription",
+            None,
+            None,
+        )?;
+        let mailer = self.mailer();
+        let Some(key) = crate::subscriptions::confirm_key(&self.cfg) else {
+            let reason = "subscriptions need [announcements] key: nothing done".to_string();
+            tx.set_inbound_outcome(
+                inbound_id,
+                "quarantined",
+                Some("subscription_no_key_configured"),
+                Some(&reason),
+            )?;
+            report.quarantined += 1;
+            tracing::warn!(source = %raw.source, "subscription mail not handled: no [announcements] key");
+            return Ok(Outcome::Quarantined {
+                code: "subscription_no_key_configured".into(),
+                reason,
+            });
+        };
+        let ctx = crate::subscriptions::apply::Ctx {
+            mailer: &mailer,
+            registry,
+            key: &key,
+            now,
+        };
+        let done = ctx.by_mail(tx, mail, request, inbound_id)?;
+        for s in &done.sent {
+            self.count(report, s.clone());
+        }
+        let code = done
+            .refusal
+            .map(|r| r.code())
+            .or(done.effect.quarantine_code());
+        if let Some(code) = code {
+            let reason = format!(
+                "subscription request: {:?}{}",
+                done.effect,
+                done.list
+                    .as_deref()
+                    .map(|l| format!(" (list {l})"))
+                    .unwrap_or_default()
+            );
+            tx.set_inbound_outcome(inbound_id, "quarantined", Some(code), Some(&reason))?;
+            report.quarantined += 1;
+            tracing::info!(source = %raw.source, code, reason = %reason, "subscription mail quarantined");
+            return Ok(Outcome::Quarantined {
+                code: code.into(),
+                reason,
+            });
+        }
+        report.subscriptions += 1;
+        tracing::info!(source = %raw.source, effect = ?done.effect, list = ?done.list, "subscription mail handled");
+        Ok(Outcome::Subscription {
+            effect: done.effect,
+            list: done.list,
+        })
     }
 
     /// A customer's report request: the report as text with the CSV attached, in the plan's

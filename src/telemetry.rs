@@ -249,7 +249,13 @@ impl Metrics {
             }),
         );
         // Every label value from the start: a series that is 0 is shown, not missing.
-        for outcome in ["created", "appended", "quarantined", "duplicate"] {
+        for outcome in [
+            "created",
+            "appended",
+            "quarantined",
+            "duplicate",
+            "subscription",
+        ] {
             inbound
                 .get_or_create(&OutcomeLabel {
                     outcome: outcome.into(),
@@ -388,6 +394,7 @@ impl Telemetry {
             ("appended", r.appended),
             ("quarantined", r.quarantined),
             ("duplicate", r.duplicates),
+            ("subscription", r.subscriptions),
         ] {
             m.inbound
                 .get_or_create(&OutcomeLabel {

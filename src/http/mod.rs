@@ -11,6 +11,7 @@ pub mod api;
 pub mod health;
 pub mod ops;
 pub mod page;
+pub mod subscribe;
 
 use crate::app::App;
 use axum::Router;
@@ -154,6 +155,10 @@ fn templates() -> minijinja::Environment<'static> {
             "ops_report.html",
             include_str!("../../templates/web/ops_report.html"),
         ),
+        (
+            "subscription.html",
+            include_str!("../../templates/web/subscription.html"),
+        ),
     ] {
         env.add_template(name, text)
             .unwrap_or_else(|e| panic!("built-in web template {name}: {e}"));
@@ -185,6 +190,7 @@ pub fn router(app: App) -> Router {
         .merge(health::routes())
         .nest("/api/v1", api::routes())
         .merge(page::routes())
+        .merge(subscribe::routes())
         .nest("/ops", ops::routes())
         .fallback(|| async { api::problem(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::from_fn(log_and_limit))
@@ -192,15 +198,18 @@ pub fn router(app: App) -> Router {
         .with_state(web)
 }
 
-/// The path as logged: no query, tokens masked (`/t/…`).
+/// The path as logged: no query, tokens masked (`/t/…`, and the subscriber's `/u/…`,
+/// `/s/…`).
 fn loggable(path: &str) -> String {
-    match path.strip_prefix("/t/") {
-        Some(rest) => match rest.split_once('/') {
-            Some((_, tail)) => format!("/t/…/{tail}"),
-            None => "/t/…".to_string(),
-        },
-        None => path.to_string(),
+    for prefix in ["/t/", "/u/", "/s/"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            return match rest.split_once('/') {
+                Some((_, tail)) => format!("{prefix}…/{tail}"),
+                None => format!("{prefix}…"),
+            };
+        }
     }
+    path.to_string()
 }
 
 /// One log line per request; oversized header sections are refused (431).
@@ -340,6 +349,8 @@ mod tests {
             "/t/…/accept"
         );
         assert_eq!(loggable("/api/v1/tickets"), "/api/v1/tickets");
+        assert_eq!(loggable("/u/42.0123456789abcdef"), "/u/…");
+        assert_eq!(loggable("/s/c42-0123456789abcdef"), "/s/…");
     }
 
     #[test]

@@ -51,7 +51,8 @@ fn words(lang: &str) -> serde_json::Value {
     }
 }
 
-fn too_many() -> Response {
+/// 429 with `Retry-After`, for the rate-limited customer pages.
+pub fn too_many() -> Response {
     (
         StatusCode::TOO_MANY_REQUESTS,
         [(header::RETRY_AFTER, "60")],

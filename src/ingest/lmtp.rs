@@ -467,6 +467,7 @@ impl Session {
                 Outcome::Report { customer } => {
                     format!("250 2.0.0 OK: report request of {customer} answered")
                 }
+                Outcome::Subscription { .. } => "250 2.0.0 OK: subscription request".into(),
             },
             Ok(Err(_)) | Err(_) => {
                 "451 4.3.0 Temporary failure: cannot store the message now, try again later".into()

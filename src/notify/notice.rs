@@ -123,6 +123,10 @@ kinds! {
     ReleaseAnnouncement(Announcement) = "release_announcement";
     /// An informational announcement to one list.
     InformationAnnouncement(Announcement) = "information_announcement";
+    /// Double opt-in: to the address being subscribed, or being removed from a list.
+    SubscriptionConfirm(SubscriptionConfirm) = "subscription_confirm";
+    /// A subscription request by mail that was refused: to its sender.
+    SubscriptionRefused(SubscriptionRefused) = "subscription_refused";
 }
 
 /// What an announcement mail to a list's subscribers says (outages, maintenance, releases,
@@ -158,6 +162,34 @@ pub struct Announcement {
     pub success: bool,
     /// The one-click unsubscribe page, when `announcements.key` and `http.public_url` are set.
     pub unsubscribe_url: Option<String>,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionConfirm {
+    pub action: crate::subscriptions::Action,
+    pub list: String,
+    pub address: String,
+    /// The sender of the request, when it is not the address itself.
+    pub requested_by: Option<String>,
+    pub customer_name: Option<String>,
+    /// The confirmation token, in the subject: a reply confirms.
+    pub token: String,
+    /// `PUBLIC_URL/s/TOKEN`, when the web server has a public URL.
+    pub confirm_url: Option<String>,
+    /// When a pending subscription lapses, in the mail's language.
+    pub expires: Option<String>,
+    pub support_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionRefused {
+    pub reason: crate::subscriptions::Refusal,
+    pub action: crate::subscriptions::Action,
+    pub list: Option<String>,
+    pub key: Option<String>,
+    pub subject: String,
+    pub contact_name: Option<String>,
     pub support_name: String,
 }
 
@@ -789,6 +821,41 @@ impl Kind {
             | Kind::MaintenanceEnd
             | Kind::MaintenanceCancel
             | Kind::MaintenanceOverdue => maintenance_mail::samples(self, lang),
+            Kind::SubscriptionConfirm => [
+                crate::subscriptions::Action::Subscribe,
+                crate::subscriptions::Action::Unsubscribe,
+            ]
+            .into_iter()
+            .map(|action| {
+                Notice::SubscriptionConfirm(SubscriptionConfirm {
+                    action,
+                    list: "eu-incidents".into(),
+                    address: "ops@acme.example".into(),
+                    requested_by: Some("jane@acme.example".into()),
+                    customer_name: Some("ACME".into()),
+                    token: "c42-0123456789abcdef0123456789abcdef".into(),
+                    confirm_url: Some(
+                        "https://support.example/s/c42-0123456789abcdef0123456789abcdef".into(),
+                    ),
+                    expires: Some("2026-12-06 10:00".into()),
+                    support_name: support_name(),
+                })
+            })
+            .collect(),
+            Kind::SubscriptionRefused => crate::subscriptions::Refusal::ALL
+                .into_iter()
+                .map(|reason| {
+                    Notice::SubscriptionRefused(SubscriptionRefused {
+                        reason,
+                        action: crate::subscriptions::Action::Subscribe,
+                        list: Some("eu-incidents".into()),
+                        key: Some("ACME-7Q4P-XK2M".into()),
+                        subject: "subscribe eu-incidents".into(),
+                        contact_name: contact_name(),
+                        support_name: support_name(),
+                    })
+                })
+                .collect(),
             Kind::ReportRefused => ReportRefusal::ALL
                 .into_iter()
                 .map(|reason| {

@@ -57,6 +57,9 @@ pub struct InboundMail {
     /// The `+detail` parts (lower case) of the recipient addresses (To, Cc, Delivered-To,
     /// X-Original-To, Envelope-To): reply tokens such as `tkt-000123.sig` (see `auth::token`).
     pub plus_tags: Vec<String>,
+    /// The recipient addresses (To, Cc, Delivered-To, X-Original-To, Envelope-To), lower
+    /// case, at most 16, without repeats: which of our addresses (a list's) it was written to.
+    pub recipients: Vec<String>,
     /// Who really sent it: set by the pipeline after parsing (see `auth`); the default
     /// (`none`) until then.
     pub auth: crate::auth::Verdict,
@@ -309,6 +312,7 @@ fn parse_inner(
                         .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
             }),
         plus_tags: plus_tags(&msg),
+        recipients: recipients(&msg),
         auth: crate::auth::Verdict::default(),
     })
 }
@@ -336,10 +340,8 @@ fn cc_addresses(msg: &mail_parser::Message<'_>) -> Vec<String> {
 
 /// The `+detail` of every recipient address, at most 16, without repeats.
 fn plus_tags(msg: &mail_parser::Message<'_>) -> Vec<String> {
-    const FIELDS: &[&str] = &["To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"];
     let mut tags: Vec<String> = Vec::new();
-    let mut add = |address: &str| {
-        let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    each_recipient(msg, |address: &str| {
         if let Some(t) = crate::auth::token::plus_detail(address)
             && t.len() <= 128
             && !t.contains(|c: char| c.is_control() || c.is_whitespace())
@@ -347,6 +349,35 @@ fn plus_tags(msg: &mail_parser::Message<'_>) -> Vec<String> {
             && tags.len() < 16
         {
             tags.push(t);
+        }
+    });
+    tags
+}
+
+/// Every recipient address, lower case, at most 16, without repeats.
+fn recipients(msg: &mail_parser::Message<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    each_recipient(msg, |address: &str| {
+        let a = address.to_ascii_lowercase();
+        if a.contains('@')
+            && a.len() <= 254
+            && !a.contains(|c: char| c.is_control() || c.is_whitespace())
+            && !out.contains(&a)
+            && out.len() < 16
+        {
+            out.push(a);
+        }
+    });
+    out
+}
+
+/// Calls `add` with each address of the recipient fields, trimmed of `<>`.
+fn each_recipient(msg: &mail_parser::Message<'_>, mut add: impl FnMut(&str)) {
+    const FIELDS: &[&str] = &["To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"];
+    let mut add = |address: &str| {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+        if !address.is_empty() {
+            add(address);
         }
     };
     for h in msg.headers() {
@@ -365,7 +396,6 @@ fn plus_tags(msg: &mail_parser::Message<'_>) -> Vec<String> {
             _ => {}
         }
     }
-    tags
 }
 
 /// Header fields at least one of which every mail has; data with none of them is not a mail.

@@ -35,6 +35,9 @@ pub enum Decision {
         customer: Arc<Customer>,
         request: crate::services::reports::PeriodRequest,
     },
+    /// A subscription command (`subscribe LIST [ADDRESS]`, `unsubscribe …`) or a reply to a
+    /// subscription's confirmation: never a ticket (see [`crate::subscriptions`]).
+    Subscription(crate::subscriptions::Request),
 }
 
 /// How a mail was found to be about a ticket.
@@ -124,6 +127,11 @@ fn rejection(
 ///    requires it; or, when the subject is a report request, asks for the customer's KPI
 ///    report); a revoked, expired, unknown or missing key is quarantined with a reply that
 ///    says which.
+///
+/// Subscriptions (`crate::subscriptions`): a reply carrying a confirmation token is read
+/// right after rule 1 (the token is the proof, whoever sends it); a subject command
+/// (`subscribe LIST [ADDRESS]`, `unsubscribe …`) after rule 2, before any ticket is looked
+/// for.
 pub fn route(
     mail: &InboundMail,
     cfg: &Config,
@@ -152,6 +160,11 @@ pub fn route(
         ));
     }
 
+    // A reply to a subscription's confirmation: its token, not its sender, is the proof.
+    if let Some(r) = crate::subscriptions::confirmation(mail) {
+        return Ok(Decision::Subscription(r));
+    }
+
     if registry.is_agent(from) {
         // Commands and relayed answers only from an authenticated agent: a forged agent
         // mail changes nothing and relays nothing (the pipeline alerts the agent team).
@@ -177,6 +190,10 @@ pub fn route(
                 ),
             },
         );
+    }
+
+    if let Some(r) = crate::subscriptions::decide(mail, from, registry, now) {
+        return Ok(Decision::Subscription(r));
     }
 
     if let Some((ticket, threaded_by)) = find_ticket(mail, tx, &cfg.tickets.reference_prefix)? {

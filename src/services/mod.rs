@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod outbox;
 pub mod quarantine;
 pub mod reports;
+pub mod subscriptions;
 pub mod suppressions;
 pub mod tickets;
 pub mod timers;

@@ -31,6 +31,7 @@ mod smtp;
 mod smtp_tls;
 mod soak;
 mod store;
+mod subscriptions;
 mod systemd;
 mod watchers;
 mod web;

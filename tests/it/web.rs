@@ -197,10 +197,10 @@ fn decoded_text(raw: &[u8]) -> String {
     m.body_text(0).unwrap_or_default().into_owned()
 }
 
-struct Response {
-    status: u16,
-    headers: String,
-    body: String,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: String,
+    pub(crate) body: String,
 }
 
 impl Response {
@@ -219,7 +219,8 @@ impl Response {
 }
 
 /// One HTTP/1.1 request over a fresh connection.
-fn request(
+/// One HTTP/1.1 request over a fresh connection (also used by `subscriptions`).
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
