@@ -15,7 +15,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_string(),
         problem: problem.into(),
@@ -27,6 +27,11 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value read from the environment or a file (never from the TOML text).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -149,6 +154,8 @@ pub struct Config {
     pub log: LogConfig,
     pub daemon: DaemonConfig,
     pub http: HttpConfig,
+    /// `[[probes]]`: service probes that declare outages ([`crate::probes`]).
+    pub probes: Vec<crate::probes::ProbeConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,6 +435,9 @@ struct RawConfig {
     daemon: RawDaemon,
     #[serde(default)]
     http: RawHttp,
+    /// Read key by key in [`crate::probes::config`], so that every error names `probes[N].key`.
+    #[serde(default)]
+    probes: Vec<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1145,6 +1155,7 @@ impl Config {
                 },
             },
             http: http_config(raw.http)?,
+            probes: crate::probes::config::probes(&raw.probes, &path, env)?,
         })
     }
 }

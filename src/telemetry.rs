@@ -127,6 +127,11 @@ pub struct MailboxLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabel {
+    pub probe: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: String,
 }
@@ -145,6 +150,9 @@ pub struct Metrics {
     pub mailbox_connected: Family<MailboxLabel, Gauge>,
     pub mailbox_sync_age: Family<MailboxLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub mailbox_token_expiry: Family<MailboxLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Set by each probe's task after every check ([`crate::probes`]).
+    pub probe_up: Family<ProbeLabel, Gauge>,
+    pub probe_duration: Family<ProbeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub scrape: Mutex<()>,
 }
 
@@ -212,6 +220,18 @@ impl Metrics {
             "Seconds until the mailbox's OAuth token expires, when known",
             mailbox_token_expiry.clone(),
         );
+        let probe_up = Family::<ProbeLabel, Gauge>::default();
+        registry.register(
+            "ticketgate_probe_up",
+            "1 when the probe's last check of a customer service answered within its slow threshold",
+            probe_up.clone(),
+        );
+        let probe_duration = Family::default();
+        registry.register(
+            "ticketgate_probe_duration_seconds",
+            "How long the probe's last check took (up to its timeout)",
+            probe_duration.clone(),
+        );
         registry.register(
             "ticketgate_build",
             "The running version",
@@ -246,6 +266,8 @@ impl Metrics {
             mailbox_connected,
             mailbox_sync_age,
             mailbox_token_expiry,
+            probe_up,
+            probe_duration,
             scrape: Mutex::new(()),
         }
     }
@@ -255,6 +277,8 @@ impl Metrics {
 pub struct Telemetry {
     mailboxes: Vec<MailboxCell>,
     pub metrics: Metrics,
+    /// Each probe's state, as its task last published it (`/readyz`).
+    pub probes: crate::probes::Board,
 }
 
 impl Telemetry {
@@ -276,6 +300,7 @@ impl Telemetry {
                 })
                 .collect(),
             metrics: Metrics::new(),
+            probes: crate::probes::Board::default(),
         }
     }
 
