@@ -22,6 +22,7 @@ mod lmtp;
 mod outbox;
 mod pipeline;
 mod postfix;
+mod probes;
 mod reports;
 mod smtp;
 mod smtp_tls;

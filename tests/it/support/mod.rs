@@ -2,4 +2,5 @@
 
 pub mod dovecot;
 pub mod postfix;
+pub mod slow_server;
 pub mod smtp_sink;
