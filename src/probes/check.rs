@@ -1,12 +1,13 @@
-//! One check of one probe over a real socket: connect, TLS when configured, the greeting
-//! (HTTP: a GET and its status; SMTP: 220 and EHLO; IMAP: `* OK` and LOGIN when an account is
-//! given; POP3: `+OK` and USER/PASS), then a polite goodbye. The whole check runs under
+//! One check of one probe over a real socket: connect, TLS when configured (implicit, or
+//! STARTTLS/STLS after the greeting), the greeting (HTTP: a GET and its status; SMTP: 220 and
+//! EHLO; IMAP: `* OK` and LOGIN when an account is given; POP3: `+OK` and USER/PASS), then a
+//! polite goodbye. The whole check runs under
 //! `timeout`; its duration is measured with a monotonic clock (an elapsed time, not an
 //! instant: the injected [`crate::clock::Clock`] says *when* a sample was taken).
 //!
 //! Errors say what failed, never the password.
 
-use super::config::{ProbeConfig, ProbeKind};
+use super::config::{ProbeConfig, ProbeKind, ProbeTls};
 use super::decide::Verdict;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,13 +42,16 @@ pub struct Checker {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A connection, plain or TLS, read line by line.
+type Conn = BufReader<Box<dyn Io>>;
+
 /// The longest line read from a server: a greeting or status line is far shorter.
 const MAX_LINE: u64 = 8192;
 
 impl Checker {
     /// Builds the TLS configuration when the probe uses TLS; the error says why it cannot.
     pub fn new(cfg: ProbeConfig) -> Result<Checker, String> {
-        let tls = if cfg.tls {
+        let tls = if cfg.tls != ProbeTls::None {
             let config = crate::tls::client_config(cfg.ca_file.as_deref())?;
             Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
         } else {
@@ -73,41 +77,55 @@ impl Checker {
         }
     }
 
-    async fn connect(&self) -> Result<BufReader<Box<dyn Io>>, String> {
+    async fn connect(&self) -> Result<Conn, String> {
         let t = &self.cfg.target;
         let tcp = TcpStream::connect((t.host.as_str(), t.port))
             .await
             .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;
         let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = match &self.tls {
-            None => Box::new(tcp),
-            Some(connector) => {
-                let name = rustls::pki_types::ServerName::try_from(t.host.clone())
-                    .map_err(|e| format!("`{}` is not a TLS server name: {e}", t.host))?;
-                Box::new(
-                    connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| format!("TLS handshake with {} failed: {e}", t.host))?,
-                )
-            }
+        let conn = BufReader::new(Box::new(tcp) as Box<dyn Io>);
+        if self.cfg.tls == ProbeTls::Implicit {
+            return self.handshake(conn).await;
+        }
+        Ok(conn)
+    }
+
+    /// TLS over the connection (from the first byte, or after STARTTLS was accepted).
+    async fn handshake(&self, conn: Conn) -> Result<Conn, String> {
+        let t = &self.cfg.target;
+        let Some(connector) = &self.tls else {
+            return Ok(conn);
         };
-        Ok(BufReader::new(io))
+        if !conn.buffer().is_empty() {
+            return Err("the server sent data before the TLS handshake".into());
+        }
+        let name = rustls::pki_types::ServerName::try_from(t.host.clone())
+            .map_err(|e| format!("`{}` is not a TLS server name: {e}", t.host))?;
+        let tls = connector
+            .connect(name, conn.into_inner())
+            .await
+            .map_err(|e| format!("TLS handshake with {} failed: {e}", t.host))?;
+        Ok(BufReader::new(Box::new(tls) as Box<dyn Io>))
+    }
+
+    fn starttls(&self) -> bool {
+        self.cfg.tls == ProbeTls::StartTls
     }
 
     async fn converse(&self) -> Result<(), String> {
-        let mut conn = self.connect().await?;
+        let conn = self.connect().await?;
         match self.cfg.kind {
-            ProbeKind::Http => self.http(&mut conn).await,
-            ProbeKind::Smtp => smtp(&mut conn).await,
-            ProbeKind::Imap => self.imap(&mut conn).await,
-            ProbeKind::Pop3 => self.pop3(&mut conn).await,
+            ProbeKind::Http => self.http(conn).await,
+            ProbeKind::Smtp => self.smtp(conn).await,
+            ProbeKind::Imap => self.imap(conn).await,
+            ProbeKind::Pop3 => self.pop3(conn).await,
         }
     }
 
     /// A GET; 2xx and 3xx are answers (a redirect to a login page is a working web
     /// server), 4xx and 5xx are failures (a probe's URL is meant to answer).
-    async fn http(&self, conn: &mut BufReader<Box<dyn Io>>) -> Result<(), String> {
+    async fn http(&self, mut conn: Conn) -> Result<(), String> {
+        let conn = &mut conn;
         let t = &self.cfg.target;
         let host = if t.host.contains(':') {
             format!("[{}]", t.host)
@@ -134,14 +152,28 @@ impl Checker {
         }
     }
 
-    async fn imap(&self, conn: &mut BufReader<Box<dyn Io>>) -> Result<(), String> {
-        let greeting = line(conn).await?;
-        if greeting.starts_with("* PREAUTH") {
-            return logout_imap(conn).await;
+    async fn imap(&self, mut conn: Conn) -> Result<(), String> {
+        let greeting = line(&mut conn).await?;
+        if greeting.starts_with("* PREAUTH") && !self.starttls() {
+            return logout_imap(&mut conn).await;
         }
         if !greeting.starts_with("* OK") {
             return Err(format!("IMAP greeting is not OK: {}", clip(&greeting)));
         }
+        if self.starttls() {
+            send(&mut conn, "p0 STARTTLS\r\n").await?;
+            loop {
+                let l = line(&mut conn).await?;
+                if l.starts_with("p0 OK") {
+                    break;
+                }
+                if l.starts_with("p0 ") {
+                    return Err(format!("IMAP STARTTLS refused: {}", clip(&l)));
+                }
+            }
+            conn = self.handshake(conn).await?;
+        }
+        let conn = &mut conn;
         if let Some(a) = &self.cfg.account {
             send(
                 conn,
@@ -165,11 +197,20 @@ impl Checker {
         logout_imap(conn).await
     }
 
-    async fn pop3(&self, conn: &mut BufReader<Box<dyn Io>>) -> Result<(), String> {
-        let greeting = line(conn).await?;
+    async fn pop3(&self, mut conn: Conn) -> Result<(), String> {
+        let greeting = line(&mut conn).await?;
         if !greeting.starts_with("+OK") {
             return Err(format!("POP3 greeting is not +OK: {}", clip(&greeting)));
         }
+        if self.starttls() {
+            send(&mut conn, "STLS\r\n").await?;
+            let l = line(&mut conn).await?;
+            if !l.starts_with("+OK") {
+                return Err(format!("POP3 STLS refused: {}", clip(&l)));
+            }
+            conn = self.handshake(conn).await?;
+        }
+        let conn = &mut conn;
         if let Some(a) = &self.cfg.account {
             send(conn, &format!("USER {}\r\n", a.username)).await?;
             let l = line(conn).await?;
@@ -188,22 +229,38 @@ impl Checker {
     }
 }
 
-async fn smtp(conn: &mut BufReader<Box<dyn Io>>) -> Result<(), String> {
-    let greeting = reply(conn).await?;
-    if !greeting.starts_with("220") {
-        return Err(format!("SMTP greeting is not 220: {}", clip(&greeting)));
+impl Checker {
+    async fn smtp(&self, mut conn: Conn) -> Result<(), String> {
+        let greeting = reply(&mut conn).await?;
+        if !greeting.starts_with("220") {
+            return Err(format!("SMTP greeting is not 220: {}", clip(&greeting)));
+        }
+        ehlo(&mut conn).await?;
+        if self.starttls() {
+            send(&mut conn, "STARTTLS\r\n").await?;
+            let l = reply(&mut conn).await?;
+            if !l.starts_with("220") {
+                return Err(format!("SMTP STARTTLS refused: {}", clip(&l)));
+            }
+            conn = self.handshake(conn).await?;
+            ehlo(&mut conn).await?;
+        }
+        send(&mut conn, "QUIT\r\n").await?;
+        let _ = reply(&mut conn).await;
+        Ok(())
     }
+}
+
+async fn ehlo(conn: &mut Conn) -> Result<(), String> {
     send(conn, "EHLO ticketgate-probe.invalid\r\n").await?;
     let ehlo = reply(conn).await?;
     if !ehlo.starts_with("250") {
         return Err(format!("SMTP EHLO refused: {}", clip(&ehlo)));
     }
-    send(conn, "QUIT\r\n").await?;
-    let _ = reply(conn).await;
     Ok(())
 }
 
-async fn logout_imap(conn: &mut BufReader<Box<dyn Io>>) -> Result<(), String> {
+async fn logout_imap(conn: &mut Conn) -> Result<(), String> {
     send(conn, "p2 LOGOUT\r\n").await?;
     // The server's BYE and OK are a courtesy: the check has succeeded already.
     let _ = line(conn).await;
@@ -211,7 +268,7 @@ async fn logout_imap(conn: &mut BufReader<Box<dyn Io>>) -> Result<(), String> {
 }
 
 /// An SMTP reply: its lines up to the one without `-` after the code; returns the last.
-async fn reply(conn: &mut BufReader<Box<dyn Io>>) -> Result<String, String> {
+async fn reply(conn: &mut Conn) -> Result<String, String> {
     for _ in 0..100 {
         let l = line(conn).await?;
         if l.as_bytes().get(3) != Some(&b'-') {
@@ -221,7 +278,7 @@ async fn reply(conn: &mut BufReader<Box<dyn Io>>) -> Result<String, String> {
     Err("SMTP reply of more than 100 lines".into())
 }
 
-async fn send(conn: &mut BufReader<Box<dyn Io>>, text: &str) -> Result<(), String> {
+async fn send(conn: &mut Conn, text: &str) -> Result<(), String> {
     let w = conn.get_mut();
     w.write_all(text.as_bytes())
         .await
@@ -232,7 +289,7 @@ async fn send(conn: &mut BufReader<Box<dyn Io>>, text: &str) -> Result<(), Strin
 }
 
 /// One line, without its end; the connection closing first is an error.
-async fn line(conn: &mut BufReader<Box<dyn Io>>) -> Result<String, String> {
+async fn line(conn: &mut Conn) -> Result<String, String> {
     let mut buf = Vec::new();
     let n = (&mut *conn)
         .take(MAX_LINE)

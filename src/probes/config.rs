@@ -7,7 +7,7 @@
 //! service = "IMAP"
 //! kind = "imap"                  # http, smtp, imap, pop3
 //! target = "imap.eu.example.com:993"
-//! tls = "implicit"               # none (default) or implicit; http takes it from the URL
+//! tls = "implicit"               # none (default), implicit or starttls; http: from the URL
 //! username = "probe@eu.example.com"
 //! password_env = "PROBE_PASSWORD"
 //! interval = "60s"               # between checks
@@ -57,6 +57,17 @@ pub enum ProbeAction {
     Draft,
 }
 
+/// How a probe uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeTls {
+    None,
+    /// From the first byte (993, 995, 465; `https://`).
+    Implicit,
+    /// After the greeting: SMTP `STARTTLS`, IMAP `STARTTLS`, POP3 `STLS`.
+    StartTls,
+}
+
 /// The probe account for IMAP and POP3 logins.
 #[derive(Debug, Clone)]
 pub struct ProbeAccount {
@@ -83,8 +94,8 @@ pub struct ProbeConfig {
     pub service: String,
     pub kind: ProbeKind,
     pub target: ProbeTarget,
-    /// Implicit TLS (HTTP: an `https://` URL).
-    pub tls: bool,
+    /// HTTP: implicit for an `https://` URL.
+    pub tls: ProbeTls,
     /// PEM file of the certificate authorities to trust; `None`: the system's roots.
     pub ca_file: Option<PathBuf>,
     pub account: Option<ProbeAccount>,
@@ -240,17 +251,25 @@ fn probe(
                     "is not used by kind = \"http\": write an https:// target for TLS",
                 ));
             }
-            http_target(&target_text).map_err(|problem| err(&k.key("target"), problem))?
+            let (target, tls) =
+                http_target(&target_text).map_err(|problem| err(&k.key("target"), problem))?;
+            let tls = if tls {
+                ProbeTls::Implicit
+            } else {
+                ProbeTls::None
+            };
+            (target, tls)
         }
         _ => {
             let tls = match k.string("tls")?.as_deref().unwrap_or("none") {
-                "none" => false,
-                "implicit" => true,
+                "none" => ProbeTls::None,
+                "implicit" => ProbeTls::Implicit,
+                "starttls" => ProbeTls::StartTls,
                 other => {
                     return Err(err(
                         &k.key("tls"),
                         format!(
-                            "`{other}` is not a mode: use \"implicit\" (TLS from the first byte, e.g. port 993, 995, 465) or \"none\""
+                            "`{other}` is not a mode: use \"implicit\" (TLS from the first byte, e.g. port 993, 995, 465), \"starttls\" (after the greeting, e.g. 143, 110, 587) or \"none\""
                         ),
                     ));
                 }
@@ -262,7 +281,7 @@ fn probe(
     };
     let ca_file = k.string("ca_file")?.map(|p| path(&p));
     if let Some(ca) = &ca_file {
-        if !tls {
+        if tls == ProbeTls::None {
             return Err(err(
                 &k.key("ca_file"),
                 "is set but the probe does not use TLS: remove it, or use tls = \"implicit\" (an https:// target for http)",
@@ -511,7 +530,7 @@ mod tests {
         assert_eq!(p.kind, ProbeKind::Imap);
         assert_eq!(p.target.host, "imap.example.com");
         assert_eq!(p.target.port, 993);
-        assert!(p.tls);
+        assert_eq!(p.tls, ProbeTls::Implicit);
         assert_eq!(p.interval, Duration::from_secs(60));
         assert_eq!(p.timeout, Duration::from_secs(60));
         assert_eq!(p.slow, Duration::from_secs(30));
@@ -530,7 +549,7 @@ mod tests {
         ))
         .unwrap()
         .remove(0);
-        assert!(p.tls);
+        assert_eq!(p.tls, ProbeTls::Implicit);
         assert_eq!(
             p.target,
             ProbeTarget {
@@ -545,7 +564,7 @@ mod tests {
         ))
         .unwrap()
         .remove(0);
-        assert!(!p.tls);
+        assert_eq!(p.tls, ProbeTls::None);
         assert_eq!((p.target.port, p.target.path.as_str()), (80, "/"));
     }
 

@@ -158,10 +158,6 @@ impl History {
         }
     }
 
-    pub fn samples(&self) -> &[Sample] {
-        self.samples.as_slices().0
-    }
-
     /// Contiguous, for [`decide`].
     pub fn contiguous(&mut self) -> &[Sample] {
         self.samples.make_contiguous()

@@ -219,21 +219,31 @@ async fn a_wrong_probe_password_is_a_failed_check_that_does_not_leak_it() {
     assert_eq!(server.logins(), 0);
 }
 
-/// The real Dovecot: IMAP over TLS from the first byte, its test CA, the probe account.
+/// The real Dovecot: IMAP over TLS from the first byte and with STARTTLS, its test CA, the
+/// probe account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_over_tls_with_a_probe_account_against_dovecot() {
     let dc = tokio::task::spawn_blocking(Dovecot::start).await.unwrap();
-    let table = |password: &str, ca: &Path| {
+    let with = |port: u16, tls: &str, password: &str, ca: &Path| {
         format!(
             "[[probes]]\nname = \"dovecot\"\nplatform = \"eu\"\nservice = \"IMAP\"\nkind = \"imap\"\n\
-             target = \"127.0.0.1:{}\"\ntls = \"implicit\"\nca_file = \"{}\"\nusername = \"{}\"\n\
+             target = \"127.0.0.1:{port}\"\ntls = \"{tls}\"\nca_file = \"{}\"\nusername = \"{}\"\n\
              password_file = \"{}\"\ntimeout = \"10s\"\nslow = \"5s\"\n",
-            dc.imaps_port,
             ca.display(),
             dovecot::USER,
             dc.password_file(password).display()
         )
     };
+    let table = |password: &str, ca: &Path| with(dc.imaps_port, "implicit", password, ca);
+    let e = common::env_with(&with(
+        dc.imap_port,
+        "starttls",
+        dovecot::PASSWORD,
+        &dc.ca_file(),
+    ));
+    let mut r = Runner::new(e.app.clone(), e.app.cfg.probes[0].clone()).unwrap();
+    let round = r.round().await;
+    assert_eq!(round.outcome.result, Ok(()), "STARTTLS: {round:?}");
     let e = common::env_with(&table(dovecot::PASSWORD, &dc.ca_file()));
     let mut r = Runner::new(e.app.clone(), e.app.cfg.probes[0].clone()).unwrap();
     let round = r.round().await;
