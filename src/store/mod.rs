@@ -2,11 +2,13 @@
 //! [`WriteTx`] traits; SQLite (`sqlite.rs`) and PostgreSQL (`postgres.rs`) implement them,
 //! each with its own migrations. Times cross this boundary as `DateTime<Utc>`.
 
+mod announce;
 mod db;
 mod postgres;
 mod sqlite;
 mod web;
 
+pub use announce::*;
 pub use db::{Conn, Db};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -587,6 +589,8 @@ pub trait WriteTx {
     fn count_bounce(&mut self, kind: &str) -> Result<()>;
     /// Marks an outbound message (written to a suppressed address anyway).
     fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()>;
+    /// Subscribers and announcements in this transaction ([`AnnounceTx`]).
+    fn announce(&mut self) -> &mut dyn AnnounceTx;
 
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -692,6 +696,8 @@ pub trait Store: Send {
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>>;
     /// What the web layer reads and writes ([`WebStore`]).
     fn web(&mut self) -> &mut dyn WebStore;
+    /// Subscribers and announcements ([`AnnounceRead`]).
+    fn announce(&mut self) -> &mut dyn AnnounceRead;
     /// The suppression list, by address.
     fn suppressions(&mut self) -> Result<Vec<Suppression>>;
     /// The bounce counters, by kind.

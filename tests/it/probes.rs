@@ -2,7 +2,8 @@
 //! POP3 on loopback, `support::slow_server`) and against the real Dovecot (IMAP over TLS with
 //! the probe account), with a compressed time scale: real delays of a few hundred
 //! milliseconds against `slow = "300ms"`, and the test's clock moved one `interval` (60 s)
-//! per round, so a 5-minute window passes in four rounds.
+//! per round, so a 5-minute window passes in four rounds. The outages go through the
+//! announcement store (SQLite, or PostgreSQL when `TICKETGATE_TEST_DATABASE_URL` is set).
 
 use crate::common::{self, Env};
 use crate::support::dovecot::{self, Dovecot};
@@ -10,8 +11,14 @@ use crate::support::slow_server::{self, Protocol, SlowServer};
 use chrono::Duration as Minutes;
 use std::path::Path;
 use std::time::Duration;
+use ticketgate::app::App;
+use ticketgate::probes::act::Declared;
 use ticketgate::probes::task::Acted;
 use ticketgate::probes::{Decision, Phase, Runner, Verdict};
+use ticketgate::store::{
+    AnnouncementKind, AnnouncementQuery, AnnouncementRow, AnnouncementState, NewSubscriber,
+    SubscriberState, UpdateKind,
+};
 
 /// Slower than `slow` below, with room for a loaded machine on both sides.
 const SLOW: Duration = Duration::from_millis(700);
@@ -346,4 +353,290 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+// ---- with the announcement store: outages and their mail ---------------------------------
+
+/// EU and US platforms with an incident list each; two EU subscribers (one confirmed, one
+/// pending) and one US subscriber.
+const REGISTRY: &str = r#"
+[plans.eu]
+language = "en"
+platform = "eu"
+
+[plans.us]
+language = "en"
+platform = "us"
+
+[[customers]]
+id = "acme"
+plan = "eu"
+keys = [{ key = "ACME-0000-0000-0001" }]
+
+[[customers]]
+id = "globex"
+plan = "us"
+keys = [{ key = "GLBX-0000-0000-0002" }]
+
+[lists.eu-incidents]
+type = "incident"
+platform = "eu"
+address = "eu-incidents@lists.example.test"
+
+[lists.us-incidents]
+type = "incident"
+platform = "us"
+address = "us-incidents@lists.example.test"
+"#;
+
+fn subscribe(e: &Env) {
+    let now = e.app.clock.now();
+    let mut store = e.app.store().unwrap();
+    let mut tx = store.write().unwrap();
+    for (list, address, customer, state) in [
+        (
+            "eu-incidents",
+            "ops@acme.example",
+            "acme",
+            SubscriberState::Confirmed,
+        ),
+        (
+            "eu-incidents",
+            "later@acme.example",
+            "acme",
+            SubscriberState::Pending,
+        ),
+        (
+            "us-incidents",
+            "ops@globex.example",
+            "globex",
+            SubscriberState::Confirmed,
+        ),
+    ] {
+        tx.announce()
+            .upsert_subscriber(&NewSubscriber {
+                list,
+                address,
+                customer,
+                state,
+                shared: false,
+                added_by: "operator",
+                now,
+                expires_at: None,
+            })
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// The outages of platform `eu`, every state, oldest first.
+fn outages(e: &Env) -> Vec<AnnouncementRow> {
+    let mut store = e.app.store().unwrap();
+    let mut all = store
+        .announce()
+        .announcements(&AnnouncementQuery {
+            platform: Some("eu".into()),
+            kinds: vec![AnnouncementKind::Outage],
+            states: vec![],
+            since: None,
+            before_id: None,
+            limit: 0,
+        })
+        .unwrap();
+    all.sort_by_key(|a| a.id);
+    all
+}
+
+/// The recipients of the outbox, in order.
+fn recipients(e: &mut Env) -> Vec<String> {
+    e.outbox().into_iter().map(|r| r.recipient).collect()
+}
+
+/// The mails an outage recorded (kind and recipient count), oldest first.
+fn updates(e: &Env, id: i64) -> Vec<(UpdateKind, i64)> {
+    let mut store = e.app.store().unwrap();
+    store
+        .announce()
+        .announcement_updates(id)
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.kind, u.recipients))
+        .collect()
+}
+
+/// Every outbox row went to the EU incident list's confirmed subscriber (not the US one,
+/// not the pending one), and there are as many as the outage's updates counted.
+fn only_confirmed_eu(e: &mut Env, id: i64) -> usize {
+    let counted: i64 = updates(e, id).iter().map(|(_, n)| n).sum();
+    let to = recipients(e);
+    assert!(to.iter().all(|r| r == "ops@acme.example"), "{to:?}");
+    assert_eq!(to.len() as i64, counted, "{to:?}");
+    to.len()
+}
+
+async fn announced(protocol: Protocol, action: &str) -> Probed {
+    let server = SlowServer::start(protocol).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let table = probe_table(
+        "p1",
+        protocol.kind(),
+        &server.target(),
+        action,
+        &account(protocol, secrets.path()),
+    );
+    let e = common::env_registry(REGISTRY, &table);
+    subscribe(&e);
+    Probed {
+        e,
+        server,
+        _secrets: secrets,
+    }
+}
+
+/// Slow for the window: the outage is declared once (its notice to the EU incident list's
+/// confirmed subscriber only); healthy for `recover`: restored, with its notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_outage_is_announced_once_and_restored() {
+    let mut p = announced(Protocol::Imap, "declare").await;
+    let mut r = p.runner();
+    p.server.set_delay(SLOW);
+    for _ in 0..3 {
+        assert_eq!(step(&p, &mut r).await.decision, Decision::Nothing);
+    }
+    assert!(
+        outages(&p.e).is_empty(),
+        "three slow minutes of five: nothing"
+    );
+    let round = step(&p, &mut r).await;
+    let Some(Acted::Declared(Declared::New(o))) = &round.acted else {
+        panic!("{round:?}")
+    };
+    let all = outages(&p.e);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].reference(), o.reference);
+    assert_eq!(all[0].state, AnnouncementState::Open);
+    assert_eq!(all[0].source, "probe:p1");
+    assert_eq!(all[0].services, ["imap-service"]);
+    assert_eq!(all[0].lists, ["eu-incidents"]);
+    let id = all[0].id;
+    assert_eq!(updates(&p.e, id).len(), 1);
+    assert_eq!(updates(&p.e, id)[0].0, UpdateKind::Declared);
+    let notices = only_confirmed_eu(&mut p.e, id);
+    // Still slow for longer than the window: no second outage, no second notice.
+    for _ in 0..6 {
+        step(&p, &mut r).await;
+    }
+    assert_eq!(outages(&p.e).len(), 1);
+    assert_eq!(updates(&p.e, id).len(), 1, "declared once");
+    assert_eq!(only_confirmed_eu(&mut p.e, id), notices);
+    p.server.set_delay(Duration::ZERO);
+    step(&p, &mut r).await;
+    let round = step(&p, &mut r).await;
+    assert!(
+        matches!(round.acted, Some(Acted::Restored(Some(_)))),
+        "{round:?}"
+    );
+    let all = outages(&p.e);
+    assert_eq!(all[0].state, AnnouncementState::Restored);
+    assert!(all[0].closed_at.is_some());
+    let kinds: Vec<UpdateKind> = updates(&p.e, id).into_iter().map(|u| u.0).collect();
+    assert_eq!(kinds, [UpdateKind::Declared, UpdateKind::Restored]);
+    let mut store = p.e.app.store().unwrap();
+    let restored = store
+        .announce()
+        .announcement_updates(id)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(
+        restored.text.contains("answers normally again"),
+        "{restored:?}"
+    );
+    drop(store);
+    only_confirmed_eu(&mut p.e, id);
+}
+
+/// `action = "draft"`: a draft, no mail; when the service recovers before anyone confirmed
+/// it, the draft is dismissed, still without mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drafted_outage_sends_nothing_and_is_dismissed_on_recovery() {
+    let mut p = announced(Protocol::Http, "draft").await;
+    let mut r = p.runner();
+    p.server.set_delay(SLOW);
+    let mut rounds = Vec::new();
+    for _ in 0..4 {
+        rounds.push(step(&p, &mut r).await);
+    }
+    assert!(matches!(
+        rounds[3].acted,
+        Some(Acted::Declared(Declared::New(_)))
+    ));
+    let all = outages(&p.e);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state, AnnouncementState::Draft);
+    assert!(updates(&p.e, all[0].id).is_empty(), "a draft sends nothing");
+    assert!(recipients(&mut p.e).is_empty());
+    assert_eq!(
+        p.e.app.telemetry.probes.get("p1").unwrap().outage,
+        Some(all[0].reference())
+    );
+    p.server.set_delay(Duration::ZERO);
+    step(&p, &mut r).await;
+    let round = step(&p, &mut r).await;
+    assert!(
+        matches!(round.acted, Some(Acted::Restored(Some(_)))),
+        "{round:?}"
+    );
+    let all = outages(&p.e);
+    assert_eq!(all[0].state, AnnouncementState::Dismissed);
+    assert!(all[0].closed_at.is_some());
+    assert!(updates(&p.e, all[0].id).is_empty());
+    assert!(recipients(&mut p.e).is_empty());
+}
+
+/// Two instances on one database probe the same service and both decide "down": one
+/// outage, one notice; a restarted instance finds it and restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_declare_one_outage_and_a_restart_picks_it_up() {
+    let mut p = announced(Protocol::Smtp, "declare").await;
+    let other = App::open(
+        (*p.e.app.cfg).clone(),
+        std::sync::Arc::new(p.e.clock.clone()),
+    )
+    .unwrap();
+    let mut a = p.runner();
+    let mut b = Runner::new(other.clone(), other.cfg.probes[0].clone()).unwrap();
+    p.server.set_delay(SLOW);
+    let mut acted = Vec::new();
+    for _ in 0..4 {
+        let (ra, rb) = tokio::join!(a.round(), b.round());
+        p.e.clock.advance(Minutes::seconds(60));
+        acted.extend([ra.acted, rb.acted].into_iter().flatten());
+    }
+    let news = acted
+        .iter()
+        .filter(|x| matches!(x, Acted::Declared(Declared::New(_))))
+        .count();
+    let existing = acted
+        .iter()
+        .filter(|x| matches!(x, Acted::Declared(Declared::Existing(_))))
+        .count();
+    assert_eq!((news, existing), (1, 1), "{acted:?}");
+    let all = outages(&p.e);
+    assert_eq!(all.len(), 1);
+    assert_eq!(updates(&p.e, all[0].id).len(), 1, "one notice");
+    only_confirmed_eu(&mut p.e, all[0].id);
+    // A restarted instance starts "down" from the store, and restores it once healthy.
+    let mut c = Runner::new(other.clone(), other.cfg.probes[0].clone()).unwrap();
+    p.server.set_delay(Duration::ZERO);
+    let first = c.round().await;
+    assert_eq!(c.phase(), Phase::Down, "{first:?}");
+    p.e.clock.advance(Minutes::seconds(60));
+    // Two healthy checks a minute apart cover the 2-minute recover window.
+    let second = c.round().await;
+    assert!(
+        matches!(second.acted, Some(Acted::Restored(Some(_)))),
+        "{second:?}"
+    );
+    assert_eq!(outages(&p.e)[0].state, AnnouncementState::Restored);
 }
