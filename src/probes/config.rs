@@ -18,7 +18,7 @@
 //! action = "draft"               # declare (announced at once) or draft (an operator confirms)
 //! ```
 
-use crate::config::{ConfigError, Secret, duration, err};
+use crate::config::{ConfigError, Keys, Secret, duration, err};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -129,46 +129,14 @@ const KEYS: &[&str] = &[
     "impact",
 ];
 
-struct Keys<'a> {
-    t: &'a toml::Table,
-    i: usize,
-}
-
-impl Keys<'_> {
-    fn key(&self, k: &str) -> String {
-        format!("probes[{}].{k}", self.i)
+/// A duration key, more than 0.
+fn duration_key(k: &Keys<'_>, key: &str, default: &str) -> Result<Duration, ConfigError> {
+    let text = k.string(key)?;
+    let d = duration(&k.key(key), text.as_deref().unwrap_or(default))?;
+    if d.is_zero() {
+        return Err(err(&k.key(key), "must be more than 0"));
     }
-
-    fn string(&self, k: &str) -> Result<Option<String>, ConfigError> {
-        match self.t.get(k) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(err(
-                &self.key(k),
-                format!("must be a string (in quotes), not a {}", v.type_str()),
-            )),
-        }
-    }
-
-    fn required(&self, k: &str, example: &str) -> Result<String, ConfigError> {
-        match self.string(k)? {
-            Some(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-            Some(_) => Err(err(&self.key(k), format!("is empty: write e.g. {example}"))),
-            None => Err(err(
-                &self.key(k),
-                format!("is required: write e.g. {example}"),
-            )),
-        }
-    }
-
-    fn duration(&self, k: &str, default: &str) -> Result<Duration, ConfigError> {
-        let text = self.string(k)?;
-        let d = duration(&self.key(k), text.as_deref().unwrap_or(default))?;
-        if d.is_zero() {
-            return Err(err(&self.key(k), "must be more than 0"));
-        }
-        Ok(d)
-    }
+    Ok(d)
 }
 
 /// Every `[[probes]]` table, checked; names unique.
@@ -197,7 +165,11 @@ fn probe(
     path: &dyn Fn(&str) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ProbeConfig, ConfigError> {
-    let k = Keys { t, i };
+    let k = Keys {
+        t,
+        table: "probes",
+        i,
+    };
     if let Some(unknown) = t.keys().find(|key| !KEYS.contains(&key.as_str())) {
         return Err(err(
             &k.key(unknown),
@@ -214,15 +186,22 @@ fn probe(
             format!("`{name}` may hold only ASCII letters, digits and - _ ."),
         ));
     }
-    let platform = k.required("platform", "platform = \"eu\"")?;
-    let service = k.required("service", "service = \"IMAP\"")?;
+    // Platforms are lower-case, as the registry's.
+    let platform = k
+        .required("platform", "platform = \"eu\"")?
+        .trim()
+        .to_ascii_lowercase();
+    let service = k
+        .required("service", "service = \"IMAP\"")?
+        .trim()
+        .to_string();
     if service.contains(',') {
         return Err(err(
             &k.key("service"),
             format!("`{service}` names one service: no commas"),
         ));
     }
-    let kind = match k.required("kind", "kind = \"imap\"")?.as_str() {
+    let kind = match k.required("kind", "kind = \"imap\"")?.trim() {
         "http" => ProbeKind::Http,
         "smtp" => ProbeKind::Smtp,
         "imap" => ProbeKind::Imap,
@@ -243,6 +222,7 @@ fn probe(
             _ => "target = \"imap.example.com:993\"",
         },
     )?;
+    let target_text = target_text.trim();
     let (target, tls) = match kind {
         ProbeKind::Http => {
             if k.string("tls")?.is_some() {
@@ -252,7 +232,7 @@ fn probe(
                 ));
             }
             let (target, tls) =
-                http_target(&target_text).map_err(|problem| err(&k.key("target"), problem))?;
+                http_target(target_text).map_err(|problem| err(&k.key("target"), problem))?;
             let tls = if tls {
                 ProbeTls::Implicit
             } else {
@@ -275,7 +255,7 @@ fn probe(
                 }
             };
             let target =
-                host_port(&target_text).map_err(|problem| err(&k.key("target"), problem))?;
+                host_port(target_text).map_err(|problem| err(&k.key("target"), problem))?;
             (target, tls)
         }
     };
@@ -298,11 +278,11 @@ fn probe(
         }
     }
     let account = account(&k, kind, path, env)?;
-    let interval = k.duration("interval", "60s")?;
-    let timeout = k.duration("timeout", "60s")?;
-    let slow = k.duration("slow", "30s")?;
-    let window = k.duration("window", "15m")?;
-    let recover = k.duration("recover", "5m")?;
+    let interval = duration_key(&k, "interval", "60s")?;
+    let timeout = duration_key(&k, "timeout", "60s")?;
+    let slow = duration_key(&k, "slow", "30s")?;
+    let window = duration_key(&k, "window", "15m")?;
+    let recover = duration_key(&k, "recover", "5m")?;
     if timeout <= slow {
         return Err(err(
             &k.key("timeout"),
@@ -372,19 +352,12 @@ fn account(
     path: &dyn Fn(&str) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<ProbeAccount>, ConfigError> {
-    let username = k.string("username")?;
-    let password_env = k.string("password_env")?;
-    let password_file = k.string("password_file")?;
-    let Some(username) = username else {
-        if password_env.is_some() || password_file.is_some() {
-            let key = if password_env.is_some() {
-                "password_env"
-            } else {
-                "password_file"
-            };
+    let password = k.password(path, env)?;
+    let Some(username) = k.string("username")? else {
+        if password.is_some() {
             return Err(err(
-                &k.key(key),
-                "is set without username: give the probe account's username",
+                &k.key("password_env"),
+                "(or password_file) is set without username: give the probe account's username",
             ));
         }
         return Ok(None);
@@ -401,46 +374,19 @@ fn account(
             "must be a non-empty user name without spaces, quotes or line breaks",
         ));
     }
-    let password = match (password_env, password_file) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                &k.key("password_env"),
-                "and password_file are both set: keep one",
-            ));
-        }
-        (Some(var), None) => env(&var).ok_or_else(|| {
-            err(
-                &k.key("password_env"),
-                format!("names the environment variable {var}, which is not set"),
-            )
-        })?,
-        (None, Some(file)) => {
-            let p = path(&file);
-            let text = std::fs::read_to_string(&p).map_err(|e| {
-                err(
-                    &k.key("password_file"),
-                    format!("cannot read {}: {e}", p.display()),
-                )
-            })?;
-            text.trim_end_matches(['\r', '\n']).to_string()
-        }
-        (None, None) => {
-            return Err(err(
-                &k.key("password_env"),
-                "is required with username (or password_file): the password never goes in this file",
-            ));
-        }
-    };
-    if password.contains(['\r', '\n']) {
+    let password = password.ok_or_else(|| {
+        err(
+            &k.key("password_env"),
+            "is required with username (or password_file): the password never goes in this file",
+        )
+    })?;
+    if password.expose().contains(['\r', '\n']) {
         return Err(err(
             &k.key("password_env"),
             "the password holds a line break, which IMAP and POP3 cannot send",
         ));
     }
-    Ok(Some(ProbeAccount {
-        username,
-        password: Secret::new(password),
-    }))
+    Ok(Some(ProbeAccount { username, password }))
 }
 
 /// `host:port` (a bracketed IPv6 address is allowed: `[::1]:143`).
