@@ -1399,7 +1399,24 @@ pub(crate) struct Keys<'a> {
     pub(crate) i: usize,
 }
 
-impl Keys<'_> {
+impl<'a> Keys<'a> {
+    /// Table `i` of the array `table`, refused when it holds a key not in `known`.
+    pub(crate) fn open(
+        t: &'a toml::Table,
+        table: &'static str,
+        i: usize,
+        known: &[&str],
+    ) -> Result<Keys<'a>, ConfigError> {
+        let k = Keys { t, table, i };
+        if let Some(unknown) = t.keys().find(|key| !known.contains(&key.as_str())) {
+            return Err(err(
+                &k.key(unknown),
+                format!("unknown key; a [[{table}]] table takes {known:?}"),
+            ));
+        }
+        Ok(k)
+    }
+
     pub(crate) fn key(&self, k: &str) -> String {
         format!("{}[{}].{k}", self.table, self.i)
     }
@@ -1479,17 +1496,7 @@ fn imap_config(
     path: &dyn Fn(&str) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ImapConfig, ConfigError> {
-    let k = Keys {
-        t,
-        table: "inbound.imap",
-        i,
-    };
-    if let Some(unknown) = t.keys().find(|key| !IMAP_KEYS.contains(&key.as_str())) {
-        return Err(err(
-            &k.key(unknown),
-            format!("unknown key; an [[inbound.imap]] table takes {IMAP_KEYS:?}"),
-        ));
-    }
+    let k = Keys::open(t, "inbound.imap", i, IMAP_KEYS)?;
     let name = k.required("name", "name = \"support\"")?;
     if !name
         .chars()

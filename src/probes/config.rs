@@ -165,17 +165,7 @@ fn probe(
     path: &dyn Fn(&str) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ProbeConfig, ConfigError> {
-    let k = Keys {
-        t,
-        table: "probes",
-        i,
-    };
-    if let Some(unknown) = t.keys().find(|key| !KEYS.contains(&key.as_str())) {
-        return Err(err(
-            &k.key(unknown),
-            format!("unknown key; a [[probes]] table takes {KEYS:?}"),
-        ));
-    }
+    let k = Keys::open(t, "probes", i, KEYS)?;
     let name = k.required("name", "name = \"eu-imap\"")?;
     if !name
         .chars()

@@ -357,38 +357,10 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> String {
 
 // ---- with the announcement store: outages and their mail ---------------------------------
 
-/// EU and US platforms with an incident list each; two EU subscribers (one confirmed, one
-/// pending) and one US subscriber.
-const REGISTRY: &str = r#"
-[plans.eu]
-language = "en"
-platform = "eu"
+/// The announcement tests' registry: EU and US platforms with an incident list each.
+use crate::announce::ANNOUNCE_REGISTRY as REGISTRY;
 
-[plans.us]
-language = "en"
-platform = "us"
-
-[[customers]]
-id = "acme"
-plan = "eu"
-keys = [{ key = "ACME-0000-0000-0001" }]
-
-[[customers]]
-id = "globex"
-plan = "us"
-keys = [{ key = "GLBX-0000-0000-0002" }]
-
-[lists.eu-incidents]
-type = "incident"
-platform = "eu"
-address = "eu-incidents@lists.example.test"
-
-[lists.us-incidents]
-type = "incident"
-platform = "us"
-address = "us-incidents@lists.example.test"
-"#;
-
+/// Two EU subscribers (one confirmed, one pending) and one US subscriber.
 fn subscribe(e: &Env) {
     let now = e.app.clock.now();
     let mut store = e.app.store().unwrap();
