@@ -6,9 +6,9 @@
 //! - [`config`]: the `[[probes]]` tables, checked at start (errors name `probes[N].key`).
 //! - [`check`]: one check over the network, measured.
 //! - [`decide`]: the decision from the samples; pure.
-//! - [`act`]: declaring and restoring through the announcement services, idempotently (one
-//!   open probe outage per platform and service, checked in the declaring transaction), so
-//!   that several instances probing the same service declare it once.
+//! - [`act`]: declaring and restoring with the announcement code (`announce::outage`),
+//!   idempotently (one open outage per platform and service, checked in the declaring
+//!   transaction), so that several instances probing the same service declare it once.
 //! - [`task`]: the daemon task (one per probe set: a loop per probe, stopped by the
 //!   cancellation token), its [`task::Runner`] (one round = check, record, decide, act) and
 //!   what it publishes: the metrics `ticketgate_probe_up{probe}` and
