@@ -494,6 +494,7 @@ async fn a_declared_outage_is_announced_once_and_restored() {
     assert_eq!(updates(&p.e, id).len(), 1);
     assert_eq!(updates(&p.e, id)[0].0, UpdateKind::Declared);
     let notices = only_confirmed_eu(&mut p.e, id);
+    assert_eq!(notices, 1, "the notice, to the one confirmed EU subscriber");
     // Still slow for longer than the window: no second outage, no second notice.
     for _ in 0..6 {
         step(&p, &mut r).await;
@@ -525,7 +526,14 @@ async fn a_declared_outage_is_announced_once_and_restored() {
         "{restored:?}"
     );
     drop(store);
-    only_confirmed_eu(&mut p.e, id);
+    assert_eq!(
+        only_confirmed_eu(&mut p.e, id),
+        2,
+        "the notice and the restoration"
+    );
+    let last = p.e.outbox().pop().unwrap();
+    let text = p.e.text(&last);
+    assert!(text.contains("answers normally again"), "{text}");
 }
 
 /// `action = "draft"`: a draft, no mail; when the service recovers before anyone confirmed
@@ -596,8 +604,8 @@ async fn two_instances_declare_one_outage_and_a_restart_picks_it_up() {
     assert_eq!((news, existing), (1, 1), "{acted:?}");
     let all = outages(&p.e);
     assert_eq!(all.len(), 1);
-    assert_eq!(updates(&p.e, all[0].id).len(), 1, "one notice");
-    only_confirmed_eu(&mut p.e, all[0].id);
+    assert_eq!(updates(&p.e, all[0].id).len(), 1, "declared once");
+    assert_eq!(only_confirmed_eu(&mut p.e, all[0].id), 1, "one notice");
     // A restarted instance starts "down" from the store, and restores it once healthy.
     let mut c = Runner::new(other.clone(), other.cfg.probes[0].clone()).unwrap();
     p.server.set_delay(Duration::ZERO);
