@@ -620,3 +620,36 @@ async fn two_instances_declare_one_outage_and_a_restart_picks_it_up() {
     );
     assert_eq!(outages(&p.e)[0].state, AnnouncementState::Restored);
 }
+
+/// `ticketgate run` spawns the probes' task and stops it at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_the_probes_until_shutdown() {
+    let server = SlowServer::start(Protocol::Smtp).await;
+    let table = probe_table("mx", "smtp", &server.target(), "draft", "")
+        .replace("interval = \"60s\"", "interval = \"100ms\"")
+        .replace("window = \"5m\"", "window = \"1s\"")
+        .replace("recover = \"2m\"", "recover = \"200ms\"");
+    let e = common::env_with(&table);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = e.app.run(false, async {
+        let _ = stop_rx.await;
+    });
+    tokio::pin!(run);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.connections() < 3 {
+        tokio::select! {
+            r = &mut run => panic!("the daemon stopped on its own: {r:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no probe ran");
+    }
+    assert!(e.app.telemetry.probes.get("mx").is_some());
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+    let seen = server.connections();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.connections(), seen, "no check after shutdown");
+}
