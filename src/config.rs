@@ -15,7 +15,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_string(),
         problem: problem.into(),
@@ -150,6 +150,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub http: HttpConfig,
     pub announcements: AnnouncementsConfig,
+    /// `[[probes]]`: service probes that declare outages ([`crate::probes`]).
+    pub probes: Vec<crate::probes::ProbeConfig>,
 }
 
 /// `[announcements]` (issue 10).
@@ -462,6 +464,9 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     announcements: RawAnnouncements,
+    /// Read key by key in [`crate::probes::config`], so that every error names `probes[N].key`.
+    #[serde(default)]
+    probes: Vec<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1199,6 +1204,7 @@ impl Config {
             },
             http: http_config(raw.http)?,
             announcements: announcements_config(raw.announcements, &path, env)?,
+            probes: crate::probes::config::probes(&raw.probes, &path, env)?,
         })
     }
 }
@@ -1395,18 +1401,72 @@ const IMAP_KEYS: &[&str] = &[
     "lease",
 ];
 
-/// Typed access to one `[[inbound.imap]]` table; errors name `inbound.imap[N].key`.
-struct Keys<'a> {
-    t: &'a toml::Table,
-    i: usize,
+/// Typed access to one table of an array (`[[inbound.imap]]`, `[[probes]]`); errors name
+/// `TABLE[N].key`.
+pub(crate) struct Keys<'a> {
+    pub(crate) t: &'a toml::Table,
+    /// `inbound.imap`, `probes`.
+    pub(crate) table: &'static str,
+    pub(crate) i: usize,
 }
 
-impl Keys<'_> {
-    fn key(&self, k: &str) -> String {
-        format!("inbound.imap[{}].{k}", self.i)
+impl<'a> Keys<'a> {
+    /// Table `i` of the array `table`, refused when it holds a key not in `known`.
+    pub(crate) fn open(
+        t: &'a toml::Table,
+        table: &'static str,
+        i: usize,
+        known: &[&str],
+    ) -> Result<Keys<'a>, ConfigError> {
+        let k = Keys { t, table, i };
+        if let Some(unknown) = t.keys().find(|key| !known.contains(&key.as_str())) {
+            return Err(err(
+                &k.key(unknown),
+                format!("unknown key; a [[{table}]] table takes {known:?}"),
+            ));
+        }
+        Ok(k)
     }
 
-    fn string(&self, k: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn key(&self, k: &str) -> String {
+        format!("{}[{}].{k}", self.table, self.i)
+    }
+
+    /// A password from `password_env` (the name of an environment variable) or
+    /// `password_file` (its first line), exactly one of them; `None` when neither is set.
+    pub(crate) fn password(
+        &self,
+        path: &dyn Fn(&str) -> PathBuf,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (self.string("password_env")?, self.string("password_file")?) {
+            (Some(_), Some(_)) => Err(err(
+                &self.key("password_env"),
+                "and password_file are both set: keep one",
+            )),
+            (Some(var), None) => env(&var).map(|v| Some(Secret(v))).ok_or_else(|| {
+                err(
+                    &self.key("password_env"),
+                    format!("names the environment variable {var}, which is not set"),
+                )
+            }),
+            (None, Some(file)) => {
+                let p = path(&file);
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    err(
+                        &self.key("password_file"),
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
+                Ok(Some(Secret(
+                    text.trim_end_matches(['\r', '\n']).to_string(),
+                )))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub(crate) fn string(&self, k: &str) -> Result<Option<String>, ConfigError> {
         match self.t.get(k) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
@@ -1418,7 +1478,7 @@ impl Keys<'_> {
     }
 
     /// A string that must be present and not blank.
-    fn required(&self, k: &str, example: &str) -> Result<String, ConfigError> {
+    pub(crate) fn required(&self, k: &str, example: &str) -> Result<String, ConfigError> {
         match self.string(k)? {
             Some(s) if !s.trim().is_empty() => Ok(s),
             Some(_) => Err(err(&self.key(k), format!("is empty: write e.g. {example}"))),
@@ -1447,13 +1507,7 @@ fn imap_config(
     path: &dyn Fn(&str) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ImapConfig, ConfigError> {
-    let k = Keys { t, i };
-    if let Some(unknown) = t.keys().find(|key| !IMAP_KEYS.contains(&key.as_str())) {
-        return Err(err(
-            &k.key(unknown),
-            format!("unknown key; an [[inbound.imap]] table takes {IMAP_KEYS:?}"),
-        ));
-    }
+    let k = Keys::open(t, "inbound.imap", i, IMAP_KEYS)?;
     let name = k.required("name", "name = \"support\"")?;
     if !name
         .chars()
@@ -1541,37 +1595,13 @@ fn imap_config(
                     "is for auth = \"xoauth2\"; with auth = \"password\" set password_env or password_file",
                 ));
             }
-            let secret = match (password_env, password_file) {
-                (Some(_), Some(_)) => {
-                    return Err(err(
-                        &k.key("password_env"),
-                        "and password_file are both set: keep one",
-                    ));
-                }
-                (Some(var), None) => env(&var).ok_or_else(|| {
-                    err(
-                        &k.key("password_env"),
-                        format!("names the environment variable {var}, which is not set"),
-                    )
-                })?,
-                (None, Some(file)) => {
-                    let p = path(&file);
-                    let text = std::fs::read_to_string(&p).map_err(|e| {
-                        err(
-                            &k.key("password_file"),
-                            format!("cannot read {}: {e}", p.display()),
-                        )
-                    })?;
-                    text.trim_end_matches(['\r', '\n']).to_string()
-                }
-                (None, None) => {
-                    return Err(err(
-                        &k.key("password_env"),
-                        "is required with auth = \"password\" (or password_file): the password never goes in this file",
-                    ));
-                }
-            };
-            ImapAuth::Password(Secret(secret))
+            let secret = k.password(path, env)?.ok_or_else(|| {
+                err(
+                    &k.key("password_env"),
+                    "is required with auth = \"password\" (or password_file): the password never goes in this file",
+                )
+            })?;
+            ImapAuth::Password(secret)
         }
         "xoauth2" => {
             if password_env.is_some() || password_file.is_some() {

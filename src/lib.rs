@@ -19,6 +19,7 @@
 //! - [`app`]: opens the parts from the configuration.
 //! - [`services`]: the operations the command line, the daemon and the HTTP API share.
 //! - [`daemon`]: the spawned tasks (mailboxes, Maildir and timers, delivery) and shutdown.
+//! - [`probes`]: service probes that declare outages from slow or failed checks.
 //! - [`clock`]: the one source of "now".
 //! - [`http`]: the web server inside the daemon (health, metrics, API, ticket pages, ops);
 //!   [`telemetry`]: the mailbox states and counters it reports.
@@ -43,6 +44,7 @@ pub mod notify;
 pub mod outbox;
 pub mod parse;
 pub mod pipeline;
+pub mod probes;
 pub mod registry;
 pub mod route;
 pub mod samples;

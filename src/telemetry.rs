@@ -132,6 +132,11 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabel {
+    pub probe: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: String,
 }
@@ -153,6 +158,9 @@ pub struct Metrics {
     pub mailbox_login_failures: Family<MailboxLabel, Counter>,
     pub bounces: Family<KindLabel, Counter>,
     pub suppressions: Family<KindLabel, Counter>,
+    /// Set by each probe's task after every check ([`crate::probes`]).
+    pub probe_up: Family<ProbeLabel, Gauge>,
+    pub probe_duration: Family<ProbeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub scrape: Mutex<()>,
 }
 
@@ -240,6 +248,17 @@ impl Metrics {
             "Addresses put on the suppression list, by the kind of bounce that put them \
              there (hard, soft); the database's count, shared by every instance on it",
             suppressions.clone(),
+        let probe_up = Family::<ProbeLabel, Gauge>::default();
+        registry.register(
+            "ticketgate_probe_up",
+            "1 when the probe's last check of a customer service answered within its slow threshold",
+            probe_up.clone(),
+        );
+        let probe_duration = Family::default();
+        registry.register(
+            "ticketgate_probe_duration_seconds",
+            "How long the probe's last check took (up to its timeout)",
+            probe_duration.clone(),
         );
         registry.register(
             "ticketgate_build",
@@ -294,6 +313,8 @@ impl Metrics {
             mailbox_login_failures,
             bounces,
             suppressions,
+            probe_up,
+            probe_duration,
             scrape: Mutex::new(()),
         }
     }
@@ -303,6 +324,8 @@ impl Metrics {
 pub struct Telemetry {
     mailboxes: Vec<MailboxCell>,
     pub metrics: Metrics,
+    /// Each probe's state, as its task last published it (`/readyz`).
+    pub probes: crate::probes::Board,
 }
 
 impl Telemetry {
@@ -333,6 +356,7 @@ impl Telemetry {
                 })
                 .collect(),
             metrics,
+            probes: crate::probes::Board::default(),
         }
     }
 

@@ -169,6 +169,14 @@ pub async fn run(
             TaskEnd::Delivery(DeliveryReport::default())
         });
     }
+    // Service probes (`[[probes]]`): not in `run --once`, whose pass has no time window.
+    if !cfg.probes.is_empty() {
+        let (app, stop) = (app.clone(), stop.clone());
+        tasks.spawn(async move {
+            crate::probes::run(app, stop).await;
+            TaskEnd::Delivery(DeliveryReport::default())
+        });
+    }
     notify.ready();
     let mut summary = RunSummary::default();
     let mut failure = None;

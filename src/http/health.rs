@@ -67,6 +67,8 @@ struct Ready {
     mailboxes: Vec<MailboxReady>,
     outbox: Option<OutboxReady>,
     timers: Option<TimersReady>,
+    /// Informational: a customer service's probe failing does not make ticketgate unready.
+    probes: Vec<crate::probes::ProbeStatus>,
 }
 
 fn count(s: &WebStats, states: &[OutboxState]) -> i64 {
@@ -139,6 +141,7 @@ async fn readyz(State(web): State<Shared>) -> Response {
             overdue: s.timers_overdue,
         }),
         mailboxes,
+        probes: web.app.telemetry.probes.all(),
     };
     let status = if ready {
         StatusCode::OK

@@ -26,6 +26,7 @@ mod oauth;
 mod outbox;
 mod pipeline;
 mod postfix;
+mod probes;
 mod reports;
 mod smtp;
 mod smtp_tls;

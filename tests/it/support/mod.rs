@@ -5,4 +5,5 @@ pub mod dovecot;
 pub mod introspect;
 pub mod postfix;
 pub mod postgres;
+pub mod slow_server;
 pub mod smtp_sink;
