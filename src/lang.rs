@@ -35,6 +35,21 @@ impl Lang {
         Lang::parse(code).unwrap_or(Lang::En)
     }
 
+    /// The last lines of a watcher's copy of a ticket's update: how to stop receiving it
+    /// (`url`: the watcher's unwatch link, [`crate::auth::unwatch`]).
+    pub fn unwatch_footer(self, url: &str) -> String {
+        match self {
+            Lang::En => format!(
+                "-- \nYou receive this because you were copied on this request. To stop receiving \
+                 its updates, open {url}\n(or reply with #unwatch).\n"
+            ),
+            Lang::Fr => format!(
+                "-- \nVous recevez ce message car vous étiez en copie de cette demande. Pour ne plus \
+                 en recevoir les nouvelles, ouvrez {url}\n(ou répondez #unwatch).\n"
+            ),
+        }
+    }
+
     /// An instant in the calendar's time zone: "Mon 23 Nov 2026 09:30 CST",
     /// "lundi 23 novembre 2026 à 09:30 CST".
     pub fn datetime(self, calendar: &Calendar, at: DateTime<Utc>) -> String {

@@ -336,6 +336,7 @@ impl Harness {
                         index: &index,
                     }),
                     reply_to: Some("support+TKT-000001.0123456789abcdef@support.example.test"),
+                    message_id: None,
                 },
             );
             match composed {

@@ -1,6 +1,7 @@
 //! The web server inside the daemon (axum, `[http] listen`): `/healthz`, `/readyz`,
 //! `/metrics` ([`health`]), the JSON API under `/api/v1` ([`api`]), the customer's ticket page
-//! `/t/TOKEN` ([`page`]) and the operators' pages under `/ops/` ([`ops`]).
+//! `/t/TOKEN` ([`page`]), a watcher's unwatch link `/w/TOKEN` ([`unwatch`]) and the operators'
+//! pages under `/ops/` ([`ops`]).
 //!
 //! Started as a task of the daemon, stopped by its `CancellationToken` (graceful: requests
 //! in flight finish). Request bodies are capped at [`MAX_BODY`], headers at [`MAX_HEADERS`]
@@ -11,6 +12,7 @@ pub mod api;
 pub mod health;
 pub mod ops;
 pub mod page;
+pub mod unwatch;
 
 use crate::app::App;
 use axum::Router;
@@ -127,6 +129,10 @@ fn templates() -> minijinja::Environment<'static> {
             include_str!("../../templates/web/ticket.html"),
         ),
         (
+            "unwatch.html",
+            include_str!("../../templates/web/unwatch.html"),
+        ),
+        (
             "not_found.html",
             include_str!("../../templates/web/not_found.html"),
         ),
@@ -185,6 +191,7 @@ pub fn router(app: App) -> Router {
         .merge(health::routes())
         .nest("/api/v1", api::routes())
         .merge(page::routes())
+        .merge(unwatch::routes())
         .nest("/ops", ops::routes())
         .fallback(|| async { api::problem(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::from_fn(log_and_limit))
@@ -192,8 +199,11 @@ pub fn router(app: App) -> Router {
         .with_state(web)
 }
 
-/// The path as logged: no query, tokens masked (`/t/…`).
+/// The path as logged: no query, tokens masked (`/t/…`, `/w/…`).
 fn loggable(path: &str) -> String {
+    if path.starts_with("/w/") {
+        return "/w/…".to_string();
+    }
     match path.strip_prefix("/t/") {
         Some(rest) => match rest.split_once('/') {
             Some((_, tail)) => format!("/t/…/{tail}"),
@@ -340,6 +350,7 @@ mod tests {
             "/t/…/accept"
         );
         assert_eq!(loggable("/api/v1/tickets"), "/api/v1/tickets");
+        assert_eq!(loggable("/w/12.0123456789abcdef0123456789abcdef"), "/w/…");
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn words(lang: &str) -> serde_json::Value {
     }
 }
 
-fn too_many() -> Response {
+pub(super) fn too_many() -> Response {
     (
         StatusCode::TOO_MANY_REQUESTS,
         [(header::RETRY_AFTER, "60")],

@@ -248,6 +248,9 @@ pub struct Outgoing<'a> {
     pub cc: &'a [String],
     /// Outlook's conversation headers: `Thread-Topic` and `Thread-Index` ([`outlook`]).
     pub thread: Option<Thread<'a>>,
+    /// The Message-ID to use (a watcher's own copy of a message already composed for the
+    /// requester); `None`: a new one ([`new_message_id`]).
+    pub message_id: Option<&'a str>,
 }
 
 /// The Outlook conversation a ticket's mail belongs to.
@@ -310,7 +313,10 @@ pub fn compose(
         Some(n) => Mailbox::new(Some(crate::parse::one_line(n)), cfg.from.email.clone()),
         None => cfg.from.clone(),
     };
-    let message_id = new_message_id(out.tag, &cfg.message_id_domain);
+    let message_id = match out.message_id {
+        Some(id) => id.to_string(),
+        None => new_message_id(out.tag, &cfg.message_id_domain),
+    };
     let reply_to = match out.reply_to.map(str::parse::<Address>) {
         Some(Ok(a)) => Mailbox::new(cfg.from.name.clone(), a),
         _ => cfg.from.clone(),
@@ -599,6 +605,7 @@ mod tests {
                 cc: &[],
                 thread: None,
                 reply_to: None,
+                message_id: None,
             },
         )
         .unwrap();

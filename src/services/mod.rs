@@ -9,6 +9,7 @@
 //! - [`intake`]: one raw mail (the `ingest` command, MTA pipes);
 //! - [`web`]: paged listings, API tokens, the customer's ticket page and answer.
 //! - [`reports`]: the KPI report of a customer and period.
+//! - [`unwatch`]: a watcher's unwatch link (`/w/TOKEN`).
 
 pub mod intake;
 pub mod outbox;
@@ -17,6 +18,7 @@ pub mod reports;
 pub mod suppressions;
 pub mod tickets;
 pub mod timers;
+pub mod unwatch;
 pub mod web;
 
 use crate::pipeline::ActionError;

@@ -3,3 +3,4 @@
 pub mod dovecot;
 pub mod postfix;
 pub mod smtp_sink;
+pub mod web_server;
