@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 use std::sync::OnceLock;
 
+mod outage_links;
 mod web;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -34,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../migrations/sqlite/0010_watchers.sql"),
+    ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_outage_links.sql"),
     ),
 ];
 
@@ -839,6 +844,18 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn intake_outages(&mut self) -> Result<Vec<OpenOutage>> {
+        outage_links::intake_outages(&self.tx)
+    }
+
+    fn link_outage(&mut self, ticket_id: i64, outage_id: i64, now: DateTime<Utc>) -> Result<()> {
+        outage_links::link_outage(&self.tx, ticket_id, outage_id, now)
+    }
+
+    fn outage_tickets(&mut self, outage_id: i64) -> Result<Vec<i64>> {
+        outage_links::outage_tickets(&self.tx, outage_id)
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -1274,6 +1291,10 @@ impl Store for SqliteStore {
 
     fn ticket_watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
         watchers(&self.conn, ticket_id)
+    }
+
+    fn ticket_outages(&mut self, ticket_id: i64) -> Result<Vec<i64>> {
+        outage_links::ticket_outages(&self.conn, ticket_id)
     }
 
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>> {

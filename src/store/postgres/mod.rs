@@ -54,6 +54,7 @@ macro_rules! ticket_columns {
 }
 
 mod batch;
+mod outage_links;
 mod rows;
 mod store;
 mod tx;
@@ -90,6 +91,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../../migrations/postgres/0008_watchers.sql"),
+    ),
+    (
+        12,
+        include_str!("../../../migrations/postgres/0012_outage_links.sql"),
     ),
 ];
 
