@@ -149,6 +149,33 @@ pub struct Config {
     pub log: LogConfig,
     pub daemon: DaemonConfig,
     pub http: HttpConfig,
+    pub announcements: AnnouncementsConfig,
+}
+
+/// `[announcements]` (issue 10).
+#[derive(Debug, Clone)]
+pub struct AnnouncementsConfig {
+    /// `announcements.key`: HMAC key of the one-click unsubscribe tokens (`/u/TOKEN`); the
+    /// key itself, `env:NAME` or `file:PATH`, at least 16 bytes. `None` (the embedded
+    /// default): announcement mail carries only the `mailto:` unsubscribe, no one-click URL
+    /// (a warning at start); so does mail when `http.public_url` is not set.
+    pub key: Option<Secret>,
+    /// `announcements.update_interval`: between two outage updates unless the outage says
+    /// otherwise (default 1h).
+    pub update_interval: Duration,
+    /// `announcements.pending_expiry`: a subscription not confirmed by then lapses
+    /// (default 3d).
+    pub pending_expiry: Duration,
+}
+
+impl Default for AnnouncementsConfig {
+    fn default() -> Self {
+        AnnouncementsConfig {
+            key: None,
+            update_interval: Duration::from_secs(3600),
+            pending_expiry: Duration::from_secs(3 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,6 +455,16 @@ struct RawConfig {
     daemon: RawDaemon,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    announcements: RawAnnouncements,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnouncements {
+    key: Option<String>,
+    update_interval: Option<String>,
+    pending_expiry: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -622,21 +659,31 @@ fn bounce_key(
     path: &dyn Fn(&str) -> PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, ConfigError> {
-    const KEY: &str = "outbound.bounce_key";
+    secret_key("outbound.bounce_key", raw, path, env)
+}
+
+/// A key setting named `KEY`: the key itself, `env:NAME` or `file:PATH` (trailing newlines
+/// removed); at least 16 bytes. Errors name the setting, never show the key.
+fn secret_key(
+    setting: &str,
+    raw: Option<&str>,
+    path: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
     let key = if let Some(var) = raw.strip_prefix("env:") {
         env(var).ok_or_else(|| {
             err(
-                KEY,
+                setting,
                 format!("names the environment variable {var}, which is not set"),
             )
         })?
     } else if let Some(file) = raw.strip_prefix("file:") {
         let p = path(file);
         std::fs::read_to_string(&p)
-            .map_err(|e| err(KEY, format!("cannot read {}: {e}", p.display())))?
+            .map_err(|e| err(setting, format!("cannot read {}: {e}", p.display())))?
             .trim_end_matches(['\r', '\n'])
             .to_string()
     } else {
@@ -645,7 +692,7 @@ fn bounce_key(
     if key.len() < 16 {
         // The key is never shown, not even in part.
         return Err(err(
-            KEY,
+            setting,
             "is shorter than 16 bytes: use a long random value, e.g. `openssl rand -hex 32`",
         ));
     }
@@ -1145,8 +1192,41 @@ impl Config {
                 },
             },
             http: http_config(raw.http)?,
+            announcements: announcements_config(raw.announcements, &path, env)?,
         })
     }
+}
+
+fn announcements_config(
+    raw: RawAnnouncements,
+    path: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AnnouncementsConfig, ConfigError> {
+    let d = AnnouncementsConfig::default();
+    let positive = |key: &str, text: Option<&str>, default: Duration| match text {
+        None => Ok(default),
+        Some(t) => {
+            let v = duration(key, t)?;
+            if v.is_zero() {
+                Err(err(key, "must be more than 0"))
+            } else {
+                Ok(v)
+            }
+        }
+    };
+    Ok(AnnouncementsConfig {
+        key: secret_key("announcements.key", raw.key.as_deref(), path, env)?,
+        update_interval: positive(
+            "announcements.update_interval",
+            raw.update_interval.as_deref(),
+            d.update_interval,
+        )?,
+        pending_expiry: positive(
+            "announcements.pending_expiry",
+            raw.pending_expiry.as_deref(),
+            d.pending_expiry,
+        )?,
+    })
 }
 
 fn http_config(raw: RawHttp) -> Result<HttpConfig, ConfigError> {

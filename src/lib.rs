@@ -27,6 +27,7 @@
 //! - [`sdnotify`]: systemd's readiness and watchdog notifications (`Type=notify`).
 #![forbid(unsafe_code)]
 
+pub mod announce;
 pub mod app;
 pub mod auth;
 pub mod bounce;

@@ -3,6 +3,7 @@
 //! without a restart. A registry that fails to load at start stops the start; one that fails
 //! on a later reload is logged and the last good one stays in force.
 
+pub use crate::announce::{ListDef, ListType};
 use crate::calendar::{Calendar, CalendarSpec};
 use crate::workflow::Profile;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -39,6 +40,8 @@ pub struct Plan {
     pub agent_team: Option<String>,
     /// What an unauthenticated customer mail may do (`authentication`, default `prefer`).
     pub authentication: Authentication,
+    /// The platform (`eu`, `us`, …) its customers are on, unless a customer names its own.
+    pub platform: Option<String>,
 }
 
 /// A plan's `authentication`: how much an unauthenticated customer mail may do.
@@ -78,6 +81,7 @@ impl Plan {
             phone: None,
             agent_team: None,
             authentication: Authentication::Prefer,
+            platform: None,
         }
     }
 
@@ -159,6 +163,8 @@ pub struct Customer {
     /// Lower-case addresses (`jane@acme.example`) or domains (`@acme.example`). Empty: any
     /// sender holding a valid key may open tickets.
     pub allowed_senders: Vec<String>,
+    /// The customer's `platform`, or its plan's (`None`: neither names one).
+    pub platform: Option<String>,
 }
 
 impl Customer {
@@ -198,6 +204,8 @@ pub struct Registry {
     plans: HashMap<String, Arc<Plan>>,
     /// Support staff: addresses or `@domains` whose mail about a ticket is an agent's.
     agents: Vec<String>,
+    /// Distribution lists (`[lists.NAME]`), by name.
+    lists: std::collections::BTreeMap<String, Arc<ListDef>>,
 }
 
 impl Registry {
@@ -249,6 +257,56 @@ impl Registry {
         })
     }
 
+    /// The list of that name.
+    pub fn list(&self, name: &str) -> Option<&Arc<ListDef>> {
+        self.lists.get(name)
+    }
+
+    /// Every list, in name order.
+    pub fn lists(&self) -> impl Iterator<Item = &Arc<ListDef>> {
+        self.lists.values()
+    }
+
+    /// The lists of one platform and type, in name order.
+    pub fn lists_of(&self, platform: &str, list_type: ListType) -> Vec<Arc<ListDef>> {
+        self.lists
+            .values()
+            .filter(|l| l.platform == platform && l.list_type == list_type)
+            .cloned()
+            .collect()
+    }
+
+    /// The list whose own address this is (compared in lower case).
+    pub fn list_by_address(&self, address: &str) -> Option<&Arc<ListDef>> {
+        let a = address.trim().to_ascii_lowercase();
+        self.lists.values().find(|l| l.address == a)
+    }
+
+    /// The platforms the lists name, sorted, once each.
+    pub fn platforms(&self) -> Vec<String> {
+        let mut p: Vec<String> = self.lists.values().map(|l| l.platform.clone()).collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+
+    /// A customer's platform (its own, or its plan's).
+    pub fn customer_platform(&self, id: &str) -> Option<&str> {
+        self.customers.get(id)?.platform.as_deref()
+    }
+
+    /// The customers of one platform, in id order.
+    pub fn customers_of(&self, platform: &str) -> Vec<Arc<Customer>> {
+        let mut v: Vec<Arc<Customer>> = self
+            .customers
+            .values()
+            .filter(|c| c.platform.as_deref() == Some(platform))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
     pub fn parse(text: &str) -> Result<Registry, RegistryError> {
         let raw: RawRegistry = toml::from_str(text).map_err(|e| RegistryError {
             key: "(file)".into(),
@@ -265,6 +323,7 @@ impl Registry {
         let mut plans = HashMap::new();
         for (name, p) in raw.plans {
             let key = |k: &str| format!("plans.{name}.{k}");
+            let platform = platform_name(&key("platform"), p.platform.clone())?;
             let language = p.language.unwrap_or_else(|| "en".into());
             if !crate::lang::LANGUAGES.contains(&language.as_str()) {
                 return Err(RegistryError::new(
@@ -400,6 +459,7 @@ impl Registry {
                     phone: p.phone.filter(|s| !s.trim().is_empty()),
                     agent_team: p.agent_team,
                     authentication,
+                    platform,
                 }),
             );
         }
@@ -412,8 +472,10 @@ impl Registry {
             plans: plans.clone(),
             ..Registry::default()
         };
+        reg.lists = parse_lists(raw.lists, &calendars)?;
         for (i, c) in raw.customers.into_iter().enumerate() {
             let at = |k: &str| format!("customers[{i}].{k}");
+            let own_platform = platform_name(&at("platform"), c.platform)?;
             if c.id.trim().is_empty() {
                 return Err(RegistryError::new(at("id"), "must not be empty"));
             }
@@ -429,6 +491,7 @@ impl Registry {
             let customer = Arc::new(Customer {
                 name: c.name.unwrap_or_else(|| c.id.clone()),
                 id: c.id.clone(),
+                platform: own_platform.or_else(|| plan.platform.clone()),
                 plan,
                 allowed_senders: c
                     .allowed_senders
@@ -477,6 +540,102 @@ impl Registry {
     }
 }
 
+/// A `platform` value: trimmed, lower-case, letters, digits, `-` and `_`.
+fn platform_name(key: &str, p: Option<String>) -> Result<Option<String>, RegistryError> {
+    let Some(p) = p else { return Ok(None) };
+    let p = p.trim().to_ascii_lowercase();
+    if p.is_empty()
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(RegistryError::new(
+            key,
+            format!("`{p}` is not a platform name: use letters, digits, `-` or `_` (e.g. \"eu\")"),
+        ));
+    }
+    Ok(Some(p))
+}
+
+/// The `[lists.NAME]` tables, checked: a known type, a platform, an address with a domain
+/// used by one list only, a language with templates, a calendar the registry defines.
+fn parse_lists(
+    raw: HashMap<String, RawList>,
+    calendars: &HashMap<String, Arc<Calendar>>,
+) -> Result<std::collections::BTreeMap<String, Arc<ListDef>>, RegistryError> {
+    let mut lists = std::collections::BTreeMap::new();
+    let mut addresses: HashMap<String, String> = HashMap::new();
+    for (name, l) in raw {
+        let key = |k: &str| format!("lists.{name}.{k}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(RegistryError::new(
+                format!("lists.{name}"),
+                "a list name is letters, digits, `-`, `_` or `.` (it is part of List-Id)",
+            ));
+        }
+        let list_type = ListType::parse(l.list_type.trim()).ok_or_else(|| {
+            RegistryError::new(
+                key("type"),
+                format!(
+                    "`{}` is not a list type: use informational, incident, maintenance or release",
+                    l.list_type
+                ),
+            )
+        })?;
+        let platform = platform_name(&key("platform"), Some(l.platform))?.unwrap_or_default();
+        let address = l.address.trim().to_ascii_lowercase();
+        match address.split_once('@') {
+            Some((local, domain)) if !local.is_empty() && domain.contains('.') => {}
+            _ => {
+                return Err(RegistryError::new(
+                    key("address"),
+                    format!("`{address}` is not an address (write name@domain)"),
+                ));
+            }
+        }
+        if let Some(other) = addresses.insert(address.clone(), name.clone()) {
+            return Err(RegistryError::new(
+                key("address"),
+                format!("`{address}` is also the address of list `{other}`"),
+            ));
+        }
+        let language = l.language.unwrap_or_else(|| "en".into());
+        if !crate::lang::LANGUAGES.contains(&language.as_str()) {
+            return Err(RegistryError::new(
+                key("language"),
+                format!(
+                    "`{language}` has no templates: use one of {:?}",
+                    crate::lang::LANGUAGES
+                ),
+            ));
+        }
+        let calendar_name = l.calendar.unwrap_or_else(|| "24/7".into());
+        let calendar = calendars.get(&calendar_name).cloned().ok_or_else(|| {
+            RegistryError::new(
+                key("calendar"),
+                format!("names calendar `{calendar_name}`, which no [calendars.{calendar_name}] table defines (or write \"24/7\")"),
+            )
+        })?;
+        lists.insert(
+            name.clone(),
+            Arc::new(ListDef {
+                name,
+                list_type,
+                platform,
+                address,
+                language,
+                calendar_name,
+                calendar,
+            }),
+        );
+    }
+    Ok(lists)
+}
+
 /// `2027-01-31` (the key counts through that whole day, UTC) or an RFC 3339 instant.
 fn instant(key: &str, text: &str) -> Result<DateTime<Utc>, RegistryError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
@@ -520,6 +679,19 @@ struct RawRegistry {
     plans: HashMap<String, RawPlan>,
     #[serde(default)]
     customers: Vec<RawCustomer>,
+    #[serde(default)]
+    lists: HashMap<String, RawList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    #[serde(rename = "type")]
+    list_type: String,
+    platform: String,
+    address: String,
+    language: Option<String>,
+    calendar: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -540,6 +712,7 @@ struct RawPlan {
     reminders: Option<RawReminders>,
     survey: Option<bool>,
     authentication: Option<String>,
+    platform: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -557,6 +730,7 @@ struct RawCustomer {
     id: String,
     name: Option<String>,
     plan: String,
+    platform: Option<String>,
     #[serde(default)]
     allowed_senders: Vec<String>,
     #[serde(default)]
@@ -659,6 +833,94 @@ fn load(path: &Path) -> Result<Option<Registry>, RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LISTS: &str = r#"
+[plans.eu]
+platform = "EU"
+
+[[customers]]
+id = "acme"
+plan = "eu"
+
+[[customers]]
+id = "globex"
+plan = "eu"
+platform = "us"
+
+[lists.eu-incidents]
+type = "incident"
+platform = "eu"
+address = "EU-Incidents@Lists.example.com"
+
+[lists.us-incidents]
+type = "incident"
+platform = "us"
+address = "us-incidents@lists.example.com"
+language = "fr"
+"#;
+
+    #[test]
+    fn lists_and_platforms_are_read_and_a_customer_overrides_its_plan() {
+        let r = Registry::parse(LISTS).unwrap();
+        let eu = r.list("eu-incidents").unwrap();
+        assert_eq!(eu.list_type, ListType::Incident);
+        assert_eq!(eu.address, "eu-incidents@lists.example.com");
+        assert_eq!(eu.list_id(), "<eu-incidents.lists.example.com>");
+        assert_eq!(eu.language, "en");
+        assert_eq!(eu.calendar_name, "24/7");
+        assert_eq!(r.lists_of("eu", ListType::Incident).len(), 1);
+        assert!(r.lists_of("eu", ListType::Release).is_empty());
+        assert_eq!(r.customer_platform("acme"), Some("eu"));
+        assert_eq!(r.customer_platform("globex"), Some("us"));
+        assert_eq!(r.platforms(), vec!["eu", "us"]);
+        assert_eq!(
+            r.list_by_address("US-INCIDENTS@lists.example.com")
+                .unwrap()
+                .name,
+            "us-incidents"
+        );
+    }
+
+    #[test]
+    fn a_wrong_list_names_its_key() {
+        let cases = [
+            (
+                "type = \"incident\"",
+                "type = \"outages\"",
+                "lists.eu-incidents.type",
+            ),
+            (
+                "address = \"EU-Incidents@Lists.example.com\"",
+                "address = \"us-incidents@lists.example.com\"",
+                "address",
+            ),
+            (
+                "address = \"EU-Incidents@Lists.example.com\"",
+                "address = \"not-an-address\"",
+                "lists.eu-incidents.address",
+            ),
+            (
+                "language = \"fr\"",
+                "language = \"de\"",
+                "lists.us-incidents.language",
+            ),
+            (
+                "language = \"fr\"",
+                "calendar = \"nowhere\"",
+                "lists.us-incidents.calendar",
+            ),
+            (
+                "platform = \"EU\"",
+                "platform = \"e u\"",
+                "plans.eu.platform",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let text = LISTS.replacen(from, to, 1);
+            let e = Registry::parse(&text).unwrap_err();
+            assert!(e.key.ends_with(key) || e.key.contains(key), "{to}: {e}");
+        }
+    }
 
     const SAMPLE: &str = r#"
 [plans.standard]

@@ -9,9 +9,13 @@
 //! - [`intake`]: one raw mail (the `ingest` command, MTA pipes);
 //! - [`web`]: paged listings, API tokens, the customer's ticket page and answer.
 //! - [`reports`]: the KPI report of a customer and period.
+//! - [`lists`]: distribution lists and subscribers; [`announce`]: outages and the
+//!   announcements the status page reads.
 //! - [`unwatch`]: a watcher's unwatch link (`/w/TOKEN`).
 
+pub mod announce;
 pub mod intake;
+pub mod lists;
 pub mod outbox;
 pub mod quarantine;
 pub mod reports;

@@ -2,12 +2,14 @@
 //! [`WriteTx`] traits; SQLite (`sqlite.rs`) and PostgreSQL (`postgres.rs`) implement them,
 //! each with its own migrations. Times cross this boundary as `DateTime<Utc>`.
 
+mod announce;
 mod db;
 mod outage_links;
 mod postgres;
 mod sqlite;
 mod web;
 
+pub use announce::*;
 pub use db::{Conn, Db};
 pub use outage_links::*;
 pub use postgres::PgStore;
@@ -589,6 +591,8 @@ pub trait WriteTx {
     fn count_bounce(&mut self, kind: &str) -> Result<()>;
     /// Marks an outbound message (written to a suppressed address anyway).
     fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()>;
+    /// Subscribers and announcements in this transaction ([`AnnounceTx`]).
+    fn announce(&mut self) -> &mut dyn AnnounceTx;
     /// The outages open now on every platform, oldest first, with their last update
     /// ([`OpenOutage`]); intake links new tickets to those of the customer's platform.
     fn intake_outages(&mut self) -> Result<Vec<OpenOutage>>;
@@ -703,6 +707,8 @@ pub trait Store: Send {
     fn ticket_outages(&mut self, ticket_id: i64) -> Result<Vec<i64>>;
     /// What the web layer reads and writes ([`WebStore`]).
     fn web(&mut self) -> &mut dyn WebStore;
+    /// Subscribers and announcements ([`AnnounceRead`]).
+    fn announce(&mut self) -> &mut dyn AnnounceRead;
     /// The suppression list, by address.
     fn suppressions(&mut self) -> Result<Vec<Suppression>>;
     /// The bounce counters, by kind.

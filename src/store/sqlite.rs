@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 use std::sync::OnceLock;
 
+mod announce;
 mod outage_links;
 mod web;
 
@@ -35,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../migrations/sqlite/0010_watchers.sql"),
+    ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_announce.sql"),
     ),
     (
         14,
@@ -837,6 +842,10 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn announce(&mut self) -> &mut dyn AnnounceTx {
+        self
+    }
+
     fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()> {
         self.tx
             .prepare_cached("UPDATE outbox SET flag = ?2 WHERE id = ?1")?
@@ -1308,6 +1317,10 @@ impl Store for SqliteStore {
             .query_row(params![fnv64(&key), key], |r| r.get(0))
             .optional()?
             .flatten())
+    }
+
+    fn announce(&mut self) -> &mut dyn AnnounceRead {
+        self
     }
 
     fn web(&mut self) -> &mut dyn WebStore {

@@ -6,6 +6,7 @@
 mod common;
 mod support;
 
+mod announce;
 mod attachments;
 mod auth;
 mod bounce;

@@ -53,6 +53,7 @@ macro_rules! ticket_columns {
     };
 }
 
+mod announce;
 mod batch;
 mod outage_links;
 mod rows;
@@ -91,6 +92,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../../migrations/postgres/0008_watchers.sql"),
+    ),
+    (
+        9,
+        include_str!("../../../migrations/postgres/0009_announce.sql"),
     ),
     (
         12,

@@ -613,6 +613,10 @@ impl Store for PgStore {
         })
     }
 
+    fn announce(&mut self) -> &mut dyn AnnounceRead {
+        self
+    }
+
     fn web(&mut self) -> &mut dyn WebStore {
         self
     }

@@ -57,7 +57,7 @@ impl PgTx {
     }
 
     /// Runs `f` on the transaction's connection, on the background runtime.
-    fn call<T: Send + 'static>(&mut self, f: impl Call<T>) -> Result<T> {
+    pub(super) fn call<T: Send + 'static>(&mut self, f: impl Call<T>) -> Result<T> {
         let Some(mut tx) = self.tx.take() else {
             self.failed = true;
             return Err(StoreError::Other(
@@ -90,7 +90,7 @@ impl PgTx {
     }
 
     /// Takes the writers' lock, then checks the reads made without it.
-    fn lock(&mut self) -> Result<()> {
+    pub(super) fn lock(&mut self) -> Result<()> {
         if self.locked {
             return Ok(());
         }
@@ -102,7 +102,7 @@ impl PgTx {
 
     /// Takes the lock and writes what is buffered; the cache is then dropped (the tables say
     /// the same, and the lock keeps them so).
-    fn sync(&mut self) -> Result<()> {
+    pub(super) fn sync(&mut self) -> Result<()> {
         self.lock()?;
         if self.buf.is_empty() {
             return Ok(());
@@ -989,6 +989,10 @@ impl WriteTx for PgTx {
                 Ok(())
             })
         })
+    }
+
+    fn announce(&mut self) -> &mut dyn AnnounceTx {
+        self
     }
 
     fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()> {
