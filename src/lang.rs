@@ -50,6 +50,24 @@ impl Lang {
         }
     }
 
+    /// A length of time in whole minutes: "2 h 30 min", "45 min", "3 d 2 h" (the same
+    /// abbreviations in French: "3 j 2 h").
+    pub fn duration(self, d: chrono::Duration) -> String {
+        let m = d.num_minutes().max(0);
+        let (days, hours, mins) = (m / 1440, m / 60 % 24, m % 60);
+        let day = match self {
+            Lang::En => "d",
+            Lang::Fr => "j",
+        };
+        match (days, hours, mins) {
+            (0, 0, m) => format!("{m} min"),
+            (0, h, 0) => format!("{h} h"),
+            (0, h, m) => format!("{h} h {m} min"),
+            (d, 0, _) => format!("{d} {day}"),
+            (d, h, _) => format!("{d} {day} {h} h"),
+        }
+    }
+
     /// An instant in the calendar's time zone: "Mon 23 Nov 2026 09:30 CST",
     /// "lundi 23 novembre 2026 à 09:30 CST".
     pub fn datetime(self, calendar: &Calendar, at: DateTime<Utc>) -> String {

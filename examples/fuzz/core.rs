@@ -267,6 +267,7 @@ impl Harness {
                 customer_name: "ACME".into(),
                 support_name: mailer.support_name(),
                 ticket_url: None,
+                outages: Vec::new(),
             }),
         };
         let (subject, body) = mailer

@@ -20,7 +20,7 @@ pub struct OpenOutage {
     /// Since when (its start, else when it was declared).
     pub since: DateTime<Utc>,
     pub restoration_eta: Option<DateTime<Utc>>,
-    /// Its last notice with text (the declaration or an operator's update): when, and the
-    /// text.
+    /// Its last update with the operator's text sent to subscribers: when, and the text
+    /// (the declaration's text is the impact).
     pub last_update: Option<(DateTime<Utc>, String)>,
 }

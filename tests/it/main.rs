@@ -20,6 +20,7 @@ mod instances;
 mod lifecycle;
 mod limits;
 mod lmtp;
+mod outage_intake;
 mod outbox;
 mod pipeline;
 mod postfix;

@@ -10,7 +10,7 @@ pub(super) async fn intake_outages(c: &mut PgConnection) -> Result<Vec<OpenOutag
         "SELECT a.id, a.platform, a.services, a.impact, COALESCE(a.starts_at, a.created_at), a.restoration_eta, \
          u.at, u.text FROM announcements a \
          LEFT JOIN LATERAL (SELECT x.at, x.text FROM announcement_updates x WHERE x.announcement_id = a.id \
-                            AND x.kind IN ('declared', 'update') ORDER BY x.id DESC LIMIT 1) u ON true \
+                            AND x.kind = 'update' ORDER BY x.id DESC LIMIT 1) u ON true \
          WHERE a.kind = 'outage' AND a.state = 'open' ORDER BY a.id",
     )
     .fetch_all(&mut *c)

@@ -6,9 +6,9 @@ pub(super) fn intake_outages(conn: &Connection) -> Result<Vec<OpenOutage>> {
     let mut st = conn.prepare_cached(
         "SELECT a.id, a.platform, a.services, a.impact, COALESCE(a.starts_at, a.created_at), a.restoration_eta, \
          (SELECT u.at FROM announcement_updates u WHERE u.announcement_id = a.id \
-          AND u.kind IN ('declared', 'update') ORDER BY u.id DESC LIMIT 1), \
+          AND u.kind = 'update' ORDER BY u.id DESC LIMIT 1), \
          (SELECT u.text FROM announcement_updates u WHERE u.announcement_id = a.id \
-          AND u.kind IN ('declared', 'update') ORDER BY u.id DESC LIMIT 1) \
+          AND u.kind = 'update' ORDER BY u.id DESC LIMIT 1) \
          FROM announcements a WHERE a.kind = 'outage' AND a.state = 'open' ORDER BY a.id",
     )?;
     let rows = st.query_map([], |r| {

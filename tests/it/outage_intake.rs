@@ -1,0 +1,195 @@
+//! Incident-aware intake and the status page (issue 10), on a real store (SQLite, or
+//! PostgreSQL with `TICKETGATE_TEST_DATABASE_URL`): the OX story's ticket part with moved
+//! time, and the status page, its Atom feed and the announcements API over real HTTP.
+
+use crate::common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::{Env, mail};
+use ticketgate::pipeline::Outcome;
+use ticketgate::services::announce::{self, OutageDeclaration};
+use ticketgate::services::tickets;
+
+const REGISTRY: &str = r#"
+[plans.eu]
+language = "en"
+platform = "eu"
+agent_team = "agents@support.example.test"
+
+[plans.us]
+language = "en"
+platform = "us"
+agent_team = "agents@support.example.test"
+
+[[customers]]
+id = "ox-eu"
+name = "OX EU"
+plan = "eu"
+keys = [{ key = "OXEU-0000-0000-0001" }]
+
+[[customers]]
+id = "ox-us"
+name = "OX US"
+plan = "us"
+keys = [{ key = "OXUS-0000-0000-0002" }]
+
+[lists.eu-incidents]
+type = "incident"
+platform = "eu"
+address = "eu-incidents@lists.support.example.test"
+
+[lists.us-incidents]
+type = "incident"
+platform = "us"
+address = "us-incidents@lists.support.example.test"
+"#;
+
+const PUBLIC: &str = "http://status.example.test";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn env() -> Env {
+    let e = common::env_registry(
+        REGISTRY,
+        &format!("[http]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC}\"\n"),
+    );
+    e.clock.set(at("2026-12-03T10:00:00Z"));
+    e
+}
+
+fn declare_eu_outage(e: &Env) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(announce::declare_outage(
+        &e.app,
+        OutageDeclaration {
+            platform: "eu".into(),
+            services: vec!["IMAP,Webmail".into()],
+            impact: "Mail cannot be read over IMAP or in the webmail.".into(),
+            restoration_eta: Some(at("2026-12-03T13:00:00Z")),
+            update_interval: None,
+            draft: false,
+            source: "operator".into(),
+        },
+    ))
+    .unwrap()
+    .reference
+}
+
+fn request(e: &mut Env, from: &str, key: &str) -> String {
+    match e.ingest(
+        &mail(
+            from,
+            "Cannot read my mail",
+            &format!("{key}\nIMAP login hangs."),
+        )
+        .build(),
+    ) {
+        Outcome::Created { ticket } => ticket,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn show(e: &Env, reference: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    serde_json::to_value(rt.block_on(tickets::show(&e.app, reference)).unwrap()).unwrap()
+}
+
+/// The mail of `kind` to `to`, decoded.
+fn text_to(e: &mut Env, kind: &str, to: &str) -> Vec<String> {
+    e.sent(kind)
+        .into_iter()
+        .filter(|o| o.recipient == to)
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|o| e.text(o))
+        .collect()
+}
+
+#[test]
+fn a_ticket_opened_during_an_outage_of_its_platform_is_linked_told_and_notified_of_the_restoration()
+{
+    let mut e = env();
+    let outage = declare_eu_outage(&e);
+    assert_eq!(outage, "OUT-000001");
+
+    // 10:20: an EU customer and a US customer write in.
+    e.clock.set(at("2026-12-03T10:20:00Z"));
+    let eu = request(&mut e, "Eve <eve@ox-eu.example>", "OXEU-0000-0000-0001");
+    let us = request(&mut e, "Uma <uma@ox-us.example>", "OXUS-0000-0000-0002");
+
+    // The EU ticket is linked (tickets show, JSON), the US one is not.
+    let j = show(&e, &eu);
+    assert_eq!(j["outages"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["outages"][0]["reference"], "OUT-000001");
+    assert_eq!(j["outages"][0]["state"], "open");
+    assert_eq!(j["outages"][0]["services"][1], "Webmail");
+    assert_eq!(show(&e, &us)["outages"].as_array().unwrap().len(), 0);
+
+    // Its acknowledgement says the outage is known, since when, its last update and the
+    // status page; the US customer's says nothing of it.
+    let ack = text_to(&mut e, "acknowledgement", "eve@ox-eu.example").remove(0);
+    for want in [
+        "OUT-000001 (IMAP, Webmail)",
+        "since Thu 03 Dec 2026 10:00",
+        "Mail cannot be read over IMAP or in the webmail.",
+        "Expected restoration: Thu 03 Dec 2026 13:00",
+        &format!("Status page: {PUBLIC}/status"),
+        "we will tell you when it is restored",
+    ] {
+        assert!(ack.contains(want), "missing {want:?} in:\n{ack}");
+    }
+    let ack_us = text_to(&mut e, "acknowledgement", "uma@ox-us.example").remove(0);
+    assert!(!ack_us.contains("OUT-"), "{ack_us}");
+    // The agents' copy of the EU ticket names the outage.
+    let copies = text_to(&mut e, "agent_notification", "agents@support.example.test");
+    assert_eq!(copies.len(), 2);
+    assert!(
+        copies[0].contains("Linked to outage OUT-000001 (IMAP, Webmail"),
+        "{}",
+        copies[0]
+    );
+    assert!(!copies[1].contains("OUT-"), "{}", copies[1]);
+
+    // 12:30: restored. The linked ticket's requester gets the notice with the duration, in
+    // the restoration's transaction; the US one gets nothing.
+    e.clock.set(at("2026-12-03T12:30:00Z"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(announce::restore_outage(
+        &e.app,
+        "OUT-000001",
+        Some("The storage cluster is back."),
+    ))
+    .unwrap();
+    let restored = text_to(&mut e, "outage_restored", "eve@ox-eu.example");
+    assert_eq!(restored.len(), 1);
+    for want in [
+        "[TKT-000001] Cannot read my mail - outage OUT-000001 restored",
+        "after\n2 h 30 min",
+        "The storage cluster is back.",
+    ] {
+        assert!(
+            restored[0].contains(want),
+            "missing {want:?} in:\n{}",
+            restored[0]
+        );
+    }
+    assert!(text_to(&mut e, "outage_restored", "uma@ox-us.example").is_empty());
+    assert_eq!(show(&e, &eu)["outages"][0]["state"], "restored");
+
+    // A ticket opened after the restoration is not linked.
+    e.clock.advance(Duration::minutes(5));
+    let later = e.ingest(
+        &mail(
+            "Eve <eve@ox-eu.example>",
+            "Another question",
+            "OXEU-0000-0000-0001\nUnrelated.",
+        )
+        .build(),
+    );
+    let Outcome::Created { ticket } = later else {
+        panic!("{later:?}")
+    };
+    assert_eq!(show(&e, &ticket)["outages"].as_array().unwrap().len(), 0);
+}
