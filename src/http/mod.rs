@@ -1,7 +1,8 @@
 //! The web server inside the daemon (axum, `[http] listen`): `/healthz`, `/readyz`,
 //! `/metrics` ([`health`]), the JSON API under `/api/v1` ([`api`]), the customer's ticket page
-//! `/t/TOKEN` ([`page`]), a watcher's unwatch link `/w/TOKEN` ([`unwatch`]) and the operators'
-//! pages under `/ops/` ([`ops`]).
+//! `/t/TOKEN` ([`page`]), a watcher's unwatch link `/w/TOKEN` ([`unwatch`]), the public
+//! status page `/status` and its Atom feed ([`status`]) and the operators' pages under
+//! `/ops/` ([`ops`]).
 //!
 //! Started as a task of the daemon, stopped by its `CancellationToken` (graceful: requests
 //! in flight finish). Request bodies are capped at [`MAX_BODY`], headers at [`MAX_HEADERS`]
@@ -12,6 +13,7 @@ pub mod api;
 pub mod health;
 pub mod ops;
 pub mod page;
+pub mod status;
 pub mod unwatch;
 
 use crate::app::App;
@@ -129,6 +131,14 @@ fn templates() -> minijinja::Environment<'static> {
             include_str!("../../templates/web/ticket.html"),
         ),
         (
+            "status.html",
+            include_str!("../../templates/web/status.html"),
+        ),
+        (
+            "status_feed.xml",
+            include_str!("../../templates/web/status_feed.xml"),
+        ),
+        (
             "unwatch.html",
             include_str!("../../templates/web/unwatch.html"),
         ),
@@ -192,6 +202,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/v1", api::routes())
         .merge(page::routes())
         .merge(unwatch::routes())
+        .merge(status::routes())
         .nest("/ops", ops::routes())
         .fallback(|| async { api::problem(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::from_fn(log_and_limit))

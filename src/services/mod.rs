@@ -11,6 +11,7 @@
 //! - [`reports`]: the KPI report of a customer and period.
 //! - [`lists`]: distribution lists and subscribers; [`announce`]: outages and the
 //!   announcements the status page reads.
+//! - [`status`]: the public status page and its feed.
 //! - [`unwatch`]: a watcher's unwatch link (`/w/TOKEN`).
 
 pub mod announce;
@@ -19,6 +20,7 @@ pub mod lists;
 pub mod outbox;
 pub mod quarantine;
 pub mod reports;
+pub mod status;
 pub mod suppressions;
 pub mod tickets;
 pub mod timers;

@@ -193,3 +193,128 @@ fn a_ticket_opened_during_an_outage_of_its_platform_is_linked_told_and_notified_
     };
     assert_eq!(show(&e, &ticket)["outages"].as_array().unwrap().len(), 0);
 }
+
+/// The status page, its feed and the API show the open outage with its updates, and after
+/// the restoration the page lists it in the last 90 days; a draft is never public.
+#[test]
+fn the_status_page_feed_and_api_show_the_outage_over_http() {
+    let mut e = env();
+    declare_eu_outage(&e);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A probe's draft on the US platform waits for an operator: not on the page.
+    rt.block_on(announce::declare_outage(
+        &e.app,
+        OutageDeclaration {
+            platform: "us".into(),
+            services: vec!["SMTP".into()],
+            impact: "Probe: SMTP slow <b>not confirmed</b>".into(),
+            restoration_eta: None,
+            update_interval: None,
+            draft: true,
+            source: "probe:smtp-us".into(),
+        },
+    ))
+    .unwrap();
+    e.clock.set(at("2026-12-03T10:30:00Z"));
+    let web = crate::support::web_server::serve(&e.app);
+
+    let page = web.get("/status");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let eu = page
+        .body
+        .split("id=\"platform-eu\"")
+        .nth(1)
+        .expect("an EU section");
+    let (eu, us) = eu.split_once("id=\"platform-us\"").expect("a US section");
+    assert!(eu.contains("OUT-000001 · Outage: IMAP, Webmail"), "{eu}");
+    assert!(eu.contains("Mail cannot be read over IMAP or in the webmail."));
+    assert!(
+        eu.contains("2026-12-03 13:00 UTC"),
+        "the expected restoration: {eu}"
+    );
+    assert!(eu.contains("declared"), "its first notice is listed: {eu}");
+    assert!(us.contains("No known outage."), "{us}");
+    assert!(!page.body.contains("OUT-000002") && !page.body.contains("not confirmed"));
+    assert!(!page.body.contains("<script"), "no JavaScript");
+
+    // The Atom feed parses as XML and has the outage as an entry.
+    let feed = web.get("/status/feed.atom");
+    assert_eq!(feed.status, 200);
+    assert!(feed.head.contains("application/atom+xml"), "{}", feed.head);
+    let doc =
+        roxmltree::Document::parse(&feed.body).unwrap_or_else(|e| panic!("{e}\n{}", feed.body));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "feed");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2005/Atom")
+    );
+    let entries: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("entry"))
+        .collect();
+    assert_eq!(entries.len(), 1, "the draft is not in the feed");
+    let child = |n: roxmltree::Node, name: &str| {
+        n.children()
+            .find(|c| c.has_tag_name(name))
+            .and_then(|c| c.text())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        child(entries[0], "id"),
+        "urn:ticketgate:announcement:OUT-000001"
+    );
+    assert!(child(entries[0], "title").contains("IMAP, Webmail · open"));
+    assert_eq!(child(entries[0], "updated"), "2026-12-03T10:00:00Z");
+    assert!(child(entries[0], "content").contains("Mail cannot be read"));
+
+    // The API: a token with read scope; drafts are there for operators.
+    let token = rt
+        .block_on(ticketgate::services::web::create_token(
+            &e.app,
+            "status-test",
+            ticketgate::store::Scope::Read,
+        ))
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    let unauth = web.get("/api/v1/announcements");
+    assert_eq!(unauth.status, 401);
+    let r = web.request(
+        "GET",
+        "/api/v1/announcements?platform=eu&kind=outage",
+        &[("Authorization", auth.as_str())],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(j["items"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["items"][0]["reference"], "OUT-000001");
+    assert_eq!(j["items"][0]["state"], "open");
+    assert_eq!(j["items"][0]["updates"][0]["kind"], "declared");
+    let bad = web.request(
+        "GET",
+        "/api/v1/announcements?kind=outrage",
+        &[("Authorization", auth.as_str())],
+        None,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.body.contains("outage, maintenance"), "{}", bad.body);
+    let doc = web.get("/api/v1/openapi.json");
+    assert!(doc.body.contains("/api/v1/announcements"));
+
+    // Restored at 12:30: off the open list, in the last 90 days.
+    e.clock.set(at("2026-12-03T12:30:00Z"));
+    rt.block_on(announce::restore_outage(&e.app, "OUT-000001", None))
+        .unwrap();
+    let page = web.get("/status");
+    let eu = page.body.split("id=\"platform-eu\"").nth(1).unwrap();
+    assert!(eu.contains("No known outage."), "{eu}");
+    assert!(
+        eu.contains("Last 90 days") && eu.contains("OUT-000001"),
+        "{eu}"
+    );
+    assert!(eu.contains("restored"), "{eu}");
+    drop(web);
+    let _ = &mut e;
+}

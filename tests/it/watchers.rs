@@ -673,13 +673,13 @@ fn a_watcher_leaves_by_the_link_in_their_copy_and_a_get_changes_nothing() {
         "1.nothex",
         "2.0123456789abcdef0123456789abcdef",
     ] {
-        let r = web.call("POST", &format!("/w/{bad}"), Some(""));
+        let r = web.post(&format!("/w/{bad}"), "");
         assert_eq!(r.status, 404, "{bad}: {}", r.body);
     }
     assert_eq!(watchers(&mut e), ["bob@acme.example", "carol@acme.example"]);
 
     // The button's POST: Bob is no longer a watcher, Carol still is.
-    let done = web.call("POST", &format!("/w/{bob}"), Some(""));
+    let done = web.post(&format!("/w/{bob}"), "");
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("id=\"done\""), "{}", done.body);
     assert_eq!(watchers(&mut e), ["carol@acme.example"]);

@@ -47,9 +47,15 @@ pub struct Reply {
 }
 
 impl WebServer {
-    /// One request on its own connection (`Connection: close`); a POST sends `form` as
-    /// `application/x-www-form-urlencoded`.
-    pub fn call(&self, method: &str, path: &str, form: Option<&str>) -> Reply {
+    /// One request on its own connection (`Connection: close`) with `headers`; a POST sends
+    /// `form` as `application/x-www-form-urlencoded`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        form: Option<&str>,
+    ) -> Reply {
         let mut s = TcpStream::connect(self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let body = form.unwrap_or("");
@@ -57,6 +63,9 @@ impl WebServer {
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
         );
+        for (k, v) in headers {
+            req += &format!("{k}: {v}\r\n");
+        }
         if method == "POST" {
             req += &format!(
                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
@@ -82,6 +91,10 @@ impl WebServer {
     }
 
     pub fn get(&self, path: &str) -> Reply {
-        self.call("GET", path, None)
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn post(&self, path: &str, form: &str) -> Reply {
+        self.request("POST", path, &[], Some(form))
     }
 }
