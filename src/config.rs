@@ -2203,6 +2203,44 @@ mod tests {
 }
 
 #[cfg(test)]
+mod announcements_tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(
+            extra,
+            Path::new("/srv/tg"),
+            ConfigSource::File(PathBuf::from("/srv/tg/t.toml")),
+            &|_| None,
+        )
+    }
+
+    #[test]
+    fn announcement_settings_are_checked_and_name_their_key() {
+        let c = load("").unwrap();
+        assert!(c.announcements.key.is_none());
+        assert_eq!(
+            c.announcements.pending_expiry,
+            Duration::from_secs(3 * 86_400)
+        );
+        let e = load("[announcements]\nkey = \"tinykey9\"\n").unwrap_err();
+        assert_eq!(e.key, "announcements.key");
+        assert!(
+            !e.to_string().contains("tinykey9"),
+            "the key is never shown: {e}"
+        );
+        let e = load("[announcements]\nkey = \"env:NOPE\"\n").unwrap_err();
+        assert_eq!(e.key, "announcements.key");
+        let e = load("[announcements]\nupdate_interval = \"0s\"\n").unwrap_err();
+        assert_eq!(e.key, "announcements.update_interval");
+        let c = load("[announcements]\nkey = \"0123456789abcdef\"\nupdate_interval = \"30m\"\n")
+            .unwrap();
+        assert_eq!(c.announcements.update_interval, Duration::from_secs(1800));
+        assert_eq!(format!("{:?}", c.announcements.key), "Some(***)");
+    }
+}
+
+#[cfg(test)]
 mod example_tests {
     use super::*;
 
@@ -2218,10 +2256,13 @@ mod example_tests {
             &|v| match v {
                 "TICKETGATE_SMTP_PASSWORD" => Some("pw".to_string()),
                 "TICKETGATE_BOUNCE_KEY" => Some("a-bounce-key-of-32-bytes-for-test".to_string()),
+                "TICKETGATE_ANNOUNCE_KEY" => Some("an-announce-key-of-32-bytes-test".to_string()),
                 _ => None,
             },
         )
         .unwrap();
+        assert!(c.announcements.key.is_some());
+        assert_eq!(c.announcements.update_interval, Duration::from_secs(3600));
         assert!(
             matches!(c.outbound.transport, TransportConfig::Smtp(ref s) if s.host == "smtp.example.com")
         );

@@ -13,7 +13,7 @@
 use crate::calendar::Calendar;
 use crate::lang::Lang;
 use crate::mailer::{Letter, MailError};
-use crate::notify::{Automatic, Notice, OutageNote, OutageRestored};
+use crate::notify::{Automatic, Notice, OutageNote, TicketOutageRestored};
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 use crate::store::{self, AnnouncementRow, OpenOutage, StoreError, TicketRow, WriteTx};
@@ -105,7 +105,7 @@ pub fn notify_restored(
         }
         let lang = Lang::or_english(&t.language);
         let plan = registry.plan(&t.plan);
-        let notice = Notice::OutageRestored(OutageRestored {
+        let notice = Notice::TicketOutageRestored(TicketOutageRestored {
             reference: pipeline.reference(t.id),
             subject: t.subject.clone(),
             contact_name: t.requester_name.clone(),

@@ -92,6 +92,12 @@ fn run(
             });
         }
     }
+    // Announcements (issue 10): outage updates, maintenance timers, pending expiries.
+    match crate::announce::timers::fire_due(tx.as_mut(), pipeline, &registry, now, savepoints) {
+        Ok(f) => fired.extend(f),
+        Err(_) if !savepoints => return Ok(None), // dropped: rolled back
+        Err(e) => return Err(e),
+    }
     if dry_run {
         drop(tx); // rolls back: nothing is sent or changed
     } else {

@@ -7,7 +7,9 @@
 pub mod fanout;
 pub mod list;
 pub mod outage;
+pub mod publish;
 pub mod reference;
+pub mod timers;
 pub mod token;
 
 pub use list::{ListDef, ListType};

@@ -69,6 +69,13 @@ pub async fn run(
             "inbound.reply_key is not set: ticket mail carries no reply tokens, so an unauthenticated customer mail can never accept, close, reopen or rate a ticket"
         );
     }
+    if app.pipeline.registry().lists().next().is_some()
+        && (cfg.announcements.key.is_none() || cfg.http.public_url.is_none())
+    {
+        tracing::warn!(
+            "announcements.key or http.public_url is not set: announcement mail offers only the mailto: unsubscribe, no one-click link"
+        );
+    }
     let stop = CancellationToken::new();
     // Woken after a commit that queued mail, so that acknowledgements leave at once.
     let deliver = Arc::new(Notify::new());

@@ -15,10 +15,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+mod list_mail;
 mod notice;
 pub mod outlook;
 
 pub use crate::lang::{LANGUAGES, Lang};
+pub use list_mail::{ListMail, compose_list, first_notice_id, thread_root, unsubscribe_mailto};
 pub use notice::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -457,7 +459,7 @@ mod tests {
     fn every_kind_renders_in_every_language_from_its_typed_context() {
         let t = Templates::load(None).unwrap();
         // The kinds come from the enum; the template folders must hold exactly those.
-        assert_eq!(Kind::ALL.len(), 21);
+        assert_eq!(Kind::ALL.len(), 26);
         for lang in Lang::ALL {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("templates")
@@ -496,7 +498,7 @@ mod tests {
             }
         }
         assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
-        assert_eq!(rendered, 42);
+        assert_eq!(rendered, 52);
         // And the static check: no template reads a variable outside its context in any
         // branch.
         t.check().unwrap();

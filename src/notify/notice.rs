@@ -100,8 +100,53 @@ kinds! {
     AttachmentsOmitted(AttachmentsOmitted) = "attachments_omitted";
     /// An address bounced hard and is now suppressed: to the plan's agent team, once.
     BounceAlert(BounceAlert) = "bounce_alert";
-    /// The outage a ticket was linked to at intake is over: to the ticket's requester.
-    OutageRestored(OutageRestored) = "outage_restored";
+    /// An outage was declared: to the platform's incident lists.
+    OutageDeclared(Announcement) = "outage_declared";
+    /// An outage goes on: the operator's latest text, or that it is still ongoing.
+    OutageUpdate(Announcement) = "outage_update";
+    /// An outage is over, with its duration.
+    OutageRestored(Announcement) = "outage_restored";
+    /// A new release: to the platform's release lists.
+    ReleaseAnnouncement(Announcement) = "release_announcement";
+    /// An informational announcement to one list.
+    InformationAnnouncement(Announcement) = "information_announcement";
+    /// The outage a ticket was linked to at intake is over: to the ticket's requester
+    /// (incident-aware intake; subscribers get `outage_restored`).
+    TicketOutageRestored(TicketOutageRestored) = "ticket_outage_restored";
+}
+
+/// What an announcement mail to a list's subscribers says (outages, maintenance, releases,
+/// information). Times are written in the list's calendar's time zone and language.
+#[derive(Debug, Clone, Serialize)]
+pub struct Announcement {
+    /// `OUT-000001`
+    pub reference: String,
+    pub list_name: String,
+    pub list_address: String,
+    pub platform: String,
+    /// A release's version, an informational announcement's subject; the services for an
+    /// outage.
+    pub title: String,
+    /// `IMAP, Webmail`
+    pub services: String,
+    pub impact: String,
+    /// The operator's text for this mail (an update, a restoration note), or empty.
+    pub text: String,
+    /// Release notes or an informational body.
+    pub body: String,
+    /// Since when (an outage's start).
+    pub since: String,
+    /// The expected time of restoration, when known.
+    pub eta: Option<String>,
+    /// How long it has lasted ("2 hours 30 minutes").
+    pub duration: String,
+    /// Maintenance: planned start and end, and whether it is an emergency.
+    pub starts: Option<String>,
+    pub ends: Option<String>,
+    pub emergency: bool,
+    /// The one-click unsubscribe page, when `announcements.key` and `http.public_url` are set.
+    pub unsubscribe_url: Option<String>,
+    pub support_name: String,
 }
 
 impl Kind {
@@ -118,7 +163,7 @@ impl Kind {
                 | Kind::Resolution
                 | Kind::Closure
                 | Kind::EscalationCustomer
-                | Kind::OutageRestored
+                | Kind::TicketOutageRestored
         )
     }
 }
@@ -186,7 +231,7 @@ pub struct OutageNote {
 
 /// The restoration notice to a ticket linked to the outage.
 #[derive(Debug, Clone, Serialize)]
-pub struct OutageRestored {
+pub struct TicketOutageRestored {
     pub reference: String,
     pub subject: String,
     pub contact_name: Option<String>,
@@ -695,6 +740,50 @@ impl Kind {
                 ],
                 support_name: support_name(),
             })],
+            Kind::OutageDeclared
+            | Kind::OutageUpdate
+            | Kind::OutageRestored
+            | Kind::ReleaseAnnouncement
+            | Kind::InformationAnnouncement => {
+                let full = Announcement {
+                    reference: "OUT-000001".into(),
+                    list_name: "eu-incidents".into(),
+                    list_address: "eu-incidents@lists.example.test".into(),
+                    platform: "eu".into(),
+                    title: "IMAP, Webmail".into(),
+                    services: "IMAP, Webmail".into(),
+                    impact: "Mail cannot be read".into(),
+                    text: "The storage cluster is being restarted.".into(),
+                    body: "Faster search; calendar sharing.\n".into(),
+                    since: "Thu 3 Dec 2026 10:00 UTC".into(),
+                    eta: Some("Thu 3 Dec 2026 13:00 UTC".into()),
+                    duration: match lang {
+                        Lang::En => "2 hours 30 minutes".into(),
+                        Lang::Fr => "2 heures 30 minutes".into(),
+                    },
+                    starts: None,
+                    ends: None,
+                    emergency: false,
+                    unsubscribe_url: Some(
+                        "https://support.example.test/u/1.0123456789abcdef".into(),
+                    ),
+                    support_name: support_name(),
+                };
+                let bare = Announcement {
+                    text: String::new(),
+                    eta: None,
+                    unsubscribe_url: None,
+                    ..full.clone()
+                };
+                let wrap = |a: Announcement| match self {
+                    Kind::OutageDeclared => Notice::OutageDeclared(a),
+                    Kind::OutageUpdate => Notice::OutageUpdate(a),
+                    Kind::OutageRestored => Notice::OutageRestored(a),
+                    Kind::ReleaseAnnouncement => Notice::ReleaseAnnouncement(a),
+                    _ => Notice::InformationAnnouncement(a),
+                };
+                vec![wrap(full), wrap(bare)]
+            }
             Kind::BounceAlert => vec![Notice::BounceAlert(BounceAlert {
                 reference: reference(),
                 subject: subject(),
@@ -703,25 +792,27 @@ impl Kind {
                 reason: "5.1.1 user_unknown: 550 5.1.1 <jane@acme.example>: User unknown".into(),
                 support_name: support_name(),
             })],
-            Kind::OutageRestored => vec![Notice::OutageRestored(OutageRestored {
-                reference: reference(),
-                subject: subject(),
-                contact_name: contact_name(),
-                outage_reference: "OUT-000001".into(),
-                services: "IMAP, Webmail".into(),
-                since: lang.datetime(
-                    &crate::calendar::Calendar::Always,
-                    sample_at("2026-12-03T10:00:00Z"),
-                ),
-                restored_at: lang.datetime(
-                    &crate::calendar::Calendar::Always,
-                    sample_at("2026-12-03T12:30:00Z"),
-                ),
-                duration: lang.duration(chrono::Duration::minutes(150)),
-                text: "The storage cluster is back.".into(),
-                status_url: Some("https://support.example.test/status".into()),
-                support_name: support_name(),
-            })],
+            Kind::TicketOutageRestored => {
+                vec![Notice::TicketOutageRestored(TicketOutageRestored {
+                    reference: reference(),
+                    subject: subject(),
+                    contact_name: contact_name(),
+                    outage_reference: "OUT-000001".into(),
+                    services: "IMAP, Webmail".into(),
+                    since: lang.datetime(
+                        &crate::calendar::Calendar::Always,
+                        sample_at("2026-12-03T10:00:00Z"),
+                    ),
+                    restored_at: lang.datetime(
+                        &crate::calendar::Calendar::Always,
+                        sample_at("2026-12-03T12:30:00Z"),
+                    ),
+                    duration: lang.duration(chrono::Duration::minutes(150)),
+                    text: "The storage cluster is back.".into(),
+                    status_url: Some("https://support.example.test/status".into()),
+                    support_name: support_name(),
+                })]
+            }
             Kind::SurveyThanks => [2, 5]
                 .into_iter()
                 .map(|score| {

@@ -178,6 +178,100 @@ pub async fn confirm_draft(app: &App, reference: &str) -> Result<Announced> {
     })
 }
 
+/// Announces release `version` of `platform` to its release lists (or its informational
+/// lists when it has none).
+pub async fn announce_release(
+    app: &App,
+    platform: &str,
+    version: &str,
+    notes: &str,
+) -> Result<Announced> {
+    let registry = app.pipeline.registry();
+    let platform = platform.trim().to_ascii_lowercase();
+    let mut problems = Vec::new();
+    if crate::announce::publish::release_lists(&registry, &platform).is_empty() {
+        problems.push(format!(
+            "platform `{platform}` has no release list and no informational list (platforms: {})",
+            registry.platforms().join(", ")
+        ));
+    }
+    if version.trim().is_empty() {
+        problems.push("name the version (--version V)".into());
+    }
+    if notes.trim().is_empty() {
+        problems.push("the release notes are empty".into());
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::Rejected(problems));
+    }
+    let now = app.clock.now();
+    let pipeline = app.pipeline.clone();
+    let (version, notes) = (version.trim().to_string(), notes.to_string());
+    let (a, recipients) = app
+        .db
+        .write(move |s| {
+            let mut tx = s.write()?;
+            let r = crate::announce::publish::release(
+                &mut *tx, &pipeline, &registry, &platform, &version, &notes, now,
+            )?;
+            tx.commit()?;
+            Ok(r)
+        })
+        .await?;
+    tracing::info!(announcement = %a.reference(), recipients, "release announced");
+    Ok(Announced {
+        id: a.id,
+        reference: a.reference(),
+        state: a.state,
+        recipients,
+    })
+}
+
+/// An informational announcement to one list (of any type).
+pub async fn announce_information(
+    app: &App,
+    list: &str,
+    subject: &str,
+    body: &str,
+) -> Result<Announced> {
+    super::lists::known_list(app, list)?;
+    let mut problems = Vec::new();
+    if subject.trim().is_empty() {
+        problems.push("the subject is empty (--subject S)".to_string());
+    }
+    if body.trim().is_empty() {
+        problems.push("the body is empty".to_string());
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::Rejected(problems));
+    }
+    let now = app.clock.now();
+    let (pipeline, registry) = (app.pipeline.clone(), app.pipeline.registry());
+    let (list, subject, body) = (
+        list.to_string(),
+        subject.trim().to_string(),
+        body.to_string(),
+    );
+    let (a, recipients) = app
+        .db
+        .write(move |s| {
+            let mut tx = s.write()?;
+            let r = crate::announce::publish::information(
+                &mut *tx, &pipeline, &registry, &list, &subject, &body, now,
+            )?;
+            tx.commit()?;
+            Ok(r)
+        })
+        .await?;
+    tracing::info!(announcement = %a.reference(), recipients, "announcement sent");
+    Ok(Announced {
+        id: a.id,
+        reference: a.reference(),
+        state: a.state,
+        recipients,
+    })
+}
+
 /// One announcement with its mails.
 pub async fn announcement(app: &App, reference: &str) -> Result<AnnouncementView> {
     let (kind, id) = crate::announce::reference::parse(reference).ok_or_else(|| {

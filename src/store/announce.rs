@@ -284,7 +284,7 @@ pub trait AnnounceRead {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<AnnouncementRow>>;
-    /// The soonest announcement timer.
+    /// The soonest announcement timer (not counting pending expiries).
     fn next_announcement_due(&mut self) -> Result<Option<DateTime<Utc>>>;
 }
 
@@ -298,7 +298,8 @@ pub trait AnnounceTx: AnnounceRead {
     fn confirm_subscriber(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool>;
     /// `false`: no such row.
     fn remove_subscriber(&mut self, id: i64) -> Result<bool>;
-    /// Removes the pending requests whose `expires_at` is at or before `now`; how many.
+    /// Removes the pending requests whose `expires_at` is at or before `now`; how many. The
+    /// tick calls it (its time counts in [`Store::next_timer`](super::Store::next_timer)).
     fn expire_pending(&mut self, now: DateTime<Utc>) -> Result<usize>;
     /// Inserts the row (its `id` ignored); returns its id.
     fn insert_announcement(&mut self, a: &AnnouncementRow) -> Result<i64>;

@@ -656,7 +656,8 @@ pub trait Store: Send {
     fn retry_outbox(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool>;
     /// The earliest time any undelivered message is due, for the sender's sleep.
     fn next_due(&mut self) -> Result<Option<DateTime<Utc>>>;
-    /// The earliest armed timer.
+    /// The earliest armed timer: a ticket's, an announcement's, or a pending subscription's
+    /// expiry (all fired by the tick).
     fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>>;
     fn timers(&mut self, ticket_id: i64) -> Result<Vec<Timer>>;
     fn escalations(&mut self, ticket_id: i64) -> Result<Vec<Escalation>>;

@@ -1148,7 +1148,11 @@ impl Store for SqliteStore {
     fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>> {
         let next: Option<String> = self
             .conn
-            .prepare_cached("SELECT min(due_at) FROM timers")?
+            .prepare_cached(
+                "SELECT min(t) FROM (SELECT min(due_at) AS t FROM timers \
+                 UNION ALL SELECT min(next_due_at) FROM announcements WHERE next_due_at IS NOT NULL \
+                 UNION ALL SELECT min(expires_at) FROM subscribers WHERE state = 'pending')",
+            )?
             .query_row([], |r| r.get(0))?;
         Ok(parse_opt_ts(next)?)
     }

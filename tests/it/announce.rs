@@ -409,3 +409,307 @@ fn declaring_on_an_unknown_platform_is_refused_with_every_reason() {
     assert!(text.contains("--services"), "{text}");
     assert!(text.contains("--impact"), "{text}");
 }
+
+const ANNOUNCE_CONFIG: &str = "[http]\npublic_url = \"https://support.example.test\"\n\
+     [announcements]\nkey = \"announce-key-0123456789abcdef\"\n";
+
+/// `Name: value` of the first such header of raw mail, unfolded.
+fn header(raw: &str, name: &str) -> Option<String> {
+    let unfolded = raw.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let head = unfolded.split("\r\n\r\n").next().unwrap_or("");
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+fn at(hm: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(&format!("2026-12-03T{hm}:00Z"))
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// The OX story (SPEC §8) with moved time: declared 10:00, updates at 11:00 (operator's
+/// text) and 12:00 (none), restored 12:30; only the EU incident list's confirmed
+/// subscribers get mail, one copy each, threaded on their first notice.
+#[test]
+fn the_ox_outage_story_reaches_only_confirmed_eu_subscribers_threaded_hour_by_hour() {
+    let mut e = env_registry(ANNOUNCE_REGISTRY, ANNOUNCE_CONFIG);
+    let rt = rt();
+    e.clock.set(at("09:00"));
+    for (list, address, customer, shared) in [
+        ("eu-incidents", "ops@acme.example", "acme", false),
+        ("eu-incidents", "all-it@acme.example", "acme", true),
+        ("us-incidents", "noc@globex.example", "globex", false),
+    ] {
+        rt.block_on(lists::subscribe(&e.app, list, address, customer, shared))
+            .unwrap();
+    }
+    // A pending request (not confirmed) and a suppressed address get nothing.
+    {
+        let now = e.clock.now();
+        let mut s = e.app.store().unwrap();
+        let mut tx = s.write().unwrap();
+        tx.announce()
+            .upsert_subscriber(&NewSubscriber {
+                list: "eu-incidents",
+                address: "pending@acme.example",
+                customer: "acme",
+                state: SubscriberState::Pending,
+                shared: false,
+                added_by: "mail",
+                now,
+                expires_at: Some(now + Duration::days(3)),
+            })
+            .unwrap();
+        tx.announce()
+            .upsert_subscriber(&NewSubscriber {
+                list: "eu-incidents",
+                address: "bounced@acme.example",
+                customer: "acme",
+                state: SubscriberState::Confirmed,
+                shared: false,
+                added_by: "operator",
+                now,
+                expires_at: None,
+            })
+            .unwrap();
+        tx.insert_suppression(&ticketgate::store::Suppression {
+            address: "bounced@acme.example".into(),
+            kind: ticketgate::bounce::Verdict::Hard,
+            reason: "5.1.1 user unknown".into(),
+            status: Some("5.1.1".into()),
+            outbox_id: None,
+            ticket_id: None,
+            created_at: now,
+        })
+        .unwrap();
+        tx.commit().unwrap();
+    }
+
+    // 10:00: declared.
+    e.clock.set(at("10:00"));
+    let d = rt
+        .block_on(announce::declare_outage(
+            &e.app,
+            announce::OutageDeclaration {
+                platform: "eu".into(),
+                services: vec!["IMAP".into(), "Webmail".into()],
+                impact: "Mail cannot be read or sent".into(),
+                restoration_eta: Some(at("13:00")),
+                update_interval: None,
+                draft: false,
+                source: "operator".into(),
+            },
+        ))
+        .unwrap();
+    assert_eq!(d.reference, "OUT-000001");
+    assert_eq!(d.recipients, 2);
+    let first = e.sent("outage_declared");
+    let mut to: Vec<&str> = first.iter().map(|o| o.recipient.as_str()).collect();
+    to.sort();
+    assert_eq!(to, vec!["all-it@acme.example", "ops@acme.example"]);
+    let ops_first = first
+        .iter()
+        .find(|o| o.recipient == "ops@acme.example")
+        .unwrap()
+        .clone();
+    let raw = e.body(&ops_first);
+    let ops = rt
+        .block_on(lists::subscribers(&e.app, "eu-incidents"))
+        .unwrap()
+        .into_iter()
+        .find(|s| s.address == "ops@acme.example")
+        .unwrap();
+    assert!(
+        header(&raw, "From")
+            .unwrap()
+            .ends_with("<eu-incidents@lists.example.test>")
+    );
+    assert_eq!(
+        header(&raw, "List-Id").unwrap(),
+        "<eu-incidents.lists.example.test>"
+    );
+    let key = ticketgate::announce::token::UnsubscribeKey::new(b"announce-key-0123456789abcdef");
+    let token = ticketgate::announce::token::sign(&key, ops.id);
+    assert_eq!(
+        header(&raw, "List-Unsubscribe").unwrap(),
+        format!(
+            "<https://support.example.test/u/{token}>, \
+             <mailto:eu-incidents@lists.example.test?subject=unsubscribe%20eu-incidents>"
+        )
+    );
+    assert_eq!(
+        header(&raw, "List-Unsubscribe-Post").unwrap(),
+        "List-Unsubscribe=One-Click"
+    );
+    assert_eq!(header(&raw, "Auto-Submitted").unwrap(), "auto-generated");
+    assert_eq!(header(&raw, "Precedence").unwrap(), "bulk");
+    assert_eq!(header(&raw, "To").unwrap(), "ops@acme.example");
+    assert!(header(&raw, "Cc").is_none() && header(&raw, "Bcc").is_none());
+    assert!(header(&raw, "In-Reply-To").is_none());
+    let text = e.text(&ops_first);
+    assert!(text.contains("Mail cannot be read or sent"), "{text}");
+    assert!(text.contains("13:00"), "{text}");
+    let first_id = format!("<{}>", ops_first.message_id);
+
+    // 10:40: the operator's text, sent with the 11:00 update; nothing before.
+    e.clock.set(at("10:40"));
+    rt.block_on(announce::update_outage(
+        &e.app,
+        "OUT-000001",
+        "The storage cluster is being restarted.",
+        None,
+    ))
+    .unwrap();
+    e.clock.set(at("10:59"));
+    e.tick();
+    assert!(e.sent("outage_update").is_empty());
+    e.clock.set(at("11:00"));
+    let fired = e.tick();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let upd = e.sent("outage_update");
+    assert_eq!(upd.len(), 2);
+    let ops_upd = upd
+        .iter()
+        .find(|o| o.recipient == "ops@acme.example")
+        .unwrap()
+        .clone();
+    let raw = e.body(&ops_upd);
+    assert_eq!(header(&raw, "In-Reply-To").unwrap(), first_id);
+    assert_eq!(header(&raw, "References").unwrap(), first_id);
+    let text = e.text(&ops_upd);
+    assert!(
+        text.contains("The storage cluster is being restarted."),
+        "{text}"
+    );
+    // The same instant again fires nothing (once per due time).
+    assert!(e.tick().is_empty());
+
+    // 12:00: no new text: "still ongoing", for how long, the last estimate.
+    e.clock.set(at("12:00"));
+    e.tick();
+    let upd = e.sent("outage_update");
+    assert_eq!(upd.len(), 4);
+    let ops_second = upd
+        .iter()
+        .rfind(|o| o.recipient == "ops@acme.example")
+        .unwrap()
+        .clone();
+    let text = e.text(&ops_second);
+    assert!(text.contains("still ongoing"), "{text}");
+    assert!(text.contains("2 hours"), "{text}");
+    assert!(text.contains("13:00"), "{text}");
+    assert!(!text.contains("storage cluster"), "{text}");
+    assert_eq!(
+        header(&e.body(&ops_second), "In-Reply-To").unwrap(),
+        first_id
+    );
+
+    // 12:30: restored, with its duration; no timer left.
+    e.clock.set(at("12:30"));
+    let r = rt
+        .block_on(announce::restore_outage(
+            &e.app,
+            "OUT-000001",
+            Some("Root cause: a failed disk."),
+        ))
+        .unwrap();
+    assert_eq!(r.recipients, 2);
+    let done = e.sent("outage_restored");
+    let ops_done = done
+        .iter()
+        .find(|o| o.recipient == "ops@acme.example")
+        .unwrap()
+        .clone();
+    let text = e.text(&ops_done);
+    assert!(text.contains("2 hours 30 minutes"), "{text}");
+    assert!(text.contains("Root cause: a failed disk."), "{text}");
+    assert_eq!(header(&e.body(&ops_done), "In-Reply-To").unwrap(), first_id);
+    e.clock.set(at("14:00"));
+    assert!(e.tick().is_empty());
+    // Nobody else ever got any of it.
+    for o in e.outbox() {
+        assert!(
+            o.recipient == "ops@acme.example" || o.recipient == "all-it@acme.example",
+            "{} got {}",
+            o.recipient,
+            o.kind
+        );
+    }
+    let v = rt
+        .block_on(announce::announcement(&e.app, "OUT-000001"))
+        .unwrap();
+    let kinds: Vec<(UpdateKind, i64)> = v.updates.iter().map(|u| (u.kind, u.recipients)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (UpdateKind::Declared, 2),
+            (UpdateKind::Update, 2),
+            (UpdateKind::Ongoing, 2),
+            (UpdateKind::Restored, 2)
+        ]
+    );
+}
+
+#[test]
+fn a_release_goes_to_the_platforms_release_list_in_its_language() {
+    let mut e = env_registry(ANNOUNCE_REGISTRY, ANNOUNCE_CONFIG);
+    let rt = rt();
+    rt.block_on(lists::subscribe(
+        &e.app,
+        "eu-releases",
+        "dev@acme.example",
+        "acme",
+        false,
+    ))
+    .unwrap();
+    rt.block_on(lists::subscribe(
+        &e.app,
+        "eu-incidents",
+        "ops@acme.example",
+        "acme",
+        false,
+    ))
+    .unwrap();
+    let r = rt
+        .block_on(announce::announce_release(
+            &e.app,
+            "eu",
+            "8.2.0",
+            "Recherche plus rapide.\n",
+        ))
+        .unwrap();
+    assert_eq!(r.reference, "REL-000001");
+    assert_eq!(r.recipients, 1);
+    let rows = e.sent("release_announcement");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].recipient, "dev@acme.example");
+    let text = e.text(&rows[0]);
+    // eu-releases is a French list.
+    assert!(text.contains("La version 8.2.0 est disponible"), "{text}");
+    assert!(text.contains("Recherche plus rapide."), "{text}");
+    assert_eq!(
+        header(&e.body(&rows[0]), "List-Id").unwrap(),
+        "<eu-releases.lists.example.test>"
+    );
+    // US has no release list and no informational one: refused, naming the platform.
+    let err = rt
+        .block_on(announce::announce_release(&e.app, "us", "8.2.0", "x"))
+        .unwrap_err();
+    assert!(err.to_string().contains("platform `us`"), "{err}");
+    // An informational announcement to one list.
+    let i = rt
+        .block_on(announce::announce_information(
+            &e.app,
+            "eu-incidents",
+            "New status page",
+            "See https://status.example.test\n",
+        ))
+        .unwrap();
+    assert_eq!((i.reference.as_str(), i.recipients), ("INF-000002", 1));
+    assert_eq!(
+        e.sent("information_announcement")[0].recipient,
+        "ops@acme.example"
+    );
+}

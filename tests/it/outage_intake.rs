@@ -162,7 +162,7 @@ fn a_ticket_opened_during_an_outage_of_its_platform_is_linked_told_and_notified_
         Some("The storage cluster is back."),
     ))
     .unwrap();
-    let restored = text_to(&mut e, "outage_restored", "eve@ox-eu.example");
+    let restored = text_to(&mut e, "ticket_outage_restored", "eve@ox-eu.example");
     assert_eq!(restored.len(), 1);
     for want in [
         "[TKT-000001] Cannot read my mail - outage OUT-000001 restored",
@@ -175,7 +175,7 @@ fn a_ticket_opened_during_an_outage_of_its_platform_is_linked_told_and_notified_
             restored[0]
         );
     }
-    assert!(text_to(&mut e, "outage_restored", "uma@ox-us.example").is_empty());
+    assert!(text_to(&mut e, "ticket_outage_restored", "uma@ox-us.example").is_empty());
     assert_eq!(show(&e, &eu)["outages"][0]["state"], "restored");
 
     // A ticket opened after the restoration is not linked.

@@ -377,7 +377,11 @@ impl Store for PgStore {
     fn next_timer(&mut self) -> Result<Option<DateTime<Utc>>> {
         self.call(|c| {
             Box::pin(async move {
-                Ok(sqlx::query_scalar("SELECT min(due_at) FROM timers")
+                Ok(sqlx::query_scalar(
+                    "SELECT min(t) FROM (SELECT min(due_at) AS t FROM timers \
+                     UNION ALL SELECT min(next_due_at) FROM announcements WHERE next_due_at IS NOT NULL \
+                     UNION ALL SELECT min(expires_at) FROM subscribers WHERE state = 'pending') AS n",
+                )
                     .fetch_one(&mut *c)
                     .await?)
             })
