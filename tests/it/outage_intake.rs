@@ -152,10 +152,32 @@ fn a_ticket_opened_during_an_outage_of_its_platform_is_linked_told_and_notified_
     );
     assert!(!copies[1].contains("OUT-"), "{}", copies[1]);
 
+    // 10:40 the operator's update, mailed by the 11:00 tick; a ticket at 11:20 is told it.
+    e.clock.set(at("2026-12-03T10:40:00Z"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(announce::update_outage(
+        &e.app,
+        "OUT-000001",
+        "The storage cluster is being restarted.",
+        None,
+    ))
+    .unwrap();
+    e.clock.set(at("2026-12-03T11:00:00Z"));
+    e.tick();
+    e.clock.set(at("2026-12-03T11:20:00Z"));
+    let second = request(&mut e, "Ed <ed@ox-eu.example>", "OXEU-0000-0000-0001");
+    let ack = text_to(&mut e, "acknowledgement", "ed@ox-eu.example").remove(0);
+    assert!(
+        ack.contains(
+            "Last update (Thu 03 Dec 2026 11:00 UTC): The storage cluster is being restarted."
+        ),
+        "{ack}"
+    );
+    assert_eq!(show(&e, &second)["outages"][0]["reference"], "OUT-000001");
+
     // 12:30: restored. The linked ticket's requester gets the notice with the duration, in
     // the restoration's transaction; the US one gets nothing.
     e.clock.set(at("2026-12-03T12:30:00Z"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(announce::restore_outage(
         &e.app,
         "OUT-000001",
@@ -175,6 +197,10 @@ fn a_ticket_opened_during_an_outage_of_its_platform_is_linked_told_and_notified_
             restored[0]
         );
     }
+    assert_eq!(
+        text_to(&mut e, "ticket_outage_restored", "ed@ox-eu.example").len(),
+        1
+    );
     assert!(text_to(&mut e, "ticket_outage_restored", "uma@ox-us.example").is_empty());
     assert_eq!(show(&e, &eu)["outages"][0]["state"], "restored");
 
