@@ -69,19 +69,35 @@ fn unavailable(e: services::ServiceError) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable").into_response()
 }
 
+/// The GET (`remove`: false) and the POST (true): the same limit, lookup and page.
+async fn answer(
+    web: Shared,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    token: String,
+    remove: bool,
+) -> Response {
+    if !web.limiter.allow(client_ip(peer, &headers)) {
+        return too_many();
+    }
+    let found = if remove {
+        services::unwatch::remove(&web.app, &token).await
+    } else {
+        services::unwatch::show(&web.app, &token).await
+    };
+    match found {
+        Ok(found) => page(&web, found, remove),
+        Err(e) => unavailable(e),
+    }
+}
+
 async fn show(
     State(web): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    if !web.limiter.allow(client_ip(peer, &headers)) {
-        return too_many();
-    }
-    match services::unwatch::show(&web.app, &token).await {
-        Ok(found) => page(&web, found, false),
-        Err(e) => unavailable(e),
-    }
+    answer(web, peer, headers, token, false).await
 }
 
 async fn remove(
@@ -90,11 +106,5 @@ async fn remove(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    if !web.limiter.allow(client_ip(peer, &headers)) {
-        return too_many();
-    }
-    match services::unwatch::remove(&web.app, &token).await {
-        Ok(found) => page(&web, found, true),
-        Err(e) => unavailable(e),
-    }
+    answer(web, peer, headers, token, true).await
 }
