@@ -1,5 +1,5 @@
 //! Throughput benchmark for the inbound pipeline:
-//! `cargo bench --bench pipeline [-- N] [batch=SIZE] [pipeline] [maildir]`.
+//! `cargo bench --bench pipeline [-- N] [batch=SIZE] [pipeline] [maildir] [outage]`.
 //!
 //! Generates N realistic small mails (default 20000): about 70 % new requests carrying a valid
 //! support key of one of 50 generated customers, about 30 % follow-ups to an earlier request
@@ -14,6 +14,10 @@
 //! shares the machine and the rates swing.
 //! Every run is checked (tickets, articles, outbox rows), so the figures cannot come from a
 //! run that silently did nothing. Figures are printed one per line, `name value`.
+//!
+//! With `outage`, every plan is on platform `eu` and an outage of `eu` is declared before the
+//! timed part: every new ticket then reads the open outages and is linked to it
+//! (incident-aware intake), which the run checks.
 //!
 //! With `TICKETGATE_BENCH_DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/postgres` each phase
 //! runs on a fresh PostgreSQL database of its own on that server instead of SQLite (created
@@ -58,6 +62,10 @@ fn main() {
         .filter(|a| PHASES.contains(a))
         .collect();
     let run = |phase: &str| phases.is_empty() || phases.contains(&phase);
+    if args.iter().any(|a| a == "outage") {
+        OUTAGE.store(true, std::sync::atomic::Ordering::Relaxed);
+        println!("outage_mode 1");
+    }
     let batch_size = args.iter().find_map(|a| {
         let b = a.strip_prefix("batch=")?;
         Some(b.parse::<usize>().expect("batch=N takes a number"))
@@ -95,6 +103,32 @@ fn main() {
 }
 
 const PHASES: &[&str] = &["pipeline", "maildir"];
+
+/// `outage` was given: customers on platform `eu`, with an open outage there.
+static OUTAGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn outage_mode() -> bool {
+    OUTAGE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Declares the `eu` outage every new ticket is linked to.
+fn declare_outage(app: &App) -> i64 {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(ticketgate::services::announce::declare_outage(
+        app,
+        ticketgate::services::announce::OutageDeclaration {
+            platform: "eu".into(),
+            services: vec!["IMAP".into()],
+            impact: "Mail cannot be read over IMAP.".into(),
+            restoration_eta: None,
+            update_interval: None,
+            draft: false,
+            source: "operator".into(),
+        },
+    ))
+    .expect("declare the outage")
+    .id
+}
 
 /// `parse::parse` over every mail on one thread; returns mails per second.
 fn parse_only(work: &Workload) -> f64 {
@@ -135,6 +169,7 @@ fn pipeline_batches(work: &Workload, parse_rate: f64) -> f64 {
     let cfg = setup.config();
     let batch = cfg.inbound.batch_size;
     let app = App::open(cfg, Arc::new(SystemClock)).expect("open app");
+    let outage = outage_mode().then(|| declare_outage(&app));
     // The pipeline's own parse step (both cores) alone: the part of the run that is parsing.
     let start = Instant::now();
     for chunk in work.mails.chunks(batch) {
@@ -156,6 +191,18 @@ fn pipeline_batches(work: &Workload, parse_rate: f64) -> f64 {
     let io_after = io_counters();
     let cpu_after = cpu_time();
     work.verify(&mut *app.store().unwrap(), &report);
+    if let Some(outage) = outage {
+        // Every ticket the run opened is linked to the outage.
+        let mut store = app.store().unwrap();
+        let tickets = store.tickets(report.created + 1).unwrap();
+        assert_eq!(tickets.len(), report.created);
+        let linked = tickets
+            .iter()
+            .filter(|t| store.ticket_outages(t.id).unwrap() == [outage])
+            .count();
+        assert_eq!(linked, report.created, "tickets linked to the outage");
+        println!("tickets_linked {linked}");
+    }
     let r = rate(n, elapsed);
     println!("pipeline_seconds {:.3}", elapsed.as_secs_f64());
     println!("pipeline_rate_per_s {r:.0}");
@@ -320,8 +367,11 @@ fn psql(url: &str, sql: &str) {
 impl Setup {
     fn new(work: &Workload) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("customers.toml"), work.registry_toml())
-            .expect("write customers.toml");
+        let mut registry = work.registry_toml();
+        if outage_mode() {
+            registry = registry.replace("]\nlanguage = ", "]\nplatform = \"eu\"\nlanguage = ");
+        }
+        std::fs::write(dir.path().join("customers.toml"), registry).expect("write customers.toml");
         let pg = PgDatabase::create();
         if let Some(pg) = &pg {
             println!("database postgres {}", pg.name);

@@ -35,6 +35,39 @@ impl Lang {
         Lang::parse(code).unwrap_or(Lang::En)
     }
 
+    /// The last lines of a watcher's copy of a ticket's update: how to stop receiving it
+    /// (`url`: the watcher's unwatch link, [`crate::auth::unwatch`]).
+    pub fn unwatch_footer(self, url: &str) -> String {
+        match self {
+            Lang::En => format!(
+                "-- \nYou receive this because you were copied on this request. To stop receiving \
+                 its updates, open {url}\n(or reply with #unwatch).\n"
+            ),
+            Lang::Fr => format!(
+                "-- \nVous recevez ce message car vous étiez en copie de cette demande. Pour ne plus \
+                 en recevoir les nouvelles, ouvrez {url}\n(ou répondez #unwatch).\n"
+            ),
+        }
+    }
+
+    /// A length of time in whole minutes: "2 h 30 min", "45 min", "3 d 2 h" (the same
+    /// abbreviations in French: "3 j 2 h").
+    pub fn duration(self, d: chrono::Duration) -> String {
+        let m = d.num_minutes().max(0);
+        let (days, hours, mins) = (m / 1440, m / 60 % 24, m % 60);
+        let day = match self {
+            Lang::En => "d",
+            Lang::Fr => "j",
+        };
+        match (days, hours, mins) {
+            (0, 0, m) => format!("{m} min"),
+            (0, h, 0) => format!("{h} h"),
+            (0, h, m) => format!("{h} h {m} min"),
+            (d, 0, _) => format!("{d} {day}"),
+            (d, h, _) => format!("{d} {day} {h} h"),
+        }
+    }
+
     /// An instant in the calendar's time zone: "Mon 23 Nov 2026 09:30 CST",
     /// "lundi 23 novembre 2026 à 09:30 CST".
     pub fn datetime(self, calendar: &Calendar, at: DateTime<Utc>) -> String {

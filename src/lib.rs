@@ -36,6 +36,7 @@ pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod incident_intake;
 pub mod ingest;
 pub mod lang;
 pub mod lifecycle;

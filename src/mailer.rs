@@ -201,28 +201,32 @@ impl Mailer<'_> {
             ),
             _ => None,
         };
-        let composed = match notify::compose(
-            &self.cfg.outbound,
-            now,
-            &Outgoing {
-                tag: &tag,
-                to: l.to,
-                to_name: l.to_name,
-                from_name: l.from_name,
-                subject: &subject,
-                body: &body,
-                in_reply_to: l.answers.and_then(|m| m.message_id.as_deref()),
-                references: &references,
-                automatic: l.automatic,
-                attachments: l.attachments,
-                cc: &cc,
-                thread: l.ticket.map(|_| notify::Thread {
-                    topic: &topic,
-                    index: &index,
-                }),
-                reply_to: reply_to.as_deref(),
-            },
-        ) {
+        let outgoing = |body: &'_ str, message_id: Option<&'_ str>| -> Result<_, NotifyError> {
+            notify::compose(
+                &self.cfg.outbound,
+                now,
+                &Outgoing {
+                    tag: &tag,
+                    to: l.to,
+                    to_name: l.to_name,
+                    from_name: l.from_name,
+                    subject: &subject,
+                    body,
+                    in_reply_to: l.answers.and_then(|m| m.message_id.as_deref()),
+                    references: &references,
+                    automatic: l.automatic,
+                    attachments: l.attachments,
+                    cc: &cc,
+                    thread: l.ticket.map(|_| notify::Thread {
+                        topic: &topic,
+                        index: &index,
+                    }),
+                    reply_to: reply_to.as_deref(),
+                    message_id,
+                },
+            )
+        };
+        let composed = match outgoing(&body, None) {
             Ok(c) => c,
             Err(NotifyError::BadRecipient(a)) => {
                 tracing::warn!(to = %a, kind, "mail not written: the address cannot be written to");
@@ -230,6 +234,22 @@ impl Mailer<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        // Each watcher's copy ends with its own unwatch link when links can be made
+        // (`http.public_url` and `inbound.reply_key`): the same message (Message-ID, headers)
+        // with that footer; without links every copy is the requester's bytes.
+        let unwatch = match (
+            l.ticket,
+            &self.cfg.http.public_url,
+            &self.cfg.inbound.reply_key,
+        ) {
+            (Some(t), Some(base), Some(secret)) if !cc.is_empty() => Some((
+                t.id,
+                base,
+                crate::auth::unwatch::UnwatchKey::new(secret.expose().as_bytes()),
+            )),
+            _ => None,
+        };
+        let lang = notify::Lang::or_english(l.lang);
         let id = tx.enqueue(&NewOutbound {
             ticket_id: l.ticket.map(|t| t.id),
             inbound_id: l.inbound_id,
@@ -260,6 +280,14 @@ impl Mailer<'_> {
                     tracing::warn!(to = %w, kind, "automatic mail to a watcher suppressed by the per-recipient cap");
                 }
             }
+            let own = match &unwatch {
+                Some((ticket_id, base, key)) => {
+                    let url = format!("{base}/w/{}", key.token(*ticket_id, w));
+                    let body = format!("{body}\n{}", lang.unwatch_footer(&url));
+                    Some(outgoing(&body, Some(&composed.message_id))?.bytes)
+                }
+                None => None,
+            };
             tx.enqueue(&NewOutbound {
                 ticket_id: l.ticket.map(|t| t.id),
                 inbound_id: l.inbound_id,
@@ -268,7 +296,7 @@ impl Mailer<'_> {
                 subject: &subject,
                 message_id: &composed.message_id,
                 automatic: capped_kind,
-                body: &composed.bytes,
+                body: own.as_deref().unwrap_or(&composed.bytes),
                 state: if w_note.is_some() {
                     OutboxState::Suppressed
                 } else {

@@ -474,6 +474,14 @@ fn dispatch(
                                 d.watchers.iter().map(|w| w.address.as_str()).collect();
                             println!("watchers: {}", w.join(", "));
                         }
+                        for o in &d.outages {
+                            println!(
+                                "outage: {} [{}] {}",
+                                o.reference,
+                                o.state,
+                                o.services.join(", ")
+                            );
+                        }
                         for a in &d.articles {
                             println!(
                                 "\n--- {} {} {}",

@@ -724,6 +724,7 @@ impl Pipeline {
                     registry,
                     now,
                     report,
+                    Vec::new(),
                 )?;
                 report.appended += 1;
                 let reference = self.reference(ticket.id);
@@ -1010,6 +1011,13 @@ impl Pipeline {
             crate::watchers::inherit(tx, parent, &ticket, now)?;
         }
         crate::watchers::add_from_cc(tx, mail, &ticket, &self.cfg, engine.registry, now)?;
+        // Incident-aware intake: linked to the outage open on the customer's platform.
+        let outages = crate::incident_intake::notes(
+            &crate::incident_intake::link(tx, engine.registry, &ticket, now)?,
+            notify::Lang::or_english(&plan.language),
+            &plan.calendar,
+            self.cfg.http.public_url.as_deref(),
+        );
         let phone = plan.phone.as_deref().filter(|_| ticket.severity <= 2);
         // The customer's page of the ticket: a 128-bit token, stored hashed.
         let ticket_url = match &self.cfg.http.public_url {
@@ -1038,6 +1046,7 @@ impl Pipeline {
             customer_name: customer.name.clone(),
             support_name: engine.mailer.support_name(),
             ticket_url,
+            outages: outages.clone(),
         });
         self.count(
             report,
@@ -1056,6 +1065,7 @@ impl Pipeline {
             engine.registry,
             now,
             report,
+            outages,
         )?;
         report.created += 1;
         tracing::info!(source = %raw.source, ticket = %reference, customer = %customer.id, severity = ticket.severity,
@@ -1357,6 +1367,7 @@ impl Pipeline {
         registry: &Registry,
         now: DateTime<Utc>,
         report: &mut Report,
+        outages: Vec<notify::OutageNote>,
     ) -> Result<(), ApplyError> {
         let Some(customer) = registry.customer(&ticket.customer) else {
             return Ok(());
@@ -1384,6 +1395,7 @@ impl Pipeline {
             plan: customer.plan.name.clone(),
             status: ticket.status.to_string(),
             text,
+            outages,
         });
         let from_name = format!(
             "{} via {}",

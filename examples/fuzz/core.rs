@@ -267,6 +267,7 @@ impl Harness {
                 customer_name: "ACME".into(),
                 support_name: mailer.support_name(),
                 ticket_url: None,
+                outages: Vec::new(),
             }),
         };
         let (subject, body) = mailer
@@ -336,6 +337,7 @@ impl Harness {
                         index: &index,
                     }),
                     reply_to: Some("support+TKT-000001.0123456789abcdef@support.example.test"),
+                    message_id: None,
                 },
             );
             match composed {

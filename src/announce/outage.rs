@@ -188,6 +188,8 @@ pub fn restore(
         now,
     )?;
     tx.announce().save_announcement(a)?;
+    // Tickets linked to it at intake get the restoration notice in this transaction.
+    crate::incident_intake::notify_restored(tx, pipeline, registry, a, &text, now)?;
     Ok(sent)
 }
 

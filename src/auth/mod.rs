@@ -19,6 +19,7 @@
 pub mod results;
 pub mod sign;
 pub mod token;
+pub mod unwatch;
 
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;

@@ -260,6 +260,21 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/announcements",
+        scope: Some(Scope::Read),
+        summary: "Announcements (outages, maintenance, releases, information), newest first, each with its mails; paginated by cursor",
+        query: &[
+            ("platform", "platform name, e.g. eu"),
+            ("kind", "outage, maintenance, release or information"),
+            ("state", "e.g. open, restored, scheduled, completed"),
+            ("since", "created at or after (RFC 3339)"),
+            ("cursor", "next_cursor of the previous page"),
+            ("limit", "1 to 500, default 50"),
+        ],
+        body: false,
+    },
+    RouteDoc {
+        method: "get",
         path: "/openapi.json",
         scope: None,
         summary: "This document",
@@ -280,6 +295,7 @@ pub fn routes() -> Router<Shared> {
         .route("/quarantine", get(quarantine))
         .route("/quarantine/{id}/replay", post(replay))
         .route("/reports/{customer}", get(report))
+        .route("/announcements", get(announcements))
         .route("/openapi.json", get(openapi))
         .merge(lists::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such API route") })
@@ -348,6 +364,20 @@ fn json(v: impl serde::Serialize) -> ApiResult {
 
 fn bad_query(e: impl std::fmt::Display) -> ApiError {
     ApiError(boxed(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// `GET /announcements`: what the status page shows, and more (drafts included), as JSON.
+async fn announcements(
+    State(web): State<Shared>,
+    caller: Caller,
+    q: Result<
+        Query<services::status::AnnouncementFilter>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> ApiResult {
+    caller.require(Scope::Read)?;
+    let Query(f) = q.map_err(bad_query)?;
+    json(services::status::announcements(&web.app, &f).await?)
 }
 
 async fn tickets(

@@ -1,6 +1,8 @@
 //! The web server inside the daemon (axum, `[http] listen`): `/healthz`, `/readyz`,
 //! `/metrics` ([`health`]), the JSON API under `/api/v1` ([`api`]), the customer's ticket page
-//! `/t/TOKEN` ([`page`]) and the operators' pages under `/ops/` ([`ops`]).
+//! `/t/TOKEN` ([`page`]), a watcher's unwatch link `/w/TOKEN` ([`unwatch`]), the public
+//! status page `/status` and its Atom feed ([`status`]) and the operators' pages under
+//! `/ops/` ([`ops`]).
 //!
 //! Started as a task of the daemon, stopped by its `CancellationToken` (graceful: requests
 //! in flight finish). Request bodies are capped at [`MAX_BODY`], headers at [`MAX_HEADERS`]
@@ -12,6 +14,8 @@ pub mod health;
 pub mod ops;
 pub mod page;
 pub mod subscribe;
+pub mod status;
+pub mod unwatch;
 
 use crate::app::App;
 use axum::Router;
@@ -128,6 +132,18 @@ fn templates() -> minijinja::Environment<'static> {
             include_str!("../../templates/web/ticket.html"),
         ),
         (
+            "status.html",
+            include_str!("../../templates/web/status.html"),
+        ),
+        (
+            "status_feed.xml",
+            include_str!("../../templates/web/status_feed.xml"),
+        ),
+        (
+            "unwatch.html",
+            include_str!("../../templates/web/unwatch.html"),
+        ),
+        (
             "not_found.html",
             include_str!("../../templates/web/not_found.html"),
         ),
@@ -191,6 +207,8 @@ pub fn router(app: App) -> Router {
         .nest("/api/v1", api::routes())
         .merge(page::routes())
         .merge(subscribe::routes())
+        .merge(unwatch::routes())
+        .merge(status::routes())
         .nest("/ops", ops::routes())
         .fallback(|| async { api::problem(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::from_fn(log_and_limit))
@@ -198,10 +216,10 @@ pub fn router(app: App) -> Router {
         .with_state(web)
 }
 
-/// The path as logged: no query, tokens masked (`/t/…`, and the subscriber's `/u/…`,
-/// `/s/…`).
+/// The path as logged: no query, tokens masked (`/t/…`, the watcher's `/w/…`, and the
+/// subscriber's `/u/…`, `/s/…`).
 fn loggable(path: &str) -> String {
-    for prefix in ["/t/", "/u/", "/s/"] {
+    for prefix in ["/t/", "/u/", "/s/", "/w/"] {
         if let Some(rest) = path.strip_prefix(prefix) {
             return match rest.split_once('/') {
                 Some((_, tail)) => format!("{prefix}…/{tail}"),
@@ -351,6 +369,7 @@ mod tests {
         assert_eq!(loggable("/api/v1/tickets"), "/api/v1/tickets");
         assert_eq!(loggable("/u/42.0123456789abcdef"), "/u/…");
         assert_eq!(loggable("/s/c42-0123456789abcdef"), "/s/…");
+        assert_eq!(loggable("/w/12.0123456789abcdef0123456789abcdef"), "/w/…");
     }
 
     #[test]

@@ -252,6 +252,9 @@ pub struct Outgoing<'a> {
     pub cc: &'a [String],
     /// Outlook's conversation headers: `Thread-Topic` and `Thread-Index` ([`outlook`]).
     pub thread: Option<Thread<'a>>,
+    /// The Message-ID to use (a watcher's own copy of a message already composed for the
+    /// requester); `None`: a new one ([`new_message_id`]).
+    pub message_id: Option<&'a str>,
 }
 
 /// The Outlook conversation a ticket's mail belongs to.
@@ -314,7 +317,10 @@ pub fn compose(
         Some(n) => Mailbox::new(Some(crate::parse::one_line(n)), cfg.from.email.clone()),
         None => cfg.from.clone(),
     };
-    let message_id = new_message_id(out.tag, &cfg.message_id_domain);
+    let message_id = match out.message_id {
+        Some(id) => id.to_string(),
+        None => new_message_id(out.tag, &cfg.message_id_domain),
+    };
     let reply_to = match out.reply_to.map(str::parse::<Address>) {
         Some(Ok(a)) => Mailbox::new(cfg.from.name.clone(), a),
         _ => cfg.from.clone(),
@@ -455,7 +461,7 @@ mod tests {
     fn every_kind_renders_in_every_language_from_its_typed_context() {
         let t = Templates::load(None).unwrap();
         // The kinds come from the enum; the template folders must hold exactly those.
-        assert_eq!(Kind::ALL.len(), 33);
+        assert_eq!(Kind::ALL.len(), 34);
         for lang in Lang::ALL {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("templates")
@@ -494,7 +500,7 @@ mod tests {
             }
         }
         assert_eq!(rendered, Kind::ALL.len() * Lang::ALL.len());
-        assert_eq!(rendered, 66);
+        assert_eq!(rendered, 68);
         // And the static check: no template reads a variable outside its context in any
         // branch.
         t.check().unwrap();
@@ -603,6 +609,7 @@ mod tests {
                 cc: &[],
                 thread: None,
                 reply_to: None,
+                message_id: None,
             },
         )
         .unwrap();

@@ -127,6 +127,9 @@ kinds! {
     SubscriptionConfirm(SubscriptionConfirm) = "subscription_confirm";
     /// A subscription request by mail that was refused: to its sender.
     SubscriptionRefused(SubscriptionRefused) = "subscription_refused";
+    /// The outage a ticket was linked to at intake is over: to the ticket's requester
+    /// (incident-aware intake; subscribers get `outage_restored`).
+    TicketOutageRestored(TicketOutageRestored) = "ticket_outage_restored";
 }
 
 /// What an announcement mail to a list's subscribers says (outages, maintenance, releases,
@@ -207,6 +210,7 @@ impl Kind {
                 | Kind::Resolution
                 | Kind::Closure
                 | Kind::EscalationCustomer
+                | Kind::TicketOutageRestored
         )
     }
 }
@@ -250,6 +254,44 @@ pub struct Acknowledgement {
     pub support_name: String,
     /// `PUBLIC_URL/t/TOKEN`: the customer's page of the ticket (when `http.public_url` is set).
     pub ticket_url: Option<String>,
+    /// The outages open on the customer's platform, which the ticket was linked to.
+    pub outages: Vec<OutageNote>,
+}
+
+/// An open outage as a ticket's mail mentions it (incident-aware intake). Times are
+/// written in the mail's language ([`Lang::datetime`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutageNote {
+    /// `OUT-000001`.
+    pub reference: String,
+    /// "IMAP, Webmail".
+    pub services: String,
+    pub impact: String,
+    pub since: String,
+    /// The last operator's update sent about it: its text and time.
+    pub last_update: Option<String>,
+    pub last_update_at: Option<String>,
+    pub restoration_eta: Option<String>,
+    /// `PUBLIC_URL/status` (when `http.public_url` is set).
+    pub status_url: Option<String>,
+}
+
+/// The restoration notice to a ticket linked to the outage.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketOutageRestored {
+    pub reference: String,
+    pub subject: String,
+    pub contact_name: Option<String>,
+    pub outage_reference: String,
+    pub services: String,
+    pub since: String,
+    pub restored_at: String,
+    /// How long it lasted, e.g. "2 h 30 min".
+    pub duration: String,
+    /// The operator's restoration note, empty when none.
+    pub text: String,
+    pub status_url: Option<String>,
+    pub support_name: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -299,6 +341,8 @@ pub struct AgentNotification {
     pub status: String,
     /// The customer's text, with the quoted history after it.
     pub text: String,
+    /// The outages the new ticket was linked to (empty for updates).
+    pub outages: Vec<OutageNote>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -555,6 +599,7 @@ impl Kind {
                 ticket_url: Some(
                     "https://support.example.test/t/0123456789abcdef0123456789abcdef".into(),
                 ),
+                outages: vec![outage_note(lang)],
             })],
             Kind::Rejection => [
                 "no_key",
@@ -599,6 +644,7 @@ impl Kind {
                         plan: "gold".into(),
                         status: "in_progress".into(),
                         text: text(),
+                        outages: vec![outage_note(lang)],
                     })
                 })
                 .collect(),
@@ -794,6 +840,27 @@ impl Kind {
                 reason: "5.1.1 user_unknown: 550 5.1.1 <jane@acme.example>: User unknown".into(),
                 support_name: support_name(),
             })],
+            Kind::TicketOutageRestored => {
+                vec![Notice::TicketOutageRestored(TicketOutageRestored {
+                    reference: reference(),
+                    subject: subject(),
+                    contact_name: contact_name(),
+                    outage_reference: "OUT-000001".into(),
+                    services: "IMAP, Webmail".into(),
+                    since: lang.datetime(
+                        &crate::calendar::Calendar::Always,
+                        sample_at("2026-12-03T10:00:00Z"),
+                    ),
+                    restored_at: lang.datetime(
+                        &crate::calendar::Calendar::Always,
+                        sample_at("2026-12-03T12:30:00Z"),
+                    ),
+                    duration: lang.duration(chrono::Duration::minutes(150)),
+                    text: "The storage cluster is back.".into(),
+                    status_url: Some("https://support.example.test/status".into()),
+                    support_name: support_name(),
+                })]
+            }
             Kind::SurveyThanks => [2, 5]
                 .into_iter()
                 .map(|score| {
@@ -870,5 +937,26 @@ impl Kind {
                 })
                 .collect(),
         }
+    }
+}
+
+fn sample_at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .expect("valid literal")
+        .with_timezone(&chrono::Utc)
+}
+
+/// A sample open outage, every optional field set.
+fn outage_note(lang: Lang) -> OutageNote {
+    let calendar = crate::calendar::Calendar::Always;
+    OutageNote {
+        reference: "OUT-000001".into(),
+        services: "IMAP, Webmail".into(),
+        impact: "Mail cannot be read over IMAP.".into(),
+        since: lang.datetime(&calendar, sample_at("2026-12-03T10:00:00Z")),
+        last_update: Some("The storage cluster is being restarted.".into()),
+        last_update_at: Some(lang.datetime(&calendar, sample_at("2026-12-03T11:00:00Z"))),
+        restoration_eta: Some(lang.datetime(&calendar, sample_at("2026-12-03T13:00:00Z"))),
+        status_url: Some("https://support.example.test/status".into()),
     }
 }

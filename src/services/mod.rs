@@ -11,6 +11,8 @@
 //! - [`reports`]: the KPI report of a customer and period.
 //! - [`lists`]: distribution lists and subscribers; [`announce`]: outages and the
 //!   announcements the status page reads; [`maintenance`]: schedule, start, finish, cancel.
+//! - [`status`]: the public status page and its feed.
+//! - [`unwatch`]: a watcher's unwatch link (`/w/TOKEN`).
 
 pub mod announce;
 pub mod intake;
@@ -19,10 +21,12 @@ pub mod maintenance;
 pub mod outbox;
 pub mod quarantine;
 pub mod reports;
+pub mod status;
 pub mod subscriptions;
 pub mod suppressions;
 pub mod tickets;
 pub mod timers;
+pub mod unwatch;
 pub mod web;
 
 use crate::pipeline::ActionError;

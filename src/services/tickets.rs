@@ -53,6 +53,21 @@ pub struct TicketDetail {
     pub articles: Vec<ArticleRow>,
     /// Who gets the ticket's public updates in Cc besides the requester.
     pub watchers: Vec<Watcher>,
+    /// The outages the ticket was linked to at intake (incident-aware intake).
+    pub outages: Vec<LinkedOutage>,
+}
+
+/// An outage a ticket is linked to, as `tickets show` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkedOutage {
+    /// `OUT-000001`.
+    pub reference: String,
+    pub state: crate::store::AnnouncementState,
+    pub platform: String,
+    pub services: Vec<String>,
+    pub impact: String,
+    pub since: Option<DateTime<Utc>>,
+    pub restored_at: Option<DateTime<Utc>>,
 }
 
 pub async fn list(app: &App, limit: usize) -> Result<Vec<TicketView>> {
@@ -66,11 +81,32 @@ pub async fn show(app: &App, reference: &str) -> Result<TicketDetail> {
     let Some((t, articles)) = app.db.read(move |s| s.ticket_with_articles(id)).await? else {
         return Err(ServiceError::NotFound(format!("no ticket {reference}")));
     };
-    let watchers = app.db.read(move |s| s.ticket_watchers(id)).await?;
+    let (watchers, outages) = app
+        .db
+        .read(move |s| {
+            let watchers = s.ticket_watchers(id)?;
+            let mut outages = Vec::new();
+            for o in s.ticket_outages(id)? {
+                if let Some(a) = s.announce().announcement(o)? {
+                    outages.push(LinkedOutage {
+                        reference: a.reference(),
+                        state: a.state,
+                        platform: a.platform,
+                        services: a.services,
+                        impact: a.impact,
+                        since: a.starts_at,
+                        restored_at: a.ends_at,
+                    });
+                }
+            }
+            Ok((watchers, outages))
+        })
+        .await?;
     Ok(TicketDetail {
         ticket: TicketView::new(&app.cfg.tickets.reference_prefix, &t),
         articles,
         watchers,
+        outages,
     })
 }
 

@@ -4,12 +4,14 @@
 
 mod announce;
 mod db;
+mod outage_links;
 mod postgres;
 mod sqlite;
 mod web;
 
 pub use announce::*;
 pub use db::{Conn, Db};
+pub use outage_links::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use web::*;
@@ -591,6 +593,13 @@ pub trait WriteTx {
     fn flag_outbox(&mut self, id: i64, flag: &str) -> Result<()>;
     /// Subscribers and announcements in this transaction ([`AnnounceTx`]).
     fn announce(&mut self) -> &mut dyn AnnounceTx;
+    /// The outages open now on every platform, oldest first, with their last update
+    /// ([`OpenOutage`]); intake links new tickets to those of the customer's platform.
+    fn intake_outages(&mut self) -> Result<Vec<OpenOutage>>;
+    /// Links a ticket to an outage (once; a second link of the same pair does nothing).
+    fn link_outage(&mut self, ticket_id: i64, outage_id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// The tickets linked to an outage, ascending.
+    fn outage_tickets(&mut self, outage_id: i64) -> Result<Vec<i64>>;
 
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -695,6 +704,8 @@ pub trait Store: Send {
     /// `text`; `headers` for a mail added to a ticket with nothing else recorded); `None`
     /// when it is not stored or was not added to a ticket.
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>>;
+    /// The outages a ticket is linked to (announcement ids), ascending.
+    fn ticket_outages(&mut self, ticket_id: i64) -> Result<Vec<i64>>;
     /// What the web layer reads and writes ([`WebStore`]).
     fn web(&mut self) -> &mut dyn WebStore;
     /// Subscribers and announcements ([`AnnounceRead`]).

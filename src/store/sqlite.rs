@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 mod announce;
+mod outage_links;
 mod web;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -39,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../../migrations/sqlite/0011_announce.sql"),
+    ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_outage_links.sql"),
     ),
 ];
 
@@ -848,6 +853,18 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn intake_outages(&mut self) -> Result<Vec<OpenOutage>> {
+        outage_links::intake_outages(&self.tx)
+    }
+
+    fn link_outage(&mut self, ticket_id: i64, outage_id: i64, now: DateTime<Utc>) -> Result<()> {
+        outage_links::link_outage(&self.tx, ticket_id, outage_id, now)
+    }
+
+    fn outage_tickets(&mut self, outage_id: i64) -> Result<Vec<i64>> {
+        outage_links::outage_tickets(&self.tx, outage_id)
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -1287,6 +1304,10 @@ impl Store for SqliteStore {
 
     fn ticket_watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
         watchers(&self.conn, ticket_id)
+    }
+
+    fn ticket_outages(&mut self, ticket_id: i64) -> Result<Vec<i64>> {
+        outage_links::ticket_outages(&self.conn, ticket_id)
     }
 
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>> {

@@ -510,6 +510,7 @@ fn outbound_dkim_signs_every_kind() {
                             topic: "Export fails",
                             index: "AQHZ",
                         }),
+                        message_id: None,
                     },
                 )
                 .unwrap();

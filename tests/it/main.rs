@@ -23,6 +23,7 @@ mod limits;
 mod lmtp;
 mod maintenance;
 mod oauth;
+mod outage_intake;
 mod outbox;
 mod pipeline;
 mod postfix;

@@ -612,3 +612,98 @@ async fn each_recipient_gets_the_same_message_in_its_own_smtp_transaction() {
     assert_eq!(id(answers[0]), id(answers[1]), "the same message");
     assert!(answers.iter().all(|m| m.contains("Cc: bob@acme.example")));
 }
+
+/// The watchers' unwatch link (issue 13: "a reply with `#unwatch`, or a link"): each
+/// watcher's copy ends with a link of its own, the requester's has none; a GET of it shows a
+/// page and changes nothing; its POST removes that watcher alone, over real HTTP.
+#[test]
+fn a_watcher_leaves_by_the_link_in_their_copy_and_a_get_changes_nothing() {
+    let mut e = common::env_inbound(
+        REGISTRY,
+        "trusted_sources = [\"ingest\"]\nreply_key = \"0123456789abcdef0123456789abcdef\"\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://support.example.test\"\n",
+    );
+    acme_request(&mut e, "bob@acme.example, carol@acme.example");
+    agent(&mut e, "Hello Jane,\nplease send the logs.");
+    let replies = e.sent("agent_reply");
+    let link_of = |e: &mut Env, who: &str| -> Option<String> {
+        let row = replies.iter().find(|r| r.recipient == who).unwrap();
+        let text = e.text(row);
+        text.split("http://support.example.test/w/")
+            .nth(1)
+            .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+    };
+    assert_eq!(link_of(&mut e, "jane@acme.example"), None, "the requester");
+    let bob = link_of(&mut e, "bob@acme.example").expect("Bob's copy has a link");
+    let carol = link_of(&mut e, "carol@acme.example").expect("Carol's copy has a link");
+    assert_ne!(bob, carol, "a link per watcher");
+    // Still one message: the same Message-ID, Bob in Cc of his own copy.
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.message_id == replies[0].message_id)
+    );
+    let bob_row = replies
+        .iter()
+        .find(|r| r.recipient == "bob@acme.example")
+        .unwrap();
+    assert!(e.body(bob_row).contains("Cc: "), "the copy keeps its Cc");
+
+    let web = crate::support::web_server::serve(&e.app);
+    let page = web.get(&format!("/w/{bob}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("bob@acme.example"), "{}", page.body);
+    assert!(page.body.contains("TKT-000001"), "{}", page.body);
+    assert!(page.body.contains("<form method=\"post\""), "{}", page.body);
+    assert!(!page.body.contains("<script"), "no JavaScript");
+    assert!(
+        page.head
+            .to_ascii_lowercase()
+            .contains("cache-control: no-store")
+    );
+    // A GET (a link scanner, twice) changes nothing.
+    web.get(&format!("/w/{bob}"));
+    assert_eq!(watchers(&mut e), ["bob@acme.example", "carol@acme.example"]);
+    // A token altered by one digit, or another ticket's, is nobody's.
+    let mut forged = bob.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    for bad in [
+        forged.as_str(),
+        "1.nothex",
+        "2.0123456789abcdef0123456789abcdef",
+    ] {
+        let r = web.post(&format!("/w/{bad}"), "");
+        assert_eq!(r.status, 404, "{bad}: {}", r.body);
+    }
+    assert_eq!(watchers(&mut e), ["bob@acme.example", "carol@acme.example"]);
+
+    // The button's POST: Bob is no longer a watcher, Carol still is.
+    let done = web.post(&format!("/w/{bob}"), "");
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("id=\"done\""), "{}", done.body);
+    assert_eq!(watchers(&mut e), ["carol@acme.example"]);
+    // The link is spent: its page says so, with a 404.
+    assert_eq!(web.get(&format!("/w/{bob}")).status, 404);
+    drop(web);
+
+    // The same effect as #unwatch: no more mail, and a later Cc does not bring him back.
+    agent(&mut e, "Another answer.");
+    let last: Vec<String> = e
+        .sent("agent_reply")
+        .into_iter()
+        .skip(replies.len())
+        .map(|o| o.recipient)
+        .collect();
+    assert!(!last.contains(&"bob@acme.example".to_string()), "{last:?}");
+    e.ingest(
+        &mail(
+            "jane@acme.example",
+            "Re: [TKT-000001] Export fails",
+            "More.",
+        )
+        .header("Cc: bob@acme.example")
+        .build(),
+    );
+    assert_eq!(watchers(&mut e), ["carol@acme.example"]);
+}

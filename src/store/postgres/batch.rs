@@ -208,6 +208,8 @@ pub(super) struct Buffer {
     pub escalations: Vec<EscalationIns>,
     /// The last word on each timer: armed at, or cleared.
     pub timers: HashMap<(i64, String), Option<DateTime<Utc>>>,
+    /// Tickets linked to outages: (ticket, outage, at).
+    pub outage_links: Vec<(i64, i64, DateTime<Utc>)>,
 }
 
 impl Buffer {
@@ -223,6 +225,7 @@ impl Buffer {
             + self.history.len()
             + self.escalations.len()
             + self.timers.len()
+            + self.outage_links.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -250,6 +253,8 @@ pub(super) struct Cache {
     /// Automatic mails per recipient since each window start asked, this transaction's
     /// own included.
     pub counts: HashMap<String, Vec<(DateTime<Utc>, u32)>>,
+    /// The outages open on every platform, read once per transaction (intake).
+    pub open_outages: Option<Vec<OpenOutage>>,
 }
 
 /// Reads made before the writers' lock, to check again under it.
@@ -267,6 +272,8 @@ pub(super) struct Checks {
     pub counts: HashMap<(String, DateTime<Utc>), (i64, Option<u32>)>,
     /// The cap the answers were compared with.
     pub limit: Option<u32>,
+    /// The ids of the outages open when intake read them.
+    pub open_outages: Option<Vec<i64>>,
 }
 
 impl Checks {
@@ -275,6 +282,7 @@ impl Checks {
             && self.links.is_empty()
             && self.tickets.is_empty()
             && self.counts.is_empty()
+            && self.open_outages.is_none()
     }
 }
 
@@ -411,7 +419,9 @@ pub(super) async fn check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
           LATERAL (SELECT count(*) AS now FROM outbox WHERE recipient_hash = u.h AND created_at >= u.s \
                    AND automatic AND state <> 'suppressed' AND recipient = u.r) AS x \
           WHERE x.now < u.n OR ($12::bigint IS NULL AND x.now <> u.n) \
-             OR (u.b IS NOT NULL AND u.b + (x.now - u.n) >= $12::bigint))",
+             OR (u.b IS NOT NULL AND u.b + (x.now - u.n) >= $12::bigint)), \
+         CASE WHEN $13 THEN COALESCE((SELECT array_agg(id ORDER BY id) FROM announcements \
+                                      WHERE kind = 'outage' AND state = 'open'), '{}') END",
     )
     .bind(key_hashes)
     .bind(&checks.absent_keys)
@@ -425,8 +435,10 @@ pub(super) async fn check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
     .bind(counts)
     .bind(below)
     .bind(limit)
+    .bind(checks.open_outages.is_some())
     .fetch_one(&mut *c)
     .await?;
+    let outages_now: Option<Vec<i64>> = row.try_get(4)?;
     let what = if let Some(k) = row.try_get::<Option<String>, _>(0)? {
         format!("inbound mail `{k}`")
     } else if let Some(m) = row.try_get::<Option<String>, _>(1)? {
@@ -435,6 +447,8 @@ pub(super) async fn check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
         format!("ticket #{t}")
     } else if let Some(r) = row.try_get::<Option<String>, _>(3)? {
         format!("the automatic mail count of {r}")
+    } else if outages_now.is_some() && outages_now != checks.open_outages {
+        "the set of open outages".to_string()
     } else {
         return Ok(());
     };
@@ -670,7 +684,9 @@ const FLUSH_SQL: &str = concat!(
      WHERE x.ticket_id = u.ticket_id AND x.kind = u.kind), \
      ts AS (INSERT INTO timers (ticket_id, kind, due_at) \
      SELECT * FROM UNNEST($111::bigint[], $112::text[], $113::timestamptz[]) \
-     ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = excluded.due_at) \
+     ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = excluded.due_at), \
+     ol AS (INSERT INTO ticket_outages (ticket_id, announcement_id, linked_at) \
+     SELECT * FROM UNNEST($114::bigint[], $115::bigint[], $116::timestamptz[]) ON CONFLICT DO NOTHING) \
      SELECT 1"
 );
 
@@ -963,11 +979,20 @@ pub(super) async fn flush(c: &mut PgConnection, f: Flush) -> Result<()> {
             }
         }
     }
+    let (mut link_t, mut link_o, mut link_at) = (Vec::new(), Vec::new(), Vec::new());
+    for (t, o, at) in buf.outage_links {
+        link_t.push(t);
+        link_o.push(o);
+        link_at.push(at);
+    }
     q.bind(clear_t)
         .bind(clear_k)
         .bind(set_t)
         .bind(set_k)
         .bind(set_d)
+        .bind(link_t)
+        .bind(link_o)
+        .bind(link_at)
         .execute(&mut *c)
         .await?;
     Ok(())

@@ -55,6 +55,7 @@ macro_rules! ticket_columns {
 
 mod announce;
 mod batch;
+mod outage_links;
 mod rows;
 mod store;
 mod tx;
@@ -95,6 +96,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../../migrations/postgres/0009_announce.sql"),
+    ),
+    (
+        12,
+        include_str!("../../../migrations/postgres/0012_outage_links.sql"),
     ),
 ];
 

@@ -578,6 +578,12 @@ impl Store for PgStore {
         self.call(move |c| Box::pin(async move { super::tx::watchers_of(c, ticket_id).await }))
     }
 
+    fn ticket_outages(&mut self, ticket_id: i64) -> Result<Vec<i64>> {
+        self.call(move |c| {
+            Box::pin(async move { super::outage_links::ticket_outages(c, ticket_id).await })
+        })
+    }
+
     fn inbound_threading(&mut self, message_id: &str) -> Result<Option<String>> {
         let key = format!("mid:{message_id}");
         self.call(move |c| {

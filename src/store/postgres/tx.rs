@@ -1116,6 +1116,37 @@ impl WriteTx for PgTx {
         Ok(id)
     }
 
+    fn intake_outages(&mut self) -> Result<Vec<OpenOutage>> {
+        if let Some(v) = &self.cache.open_outages {
+            return Ok(v.clone());
+        }
+        let v =
+            self.call(|c| Box::pin(async move { super::outage_links::intake_outages(c).await }))?;
+        if !self.locked && self.checks.open_outages.is_none() {
+            self.checks.open_outages = Some(v.iter().map(|o| o.id).collect());
+        }
+        if !self.direct {
+            // A batch reads them once; a direct transaction (an operator's, which may declare
+            // or restore one) asks each time.
+            self.cache.open_outages = Some(v.clone());
+        }
+        Ok(v)
+    }
+
+    fn link_outage(&mut self, ticket_id: i64, outage_id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.buf
+            .outage_links
+            .push((ticket_id, outage_id, micro(now)));
+        self.wrote()
+    }
+
+    fn outage_tickets(&mut self, outage_id: i64) -> Result<Vec<i64>> {
+        self.sync()?;
+        self.call(move |c| {
+            Box::pin(async move { super::outage_links::outage_tickets(c, outage_id).await })
+        })
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.failed {
             // PostgreSQL answers COMMIT in an aborted transaction with a silent ROLLBACK.

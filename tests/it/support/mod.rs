@@ -7,3 +7,4 @@ pub mod postfix;
 pub mod postgres;
 pub mod slow_server;
 pub mod smtp_sink;
+pub mod web_server;
