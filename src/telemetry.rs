@@ -248,6 +248,7 @@ impl Metrics {
             "Addresses put on the suppression list, by the kind of bounce that put them \
              there (hard, soft); the database's count, shared by every instance on it",
             suppressions.clone(),
+        );
         let probe_up = Family::<ProbeLabel, Gauge>::default();
         registry.register(
             "ticketgate_probe_up",

@@ -13,8 +13,8 @@ pub mod api;
 pub mod health;
 pub mod ops;
 pub mod page;
-pub mod subscribe;
 pub mod status;
+pub mod subscribe;
 pub mod unwatch;
 
 use crate::app::App;

@@ -42,8 +42,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0011_announce.sql"),
     ),
     (
-        14,
-        include_str!("../../migrations/sqlite/0014_outage_links.sql"),
+        12,
+        include_str!("../../migrations/sqlite/0012_outage_links.sql"),
     ),
 ];
 

@@ -98,8 +98,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0009_announce.sql"),
     ),
     (
-        12,
-        include_str!("../../../migrations/postgres/0012_outage_links.sql"),
+        10,
+        include_str!("../../../migrations/postgres/0010_outage_links.sql"),
     ),
 ];
 
