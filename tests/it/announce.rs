@@ -330,6 +330,25 @@ fn an_outage_is_declared_updated_fired_and_restored_in_the_store() {
         ))
         .unwrap();
     assert_eq!(all.len(), 1);
+    // Several kinds and several states at once (the status page's "open or restored"): every
+    // parameter of the IN lists is bound in order.
+    let several = rt
+        .block_on(announce::announcements(
+            &e.app,
+            AnnouncementQuery {
+                platform: Some("eu".into()),
+                kinds: vec![AnnouncementKind::Outage, AnnouncementKind::Maintenance],
+                states: vec![
+                    AnnouncementState::Open,
+                    AnnouncementState::Draft,
+                    AnnouncementState::Restored,
+                ],
+                since: Some(t0),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    assert_eq!(several.len(), 1);
     assert!(
         rt.block_on(announce::announcements(
             &e.app,

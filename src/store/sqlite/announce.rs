@@ -204,19 +204,21 @@ macro_rules! announce_read {
         use rusqlite::types::Value;
         let mut clauses: Vec<String> = Vec::new();
         let mut values: Vec<Value> = Vec::new();
+        // Each clause marks its parameters with `?#`, numbered here in order (a plain `?`
+        // would also match the `?` of one already numbered).
         let mut add = |clause: String, v: Vec<Value>| {
             let mut c = clause;
             for v in v {
                 values.push(v);
-                c = c.replacen("?", &format!("?{}", values.len()), 1);
+                c = c.replacen("?#", &format!("?{}", values.len()), 1);
             }
             clauses.push(c);
         };
         if let Some(p) = &q.platform {
-            add("platform = ?".into(), vec![Value::Text(p.clone())]);
+            add("platform = ?#".into(), vec![Value::Text(p.clone())]);
         }
         if !q.kinds.is_empty() {
-            let marks = vec!["?"; q.kinds.len()].join(", ");
+            let marks = vec!["?#"; q.kinds.len()].join(", ");
             add(
                 format!("kind IN ({marks})"),
                 q.kinds
@@ -226,7 +228,7 @@ macro_rules! announce_read {
             );
         }
         if !q.states.is_empty() {
-            let marks = vec!["?"; q.states.len()].join(", ");
+            let marks = vec!["?#"; q.states.len()].join(", ");
             add(
                 format!("state IN ({marks})"),
                 q.states
@@ -236,10 +238,10 @@ macro_rules! announce_read {
             );
         }
         if let Some(s) = q.since {
-            add("created_at >= ?".into(), vec![Value::Text(ts(s))]);
+            add("created_at >= ?#".into(), vec![Value::Text(ts(s))]);
         }
         if let Some(b) = q.before_id {
-            add("id < ?".into(), vec![Value::Integer(b)]);
+            add("id < ?#".into(), vec![Value::Integer(b)]);
         }
         let filter = if clauses.is_empty() {
             String::new()
