@@ -70,20 +70,16 @@ fn covering(
     platform: &str,
     service: &str,
 ) -> crate::store::Result<Vec<AnnouncementRow>> {
-    // One state per query: the SQLite query numbers a multi-value IN list wrongly (f33bb02).
-    let mut found: Vec<AnnouncementRow> = Vec::new();
-    for state in [AnnouncementState::Open, AnnouncementState::Draft] {
-        let some = r.announcements(&AnnouncementQuery {
+    let mut found: Vec<AnnouncementRow> = r
+        .announcements(&AnnouncementQuery {
             platform: Some(platform.to_string()),
             kinds: vec![AnnouncementKind::Outage],
-            states: vec![state],
+            states: vec![AnnouncementState::Open, AnnouncementState::Draft],
             ..AnnouncementQuery::default()
-        })?;
-        found.extend(
-            some.into_iter()
-                .filter(|a| a.services.iter().any(|s| s.eq_ignore_ascii_case(service))),
-        );
-    }
+        })?
+        .into_iter()
+        .filter(|a| a.services.iter().any(|s| s.eq_ignore_ascii_case(service)))
+        .collect();
     found.sort_by_key(|a| a.id);
     Ok(found)
 }

@@ -142,18 +142,14 @@ pub async fn page(app: &App) -> Result<StatusPage> {
     let rows = app
         .db
         .read(move |s| {
-            // One state a query (the current ones are few).
-            let mut current = Vec::new();
-            for state in [
-                AnnouncementState::Open,
-                AnnouncementState::Scheduled,
-                AnnouncementState::InProgress,
-            ] {
-                current.extend(s.announce().announcements(&AnnouncementQuery {
-                    states: vec![state],
-                    ..AnnouncementQuery::default()
-                })?);
-            }
+            let current = s.announce().announcements(&AnnouncementQuery {
+                states: vec![
+                    AnnouncementState::Open,
+                    AnnouncementState::Scheduled,
+                    AnnouncementState::InProgress,
+                ],
+                ..AnnouncementQuery::default()
+            })?;
             let recent = s.announce().announcements(&AnnouncementQuery {
                 since: Some(since),
                 ..AnnouncementQuery::default()
