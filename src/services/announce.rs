@@ -129,7 +129,7 @@ pub async fn restore_outage(app: &App, reference: &str, text: Option<&str>) -> R
     let (a, recipients) = app
         .db
         .write(move |s| {
-            let mut tx = s.write()?;
+            let mut tx = s.write_batch()?;
             let Some(mut a) = tx.announce().announcement(id)? else {
                 return Ok(Err(not_found(id)));
             };

@@ -131,7 +131,8 @@ pub async fn schedule(app: &App, req: ScheduleRequest) -> Result<Maintenance> {
     let (row, sent) = app
         .db
         .write(move |s| {
-            let mut tx = s.write()?;
+            // A batch: the fan-out's outbox rows go out as one set on PostgreSQL (ADR 0009).
+            let mut tx = s.write_batch()?;
             let registry = pipeline.registry();
             let done = core::schedule(tx.as_mut(), &pipeline, &registry, &lists, &m, now)?;
             tx.commit()?;
@@ -176,7 +177,7 @@ async fn mark(
     let (row, sent) = app
         .db
         .write(move |s| {
-            let mut tx = s.write()?;
+            let mut tx = s.write_batch()?;
             let Some(mut row) = tx.announce().announcement(id)? else {
                 return Ok(Err(ServiceError::NotFound(format!(
                     "no maintenance {reference}"
