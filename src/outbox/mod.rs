@@ -6,12 +6,12 @@
 
 use crate::clock::SharedClock;
 use crate::config::{OutboundConfig, TransportConfig};
-use crate::store::{Claim, Db, OutboxMail, StoreError};
+use crate::store::{Claim, Db, OutboxMail, Outcome, StoreError};
 use chrono::{DateTime, Utc};
 use lettre::Address;
 use lettre::address::Envelope;
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,13 +186,14 @@ pub fn backoff(cfg: &OutboundConfig, attempt: i64) -> Duration {
 const CLAIM_FACTOR: usize = 8;
 
 /// Sends everything due now until nothing due is left, keeping `cfg.concurrency` sends in
-/// flight all the time: each finished send is recorded at once and its slot goes to the next
-/// claimed message, so one slow server answer does not hold the others back.
+/// flight all the time: each finished send is recorded as soon as the store is free and its
+/// slot goes to the next claimed message, so one slow server answer does not hold the
+/// others back.
 ///
-/// Messages are claimed [`CLAIM_FACTOR`] × `cfg.concurrency` at a time (one commit for many),
-/// when the claimed ones have all started: a claimed message waits for at most
-/// [`CLAIM_FACTOR`] sends before its own starts, well inside `outbound.claim_timeout`. Once a
-/// claim comes back empty no more is claimed; what is still in flight is finished and
+/// Messages are claimed [`CLAIM_FACTOR`] × `cfg.concurrency` at a time (one statement, one
+/// commit for many), the next set while the previous one is still being sent (when fewer
+/// than `cfg.concurrency` claimed messages wait to start), so no slot waits for a claim. Once
+/// a claim comes back empty no more is claimed; what is still in flight is finished and
 /// recorded.
 pub async fn deliver_due(
     db: &Db,
@@ -206,14 +207,20 @@ pub async fn deliver_due(
 /// [`deliver_due`] that stops once `stop()` says so (shutdown): sends not started yet are
 /// given back (due again at once), the ones in flight are finished and recorded.
 ///
-/// Each send is a task of its own, so sends go on while a claim or an outcome is being
-/// committed (on a pooled connection: never behind the ingest writer).
+/// Each send is a task of its own, so sends go on while a claim or the outcomes are being
+/// committed (on a pooled connection: never behind the ingest writer). Outcomes are
+/// committed in groups: one recording at a time takes every outcome that finished while
+/// the one before it was committing (one statement, one commit), and a sending slot stays
+/// taken until its outcome is committed, so a kill repeats at most one accepted message per
+/// connection.
 ///
 /// No message is sent twice by this loop: a claimed message is started only while its claim
-/// has at least one whole attempt's time left ([`Transport::attempt_limit`]), and every
-/// outcome is recorded under the claim's fence. A database error mid-pass stops claiming,
-/// gives back what was not started, still records what is in flight as far as the database
-/// lets it, and is then returned.
+/// has at least one whole attempt's time left ([`Transport::attempt_limit`]), the next set
+/// is claimed ahead only while every claimed message waiting to start has more than that
+/// left (so none of them can be due again, and claimed a second time, by that claim), and
+/// every outcome is recorded under the claim's fence. A database error mid-pass stops
+/// claiming, gives back what was not started, still records what is in flight as far as
+/// the database lets it, and is then returned.
 pub async fn deliver_due_until(
     db: &Db,
     transport: &Arc<Transport>,
@@ -221,8 +228,8 @@ pub async fn deliver_due_until(
     clock: &SharedClock,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<DeliveryReport, StoreError> {
-    // One store call of this pass at a time: claims and the background recordings take
-    // turns instead of meeting in SQLite's busy handler (which sleeps milliseconds).
+    // One store call of this pass at a time: claims and recordings take turns instead of
+    // meeting in SQLite's busy handler (which sleeps milliseconds).
     let db = &Lane::new(db.clone());
     let lease =
         chrono::Duration::from_std(cfg.claim_timeout).unwrap_or(chrono::Duration::minutes(5));
@@ -234,43 +241,44 @@ pub async fn deliver_due_until(
     // Claimed and not started, with the end of each claim.
     let mut claimed: VecDeque<(OutboxMail, DateTime<Utc>)> = VecDeque::new();
     let mut in_flight: JoinSet<(OutboxMail, Result<(), SendError>)> = JoinSet::new();
-    // Outcomes being committed while the next sends go on.
-    // Each holds its mails' count: a sending slot stays taken until its outcome is
-    // committed, so a kill repeats at most one accepted message per connection.
+    // Finished sends whose outcome is not committed yet: waiting for the recording under
+    // way to end (`done`), or in it (`recording`, with its count). Both keep their slots.
+    let mut done: Vec<(OutboxMail, Result<(), SendError>)> = Vec::new();
     let mut recording: JoinSet<Recorded> = JoinSet::new();
-    let mut unrecorded = 0usize;
+    let mut recording_n = 0usize;
+    // The claim under way (one at a time), with the end of the claims it makes.
+    let mut claiming: JoinSet<(crate::store::Result<Vec<OutboxMail>>, DateTime<Utc>)> =
+        JoinSet::new();
     let shared_cfg = Arc::new(cfg.clone());
     let mut more_due = true;
+    let mut stopped = false;
     let mut failure: Option<StoreError> = None;
     loop {
-        while let Some(r) = recording.try_join_next() {
-            unrecorded = unrecorded.saturating_sub(
-                absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await,
-            );
-        }
-        if failure.is_none() && stop() {
+        if failure.is_none() && !stopped && stop() {
+            stopped = true;
             more_due = false;
             give_back(db, &mut claimed, clock, "shutdown").await;
         }
-        // Claimed only when every message claimed before has started: a sender never claims
-        // again a message it holds, even when its claim lapsed.
-        if claimed.is_empty() && more_due && failure.is_none() {
-            let (now, limit) = (clock.now(), slots * CLAIM_FACTOR);
-            match db
-                .read(move |s| s.claim_due(now, now + lease, limit, max_attempts))
-                .await
-            {
-                Ok(batch) => {
-                    more_due = !batch.is_empty();
-                    claimed.extend(batch.into_iter().map(|m| (m, now + lease)));
-                }
-                Err(e) => {
-                    more_due = false;
-                    failure = Some(e);
-                }
-            }
+        // Claim the next set while fewer than a slot's worth wait to start, and only while
+        // every one waiting has more than an attempt's time left on its claim: the claim
+        // cannot then take one of them again (a sender never holds a message twice).
+        let now = clock.now();
+        if claiming.is_empty()
+            && more_due
+            && failure.is_none()
+            && claimed.len() < slots
+            && claimed.iter().all(|(_, until)| now + attempt < *until)
+        {
+            let limit = slots * CLAIM_FACTOR;
+            let lane = db.clone();
+            claiming.spawn(async move {
+                let r = lane
+                    .read(move |s| s.claim_due(now, now + lease, limit, max_attempts))
+                    .await;
+                (r, now + lease)
+            });
         }
-        while failure.is_none() && in_flight.len() + unrecorded < slots {
+        while failure.is_none() && in_flight.len() + done.len() + recording_n < slots {
             let Some((mail, until)) = claimed.pop_front() else {
                 break;
             };
@@ -289,7 +297,14 @@ pub async fn deliver_due_until(
                 (mail, result)
             });
         }
-        if in_flight.is_empty() && recording.is_empty() {
+        // One recording at a time, with every outcome that finished meanwhile.
+        if recording.is_empty() && !done.is_empty() {
+            let batch = std::mem::take(&mut done);
+            recording_n = batch.len();
+            let (lane, cfg2, now) = (db.clone(), shared_cfg.clone(), clock.now());
+            recording.spawn(async move { record_all(&lane, &cfg2, batch, now).await });
+        }
+        if in_flight.is_empty() && recording.is_empty() && claiming.is_empty() {
             if claimed.is_empty() && (!more_due || failure.is_some()) {
                 return match failure {
                     Some(e) => Err(e),
@@ -300,9 +315,7 @@ pub async fn deliver_due_until(
         }
         tokio::select! {
             Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
-                // Every other send that has finished by now is recorded with it: the
-                // successes in one commit (one fsync for several mails).
-                let mut done = Vec::with_capacity(slots);
+                // Every other send that has finished by now goes with it.
                 for joined in std::iter::once(first).chain(std::iter::from_fn(|| in_flight.try_join_next())) {
                     match joined {
                         Ok(d) => done.push(d),
@@ -312,29 +325,49 @@ pub async fn deliver_due_until(
                             "a delivery attempt panicked; its message is tried again when its claim lapses (outbound.claim_timeout)"),
                     }
                 }
-                // At most two recordings under way: the store sets the pace when it is
-                // slower.
-                if recording.len() >= 2
-                    && let Some(r) = recording.join_next().await
-                {
-                    unrecorded = unrecorded.saturating_sub(absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await);
-                }
-                let (lane, cfg2, now) = (db.clone(), shared_cfg.clone(), clock.now());
-                unrecorded += done.len();
-                recording.spawn(async move { record_all(&lane, &cfg2, done, now).await });
             }
             Some(r) = recording.join_next(), if !recording.is_empty() => {
-                unrecorded = unrecorded.saturating_sub(absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await);
+                recording_n = 0;
+                absorb(r, &mut report, &mut failure, db, &mut claimed, clock).await;
+            }
+            Some(c) = claiming.join_next(), if !claiming.is_empty() => {
+                match c {
+                    Ok((Ok(batch), until)) => {
+                        more_due = more_due && !batch.is_empty();
+                        // A message claimed again (its earlier claim lapsed after all) is
+                        // kept once, under its newest claim.
+                        let ids: HashSet<i64> = batch.iter().map(|m| m.id).collect();
+                        claimed.retain(|(m, _)| !ids.contains(&m.id));
+                        claimed.extend(batch.into_iter().map(|m| (m, until)));
+                        if stopped || failure.is_some() {
+                            give_back(db, &mut claimed, clock, "shutdown").await;
+                        }
+                    }
+                    Ok((Err(e), _)) => {
+                        more_due = false;
+                        if failure.is_none() {
+                            give_back(db, &mut claimed, clock, "database error").await;
+                            failure = Some(e);
+                        }
+                    }
+                    Err(e) => {
+                        more_due = false;
+                        if failure.is_none() {
+                            give_back(db, &mut claimed, clock, "database error").await;
+                            failure = Some(StoreError::Other(format!("claiming messages failed: {e}")));
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-/// What a recording did: the counts, its failure, how many mails it recorded.
-type Recorded = (DeliveryReport, Option<StoreError>, usize);
+/// What a recording did: the counts and its failure.
+type Recorded = (DeliveryReport, Option<StoreError>);
 
 /// Takes in a finished recording: its counts, and its failure (then what was claimed and not
-/// started is given back, and no more is claimed). Returns how many mails it recorded.
+/// started is given back, and no more is claimed).
 async fn absorb(
     joined: Result<Recorded, tokio::task::JoinError>,
     report: &mut DeliveryReport,
@@ -342,17 +375,15 @@ async fn absorb(
     db: &Lane,
     claimed: &mut VecDeque<(OutboxMail, DateTime<Utc>)>,
     clock: &SharedClock,
-) -> usize {
-    // A recording that panicked is a failure: no more is sent in this pass, so its slots
-    // need not be counted free.
-    let (r, err, n) = match joined {
+) {
+    // A recording that panicked is a failure: no more is sent in this pass.
+    let (r, err) = match joined {
         Ok(x) => x,
         Err(e) => (
             DeliveryReport::default(),
             Some(StoreError::Other(format!(
                 "recording delivery outcomes failed: {e}"
             ))),
-            0,
         ),
     };
     report.add(&r);
@@ -362,48 +393,66 @@ async fn absorb(
         give_back(db, claimed, clock, "database error").await;
         *failure = Some(e);
     }
-    n
 }
 
-/// Records the outcomes of finished sends: the successes in one commit, then each failure.
+/// Records the outcomes of finished sends, all in one commit ([`Store::mark_outcomes`]),
+/// then logs each.
+///
+/// [`Store::mark_outcomes`]: crate::store::Store::mark_outcomes
 async fn record_all(
     db: &Lane,
     cfg: &OutboundConfig,
     done: Vec<(OutboxMail, Result<(), SendError>)>,
     now: DateTime<Utc>,
 ) -> Recorded {
-    let n = done.len();
     let mut report = DeliveryReport::default();
-    let sent: Vec<Claim> = done
+    let outcomes: Vec<Outcome> = done
         .iter()
-        .filter(|(_, r)| r.is_ok())
-        .map(|(m, _)| m.claim())
+        .map(|(mail, result)| outcome(cfg, mail, result, now))
         .collect();
-    if !sent.is_empty() {
-        let n_sent = sent.len();
-        match db.read(move |s| s.mark_sent_many(&sent, now)).await {
-            Ok(n) if n < n_sent => tracing::warn!(
-                lapsed = n_sent - n,
-                "some sent messages were no longer claimed by this sender (claim lapsed): \
-                 their `sent` was not recorded; raise outbound.claim_timeout"
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, messages = n_sent,
-                    "sent, but `sent` could not be recorded: these may be sent again when their claim lapses");
-                return (report, Some(e), n);
+    let marks: Vec<(Claim, Outcome)> = done
+        .iter()
+        .zip(&outcomes)
+        .map(|((m, _), o)| (m.claim(), o.clone()))
+        .collect();
+    let n = marks.len();
+    let current = match db.read(move |s| s.mark_outcomes(&marks, now)).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, messages = n,
+                "the outcomes of these attempts could not be recorded: they are tried again when their claims lapse (the sent ones may be sent again)");
+            return (report, Some(e));
+        }
+    };
+    for (((mail, _), o), recorded) in done.into_iter().zip(outcomes).zip(current) {
+        log_outcome(&mail, &o, recorded, &mut report);
+    }
+    (report, None)
+}
+
+/// What a finished attempt comes to.
+fn outcome(
+    cfg: &OutboundConfig,
+    mail: &OutboxMail,
+    result: &Result<(), SendError>,
+    now: DateTime<Utc>,
+) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Sent,
+        Err(SendError::Transient(e)) if mail.attempts < cfg.max_attempts as i64 => {
+            let wait = backoff(cfg, mail.attempts);
+            Outcome::Retry {
+                next_at: now
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1)),
+                error: e.clone(),
             }
         }
+        Err(SendError::Transient(e)) => Outcome::Dead(format!(
+            "gave up after {} attempts (outbound.max_attempts); last error: {e}",
+            mail.attempts
+        )),
+        Err(SendError::Permanent(e)) => Outcome::Failed(e.clone()),
     }
-    for (mail, result) in done {
-        let id = mail.id;
-        if let Err(e) = record(db, cfg, mail, result, now, &mut report).await {
-            tracing::error!(outbox_id = id, error = %e,
-                "the outcome of this attempt could not be recorded; it is tried again when its claim lapses");
-            return (report, Some(e), n);
-        }
-    }
-    (report, None, n)
 }
 
 /// The store, for one delivery pass: its calls take turns.
@@ -455,8 +504,9 @@ async fn give_back(
     }
 }
 
-/// Logs an outcome that was not recorded because the claim had lapsed.
-fn lapsed(mail: &OutboxMail, recorded: bool) {
+/// Logs one recorded attempt (one line each) and counts it. `recorded` is `false` when the
+/// claim had lapsed and another sender took the message over: nothing was changed.
+fn log_outcome(mail: &OutboxMail, o: &Outcome, recorded: bool, report: &mut DeliveryReport) {
     if !recorded {
         tracing::warn!(
             outbox_id = mail.id,
@@ -464,61 +514,30 @@ fn lapsed(mail: &OutboxMail, recorded: bool) {
             "this attempt's outcome was not recorded: its claim lapsed and another sender took the message over; raise outbound.claim_timeout"
         );
     }
-}
-
-/// Records one attempt's outcome and logs it; a success is already marked sent.
-async fn record(
-    db: &Lane,
-    cfg: &OutboundConfig,
-    mail: OutboxMail,
-    result: Result<(), SendError>,
-    now: DateTime<Utc>,
-    report: &mut DeliveryReport,
-) -> Result<(), StoreError> {
-    match result {
-        Ok(()) => {
-            // Already marked sent with the others that finished at the same time.
+    match o {
+        Outcome::Sent => {
             report.sent += 1;
             tracing::info!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "sent", "delivery attempt");
         }
-        Err(SendError::Transient(e)) if mail.attempts < cfg.max_attempts as i64 => {
-            let wait = backoff(cfg, mail.attempts);
-            let next = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
-            let claim = mail.claim();
-            let why = e.clone();
-            lapsed(
-                &mail,
-                db.read(move |s| s.mark_retry(claim, next, &why)).await?,
-            );
+        Outcome::Retry { next_at, error } => {
             report.retried += 1;
             tracing::warn!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
-                attempt = mail.attempts, result = "retry", error = %e, next_attempt_at = %next.to_rfc3339(),
+                attempt = mail.attempts, result = "retry", error = %error, next_attempt_at = %next_at.to_rfc3339(),
                 "delivery attempt failed; will retry");
         }
-        Err(SendError::Transient(e)) => {
-            let e = format!(
-                "gave up after {} attempts (outbound.max_attempts); last error: {e}",
-                mail.attempts
-            );
-            let claim = mail.claim();
-            let why = e.clone();
-            lapsed(&mail, db.read(move |s| s.mark_dead(claim, &why)).await?);
+        Outcome::Dead(e) => {
             report.failed += 1;
             tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "dead", error = %e,
                 "delivery gave up; kept as dead letter: `ticketgate outbox retry ID` sends it again");
         }
-        Err(SendError::Permanent(e)) => {
-            let claim = mail.claim();
-            let why = e.clone();
-            lapsed(&mail, db.read(move |s| s.mark_failed(claim, &why)).await?);
+        Outcome::Failed(e) => {
             report.failed += 1;
             tracing::error!(outbox_id = mail.id, kind = %mail.kind, to = %mail.recipient, message_id = %mail.message_id,
                 attempt = mail.attempts, result = "failed", error = %e, "delivery refused by the server; not retried");
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -290,6 +290,53 @@ pub struct Claim {
     pub attempts: i64,
 }
 
+/// What one delivery attempt came to, to record under its [`Claim`]
+/// ([`Store::mark_outcomes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted: `sent` at the recording's time.
+    Sent,
+    /// Try again at `next_at` (`retry`).
+    Retry {
+        next_at: DateTime<Utc>,
+        error: String,
+    },
+    /// Refused for good (`failed`).
+    Failed(String),
+    /// Out of attempts (`dead`).
+    Dead(String),
+}
+
+impl Outcome {
+    /// The state it leaves the row in.
+    pub fn state(&self) -> OutboxState {
+        match self {
+            Outcome::Sent => OutboxState::Sent,
+            Outcome::Retry { .. } => OutboxState::Retry,
+            Outcome::Failed(_) => OutboxState::Failed,
+            Outcome::Dead(_) => OutboxState::Dead,
+        }
+    }
+
+    /// The row's `last_error` after it.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Sent => None,
+            Outcome::Retry { error, .. } | Outcome::Failed(error) | Outcome::Dead(error) => {
+                Some(error)
+            }
+        }
+    }
+
+    /// The row's next attempt, when it has one.
+    pub fn next_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Outcome::Retry { next_at, .. } => Some(*next_at),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuarantineRow {
     pub id: i64,
@@ -644,6 +691,14 @@ pub trait Store: Send {
     /// [`Store::mark_sent`] for several messages in one commit; how many were still current.
     fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize>;
     fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool>;
+    /// Records several attempts' outcomes in one commit (PostgreSQL: one statement), each
+    /// under its claim's fence as the single `mark_*` do: for each, in order, whether its
+    /// claim was still current (`false`: nothing changed for it).
+    fn mark_outcomes(
+        &mut self,
+        marks: &[(Claim, Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>>;
     /// Refused for good (SMTP 5xx): `failed`.
     fn mark_failed(&mut self, claim: Claim, error: &str) -> Result<bool>;
     /// Out of attempts (kept failing): `dead`, the dead-letter state.

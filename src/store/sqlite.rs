@@ -1107,6 +1107,43 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    fn mark_outcomes(
+        &mut self,
+        marks: &[(Claim, Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut done = Vec::with_capacity(marks.len());
+        {
+            // One prepared statement for every kind of outcome, in one commit.
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET state = ?3, \
+                 sent_at = CASE WHEN ?3 = 'sent' THEN ?4 ELSE sent_at END, \
+                 next_attempt_at = COALESCE(?5, next_attempt_at), last_error = ?6 \
+                 WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
+            )?;
+            let at = ts(now);
+            for (c, o) in marks {
+                let n = st.execute(params![
+                    c.id,
+                    c.attempts,
+                    o.state().as_str(),
+                    at,
+                    o.next_at().map(ts),
+                    o.error()
+                ])?;
+                done.push(n == 1);
+            }
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
     fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool> {
         let n = self
             .conn

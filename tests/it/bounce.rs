@@ -210,6 +210,41 @@ fn an_agent_reply_to_a_suppressed_address_is_sent_but_flagged() {
     assert!(view.flag.is_some());
 }
 
+/// The tick reads whether its due tickets' requesters are suppressed with the timers (one
+/// query on PostgreSQL): a reminder to a suppressed requester is kept, not sent, and one to
+/// a requester who is not suppressed goes.
+#[test]
+fn a_tick_keeps_a_reminder_to_a_suppressed_requester_and_sends_the_others() {
+    let mut e = env();
+    let ack = open_ticket(&mut e, "bob@globex.example");
+    open_ticket(&mut e, "ann@globex.example");
+    let raw = hard_dsn(&mut e, ack, "bob@globex.example");
+    assert_eq!(code(&e.ingest(&raw)), "bounce");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for t in ["TKT-000001", "TKT-000002"] {
+        rt.block_on(services::tickets::act(
+            &e.app,
+            t,
+            "mike@support.example.test",
+            &AgentAction::Status("suspended".into()),
+        ))
+        .unwrap();
+    }
+    e.clock.advance(chrono::Duration::days(4));
+    let fired = e.tick();
+    assert!(fired.len() >= 2, "{fired:?}");
+    let reminders = e.sent("reminder");
+    let state = |who: &str| {
+        reminders
+            .iter()
+            .find(|r| r.recipient == who)
+            .map(|r| r.state)
+            .unwrap_or_else(|| panic!("no reminder to {who}: {reminders:?}"))
+    };
+    assert_eq!(state("bob@globex.example"), OutboxState::Suppressed);
+    assert_eq!(state("ann@globex.example"), OutboxState::Pending);
+}
+
 #[test]
 fn a_bounce_with_a_forged_signature_changes_nothing() {
     let mut e = env();

@@ -907,6 +907,59 @@ fn an_outcome_is_recorded_only_under_the_current_claim() {
     assert_eq!(s.outbox(10).unwrap()[0].state, "sent");
 }
 
+/// Every kind of outcome in one call (one commit; one statement on PostgreSQL), each under
+/// its own claim's fence: a lapsed claim among them changes nothing of its row.
+#[test]
+fn outcomes_of_every_kind_are_recorded_in_one_call_each_under_its_claim() {
+    use store::Outcome;
+    let d = db();
+    let mut s = d.open();
+    let ids = enqueue(s.as_mut(), 5, now());
+    let got = s
+        .claim_due(now(), now() + Duration::minutes(5), 10, 5)
+        .unwrap();
+    assert_eq!(got.len(), 5);
+    let claim = |id: i64| got.iter().find(|m| m.id == id).unwrap().claim();
+    let later = now() + Duration::seconds(3);
+    let retry_at = now() + Duration::minutes(7);
+    // The last one's claim is stale (an attempt count it no longer has).
+    let stale = Claim {
+        id: ids[4],
+        attempts: claim(ids[4]).attempts + 1,
+    };
+    let marks = [
+        (claim(ids[0]), Outcome::Sent),
+        (
+            claim(ids[1]),
+            Outcome::Retry {
+                next_at: retry_at,
+                error: "421 busy".into(),
+            },
+        ),
+        (claim(ids[2]), Outcome::Failed("550 no such user".into())),
+        (claim(ids[3]), Outcome::Dead("gave up".into())),
+        (stale, Outcome::Sent),
+    ];
+    assert_eq!(
+        s.mark_outcomes(&marks, later).unwrap(),
+        [true, true, true, true, false]
+    );
+    let rows = s.outbox(10).unwrap();
+    let row = |id: i64| rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(row(ids[0]).state, store::OutboxState::Sent);
+    assert_eq!(row(ids[0]).last_error, None);
+    assert_eq!(
+        (row(ids[1]).state, row(ids[1]).next_attempt_at),
+        (store::OutboxState::Retry, retry_at)
+    );
+    assert_eq!(row(ids[1]).last_error.as_deref(), Some("421 busy"));
+    assert_eq!(row(ids[2]).state, store::OutboxState::Failed);
+    assert_eq!(row(ids[2]).last_error.as_deref(), Some("550 no such user"));
+    assert_eq!(row(ids[3]).state, store::OutboxState::Dead);
+    assert_eq!(row(ids[4]).state, store::OutboxState::Sending);
+    assert!(s.mark_outcomes(&[], later).unwrap().is_empty());
+}
+
 #[test]
 fn released_claims_are_due_again_with_their_attempt_taken_back() {
     let d = db();

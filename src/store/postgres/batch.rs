@@ -255,6 +255,12 @@ pub(super) struct Cache {
     pub counts: HashMap<String, Vec<(DateTime<Utc>, u32)>>,
     /// The outages open on every platform, read once per transaction (intake).
     pub open_outages: Option<Vec<OpenOutage>>,
+    /// Current watchers by ticket, read with a tick's due timers (`ticket_watchers` is
+    /// never buffered: dropped when this transaction writes it).
+    pub watchers: HashMap<i64, Vec<Watcher>>,
+    /// The suppression list by (lower-case) address, as looked up or read with a tick's due
+    /// timers (never buffered: dropped when this transaction writes it).
+    pub suppressions: HashMap<String, Option<Suppression>>,
 }
 
 /// Reads made before the writers' lock, to check again under it.
@@ -367,6 +373,57 @@ pub(super) async fn tickets_by_id(
     rows.iter()
         .map(|r| Ok((ticket_row(r)?, r.try_get(28)?)))
         .collect()
+}
+
+/// The current watchers of `tickets` (one query; a tick's due tickets), each ticket's in the
+/// order [`watchers_of`](super::tx::watchers_of) gives.
+pub(super) async fn watchers_of_tickets(
+    c: &mut PgConnection,
+    tickets: &[i64],
+) -> Result<HashMap<i64, Vec<Watcher>>> {
+    let mut out: HashMap<i64, Vec<Watcher>> = tickets.iter().map(|&t| (t, Vec::new())).collect();
+    if tickets.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT ticket_id, address, added_by, added_at FROM ticket_watchers \
+         WHERE ticket_id = ANY($1) AND removed_at IS NULL ORDER BY ticket_id, added_at, address",
+    )
+    .bind(tickets)
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &rows {
+        out.entry(r.try_get(0)?).or_default().push(Watcher {
+            address: r.try_get(1)?,
+            added_by: r.try_get(2)?,
+            added_at: r.try_get(3)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Which of `addresses` (lower-case) are on the suppression list (one query).
+pub(super) async fn suppressions_of(
+    c: &mut PgConnection,
+    addresses: &[String],
+) -> Result<HashMap<String, Option<Suppression>>> {
+    let mut out: HashMap<String, Option<Suppression>> =
+        addresses.iter().map(|a| (a.clone(), None)).collect();
+    if addresses.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT address, kind, reason, status, outbox_id, ticket_id, created_at \
+         FROM suppressions WHERE address = ANY($1)",
+    )
+    .bind(addresses)
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &rows {
+        let s = suppression_row(r)?;
+        out.insert(s.address.clone(), Some(s));
+    }
+    Ok(out)
 }
 
 /// Automatic mails (not suppressed) to each of `recipients` since `since`.

@@ -101,6 +101,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/postgres/0010_outage_links.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/postgres/0012_tickets_fillfactor.sql"),
+    ),
 ];
 
 /// Advisory lock key taken by every write transaction ("tgwriter").

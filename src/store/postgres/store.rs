@@ -298,6 +298,49 @@ impl Store for PgStore {
         })
     }
 
+    fn mark_outcomes(
+        &mut self,
+        marks: &[(Claim, Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = marks.iter().map(|(c, _)| c.id).collect();
+        let attempts: Vec<i64> = marks.iter().map(|(c, _)| c.attempts).collect();
+        let states: Vec<&'static str> = marks.iter().map(|(_, o)| o.state().as_str()).collect();
+        let next: Vec<Option<DateTime<Utc>>> = marks.iter().map(|(_, o)| o.next_at()).collect();
+        let errors: Vec<Option<String>> = marks
+            .iter()
+            .map(|(_, o)| o.error().map(str::to_string))
+            .collect();
+        let asked = ids.clone();
+        let done: Vec<i64> = self.call(move |c| {
+            Box::pin(async move {
+                // Every outcome in one statement (one commit), each under its claim's fence.
+                Ok(sqlx::query_scalar(
+                    "UPDATE outbox o SET state = u.state, \
+                     sent_at = CASE WHEN u.state = 'sent' THEN $6 ELSE o.sent_at END, \
+                     next_attempt_at = COALESCE(u.next, o.next_attempt_at), last_error = u.error \
+                     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[]) \
+                     AS u(id, attempts, state, next, error) \
+                     WHERE o.id = u.id AND o.state = 'sending' AND o.attempts = u.attempts \
+                     RETURNING o.id",
+                )
+                .bind(ids)
+                .bind(attempts)
+                .bind(states)
+                .bind(next)
+                .bind(errors)
+                .bind(now)
+                .fetch_all(&mut *c)
+                .await?)
+            })
+        })?;
+        let done: std::collections::HashSet<i64> = done.into_iter().collect();
+        Ok(asked.iter().map(|id| done.contains(id)).collect())
+    }
+
     fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool> {
         let error = error.to_string();
         self.call(move |c| {

@@ -577,8 +577,10 @@ impl WriteTx for PgTx {
     fn due_timers(&mut self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>> {
         self.sync()?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // The due timers and their tickets, in one call: the tick then reads from memory.
-        let (timers, tickets, ids) = self.call(move |c| {
+        // The due timers, their tickets, the tickets' watchers and whether their requesters
+        // are suppressed, in one call: the tick then reads from memory (the mail a timer
+        // writes asks for both; one round trip each per mail was most of a tick).
+        let (timers, tickets, ids, watchers, suppressed) = self.call(move |c| {
             Box::pin(async move {
                 let timers = sqlx::query(
                     "SELECT ticket_id, kind, due_at FROM timers WHERE due_at <= $1 \
@@ -595,10 +597,20 @@ impl WriteTx for PgTx {
                 ids.sort_unstable();
                 ids.dedup();
                 let tickets = tickets_by_id(c, &ids).await?;
-                Ok((timers, tickets, ids))
+                let watchers = watchers_of_tickets(c, &ids).await?;
+                let mut requesters: Vec<String> = tickets
+                    .iter()
+                    .map(|(t, _)| t.requester.to_ascii_lowercase())
+                    .collect();
+                requesters.sort_unstable();
+                requesters.dedup();
+                let suppressed = suppressions_of(c, &requesters).await?;
+                Ok((timers, tickets, ids, watchers, suppressed))
             })
         })?;
         self.learn_tickets(&ids, tickets);
+        self.cache.watchers.extend(watchers);
+        self.cache.suppressions.extend(suppressed);
         Ok(timers)
     }
 
@@ -752,7 +764,11 @@ impl WriteTx for PgTx {
     }
 
     fn watchers(&mut self, ticket_id: i64) -> Result<Vec<Watcher>> {
-        // ticket_watchers is written directly (never buffered): no flush needed.
+        // ticket_watchers is written directly (never buffered): no flush needed. A tick
+        // reads its due tickets' watchers with the timers.
+        if let Some(w) = self.cache.watchers.get(&ticket_id) {
+            return Ok(w.clone());
+        }
         self.call(move |c| Box::pin(async move { watchers_of(c, ticket_id).await }))
     }
 
@@ -765,6 +781,7 @@ impl WriteTx for PgTx {
         revive: bool,
     ) -> Result<bool> {
         self.sync()?;
+        self.cache.watchers.remove(&ticket_id);
         let (address, by) = (address.to_string(), by.to_string());
         self.call(move |c| {
             Box::pin(async move {
@@ -811,6 +828,7 @@ impl WriteTx for PgTx {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         self.sync()?;
+        self.cache.watchers.remove(&ticket_id);
         let (address, by) = (address.to_string(), by.to_string());
         self.call(move |c| {
             Box::pin(async move {
@@ -870,8 +888,14 @@ impl WriteTx for PgTx {
     }
 
     fn suppression(&mut self, address: &str) -> Result<Option<Suppression>> {
+        // Never buffered, so no flush; asked for every mail written, so kept for the
+        // transaction (dropped when it writes the list).
+        if let Some(s) = self.cache.suppressions.get(address) {
+            return Ok(s.clone());
+        }
         let address = address.to_string();
-        self.call(move |c| {
+        let key = address.clone();
+        let found = self.call(move |c| {
             Box::pin(async move {
                 sqlx::query(
                     "SELECT address, kind, reason, status, outbox_id, ticket_id, created_at \
@@ -884,11 +908,14 @@ impl WriteTx for PgTx {
                 .map(suppression_row)
                 .transpose()
             })
-        })
+        })?;
+        self.cache.suppressions.insert(key, found.clone());
+        Ok(found)
     }
 
     fn insert_suppression(&mut self, s: &Suppression) -> Result<bool> {
         self.sync()?;
+        self.cache.suppressions.clear();
         let s = s.clone();
         self.call(move |c| {
             Box::pin(async move {
@@ -912,6 +939,7 @@ impl WriteTx for PgTx {
 
     fn remove_suppression(&mut self, address: &str) -> Result<bool> {
         self.sync()?;
+        self.cache.suppressions.clear();
         let address = address.to_string();
         self.call(move |c| {
             Box::pin(async move {
