@@ -196,12 +196,14 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
         std::thread::sleep(Duration::from_millis(200));
     }
     let cpu_before = cpu_time();
+    let postfix_before = postfix.cpu();
     let start = Instant::now();
     postfix.release_held();
     postfix.flush();
     postfix.wait_log("status=sent", n, Duration::from_secs(3600));
     let elapsed = start.elapsed();
     let cpu_after = cpu_time();
+    let postfix_after = postfix.cpu();
     stop.cancel();
     let served = rt.block_on(serving).expect("listener");
     verify(&app, n, Some(&served.inbound));
@@ -213,6 +215,25 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
         "lmtp_mails_per_commit {:.1}",
         n as f64 / served.batches.max(1) as f64
     );
+    // From the end of a mail's data to its outcome (the commit's wait and duration), and by
+    // Little's law the mean number of mails waiting for a commit: what Postfix keeps in
+    // flight at our end.
+    println!(
+        "lmtp_commit_wait_us_per_mail {:.0}",
+        served.wait_micros as f64 / n as f64
+    );
+    println!(
+        "lmtp_mean_mails_in_flight {:.1}",
+        served.wait_micros as f64 / 1e6 / elapsed.as_secs_f64()
+    );
+    println!("lmtp_peak_sessions {}", served.peak_sessions);
+    if let (Some(a), Some(b)) = (postfix_before, postfix_after) {
+        // Postfix's side: qmgr, the lmtp agents, trivial-rewrite, the log daemon.
+        println!(
+            "lmtp_postfix_cpu_us_per_mail {:.0}",
+            (b - a).as_secs_f64() * 1e6 / n as f64
+        );
+    }
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         // This process only (ticketgate's side; Postfix's processes are not counted).
         println!(

@@ -68,7 +68,8 @@ impl App {
         let cfg = Arc::new(cfg);
         let registry = RegistryFile::open(&cfg.registry_path)?;
         let templates = Templates::lazy(cfg.templates_dir.as_deref());
-        let db = Db::open(&cfg.database_url).context("opening the database (database.url)")?;
+        let db =
+            Db::open_one_shot(&cfg.database_url).context("opening the database (database.url)")?;
         let transport =
             Arc::new(Transport::from_config(&cfg.outbound).map_err(anyhow::Error::msg)?);
         let pipeline = Arc::new(Pipeline::new(

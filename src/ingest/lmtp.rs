@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::config::{LmtpConfig, LmtpListen};
 use crate::pipeline::{Outcome, RawMail, Report};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -52,6 +52,12 @@ pub struct Served {
     pub batches: usize,
     /// Mails answered `451` because the store could not take them.
     pub deferred: usize,
+    /// The sum, over the mails handed to the committer, of the time from the end of their
+    /// data to their outcome (their commit's wait and duration), in microseconds. Divided
+    /// by the serving time it is the mean number of mails waiting for a commit.
+    pub wait_micros: u64,
+    /// The most sessions open at once.
+    pub peak_sessions: usize,
 }
 
 enum Listener {
@@ -121,6 +127,7 @@ pub async fn serve(
         jobs,
         stop: stop.clone(),
         host: hostname(),
+        waited: AtomicU64::new(0),
     });
     let limit = app
         .cfg
@@ -129,6 +136,7 @@ pub async fn serve(
         .as_ref()
         .map_or(64, |l| l.max_connections);
     let open = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
     let mut sessions = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -146,10 +154,12 @@ pub async fn serve(
                 continue;
             }
         };
-        let (s, open) = (shared.clone(), open.clone());
+        let (s, open, peak) = (shared.clone(), open.clone(), peak.clone());
         sessions.spawn(async move {
             let (r, mut w) = tokio::io::split(stream);
-            if open.fetch_add(1, Ordering::SeqCst) >= limit {
+            let before = open.fetch_add(1, Ordering::SeqCst);
+            peak.fetch_max(before + 1, Ordering::SeqCst);
+            if before >= limit {
                 let _ = w
                     .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
                     .await;
@@ -159,12 +169,16 @@ pub async fn serve(
             open.fetch_sub(1, Ordering::SeqCst);
         });
     }
-    drop(shared); // the committer ends once every session has dropped its sender
     while sessions.join_next().await.is_some() {}
+    let waited = shared.waited.load(Ordering::SeqCst);
+    drop(shared); // the committer ends once every session has dropped its sender
     if let Listener::Unix(_, path) = &bound.listener {
         let _ = std::fs::remove_file(path);
     }
-    committing.await.unwrap_or_default()
+    let mut served = committing.await.unwrap_or_default();
+    served.wait_micros = waited;
+    served.peak_sessions = peak.load(Ordering::SeqCst);
+    served
 }
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -242,6 +256,8 @@ struct Session {
     jobs: mpsc::Sender<Job>,
     stop: CancellationToken,
     host: String,
+    /// [`Served::wait_micros`].
+    waited: AtomicU64,
 }
 
 /// What one line read gave.
@@ -453,10 +469,14 @@ impl Session {
             },
             reply: tx,
         };
+        let handed = std::time::Instant::now();
         if self.jobs.send(job).await.is_err() {
             return "451 4.3.0 Shutting down, try again later".into();
         }
-        match rx.await {
+        let outcome = rx.await;
+        let micros = u64::try_from(handed.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.waited.fetch_add(micros, Ordering::SeqCst);
+        match outcome {
             Ok(Ok(outcome)) => match outcome {
                 Outcome::Created { ticket } => format!("250 2.0.0 OK: created {ticket}"),
                 Outcome::Appended { ticket } => format!("250 2.0.0 OK: added to {ticket}"),

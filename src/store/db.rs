@@ -32,9 +32,28 @@ pub struct Db {
 }
 
 struct Inner {
-    writer: mpsc::Sender<Job>,
+    /// `None` once dropped: the writer thread's loop then ends.
+    writer: Option<mpsc::Sender<Job>>,
+    /// Joined when the last handle goes, so that the writer's connection is closed (on
+    /// SQLite: its close work done) before the process can exit.
+    thread: Option<std::thread::JoinHandle<()>>,
     idle: Mutex<Vec<Box<dyn Store>>>,
     open: Opener,
+}
+
+impl Drop for Inner {
+    /// Closes the writer's channel and waits for the thread to drop its connection. Without
+    /// this a short process (`ticketgate ingest`) could exit in the middle of SQLite's close
+    /// (its checkpoint), leaving the WAL behind unbounded (ADR 0018). Not joined from the
+    /// writer thread itself (a job that held the last handle).
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        if let Some(t) = self.thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Db {
@@ -43,7 +62,7 @@ impl Db {
     pub fn new(open: impl Fn() -> Result<Box<dyn Store>> + Send + Sync + 'static) -> Result<Db> {
         let mut store = open()?;
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ticketgate-db-writer".into())
             .spawn(move || {
                 // Ends when every `Db` is dropped (the channel closes).
@@ -59,7 +78,8 @@ impl Db {
             .map_err(|e| StoreError::Other(format!("cannot start the database writer thread: {e}")))?;
         Ok(Db {
             inner: Arc::new(Inner {
-                writer: tx,
+                writer: Some(tx),
+                thread: Some(thread),
                 idle: Mutex::new(Vec::new()),
                 open: Box::new(open),
             }),
@@ -68,6 +88,16 @@ impl Db {
 
     /// Opens the database named by `url` (see [`super::open`]), migrated once.
     pub fn open(url: &str) -> Result<Db> {
+        Db::open_as(url, super::Role::Service)
+    }
+
+    /// [`Db::open`] for a process that makes one transaction and exits (`ticketgate ingest`):
+    /// see [`super::Role::OneShot`].
+    pub fn open_one_shot(url: &str) -> Result<Db> {
+        Db::open_as(url, super::Role::OneShot)
+    }
+
+    fn open_as(url: &str, role: super::Role) -> Result<Db> {
         if let Some(("postgres" | "postgresql", _)) = url.split_once(':') {
             // One pool for the process: every handle is a clone sharing it.
             let mut pg = super::PgStore::open(url)?;
@@ -75,13 +105,13 @@ impl Db {
             return Db::new(move || Ok(Box::new(pg.clone()) as Box<dyn Store>));
         }
         // SQLite: the first connection migrates; the others only connect.
-        let first = Mutex::new(Some(super::open(url)?));
+        let first = Mutex::new(Some(super::open_as(url, role, true)?));
         let url = url.to_string();
         Db::new(move || {
             let taken = first.lock().map(|mut f| f.take()).unwrap_or(None);
             match taken {
                 Some(s) => Ok(s),
-                None => super::connect(&url),
+                None => super::open_as(&url, role, false),
             }
         })
     }
@@ -95,6 +125,8 @@ impl Db {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner
             .writer
+            .as_ref()
+            .ok_or_else(writer_gone)?
             .send(Box::new(move |s| {
                 let _ = tx.send(f(s));
             }))
@@ -110,6 +142,8 @@ impl Db {
         let (tx, rx) = mpsc::sync_channel(1);
         self.inner
             .writer
+            .as_ref()
+            .ok_or_else(writer_gone)?
             .send(Box::new(move |s| {
                 let _ = tx.send(f(s));
             }))

@@ -37,18 +37,35 @@ pub enum StoreError {
 /// Opens the store named by a URL (`sqlite:PATH`, creating its folder, or
 /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and migrates it.
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
-    open_with(url, true)
+    open_as(url, Role::Service, true)
 }
 
 /// [`open`] without migrating: another connection of the same process already did.
 pub fn connect(url: &str) -> Result<Box<dyn Store>> {
-    open_with(url, false)
+    open_as(url, Role::Service, false)
 }
 
-fn open_with(url: &str, migrate: bool) -> Result<Box<dyn Store>> {
+/// What a connection is opened for; it changes only SQLite's tuning, never durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The daemon and the command line: a 64 MB page cache, the WAL checkpointed every
+    /// 16,384 pages (the batch path's throughput), and by the last connection at close.
+    Service,
+    /// A process that commits one mail and exits (`ticketgate ingest`, an MTA pipe): no
+    /// checkpoint at close unless the WAL is over [`ONE_SHOT_WAL_PAGES`] (then it is
+    /// checkpointed and truncated), so the next process's first open (which rebuilds the WAL
+    /// index from the whole WAL) reads a bounded WAL (ADR 0018).
+    OneShot,
+}
+
+/// The WAL size (pages) over which a [`Role::OneShot`] connection checkpoints and truncates
+/// the WAL when it closes (ADR 0018).
+pub const ONE_SHOT_WAL_PAGES: u32 = 128;
+
+pub(crate) fn open_as(url: &str, role: Role, migrate: bool) -> Result<Box<dyn Store>> {
     match url.split_once(':') {
         Some(("sqlite", path)) => {
-            let mut s = SqliteStore::open(std::path::Path::new(path))?;
+            let mut s = SqliteStore::open_as(std::path::Path::new(path), role)?;
             if migrate {
                 s.migrate()?;
             }

@@ -49,6 +49,34 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 pub struct SqliteStore {
     conn: Connection,
+    /// For a [`Role::OneShot`] connection: its WAL file, checkpointed at close when over
+    /// [`ONE_SHOT_WAL_PAGES`].
+    one_shot_wal: Option<std::path::PathBuf>,
+}
+
+impl Drop for SqliteStore {
+    /// A one-shot connection leaves the WAL to the next process (no checkpoint at close),
+    /// unless it is over [`ONE_SHOT_WAL_PAGES`]: then it checkpoints and truncates it.
+    /// `TRUNCATE`, not the automatic (passive) checkpoint: the next process to open the
+    /// database alone rebuilds the WAL index from the WAL and takes every frame in it as not
+    /// yet checkpointed, so only an emptied WAL stops the next processes from reading and
+    /// copying it again (ADR 0018). With another connection open (the daemon) the
+    /// checkpoint is not waited for: the WAL index is shared then, and the daemon's
+    /// connections checkpoint it.
+    fn drop(&mut self) {
+        let Some(wal) = &self.one_shot_wal else {
+            return;
+        };
+        let frame = 4096 + 24;
+        let over = std::fs::metadata(wal)
+            .is_ok_and(|m| m.len() > 32 + u64::from(ONE_SHOT_WAL_PAGES) * frame);
+        if over {
+            let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
 }
 
 fn ts(at: DateTime<Utc>) -> String {
@@ -110,6 +138,11 @@ impl SqliteStore {
     }
 
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_as(path, Role::Service)
+    }
+
+    /// [`SqliteStore::open`] tuned for `role` ([`Role`]); durability is the same for both.
+    pub fn open_as(path: &Path, role: Role) -> Result<SqliteStore> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -126,13 +159,32 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Statement journals and sorts in memory, and a 64 MB page cache: a batch's index
-        // pages are written once, at commit.
+        // Statement journals and sorts in memory.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.pragma_update(None, "cache_size", -65536)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
+        match role {
+            Role::Service => {
+                // A 64 MB page cache: a batch's index pages are written once, at commit.
+                conn.pragma_update(None, "cache_size", -65536)?;
+                conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
+            }
+            Role::OneShot => {
+                // The WAL stays at exit (no checkpoint's fsyncs and page writes, no new
+                // WAL file and its header sync next time), checkpointed at close only
+                // when over ONE_SHOT_WAL_PAGES (`Drop`, ADR 0018).
+                conn.set_db_config(
+                    rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    true,
+                )?;
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            }
+        }
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(SqliteStore { conn })
+        let one_shot_wal = (role == Role::OneShot).then(|| {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            std::path::PathBuf::from(wal)
+        });
+        Ok(SqliteStore { conn, one_shot_wal })
     }
 
     /// Whether every migration this version knows is recorded: one query, no write lock.

@@ -159,6 +159,65 @@ fn ingest_reads_standard_input_and_reports_the_outcome() {
     assert_eq!(v["ticket"], "TKT-000001");
 }
 
+/// `ingest` is one process per mail (an MTA pipe). Each process exits only once its
+/// connection is closed (the store handle joins its writer thread), and on SQLite it leaves
+/// the WAL for the next one instead of checkpointing at every exit, bounded by the commit
+/// that takes it past `store::ONE_SHOT_WAL_PAGES` (ADR 0018). Every mail is one ticket, in
+/// order; a command-line process (the last connection, checkpointing at close) then leaves
+/// no WAL behind.
+#[test]
+fn ingest_processes_commit_every_mail_and_leave_a_bounded_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_registry(dir.path());
+    let (url, _db) = common::database_url(dir.path());
+    std::fs::write(
+        dir.path().join("ticketgate.toml"),
+        format!(
+            "[database]\nurl = \"{url}\"\n[inbound]\nmaildir = \"inbox\"\n\
+             [outbound]\ndir = \"outbox\"\n[registry]\npath = \"customers.toml\"\n"
+        ),
+    )
+    .unwrap();
+    let wal = dir.path().join("tg.db-wal");
+    // A page of WAL is a 24-byte frame header and 4,096 bytes; a new ticket's commit
+    // writes a few dozen pages at most.
+    let bound = 32 + (u64::from(ticketgate::store::ONE_SHOT_WAL_PAGES) + 64) * (4096 + 24);
+    let mut largest = 0;
+    let n = 60;
+    for i in 1..=n {
+        request(dir.path(), i, &format!("user{i}@acme.example"));
+        if !common::on_postgres() {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+    }
+    if !common::on_postgres() {
+        assert!(largest > 0, "ingest leaves the WAL for the next process");
+        assert!(
+            largest <= bound,
+            "the WAL grew to {largest} bytes (bound {bound})"
+        );
+    }
+    let list = json(&tg(
+        dir.path(),
+        &["tickets", "list", "--json", "--limit", "1000"],
+    ));
+    let mut refs: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["reference"].as_str().unwrap().to_string())
+        .collect();
+    refs.sort();
+    let expected: Vec<String> = (1..=n).map(|i| format!("TKT-{i:06}")).collect();
+    assert_eq!(refs, expected, "one ticket per mail, numbered in order");
+    if !common::on_postgres() {
+        assert!(
+            !wal.exists(),
+            "the command line's connection, the last one, checkpoints and removes the WAL before its process exits"
+        );
+    }
+}
+
 #[test]
 fn ingest_asks_the_mta_to_retry_when_the_mail_cannot_be_stored() {
     let dir = tempfile::tempdir().unwrap();
