@@ -19,6 +19,9 @@ use super::{Result, Store, StoreError};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, mpsc};
 
+/// How long the last handle's drop waits for the writer thread to close its connection.
+pub const WRITER_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Pooled connections kept open when idle.
 pub const IDLE_CONNECTIONS: usize = 4;
 
@@ -34,9 +37,10 @@ pub struct Db {
 struct Inner {
     /// `None` once dropped: the writer thread's loop then ends.
     writer: Option<mpsc::Sender<Job>>,
-    /// Joined when the last handle goes, so that the writer's connection is closed (on
-    /// SQLite: its close work done) before the process can exit.
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Waited for when the last handle goes, so that the writer's connection is closed (on
+    /// SQLite: its close work done) before the process can exit: the thread drops its end
+    /// of this channel when it ends.
+    done: Option<(std::thread::ThreadId, Mutex<mpsc::Receiver<()>>)>,
     idle: Mutex<Vec<Box<dyn Store>>>,
     open: Opener,
 }
@@ -46,12 +50,21 @@ impl Drop for Inner {
     /// this a short process (`ticketgate ingest`) could exit in the middle of SQLite's close
     /// (its checkpoint), leaving the WAL behind unbounded (ADR 0018). Not joined from the
     /// writer thread itself (a job that held the last handle).
+    ///
+    /// The wait is bounded by [`WRITER_CLOSE_WAIT`]: a writer still inside a long job (a
+    /// batch waiting on an unreachable server) must not hold a process past its shutdown
+    /// deadline; that job's transaction is never committed, so nothing is lost by leaving.
     fn drop(&mut self) {
         drop(self.writer.take());
-        if let Some(t) = self.thread.take()
-            && t.thread().id() != std::thread::current().id()
+        if let Some((id, done)) = self.done.take()
+            && id != std::thread::current().id()
+            && let Ok(done) = done.into_inner()
+            && done.recv_timeout(WRITER_CLOSE_WAIT) == Err(mpsc::RecvTimeoutError::Timeout)
         {
-            let _ = t.join();
+            tracing::warn!(
+                "the database writer was still busy {}s after the last handle went; leaving it",
+                WRITER_CLOSE_WAIT.as_secs()
+            );
         }
     }
 }
@@ -60,11 +73,16 @@ impl Db {
     /// A handle over connections made by `open` (already migrated): one is made now for the
     /// writer thread, the others when first needed.
     pub fn new(open: impl Fn() -> Result<Box<dyn Store>> + Send + Sync + 'static) -> Result<Db> {
-        let mut store = open()?;
+        let store = open()?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("ticketgate-db-writer".into())
             .spawn(move || {
+                // Locals drop in reverse order: `store` (its connection closed) before
+                // `_done`, which tells the last handle's drop that the close is finished.
+                let _done = done_tx;
+                let mut store = store;
                 // Ends when every `Db` is dropped (the channel closes).
                 for job in rx {
                     let s: &mut dyn Store = store.as_mut();
@@ -79,7 +97,7 @@ impl Db {
         Ok(Db {
             inner: Arc::new(Inner {
                 writer: Some(tx),
-                thread: Some(thread),
+                done: Some((thread.thread().id(), Mutex::new(done_rx))),
                 idle: Mutex::new(Vec::new()),
                 open: Box::new(open),
             }),
