@@ -101,6 +101,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/postgres/0010_outage_links.sql"),
     ),
+    (
+        11,
+        include_str!("../../../migrations/postgres/0011_batch_references.sql"),
+    ),
 ];
 
 /// Advisory lock key taken by every write transaction ("tgwriter").
