@@ -23,10 +23,14 @@ use std::sync::Arc;
 
 /// Mails parsed per hand-over from the parsing thread to the applying one.
 const PARSE_CHUNK: usize = 64;
-/// Parsed chunks read ahead at most in one [`WriteTx::prefetch`] (a store that reads ahead
-/// waits for that many: a round trip per prefetch costs more than the parse/apply overlap
-/// it loses), and how many parsed chunks the parsing thread may be ahead.
+/// Parsed chunks read ahead at most in one [`WriteTx::prefetch`], and how many parsed
+/// chunks the parsing thread may be ahead.
 const PREFETCH_CHUNKS: usize = 16;
+/// Parsed chunks a store that reads ahead waits for before its first prefetch (a round trip
+/// per chunk costs more than the overlap it buys). Later groups take every chunk parsed by
+/// then, at least this many: waiting for the whole batch left the applying thread idle
+/// while the batch was parsed (ADR 0016).
+const PREFETCH_MIN_CHUNKS: usize = 4;
 
 /// One inbound message as a source hands it over.
 #[derive(Debug, Clone)]
@@ -295,8 +299,13 @@ impl Pipeline {
                 let mut outcomes = Vec::with_capacity(mails.len());
                 let mut failed = false;
                 // Chunks are read ahead together (one prefetch): as many as are parsed by
-                // now, and `PREFETCH_CHUNKS` (or all) when the store reads ahead.
-                let wait_for = if tx.prefetches() { PREFETCH_CHUNKS } else { 1 };
+                // now, and at least `PREFETCH_MIN_CHUNKS` (or all) when the store reads
+                // ahead.
+                let wait_for = if tx.prefetches() {
+                    PREFETCH_MIN_CHUNKS
+                } else {
+                    1
+                };
                 while let Ok(first) = chunks_rx.recv() {
                     let mut group = vec![first];
                     while group.len() < wait_for

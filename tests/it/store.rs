@@ -1393,3 +1393,156 @@ fn a_batch_commits_nothing_when_another_writer_changed_what_it_read_postgres_onl
         assert_eq!(r.is_err(), conflict, "limit {limit}: {r:?}");
     }
 }
+
+#[test]
+fn a_row_that_refers_to_a_missing_ticket_or_inbound_mail_is_refused() {
+    // SQLite: its foreign keys; PostgreSQL: the flush's own check of the references
+    // (migration 0011, ADR 0016). Both in a plain and in a batch transaction.
+    let d = db();
+    let mut s = d.open();
+    let mut tx = s.write().unwrap();
+    let ticket = tx.insert_ticket(&a_ticket("exists")).unwrap();
+    let mail = tx
+        .insert_inbound(&inbound("mid:exists@x", "created"))
+        .unwrap();
+    tx.commit().unwrap();
+    type Write = fn(&mut dyn store::WriteTx, i64, i64) -> store::Result<()>;
+    let writes: [(&str, Write); 6] = [
+        ("article of a missing ticket", |tx, _, m| {
+            article(tx, 4242, Some(m)).map(drop)
+        }),
+        ("article of a missing inbound mail", |tx, t, _| {
+            article(tx, t, Some(4243)).map(drop)
+        }),
+        ("inbound mail of a missing ticket", |tx, _, _| {
+            tx.insert_inbound(&NewInbound {
+                ticket_id: Some(4244),
+                ..inbound("mid:dangling@x", "appended")
+            })
+            .map(drop)
+        }),
+        ("outbox row of a missing ticket", |tx, _, _| {
+            tx.enqueue(&NewOutbound {
+                ticket_id: Some(4245),
+                ..outbound("c@example.test", "<dangling@tg.example.test>", now())
+            })
+            .map(drop)
+        }),
+        ("timer of a missing ticket", |tx, _, _| {
+            tx.set_timer(4246, "sla", now())
+        }),
+        ("Message-ID of a missing ticket", |tx, _, _| {
+            tx.link_message_id("dangling@tg.example.test", 4247)
+        }),
+    ];
+    for (what, write) in writes {
+        for batch in [false, true] {
+            let mut tx = if batch {
+                s.write_batch().unwrap()
+            } else {
+                s.write().unwrap()
+            };
+            // The same transaction's good rows go with the bad one.
+            article(tx.as_mut(), ticket, Some(mail)).unwrap();
+            let refused = match write(tx.as_mut(), ticket, mail) {
+                Err(_) => true,
+                Ok(()) => tx.commit().is_err(),
+            };
+            assert!(refused, "{what} (batch: {batch}) was committed");
+        }
+    }
+    // Rows that refer to what exists, and to what the same batch writes, commit.
+    let mut tx = s.write_batch().unwrap();
+    let new = tx.insert_ticket(&a_ticket("new")).unwrap();
+    let new_mail = tx
+        .insert_inbound(&NewInbound {
+            ticket_id: Some(new),
+            ..inbound("mid:new@x", "created")
+        })
+        .unwrap();
+    article(tx.as_mut(), new, Some(new_mail)).unwrap();
+    article(tx.as_mut(), ticket, Some(new_mail)).unwrap();
+    article(tx.as_mut(), new, Some(mail)).unwrap();
+    tx.set_timer(ticket, "sla", now()).unwrap();
+    tx.link_message_id("new@tg.example.test", new).unwrap();
+    tx.commit().unwrap();
+    let (_, articles) = s.ticket_with_articles(new).unwrap().unwrap();
+    assert_eq!(articles.len(), 2);
+    let (_, articles) = s.ticket_with_articles(ticket).unwrap().unwrap();
+    assert_eq!(articles.len(), 1, "only the committed batch's article");
+}
+
+fn article(
+    tx: &mut dyn store::WriteTx,
+    ticket_id: i64,
+    inbound_id: Option<i64>,
+) -> store::Result<i64> {
+    tx.insert_article(&NewArticle {
+        ticket_id,
+        inbound_id,
+        kind: "customer",
+        author: "c@example.test",
+        body: "text",
+        quoted: "",
+        now: now(),
+    })
+}
+
+#[test]
+fn a_batch_reads_each_suppression_once_and_sees_its_own_changes() {
+    let d = db();
+    let mut s = d.open();
+    let suppression = |address: &str| store::Suppression {
+        address: address.into(),
+        kind: ticketgate::bounce::Verdict::Hard,
+        reason: "5.1.1 user unknown".into(),
+        status: Some("5.1.1".into()),
+        outbox_id: None,
+        ticket_id: None,
+        created_at: now(),
+    };
+    let mut tx = s.write().unwrap();
+    assert!(
+        tx.insert_suppression(&suppression("gone@example.test"))
+            .unwrap()
+    );
+    tx.commit().unwrap();
+    let mut tx = s.write_batch().unwrap();
+    // The senders' suppressions come with the prefetch (a sender's address in any case).
+    tx.prefetch(&store::Prefetch {
+        mails: vec![
+            store::PrefetchMail {
+                dedup_key: "mid:a@x".into(),
+                from: Some("Gone@Example.test".into()),
+                ..Default::default()
+            },
+            store::PrefetchMail {
+                dedup_key: "mid:b@x".into(),
+                from: Some("here@example.test".into()),
+                ..Default::default()
+            },
+        ],
+        since: None,
+        auto_reply_limit: None,
+    })
+    .unwrap();
+    let got = tx.suppression("gone@example.test").unwrap();
+    assert_eq!(got, Some(suppression("gone@example.test")));
+    assert_eq!(tx.suppression("here@example.test").unwrap(), None);
+    assert_eq!(tx.suppression("other@example.test").unwrap(), None);
+    // Its own writes: seen at once.
+    assert!(
+        tx.insert_suppression(&suppression("here@example.test"))
+            .unwrap()
+    );
+    assert_eq!(
+        tx.suppression("here@example.test").unwrap(),
+        Some(suppression("here@example.test"))
+    );
+    assert!(tx.remove_suppression("gone@example.test").unwrap());
+    assert_eq!(tx.suppression("gone@example.test").unwrap(), None);
+    tx.commit().unwrap();
+    let mut tx = s.write_batch().unwrap();
+    assert_eq!(tx.suppression("gone@example.test").unwrap(), None);
+    assert!(tx.suppression("here@example.test").unwrap().is_some());
+}

@@ -102,6 +102,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0010_outage_links.sql"),
     ),
     (
+        11,
+        include_str!("../../../migrations/postgres/0011_batch_references.sql"),
+    ),
+    (
         12,
         include_str!("../../../migrations/postgres/0012_tickets_fillfactor.sql"),
     ),
