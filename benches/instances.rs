@@ -1,5 +1,7 @@
 //! Several instances on one PostgreSQL: what a second instance adds.
-//! `TICKETGATE_TEST_DATABASE_URL=postgres://… cargo bench --bench instances [-- N]`.
+//! `TICKETGATE_BENCH_DATABASE_URL=postgres://… cargo bench --bench instances [-- N]` (the
+//! variable the other benches read; `TICKETGATE_TEST_DATABASE_URL`, the tests' one, is taken
+//! when it is not set).
 //!
 //! N generated mails (default 5,000; the workload of `benches/pipeline.rs`: 70 % new
 //! requests, 30 % threaded replies) in a Maildir, drained by the real binary
@@ -25,8 +27,10 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse::<usize>().ok())
         .unwrap_or(DEFAULT_MAILS);
-    let Ok(base) = std::env::var("TICKETGATE_TEST_DATABASE_URL") else {
-        println!("skipped: set TICKETGATE_TEST_DATABASE_URL to a PostgreSQL server");
+    let Ok(base) = std::env::var("TICKETGATE_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TICKETGATE_TEST_DATABASE_URL"))
+    else {
+        println!("skipped: set TICKETGATE_BENCH_DATABASE_URL to a PostgreSQL server");
         return;
     };
     println!("mails_per_instance {n}");
