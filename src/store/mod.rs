@@ -705,8 +705,6 @@ pub trait Store: Send {
     /// Records a delivery. Every `mark_*` returns `false` when the claim was no longer
     /// current (it lapsed and another sender took the row over): nothing was changed.
     fn mark_sent(&mut self, claim: Claim, now: DateTime<Utc>) -> Result<bool>;
-    /// [`Store::mark_sent`] for several messages in one commit; how many were still current.
-    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize>;
     fn mark_retry(&mut self, claim: Claim, next_at: DateTime<Utc>, error: &str) -> Result<bool>;
     /// Records several attempts' outcomes in one commit (PostgreSQL: one statement), each
     /// under its claim's fence as the single `mark_*` do: for each, in order, whether its

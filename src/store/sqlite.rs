@@ -1140,25 +1140,6 @@ impl Store for SqliteStore {
         Ok(n == 1)
     }
 
-    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut n = 0;
-        {
-            let mut st = tx.prepare_cached(
-                "UPDATE outbox SET state = 'sent', sent_at = ?3, last_error = NULL \
-                 WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
-            )?;
-            let at = ts(now);
-            for c in claims {
-                n += st.execute(params![c.id, c.attempts, at])?;
-            }
-        }
-        tx.commit()?;
-        Ok(n)
-    }
-
     fn mark_outcomes(
         &mut self,
         marks: &[(Claim, Outcome)],

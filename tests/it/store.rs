@@ -900,7 +900,11 @@ fn an_outcome_is_recorded_only_under_the_current_claim() {
     assert!(!s.mark_retry(first[0].claim(), later, "421 late").unwrap());
     assert!(!s.mark_failed(first[0].claim(), "550 late").unwrap());
     assert!(!s.mark_dead(first[0].claim(), "late").unwrap());
-    assert_eq!(s.mark_sent_many(&[first[0].claim()], later).unwrap(), 0);
+    assert_eq!(
+        s.mark_outcomes(&[(first[0].claim(), store::Outcome::Sent)], later)
+            .unwrap(),
+        vec![false]
+    );
     let row = &s.outbox(10).unwrap()[0];
     assert_eq!((row.state.as_str(), row.attempts), ("sending", 2));
     assert!(s.mark_sent(second[0].claim(), later).unwrap());

@@ -278,26 +278,6 @@ impl Store for PgStore {
         })
     }
 
-    fn mark_sent_many(&mut self, claims: &[Claim], now: DateTime<Utc>) -> Result<usize> {
-        let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
-        let attempts: Vec<i64> = claims.iter().map(|c| c.attempts).collect();
-        self.call(move |c| {
-            Box::pin(async move {
-                let r = sqlx::query(
-                    "UPDATE outbox o SET state = 'sent', sent_at = $3, last_error = NULL \
-                     FROM unnest($1::bigint[], $2::bigint[]) AS c(id, attempts) \
-                     WHERE o.id = c.id AND o.state = 'sending' AND o.attempts = c.attempts",
-                )
-                .bind(ids)
-                .bind(attempts)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
-                Ok(r.rows_affected() as usize)
-            })
-        })
-    }
-
     fn mark_outcomes(
         &mut self,
         marks: &[(Claim, Outcome)],
