@@ -1477,6 +1477,32 @@ impl<'a> Keys<'a> {
         }
     }
 
+    /// `ca_file`: a PEM file of CA certificates, resolved with `path`; `without_tls` is the
+    /// error when it is set on a connection that uses no TLS.
+    pub(crate) fn ca_file(
+        &self,
+        path: &dyn Fn(&str) -> PathBuf,
+        uses_tls: bool,
+        without_tls: &str,
+    ) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(ca) = self.string("ca_file")?.map(|p| path(&p)) else {
+            return Ok(None);
+        };
+        if !uses_tls {
+            return Err(err(&self.key("ca_file"), without_tls));
+        }
+        if !ca.is_file() {
+            return Err(err(
+                &self.key("ca_file"),
+                format!(
+                    "{} is not a readable file: give a PEM file of CA certificates",
+                    ca.display()
+                ),
+            ));
+        }
+        Ok(Some(ca))
+    }
+
     /// A string that must be present and not blank.
     pub(crate) fn required(&self, k: &str, example: &str) -> Result<String, ConfigError> {
         match self.string(k)? {
@@ -1559,24 +1585,11 @@ fn imap_config(
             ));
         }
     };
-    let ca_file = k.string("ca_file")?.map(|p| path(&p));
-    if let Some(ca) = &ca_file {
-        if tls == ImapTls::None {
-            return Err(err(
-                &k.key("ca_file"),
-                "is set but tls = \"none\": remove it or use tls = \"implicit\" or \"starttls\"",
-            ));
-        }
-        if !ca.is_file() {
-            return Err(err(
-                &k.key("ca_file"),
-                format!(
-                    "{} is not a readable file: give a PEM file of CA certificates",
-                    ca.display()
-                ),
-            ));
-        }
-    }
+    let ca_file = k.ca_file(
+        path,
+        tls != ImapTls::None,
+        "is set but tls = \"none\": remove it or use tls = \"implicit\" or \"starttls\"",
+    )?;
     let username = k.required("username", "username = \"support@example.com\"")?;
     let password_env = k.string("password_env")?;
     let password_file = k.string("password_file")?;
@@ -2182,6 +2195,12 @@ mod tests {
             ),
             (
                 with("ca_file = \"/nonexistent/ca.pem\""),
+                "inbound.imap[0].ca_file",
+            ),
+            (
+                // A readable file, but no TLS to use it with.
+                IMAP_MIN.replace("\"implicit\"", "\"none\"")
+                    + &format!("ca_file = \"{}/Cargo.toml\"\n", env!("CARGO_MANIFEST_DIR")),
                 "inbound.imap[0].ca_file",
             ),
             (

@@ -249,24 +249,11 @@ fn probe(
             (target, tls)
         }
     };
-    let ca_file = k.string("ca_file")?.map(|p| path(&p));
-    if let Some(ca) = &ca_file {
-        if tls == ProbeTls::None {
-            return Err(err(
-                &k.key("ca_file"),
-                "is set but the probe does not use TLS: remove it, or use tls = \"implicit\" (an https:// target for http)",
-            ));
-        }
-        if !ca.is_file() {
-            return Err(err(
-                &k.key("ca_file"),
-                format!(
-                    "{} is not a readable file: give a PEM file of CA certificates",
-                    ca.display()
-                ),
-            ));
-        }
-    }
+    let ca_file = k.ca_file(
+        path,
+        tls != ProbeTls::None,
+        "is set but the probe does not use TLS: remove it, or use tls = \"implicit\" (an https:// target for http)",
+    )?;
     let account = account(&k, kind, path, env)?;
     let interval = duration_key(&k, "interval", "60s")?;
     let timeout = duration_key(&k, "timeout", "60s")?;

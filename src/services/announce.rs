@@ -7,6 +7,7 @@ pub use crate::announce::outage::OutageDeclaration;
 use crate::app::App;
 use crate::store::{
     AnnouncementKind, AnnouncementQuery, AnnouncementRow, AnnouncementState, AnnouncementUpdateRow,
+    WriteTx,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,6 +21,36 @@ pub struct Announced {
     pub state: AnnouncementState,
     /// Outbox rows written by this change.
     pub recipients: usize,
+}
+
+impl Announced {
+    fn of(a: &AnnouncementRow, recipients: usize) -> Self {
+        Announced {
+            id: a.id,
+            reference: a.reference(),
+            state: a.state,
+            recipients,
+        }
+    }
+}
+
+/// Runs `f` in one batch transaction on the store's writer and commits when it returns
+/// `Ok(Ok(_))`; an `Ok(Err(_))` (the announcement is not in a state for this change) rolls
+/// back. A batch: the outbox rows go out as one set on PostgreSQL (ADR 0009).
+async fn in_batch<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&mut dyn WriteTx) -> crate::store::Result<Result<T>> + Send + 'static,
+) -> Result<T> {
+    app.db
+        .write(move |s| {
+            let mut tx = s.write_batch()?;
+            let r = f(&mut *tx)?;
+            if r.is_ok() {
+                tx.commit()?;
+            }
+            Ok(r)
+        })
+        .await?
 }
 
 /// An announcement with the mails it sent, for the status page and `--json`.
@@ -69,23 +100,12 @@ pub async fn declare_outage(app: &App, d: OutageDeclaration) -> Result<Announced
     }
     let now = app.clock.now();
     let pipeline = app.pipeline.clone();
-    let (a, recipients) = app
-        .db
-        .write(move |s| {
-            // A batch: the outbox rows go out as one set on PostgreSQL (ADR 0009).
-            let mut tx = s.write_batch()?;
-            let r = outage::declare(&mut *tx, &pipeline, &registry, &d, now)?;
-            tx.commit()?;
-            Ok(r)
-        })
-        .await?;
-    tracing::info!(outage = %a.reference(), state = %a.state, recipients, "outage declared");
-    Ok(Announced {
-        id: a.id,
-        reference: a.reference(),
-        state: a.state,
-        recipients,
+    let (a, recipients) = in_batch(app, move |tx| {
+        Ok(Ok(outage::declare(tx, &pipeline, &registry, &d, now)?))
     })
+    .await?;
+    tracing::info!(outage = %a.reference(), state = %a.state, recipients, "outage declared");
+    Ok(Announced::of(&a, recipients))
 }
 
 /// The operator's text for the next update (and a new estimate when given).
@@ -106,12 +126,10 @@ pub async fn update_outage(
         .db
         .write(move |s| {
             let mut tx = s.write()?;
-            let Some(mut a) = tx.announce().announcement(id)? else {
-                return Ok(Err(not_found(id)));
+            let mut a = match outage_in(&mut *tx, id, AnnouncementState::Open)? {
+                Ok(a) => a,
+                Err(e) => return Ok(Err(e)),
             };
-            if let Err(e) = expect(&a, AnnouncementKind::Outage, AnnouncementState::Open) {
-                return Ok(Err(e));
-            }
             outage::note(&mut *tx, &mut a, &text, restoration_eta)?;
             tx.commit()?;
             Ok(Ok(a))
@@ -126,29 +144,17 @@ pub async fn restore_outage(app: &App, reference: &str, text: Option<&str>) -> R
     let text = text.map(str::to_string);
     let now = app.clock.now();
     let (pipeline, registry) = (app.pipeline.clone(), app.pipeline.registry());
-    let (a, recipients) = app
-        .db
-        .write(move |s| {
-            let mut tx = s.write_batch()?;
-            let Some(mut a) = tx.announce().announcement(id)? else {
-                return Ok(Err(not_found(id)));
-            };
-            if let Err(e) = expect(&a, AnnouncementKind::Outage, AnnouncementState::Open) {
-                return Ok(Err(e));
-            }
-            let sent =
-                outage::restore(&mut *tx, &pipeline, &registry, &mut a, text.as_deref(), now)?;
-            tx.commit()?;
-            Ok(Ok((a, sent)))
-        })
-        .await??;
-    tracing::info!(outage = %a.reference(), recipients, "outage restored");
-    Ok(Announced {
-        id: a.id,
-        reference: a.reference(),
-        state: a.state,
-        recipients,
+    let (a, recipients) = in_batch(app, move |tx| {
+        let mut a = match outage_in(tx, id, AnnouncementState::Open)? {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let sent = outage::restore(tx, &pipeline, &registry, &mut a, text.as_deref(), now)?;
+        Ok(Ok((a, sent)))
     })
+    .await?;
+    tracing::info!(outage = %a.reference(), recipients, "outage restored");
+    Ok(Announced::of(&a, recipients))
 }
 
 /// An operator confirms a drafted outage: it is declared now.
@@ -156,27 +162,16 @@ pub async fn confirm_draft(app: &App, reference: &str) -> Result<Announced> {
     let id = announcement_id(reference, AnnouncementKind::Outage)?;
     let now = app.clock.now();
     let (pipeline, registry) = (app.pipeline.clone(), app.pipeline.registry());
-    let (a, recipients) = app
-        .db
-        .write(move |s| {
-            let mut tx = s.write_batch()?;
-            let Some(mut a) = tx.announce().announcement(id)? else {
-                return Ok(Err(not_found(id)));
-            };
-            if let Err(e) = expect(&a, AnnouncementKind::Outage, AnnouncementState::Draft) {
-                return Ok(Err(e));
-            }
-            let sent = outage::confirm_draft(&mut *tx, &pipeline, &registry, &mut a, now)?;
-            tx.commit()?;
-            Ok(Ok((a, sent)))
-        })
-        .await??;
-    Ok(Announced {
-        id: a.id,
-        reference: a.reference(),
-        state: a.state,
-        recipients,
+    let (a, recipients) = in_batch(app, move |tx| {
+        let mut a = match outage_in(tx, id, AnnouncementState::Draft)? {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let sent = outage::confirm_draft(tx, &pipeline, &registry, &mut a, now)?;
+        Ok(Ok((a, sent)))
     })
+    .await?;
+    Ok(Announced::of(&a, recipients))
 }
 
 /// Announces release `version` of `platform` to its release lists (or its informational
@@ -208,24 +203,14 @@ pub async fn announce_release(
     let now = app.clock.now();
     let pipeline = app.pipeline.clone();
     let (version, notes) = (version.trim().to_string(), notes.to_string());
-    let (a, recipients) = app
-        .db
-        .write(move |s| {
-            let mut tx = s.write_batch()?;
-            let r = crate::announce::publish::release(
-                &mut *tx, &pipeline, &registry, &platform, &version, &notes, now,
-            )?;
-            tx.commit()?;
-            Ok(r)
-        })
-        .await?;
-    tracing::info!(announcement = %a.reference(), recipients, "release announced");
-    Ok(Announced {
-        id: a.id,
-        reference: a.reference(),
-        state: a.state,
-        recipients,
+    let (a, recipients) = in_batch(app, move |tx| {
+        Ok(Ok(crate::announce::publish::release(
+            tx, &pipeline, &registry, &platform, &version, &notes, now,
+        )?))
     })
+    .await?;
+    tracing::info!(announcement = %a.reference(), recipients, "release announced");
+    Ok(Announced::of(&a, recipients))
 }
 
 /// An informational announcement to one list (of any type).
@@ -253,24 +238,14 @@ pub async fn announce_information(
         subject.trim().to_string(),
         body.to_string(),
     );
-    let (a, recipients) = app
-        .db
-        .write(move |s| {
-            let mut tx = s.write_batch()?;
-            let r = crate::announce::publish::information(
-                &mut *tx, &pipeline, &registry, &list, &subject, &body, now,
-            )?;
-            tx.commit()?;
-            Ok(r)
-        })
-        .await?;
-    tracing::info!(announcement = %a.reference(), recipients, "announcement sent");
-    Ok(Announced {
-        id: a.id,
-        reference: a.reference(),
-        state: a.state,
-        recipients,
+    let (a, recipients) = in_batch(app, move |tx| {
+        Ok(Ok(crate::announce::publish::information(
+            tx, &pipeline, &registry, &list, &subject, &body, now,
+        )?))
     })
+    .await?;
+    tracing::info!(announcement = %a.reference(), recipients, "announcement sent");
+    Ok(Announced::of(&a, recipients))
 }
 
 /// One announcement with its mails.
@@ -360,6 +335,18 @@ pub fn announcement_id(reference: &str, kind: AnnouncementKind) -> Result<i64> {
             crate::announce::reference::reference(kind, 1)
         ))),
     }
+}
+
+/// Outage `id` when it is in `state`: `Ok(Err(_))` says why not (not found, another state).
+fn outage_in(
+    tx: &mut dyn WriteTx,
+    id: i64,
+    state: AnnouncementState,
+) -> crate::store::Result<Result<AnnouncementRow>> {
+    let Some(a) = tx.announce().announcement(id)? else {
+        return Ok(Err(not_found(id)));
+    };
+    Ok(expect(&a, AnnouncementKind::Outage, state).map(|()| a))
 }
 
 fn not_found(id: i64) -> ServiceError {

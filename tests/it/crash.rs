@@ -133,9 +133,22 @@ batch_size = 64
 {imap}
 [registry]
 path = "customers.toml"
-[outbound]
+{outbound}"#,
+        imap = source.config(),
+        outbound = outbound_to_sink(CONCURRENCY, smtp_port),
+    );
+    let path = dir.join("ticketgate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `[outbound]` and `[log]` sections of the crash tests: SMTP to a local sink on
+/// `smtp_port` with short retries and claims, so a killed daemon's mail is retried quickly.
+pub(crate) fn outbound_to_sink(concurrency: usize, smtp_port: u16) -> String {
+    format!(
+        r#"[outbound]
 transport = "smtp"
-concurrency = {CONCURRENCY}
+concurrency = {concurrency}
 max_attempts = 50
 retry_base = "200ms"
 retry_max = "1s"
@@ -147,12 +160,8 @@ tls = "none"
 timeout = "1s"
 [log]
 level = "info"
-"#,
-        imap = source.config(),
-    );
-    let path = dir.join("ticketgate.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+"#
+    )
 }
 
 pub(crate) fn start_daemon(dir: &Path, cfg: &Path) -> Child {

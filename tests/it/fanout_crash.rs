@@ -11,7 +11,7 @@
 //! of the kill schedule is printed; `CRASH_SEED=N` repeats a schedule.
 
 use crate::common;
-use crate::crash::{Rng, start_daemon};
+use crate::crash::{Rng, outbound_to_sink, start_daemon};
 use crate::support::smtp_sink::SmtpSink;
 use std::collections::HashMap;
 use std::path::Path;
@@ -54,21 +54,8 @@ poll_interval = "200ms"
 path = "customers.toml"
 [http]
 public_url = "https://status.example.test"
-[outbound]
-transport = "smtp"
-concurrency = {CONCURRENCY}
-max_attempts = 50
-retry_base = "200ms"
-retry_max = "1s"
-claim_timeout = "10s"
-[outbound.smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-timeout = "1s"
-[log]
-level = "info"
-"#
+{outbound}"#,
+        outbound = outbound_to_sink(CONCURRENCY, smtp_port),
     );
     let path = dir.join("ticketgate.toml");
     std::fs::write(&path, text).unwrap();
