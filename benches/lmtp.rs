@@ -195,7 +195,9 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
     ));
     // Postfix runs the README's production settings for the transport (`postfix.rs`); here
     // the bench's own lines (hold the mail at submission), then any experiment's lines
-    // (`TICKETGATE_BENCH_POSTFIX`, main.cf syntax: a later line overrides an earlier one).
+    // (`TICKETGATE_BENCH_POSTFIX`, main.cf syntax: a later line overrides an earlier one;
+    // `{lmtp}` stands for the listener's address, e.g. to route through the stock `lmtp`
+    // transport: `transport_maps = inline:{ support.example.test=lmtp:{lmtp} }`).
     let experiment = std::env::var("TICKETGATE_BENCH_POSTFIX").unwrap_or_default();
     if !experiment.is_empty() {
         println!("postfix_extra {experiment:?}");
@@ -205,7 +207,7 @@ fn through_postfix(work: &Workload, mails: &[RawMail]) -> f64 {
         &format!(
             "smtpd_recipient_restrictions = check_recipient_access inline:{{ support.example.test=HOLD }}, \
              permit_mynetworks, reject\nin_flow_delay = 0s\n{}\n",
-            experiment.replace("\\n", "\n"),
+            experiment.replace("\\n", "\n").replace("{lmtp}", &address),
         ),
     );
     let start = Instant::now();
