@@ -18,6 +18,22 @@ use std::time::{Duration, Instant};
 
 const MASTER: &str = "/usr/lib/postfix/sbin/master";
 
+/// The `main.cf` lines for the transport to ticketgate that the README recommends for
+/// production (its "LMTP delivery" section; ADR 0021): a transport of its own, `ticketgate`
+/// ([`LMTP_PRODUCTION_MASTER`]), with all its sessions opened at once. `benches/lmtp.rs` and
+/// the Postfix tests run with them.
+pub const LMTP_PRODUCTION: &str = "ticketgate_destination_concurrency_limit = 64
+ticketgate_initial_destination_concurrency = 64
+";
+
+/// The `master.cf` service of that transport: Postfix's `lmtp` client without connection
+/// caching (`lmtp_connection_cache_on_demand=no`: a cached connection goes through `scache`
+/// and back for every mail, which cost more of Postfix's CPU per mail than a new connection
+/// to the local listener; ADR 0021).
+pub const LMTP_PRODUCTION_MASTER: &str = "ticketgate unix - - n - - lmtp
+  -o lmtp_connection_cache_on_demand=no
+";
+
 pub struct Postfix {
     child: Child,
     pub smtp_port: u16,
@@ -38,7 +54,8 @@ fn id_of(file: &str, name: &str) -> u32 {
 
 impl Postfix {
     /// Starts Postfix relaying `support.example.test` to `lmtp` (`inet:127.0.0.1:PORT` or
-    /// `unix:/path`). `extra` lines are appended to main.cf.
+    /// `unix:/path`) through the `ticketgate` transport ([`LMTP_PRODUCTION`]). `extra` lines
+    /// are appended to main.cf (a later line overrides an earlier one).
     pub fn start(lmtp: &str, extra: &str) -> Postfix {
         assert!(
             Path::new(MASTER).is_file(),
@@ -97,7 +114,8 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains = support.example.test
 smtpd_relay_restrictions = permit_mynetworks, reject
-transport_maps = inline:{{ support.example.test=lmtp:{lmtp} }}
+transport_maps = inline:{{ support.example.test=ticketgate:{lmtp} }}
+{LMTP_PRODUCTION}
 maillog_file = /dev/stdout
 smtp_dns_support_level = disabled
 alias_maps =
@@ -134,7 +152,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-"
+{LMTP_PRODUCTION_MASTER}"
             ),
         )
         .unwrap();
