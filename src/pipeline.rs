@@ -67,6 +67,32 @@ pub enum Outcome {
     },
 }
 
+/// A batch [`Pipeline::next_batch`] began: handed back to it with the next batch, or to
+/// [`Pipeline::finish_batch`].
+pub struct Pending {
+    mails: Vec<RawMail>,
+    now: DateTime<Utc>,
+    state: PendingState,
+}
+
+impl Pending {
+    /// The batch's mails, in the order given.
+    pub fn mails(&self) -> &[RawMail] {
+        &self.mails
+    }
+}
+
+enum PendingState {
+    /// Applied in one transaction, whose commit was started.
+    Committing {
+        commit: Box<dyn store::Committing>,
+        report: Report,
+        outcomes: Vec<Outcome>,
+    },
+    /// Not committed: done again, one savepoint per mail, at its finish.
+    Again,
+}
+
 /// Counts for one or more batches.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -261,12 +287,174 @@ impl Pipeline {
         };
         let registry = self.registry.current();
         let now = self.clock.now();
-        // Fast path: the whole batch in one transaction, no savepoints, the next chunk parsed
-        // on the other core while this one is applied.
+        let (parsed, fast) = self.prepare(store, mails, &size, None, &registry, now, finish, false);
+        if let Some((report, outcomes, _)) = fast? {
+            return Ok((report, outcomes));
+        }
+        self.process_again(store, mails, parsed, &size, &registry, now, finish)
+    }
+
+    /// The next batch of a stream of batches (a Maildir drain): parses and applies `mails`
+    /// while the batch `before` (the previous call's) commits, starts this batch's own
+    /// commit without waiting for it (PostgreSQL; on SQLite the batch is committed here),
+    /// then finishes `before` ([`Pipeline::finish_batch`]) and returns its outcome with the
+    /// new batch. The last batch is finished with [`Pipeline::finish_batch`]. Nothing may
+    /// leave its source before its batch is finished. A batch that could not be done in one
+    /// transaction (a mail that fails, a conflict with another instance, a batch before it
+    /// that failed) is done again at its finish, one savepoint per mail (ADR 0019).
+    #[allow(clippy::type_complexity)]
+    pub fn next_batch(
+        &self,
+        store: &mut dyn Store,
+        mails: Vec<RawMail>,
+        before: Option<Pending>,
+    ) -> (
+        Pending,
+        Option<Result<(Report, Vec<Outcome>), store::StoreError>>,
+    ) {
+        match before {
+            Some(b) if matches!(b.state, PendingState::Again) => {
+                // It is done again first; this one can only follow it.
+                let r = self.finish_batch(store, b);
+                let next = if r.is_ok() {
+                    self.begin_batch(store, mails, None)
+                } else {
+                    Pending {
+                        mails,
+                        now: self.clock.now(),
+                        state: PendingState::Again,
+                    }
+                };
+                (next, Some(r))
+            }
+            before => {
+                let next = self.begin_batch(store, mails, before.as_ref());
+                let r = before.map(|b| self.finish_batch(store, b));
+                (next, r)
+            }
+        }
+    }
+
+    /// Parses and applies `mails` while `before` commits, and starts their commit.
+    fn begin_batch(
+        &self,
+        store: &mut dyn Store,
+        mails: Vec<RawMail>,
+        before: Option<&Pending>,
+    ) -> Pending {
+        let registry = self.registry.current();
+        let now = self.clock.now();
+        let before = match before.map(|b| &b.state) {
+            None => None,
+            Some(PendingState::Committing { commit, .. }) => Some(commit.as_ref()),
+            // Done again at its finish: this one can only follow that.
+            Some(PendingState::Again) => {
+                return Pending {
+                    mails,
+                    now,
+                    state: PendingState::Again,
+                };
+            }
+        };
+        let size = |i: usize| mails[i].bytes.len();
+        let (_, fast) = self.prepare(
+            store,
+            &mails,
+            &size,
+            before,
+            &registry,
+            now,
+            &mut |_| Ok(()),
+            true,
+        );
+        let state = match fast {
+            Ok(Some((report, outcomes, Some(commit)))) => PendingState::Committing {
+                commit,
+                report,
+                outcomes,
+            },
+            Ok(_) => {
+                if std::env::var_os("TG_PHASES").is_some() {
+                    eprintln!("AGAIN at begin");
+                }
+                PendingState::Again
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "batch not started; doing it again mail by mail at its turn");
+                PendingState::Again
+            }
+        };
+        Pending { mails, now, state }
+    }
+
+    /// Waits until a batch [`Pipeline::next_batch`] began is durable, or does it again
+    /// one savepoint per mail when its transaction could not commit. On `Err` nothing of
+    /// the batch was committed and its mails must stay where they are.
+    pub fn finish_batch(
+        &self,
+        store: &mut dyn Store,
+        pending: Pending,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
+        let Pending { mails, now, state } = pending;
+        if let PendingState::Committing {
+            commit,
+            report,
+            outcomes,
+        } = state
+        {
+            match commit.wait() {
+                Ok(()) => return Ok((report, outcomes)),
+                Err(e) => {
+                    if std::env::var_os("TG_PHASES").is_some() {
+                        eprintln!("AGAIN after commit: {e}");
+                    }
+                    tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
+                }
+            }
+        }
         let limits = Limits {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
         };
-        let (parsed, fast) = std::thread::scope(|s| {
+        let parsed = mails
+            .iter()
+            .map(|m| self.parse_one(m, m.bytes.len(), limits))
+            .collect();
+        let registry = self.registry.current();
+        let size = |i: usize| mails[i].bytes.len();
+        self.process_again(
+            store,
+            &mails,
+            parsed,
+            &size,
+            &registry,
+            now,
+            &mut |_| Ok(()),
+        )
+    }
+
+    /// The batch in one transaction without savepoints, the next chunk parsed on the other
+    /// core while this one is applied. Returns the parsed mails and, when every mail was
+    /// applied and the commit went through (or was started: `background`), the batch's
+    /// outcome; `None` when it must be done again one savepoint per mail.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn prepare(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        size: &(dyn Fn(usize) -> usize + Sync),
+        before: Option<&dyn store::Committing>,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+        background: bool,
+    ) -> (
+        Vec<Result<InboundMail, ParseFailure>>,
+        Result<Option<(Report, Vec<Outcome>, Option<Box<dyn store::Committing>>)>, store::StoreError>,
+    ) {
+        let limits = Limits {
+            max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
+        };
+        std::thread::scope(|s| {
             let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<_>>(PREFETCH_CHUNKS);
             if mails.len() >= 2 * PARSE_CHUNK {
                 s.spawn(move || {
@@ -292,9 +480,17 @@ impl Pipeline {
             }
             let mut all: Vec<Result<InboundMail, ParseFailure>> = Vec::with_capacity(mails.len());
             let fast = (|| {
+                let ph = std::env::var_os("TG_PHASES").is_some();
+                let t0 = std::time::Instant::now();
+                let (mut t_recv, mut t_pre, mut t_apply) = (std::time::Duration::ZERO, std::time::Duration::ZERO, std::time::Duration::ZERO);
+                let mut npre = 0;
                 // Reads before the writers' lock where the store allows it (PostgreSQL:
                 // checked again under it at commit, ADR 0009).
-                let mut tx = store.write_batch()?;
+                let mut tx = match before {
+                    Some(b) => store.write_batch_after(b)?,
+                    None => store.write_batch()?,
+                };
+                let t_begin = t0.elapsed();
                 let mut report = Report::default();
                 let mut outcomes = Vec::with_capacity(mails.len());
                 let mut failed = false;
@@ -306,13 +502,18 @@ impl Pipeline {
                 } else {
                     1
                 };
-                while let Ok(first) = chunks_rx.recv() {
+                loop {
+                    let tr = std::time::Instant::now();
+                    let Ok(first) = chunks_rx.recv() else { break };
                     let mut group = vec![first];
                     while group.len() < wait_for
                         && let Ok(more) = chunks_rx.recv()
                     {
                         group.push(more);
                     }
+                    t_recv += tr.elapsed();
+                    let tp = std::time::Instant::now();
+                    npre += 1;
                     while group.len() < PREFETCH_CHUNKS
                         && let Ok(more) = chunks_rx.try_recv()
                     {
@@ -325,6 +526,8 @@ impl Pipeline {
                     {
                         failed = true;
                     }
+                    t_pre += tp.elapsed();
+                    let ta = std::time::Instant::now();
                     for p in group.into_iter().flatten() {
                         if !failed {
                             let i = all.len();
@@ -334,7 +537,7 @@ impl Pipeline {
                                 raw,
                                 size(i),
                                 &p,
-                                &registry,
+                                registry,
                                 now,
                                 &mut report,
                             ) {
@@ -344,26 +547,55 @@ impl Pipeline {
                         }
                         all.push(p);
                     }
+                    t_apply += ta.elapsed();
                 }
                 if failed || all.len() != mails.len() {
                     return Ok(None); // dropped: rolled back
                 }
                 // The source's own write takes the writers' lock on PostgreSQL: a write
                 // conflict can show here too.
-                if let Err(e) = finish(tx.as_mut()).and_then(|()| tx.commit()) {
-                    // Nothing was written (a write conflict with another instance, a row
-                    // the server refused): done again below, one savepoint per mail, under
-                    // the writers' lock from the start.
-                    tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
-                    return Ok(None);
+                let tc = std::time::Instant::now();
+                // The source's own write takes the writers' lock on PostgreSQL: a write
+                // conflict can show here too.
+                let committed = finish(tx.as_mut()).and_then(|()| {
+                    if background {
+                        tx.commit_background().map(Some)
+                    } else {
+                        tx.commit().map(|()| None)
+                    }
+                });
+                if ph {
+                    eprintln!("PHASES n={} begin={:?} recv={:?} prefetch={:?}x{} apply={:?} commit={:?} total={:?}", mails.len(), t_begin, t_recv, t_pre, npre, t_apply, tc.elapsed(), t0.elapsed());
                 }
-                Ok::<_, store::StoreError>(Some((report, outcomes)))
+                let commit = match committed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Nothing was written (a write conflict with another instance, a row
+                        // the server refused): done again, one savepoint per mail, under
+                        // the writers' lock from the start.
+                        tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
+                        return Ok(None);
+                    }
+                };
+                Ok::<_, store::StoreError>(Some((report, outcomes, commit)))
             })();
             (all, fast)
-        });
-        if let Some(done) = fast? {
-            return Ok(done);
-        }
+        })
+    }
+
+    /// The batch again, one savepoint per mail, so a mail that fails is quarantined alone
+    /// and the rest commits; under the writers' lock from the start.
+    #[allow(clippy::too_many_arguments)]
+    fn process_again(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        parsed: Vec<Result<InboundMail, ParseFailure>>,
+        size: &dyn Fn(usize) -> usize,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
         // Some mail failed: the batch is done again, one savepoint per mail, so that mail is
         // quarantined alone and the rest commits.
         let mut report = Report::default();
@@ -377,7 +609,7 @@ impl Pipeline {
                 raw,
                 size(i),
                 &parsed,
-                &registry,
+                registry,
                 now,
                 &mut r,
             ) {
