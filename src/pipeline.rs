@@ -140,6 +140,8 @@ pub struct Pipeline {
     clock: SharedClock,
     /// Sender authenticity: verdicts, and the DNS cache `prefetch` fills.
     auth: Arc<Authenticator>,
+    /// Batches done again one savepoint per mail ([`Pipeline::batches_done_again`]).
+    done_again: std::sync::atomic::AtomicUsize,
 }
 
 impl Pipeline {
@@ -163,7 +165,14 @@ impl Pipeline {
             registry,
             templates,
             clock,
+            done_again: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// How many batches could not be done in one transaction and were done again, one
+    /// savepoint per mail (a mail that failed, a write conflict, a batch before that failed).
+    pub fn batches_done_again(&self) -> usize {
+        self.done_again.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The sender-authenticity checker (tests pre-fill its DNS cache).
@@ -373,12 +382,7 @@ impl Pipeline {
                 report,
                 outcomes,
             },
-            Ok(_) => {
-                if std::env::var_os("TG_PHASES").is_some() {
-                    eprintln!("AGAIN at begin");
-                }
-                PendingState::Again
-            }
+            Ok(_) => PendingState::Again,
             Err(e) => {
                 tracing::warn!(error = %e, "batch not started; doing it again mail by mail at its turn");
                 PendingState::Again
@@ -405,9 +409,6 @@ impl Pipeline {
             match commit.wait() {
                 Ok(()) => return Ok((report, outcomes)),
                 Err(e) => {
-                    if std::env::var_os("TG_PHASES").is_some() {
-                        eprintln!("AGAIN after commit: {e}");
-                    }
                     tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
                 }
             }
@@ -449,7 +450,10 @@ impl Pipeline {
         background: bool,
     ) -> (
         Vec<Result<InboundMail, ParseFailure>>,
-        Result<Option<(Report, Vec<Outcome>, Option<Box<dyn store::Committing>>)>, store::StoreError>,
+        Result<
+            Option<(Report, Vec<Outcome>, Option<Box<dyn store::Committing>>)>,
+            store::StoreError,
+        >,
     ) {
         let limits = Limits {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
@@ -480,17 +484,12 @@ impl Pipeline {
             }
             let mut all: Vec<Result<InboundMail, ParseFailure>> = Vec::with_capacity(mails.len());
             let fast = (|| {
-                let ph = std::env::var_os("TG_PHASES").is_some();
-                let t0 = std::time::Instant::now();
-                let (mut t_recv, mut t_pre, mut t_apply) = (std::time::Duration::ZERO, std::time::Duration::ZERO, std::time::Duration::ZERO);
-                let mut npre = 0;
                 // Reads before the writers' lock where the store allows it (PostgreSQL:
                 // checked again under it at commit, ADR 0009).
                 let mut tx = match before {
                     Some(b) => store.write_batch_after(b)?,
                     None => store.write_batch()?,
                 };
-                let t_begin = t0.elapsed();
                 let mut report = Report::default();
                 let mut outcomes = Vec::with_capacity(mails.len());
                 let mut failed = false;
@@ -502,18 +501,13 @@ impl Pipeline {
                 } else {
                     1
                 };
-                loop {
-                    let tr = std::time::Instant::now();
-                    let Ok(first) = chunks_rx.recv() else { break };
+                while let Ok(first) = chunks_rx.recv() {
                     let mut group = vec![first];
                     while group.len() < wait_for
                         && let Ok(more) = chunks_rx.recv()
                     {
                         group.push(more);
                     }
-                    t_recv += tr.elapsed();
-                    let tp = std::time::Instant::now();
-                    npre += 1;
                     while group.len() < PREFETCH_CHUNKS
                         && let Ok(more) = chunks_rx.try_recv()
                     {
@@ -526,8 +520,6 @@ impl Pipeline {
                     {
                         failed = true;
                     }
-                    t_pre += tp.elapsed();
-                    let ta = std::time::Instant::now();
                     for p in group.into_iter().flatten() {
                         if !failed {
                             let i = all.len();
@@ -547,14 +539,12 @@ impl Pipeline {
                         }
                         all.push(p);
                     }
-                    t_apply += ta.elapsed();
                 }
                 if failed || all.len() != mails.len() {
                     return Ok(None); // dropped: rolled back
                 }
                 // The source's own write takes the writers' lock on PostgreSQL: a write
                 // conflict can show here too.
-                let tc = std::time::Instant::now();
                 // The source's own write takes the writers' lock on PostgreSQL: a write
                 // conflict can show here too.
                 let committed = finish(tx.as_mut()).and_then(|()| {
@@ -564,9 +554,6 @@ impl Pipeline {
                         tx.commit().map(|()| None)
                     }
                 });
-                if ph {
-                    eprintln!("PHASES n={} begin={:?} recv={:?} prefetch={:?}x{} apply={:?} commit={:?} total={:?}", mails.len(), t_begin, t_recv, t_pre, npre, t_apply, tc.elapsed(), t0.elapsed());
-                }
                 let commit = match committed {
                     Ok(c) => c,
                     Err(e) => {
@@ -598,6 +585,8 @@ impl Pipeline {
     ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
         // Some mail failed: the batch is done again, one savepoint per mail, so that mail is
         // quarantined alone and the rest commits.
+        self.done_again
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut report = Report::default();
         let mut outcomes = Vec::with_capacity(mails.len());
         let mut tx = store.write()?;

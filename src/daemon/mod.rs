@@ -318,9 +318,7 @@ pub async fn drain_maildir(
                     Ok(match batch {
                         Some((mails, done, at)) => {
                             let (begun, finished) = p.next_batch(s, mails, before);
-                            let finished = finished
-                                .zip(before_files)
-                                .map(|(r, (d, t))| (r, d, t));
+                            let finished = finished.zip(before_files).map(|(r, (d, t))| (r, d, t));
                             (Some((begun, done, at)), finished)
                         }
                         None => {

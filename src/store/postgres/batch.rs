@@ -558,7 +558,8 @@ pub(super) async fn auto_counts(
     let hashes: Vec<i64> = recipients.iter().map(|r| fnv64(r)).collect();
     let rows = sqlx::query(
         "SELECT recipient, count(*) FROM outbox WHERE recipient_hash = ANY($1) AND created_at >= $2 \
-         AND automatic AND state <> 'suppressed' AND recipient = ANY($3) AND NOT (id = ANY($4)) \
+         AND automatic AND state <> 'suppressed' AND recipient = ANY($3) AND NOT (id >= (SELECT COALESCE(min(x), 9223372036854775807) FROM unnest($4::bigint[]) x) \
+         AND id = ANY($4)) \
          GROUP BY recipient",
     )
     .bind(hashes)
@@ -596,7 +597,9 @@ pub(super) async fn check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
          (SELECT min(u.r) FROM UNNEST($7::text[], $8::timestamptz[], $9::bigint[], $10::bigint[], $11::bigint[]) \
           AS u(r, s, h, n, b), \
           LATERAL (SELECT count(*) AS now FROM outbox WHERE recipient_hash = u.h AND created_at >= u.s \
-                   AND automatic AND state <> 'suppressed' AND recipient = u.r AND NOT (id = ANY($14))) AS x \
+                   AND automatic AND state <> 'suppressed' AND recipient = u.r \
+                   AND NOT (id >= (SELECT COALESCE(min(e), 9223372036854775807) FROM unnest($14::bigint[]) e) \
+                   AND id = ANY($14))) AS x \
           WHERE x.now < u.n OR ($12::bigint IS NULL AND x.now <> u.n) \
              OR (u.b IS NOT NULL AND u.b + (x.now - u.n) >= $12::bigint)), \
          CASE WHEN $13 THEN COALESCE((SELECT array_agg(id ORDER BY id) FROM announcements \
@@ -666,7 +669,8 @@ pub(super) async fn prefetch_sets(
               l AS (SELECT message_id, ticket_id FROM message_ids WHERE message_id = ANY($3)), \
               c AS (SELECT recipient, count(*) AS n FROM outbox WHERE recipient_hash = ANY($4) \
                     AND created_at >= $5 AND automatic AND state <> 'suppressed' AND recipient = ANY($6) \
-                    AND NOT (id = ANY($11)) GROUP BY recipient) \
+                    AND NOT (id >= (SELECT COALESCE(min(x), 9223372036854775807) FROM unnest($11::bigint[]) x) \
+                    AND id = ANY($11)) GROUP BY recipient) \
          SELECT (SELECT array_agg(dedup_key ORDER BY dedup_key) FROM k), \
                 (SELECT array_agg(t ORDER BY dedup_key) FROM k), \
                 (SELECT array_agg(message_id ORDER BY message_id) FROM l), \

@@ -300,9 +300,8 @@ impl PgTx {
         }
         let q = asked.clone();
         let exclude = self.exclude_outbox.clone();
-        let found = self.call(move |c| {
-            Box::pin(async move { auto_counts(c, &q, since, &exclude).await })
-        })?;
+        let found =
+            self.call(move |c| Box::pin(async move { auto_counts(c, &q, since, &exclude).await }))?;
         self.learn_counts(&asked, since, found);
         Ok(self
             .cache
