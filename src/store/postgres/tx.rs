@@ -34,8 +34,9 @@ pub(super) struct PgTx {
     /// The batch before this one, whose commit may still run ([`Store::write_batch_after`]):
     /// waited for before this transaction takes the writers' lock.
     pub(super) before: Option<Arc<InFlight>>,
-    /// That batch's automatic mail (recipient, time), counted from memory against the cap.
-    pub(super) carried_auto: Vec<(String, DateTime<Utc>)>,
+    /// That batch's automatic mail (its times by recipient), counted from memory against
+    /// the cap.
+    pub(super) carried_auto: HashMap<String, Vec<DateTime<Utc>>>,
     /// Their outbox ids, left out of the counts read from the table until that commit is
     /// known done.
     pub(super) exclude_outbox: Vec<i64>,
@@ -62,7 +63,7 @@ impl PgTx {
             tickets_made: 0,
             limit: None,
             before: None,
-            carried_auto: Vec::new(),
+            carried_auto: HashMap::new(),
             exclude_outbox: Vec::new(),
         }
     }
@@ -84,7 +85,9 @@ impl PgTx {
             for (m, t) in &c.links {
                 self.cache.links.insert(m.clone(), Some(*t));
             }
-            self.carried_auto = c.auto.iter().map(|(r, at, _)| (r.clone(), *at)).collect();
+            for (r, at, _) in &c.auto {
+                self.carried_auto.entry(r.clone()).or_default().push(*at);
+            }
             self.exclude_outbox = c.auto.iter().map(|(_, _, id)| *id).collect();
         }
         self.before = Some(before);
@@ -251,9 +254,8 @@ impl PgTx {
             .count();
         let carried = self
             .carried_auto
-            .iter()
-            .filter(|(r, at)| r == recipient && *at >= since)
-            .count();
+            .get(recipient)
+            .map_or(0, |v| v.iter().filter(|at| **at >= since).count());
         (own + carried) as u32
     }
 
