@@ -368,24 +368,22 @@ pub(super) struct InFlight {
     pub after: Option<std::sync::Weak<InFlight>>,
 }
 
+/// Waits for the outcome a commit's watch channel carries.
+async fn outcome_of(mut rx: tokio::sync::watch::Receiver<Option<Outcome>>) -> Outcome {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or_else(|| Err("no outcome".into())),
+        Err(_) => Err("the commit stopped without an outcome".into()),
+    }
+}
+
 impl InFlight {
     pub async fn outcome(&self) -> Outcome {
-        let mut rx = self.done.clone();
-        match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.clone().unwrap_or_else(|| Err("no outcome".into())),
-            Err(_) => Err("the commit stopped without an outcome".into()),
-        }
+        outcome_of(self.done.clone()).await
     }
 
     /// Waits (from a plain thread) for the commit; its transaction id when it committed.
     pub fn wait(&self) -> Result<i64> {
-        let mut rx = self.done.clone();
-        let outcome = run(async move {
-            match rx.wait_for(Option::is_some).await {
-                Ok(v) => v.clone().unwrap_or_else(|| Err("no outcome".into())),
-                Err(_) => Err("the commit stopped without an outcome".into()),
-            }
-        })?;
+        let outcome = run(outcome_of(self.done.clone()))?;
         outcome.map_err(|msg| {
             self.error
                 .lock()
