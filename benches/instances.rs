@@ -75,7 +75,7 @@ fn run(base: &str, n: usize, instances: usize) -> Duration {
                 .current_dir(d.path())
                 .args(["--config", "ticketgate.toml", "run", "--once"])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(d.path().join("daemon.log")).expect("log file"))
                 .spawn()
                 .expect("start ticketgate")
         })
@@ -87,6 +87,18 @@ fn run(base: &str, n: usize, instances: usize) -> Duration {
         );
     }
     let took = start.elapsed();
+    // Batches a daemon had to do again one savepoint per mail (a write conflict between
+    // the instances, or a batch prepared on one that conflicted, ADR 0019).
+    let again: usize = dirs
+        .iter()
+        .map(|d| {
+            std::fs::read_to_string(d.path().join("daemon.log"))
+                .unwrap_or_default()
+                .matches("doing it again")
+                .count()
+        })
+        .sum();
+    println!("instances_{instances}_batches_done_again {again}");
     drop(dirs);
     psql(
         base,

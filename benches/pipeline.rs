@@ -82,7 +82,10 @@ fn main() {
     let parse_rate = parse_only(&work);
     let mut rates = Vec::new();
     if run("pipeline") {
-        rates.push(("pipeline", pipeline_batches(&work, parse_rate)));
+        rates.push(("pipeline", pipeline_batches(&work, parse_rate, false)));
+    }
+    if phases.contains(&"process") {
+        rates.push(("process", pipeline_batches(&work, parse_rate, true)));
     }
     if run("maildir") {
         rates.push(("maildir", maildir(&work, parse_rate)));
@@ -102,7 +105,9 @@ fn main() {
     }
 }
 
-const PHASES: &[&str] = &["pipeline", "maildir"];
+/// `process` (each batch through `Pipeline::process`, committed before the next one) runs
+/// only when named.
+const PHASES: &[&str] = &["pipeline", "maildir", "process"];
 
 /// `outage` was given: customers on platform `eu`, with an open outage there.
 static OUTAGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -162,8 +167,11 @@ fn parse_only(work: &Workload) -> f64 {
     parse_rate
 }
 
-/// `Pipeline::process` over in-memory batches on a fresh database; returns mails per second.
-fn pipeline_batches(work: &Workload, parse_rate: f64) -> f64 {
+/// In-memory batches on a fresh database, as a stream (`Pipeline::next_batch`, the last one
+/// finished with `finish_batch`), or `one_by_one` through `Pipeline::process`
+/// (phase `process`, printed with that prefix); returns mails per second.
+fn pipeline_batches(work: &Workload, parse_rate: f64, one_by_one: bool) -> f64 {
+    let name = if one_by_one { "process" } else { "pipeline" };
     let n = work.mails.len();
     let setup = Setup::new(work);
     let cfg = setup.config();
@@ -180,12 +188,35 @@ fn pipeline_batches(work: &Workload, parse_rate: f64) -> f64 {
     let cpu_before = cpu_time();
     let start = Instant::now();
     let mut report = Report::default();
-    for chunk in work.mails.chunks(batch) {
-        let (r, _) = app
-            .pipeline
-            .process(&mut *app.store().unwrap(), chunk)
-            .expect("process a batch");
-        report.add(&r);
+    if one_by_one {
+        // Each batch committed before the next one starts (`Pipeline::process`).
+        for chunk in work.mails.chunks(batch) {
+            let (r, _) = app
+                .pipeline
+                .process(&mut *app.store().unwrap(), chunk)
+                .expect("process a batch");
+            report.add(&r);
+        }
+    } else {
+        // A stream of batches: each one prepared while the one before commits (ADR 0019).
+        let mut store = app.store().unwrap();
+        let mut pending: Option<ticketgate::pipeline::Pending> = None;
+        for chunk in work.mails.chunks(batch) {
+            let (next, done) = app
+                .pipeline
+                .next_batch(&mut *store, chunk.to_vec(), pending.take());
+            pending = Some(next);
+            if let Some(done) = done {
+                report.add(&done.expect("commit a batch").0);
+            }
+        }
+        if let Some(done) = pending {
+            let (r, _) = app
+                .pipeline
+                .finish_batch(&mut *store, done)
+                .expect("commit a batch");
+            report.add(&r);
+        }
     }
     let elapsed = start.elapsed();
     let io_after = io_counters();
@@ -204,33 +235,33 @@ fn pipeline_batches(work: &Workload, parse_rate: f64) -> f64 {
         println!("tickets_linked {linked}");
     }
     let r = rate(n, elapsed);
-    println!("pipeline_seconds {:.3}", elapsed.as_secs_f64());
-    println!("pipeline_rate_per_s {r:.0}");
-    println!("pipeline_vs_parse_ratio {:.3}", r / parse_rate);
+    println!("{name}_seconds {:.3}", elapsed.as_secs_f64());
+    println!("{name}_rate_per_s {r:.0}");
+    println!("{name}_vs_parse_ratio {:.3}", r / parse_rate);
     println!(
-        "pipeline_us_per_mail {:.0}",
+        "{name}_us_per_mail {:.0}",
         elapsed.as_secs_f64() * 1e6 / n as f64
     );
     println!(
         "parse_all_us_per_mail {:.0}",
         parse_all.as_secs_f64() * 1e6 / n as f64
     );
-    println!("pipeline_batches {}", n.div_ceil(batch));
+    println!("{name}_batches {}", n.div_ceil(batch));
     println!("db_bytes_per_mail {}", setup.db_bytes() / n as u64);
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         // CPU time of all threads: steadier than the rate when other work shares the machine.
         println!(
-            "pipeline_cpu_us_per_mail {:.0}",
+            "{name}_cpu_us_per_mail {:.0}",
             (b - a).as_secs_f64() * 1e6 / n as f64
         );
     }
     if let (Some(a), Some(b)) = (io_before, io_after) {
         // What the run wrote: handed to write(2), and sent on to storage (WAL, checkpoints).
         println!(
-            "pipeline_write_calls_bytes_per_mail {}",
+            "{name}_write_calls_bytes_per_mail {}",
             (b.0 - a.0) / n as u64
         );
-        println!("pipeline_storage_bytes_per_mail {}", (b.1 - a.1) / n as u64);
+        println!("{name}_storage_bytes_per_mail {}", (b.1 - a.1) / n as u64);
     }
     r
 }

@@ -67,6 +67,32 @@ pub enum Outcome {
     },
 }
 
+/// A batch [`Pipeline::next_batch`] began: handed back to it with the next batch, or to
+/// [`Pipeline::finish_batch`].
+pub struct Pending {
+    mails: Vec<RawMail>,
+    now: DateTime<Utc>,
+    state: PendingState,
+}
+
+impl Pending {
+    /// The batch's mails, in the order given.
+    pub fn mails(&self) -> &[RawMail] {
+        &self.mails
+    }
+}
+
+enum PendingState {
+    /// Applied in one transaction, whose commit was started.
+    Committing {
+        commit: Box<dyn store::Committing>,
+        report: Report,
+        outcomes: Vec<Outcome>,
+    },
+    /// Not committed: done again, one savepoint per mail, at its finish.
+    Again,
+}
+
 /// Counts for one or more batches.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -114,6 +140,8 @@ pub struct Pipeline {
     clock: SharedClock,
     /// Sender authenticity: verdicts, and the DNS cache `prefetch` fills.
     auth: Arc<Authenticator>,
+    /// Batches done again one savepoint per mail ([`Pipeline::batches_done_again`]).
+    done_again: std::sync::atomic::AtomicUsize,
 }
 
 impl Pipeline {
@@ -137,7 +165,14 @@ impl Pipeline {
             registry,
             templates,
             clock,
+            done_again: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// How many batches could not be done in one transaction and were done again, one
+    /// savepoint per mail (a mail that failed, a write conflict, a batch before that failed).
+    pub fn batches_done_again(&self) -> usize {
+        self.done_again.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The sender-authenticity checker (tests pre-fill its DNS cache).
@@ -261,12 +296,169 @@ impl Pipeline {
         };
         let registry = self.registry.current();
         let now = self.clock.now();
-        // Fast path: the whole batch in one transaction, no savepoints, the next chunk parsed
-        // on the other core while this one is applied.
+        let (parsed, fast) = self.prepare(store, mails, &size, None, &registry, now, finish, false);
+        if let Some((report, outcomes, _)) = fast? {
+            return Ok((report, outcomes));
+        }
+        self.process_again(store, mails, parsed, &size, &registry, now, finish)
+    }
+
+    /// The next batch of a stream of batches (a Maildir drain): parses and applies `mails`
+    /// while the batch `before` (the previous call's) commits, starts this batch's own
+    /// commit without waiting for it (PostgreSQL; on SQLite the batch is committed here),
+    /// then finishes `before` ([`Pipeline::finish_batch`]) and returns its outcome with the
+    /// new batch. The last batch is finished with [`Pipeline::finish_batch`]. Nothing may
+    /// leave its source before its batch is finished. A batch that could not be done in one
+    /// transaction (a mail that fails, a conflict with another instance, a batch before it
+    /// that failed) is done again at its finish, one savepoint per mail (ADR 0019).
+    #[allow(clippy::type_complexity)]
+    pub fn next_batch(
+        &self,
+        store: &mut dyn Store,
+        mails: Vec<RawMail>,
+        before: Option<Pending>,
+    ) -> (
+        Pending,
+        Option<Result<(Report, Vec<Outcome>), store::StoreError>>,
+    ) {
+        match before {
+            Some(b) if matches!(b.state, PendingState::Again) => {
+                // It is done again first; this one can only follow it.
+                let r = self.finish_batch(store, b);
+                let next = if r.is_ok() {
+                    self.begin_batch(store, mails, None)
+                } else {
+                    Pending {
+                        mails,
+                        now: self.clock.now(),
+                        state: PendingState::Again,
+                    }
+                };
+                (next, Some(r))
+            }
+            before => {
+                let next = self.begin_batch(store, mails, before.as_ref());
+                let r = before.map(|b| self.finish_batch(store, b));
+                (next, r)
+            }
+        }
+    }
+
+    /// Parses and applies `mails` while `before` commits, and starts their commit.
+    fn begin_batch(
+        &self,
+        store: &mut dyn Store,
+        mails: Vec<RawMail>,
+        before: Option<&Pending>,
+    ) -> Pending {
+        let registry = self.registry.current();
+        let now = self.clock.now();
+        let before = match before.map(|b| &b.state) {
+            None => None,
+            Some(PendingState::Committing { commit, .. }) => Some(commit.as_ref()),
+            // Done again at its finish: this one can only follow that.
+            Some(PendingState::Again) => {
+                return Pending {
+                    mails,
+                    now,
+                    state: PendingState::Again,
+                };
+            }
+        };
+        let size = |i: usize| mails[i].bytes.len();
+        let (_, fast) = self.prepare(
+            store,
+            &mails,
+            &size,
+            before,
+            &registry,
+            now,
+            &mut |_| Ok(()),
+            true,
+        );
+        let state = match fast {
+            Ok(Some((report, outcomes, Some(commit)))) => PendingState::Committing {
+                commit,
+                report,
+                outcomes,
+            },
+            Ok(_) => PendingState::Again,
+            Err(e) => {
+                tracing::warn!(error = %e, "batch not started; doing it again mail by mail at its turn");
+                PendingState::Again
+            }
+        };
+        Pending { mails, now, state }
+    }
+
+    /// Waits until a batch [`Pipeline::next_batch`] began is durable, or does it again
+    /// one savepoint per mail when its transaction could not commit. On `Err` nothing of
+    /// the batch was committed and its mails must stay where they are.
+    pub fn finish_batch(
+        &self,
+        store: &mut dyn Store,
+        pending: Pending,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
+        let Pending { mails, now, state } = pending;
+        if let PendingState::Committing {
+            commit,
+            report,
+            outcomes,
+        } = state
+        {
+            match commit.wait() {
+                Ok(()) => return Ok((report, outcomes)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
+                }
+            }
+        }
         let limits = Limits {
             max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
         };
-        let (parsed, fast) = std::thread::scope(|s| {
+        let parsed = mails
+            .iter()
+            .map(|m| self.parse_one(m, m.bytes.len(), limits))
+            .collect();
+        let registry = self.registry.current();
+        let size = |i: usize| mails[i].bytes.len();
+        self.process_again(
+            store,
+            &mails,
+            parsed,
+            &size,
+            &registry,
+            now,
+            &mut |_| Ok(()),
+        )
+    }
+
+    /// The batch in one transaction without savepoints, the next chunk parsed on the other
+    /// core while this one is applied. Returns the parsed mails and, when every mail was
+    /// applied and the commit went through (or was started: `background`), the batch's
+    /// outcome; `None` when it must be done again one savepoint per mail.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn prepare(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        size: &(dyn Fn(usize) -> usize + Sync),
+        before: Option<&dyn store::Committing>,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+        background: bool,
+    ) -> (
+        Vec<Result<InboundMail, ParseFailure>>,
+        Result<
+            Option<(Report, Vec<Outcome>, Option<Box<dyn store::Committing>>)>,
+            store::StoreError,
+        >,
+    ) {
+        let limits = Limits {
+            max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
+        };
+        std::thread::scope(|s| {
             let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<_>>(PREFETCH_CHUNKS);
             if mails.len() >= 2 * PARSE_CHUNK {
                 s.spawn(move || {
@@ -294,7 +486,10 @@ impl Pipeline {
             let fast = (|| {
                 // Reads before the writers' lock where the store allows it (PostgreSQL:
                 // checked again under it at commit, ADR 0009).
-                let mut tx = store.write_batch()?;
+                let mut tx = match before {
+                    Some(b) => store.write_batch_after(b)?,
+                    None => store.write_batch()?,
+                };
                 let mut report = Report::default();
                 let mut outcomes = Vec::with_capacity(mails.len());
                 let mut failed = false;
@@ -334,7 +529,7 @@ impl Pipeline {
                                 raw,
                                 size(i),
                                 &p,
-                                &registry,
+                                registry,
                                 now,
                                 &mut report,
                             ) {
@@ -350,22 +545,48 @@ impl Pipeline {
                 }
                 // The source's own write takes the writers' lock on PostgreSQL: a write
                 // conflict can show here too.
-                if let Err(e) = finish(tx.as_mut()).and_then(|()| tx.commit()) {
-                    // Nothing was written (a write conflict with another instance, a row
-                    // the server refused): done again below, one savepoint per mail, under
-                    // the writers' lock from the start.
-                    tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
-                    return Ok(None);
-                }
-                Ok::<_, store::StoreError>(Some((report, outcomes)))
+                // The source's own write takes the writers' lock on PostgreSQL: a write
+                // conflict can show here too.
+                let committed = finish(tx.as_mut()).and_then(|()| {
+                    if background {
+                        tx.commit_background().map(Some)
+                    } else {
+                        tx.commit().map(|()| None)
+                    }
+                });
+                let commit = match committed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Nothing was written (a write conflict with another instance, a row
+                        // the server refused): done again, one savepoint per mail, under
+                        // the writers' lock from the start.
+                        tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
+                        return Ok(None);
+                    }
+                };
+                Ok::<_, store::StoreError>(Some((report, outcomes, commit)))
             })();
             (all, fast)
-        });
-        if let Some(done) = fast? {
-            return Ok(done);
-        }
+        })
+    }
+
+    /// The batch again, one savepoint per mail, so a mail that fails is quarantined alone
+    /// and the rest commits; under the writers' lock from the start.
+    #[allow(clippy::too_many_arguments)]
+    fn process_again(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        parsed: Vec<Result<InboundMail, ParseFailure>>,
+        size: &dyn Fn(usize) -> usize,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
         // Some mail failed: the batch is done again, one savepoint per mail, so that mail is
         // quarantined alone and the rest commits.
+        self.done_again
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut report = Report::default();
         let mut outcomes = Vec::with_capacity(mails.len());
         let mut tx = store.write()?;
@@ -377,7 +598,7 @@ impl Pipeline {
                 raw,
                 size(i),
                 &parsed,
-                &registry,
+                registry,
                 now,
                 &mut r,
             ) {

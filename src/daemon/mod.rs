@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::ingest::Maildir;
 use crate::ingest::imap::{self, Mailbox, MailboxOutcome};
 use crate::outbox::{self, DeliveryReport};
-use crate::pipeline::{Pipeline, RawMail, Report};
+use crate::pipeline::{Pending, Pipeline, RawMail, Report};
 use crate::sdnotify::SdNotify;
 use crate::store::Db;
 use anyhow::Context;
@@ -274,8 +274,10 @@ pub async fn drain_maildir(
         if listed.is_empty() {
             return Ok(total);
         }
-        // Three batches in flight: while batch k is committed on the writer, the files of
-        // batch k+1 are read and those of batch k-1 moved to cur/.
+        // Batches in flight: while batch k commits (on PostgreSQL in the background, ADR
+        // 0019), batch k+1 is parsed and applied on the writer, the files of batch k+2 are
+        // read and those of batch k-1 moved to cur/. A batch's files move only once its
+        // commit is durable (`finish_batch`).
         let chunks: Vec<Vec<PathBuf>> = listed
             .chunks(batch_size.max(1))
             .map(<[PathBuf]>::to_vec)
@@ -286,18 +288,54 @@ pub async fn drain_maildir(
         };
         let mut next = chunks.first().cloned().map(read);
         let mut moving: Option<tokio::task::JoinHandle<Vec<PathBuf>>> = None;
-        for i in 0..chunks.len() {
-            let Some(reading) = next.take() else { break };
-            let (mails, done, bad) = reading.await.context("reading inbound mail files")?;
-            let read_at = std::time::Instant::now();
-            next = chunks.get(i + 1).cloned().map(read);
-            unreadable.extend(bad);
-            if mails.is_empty() {
-                continue;
+        // The batch begun and not finished: its files and when they were read.
+        let mut pending: Option<(Pending, Vec<PathBuf>, std::time::Instant)> = None;
+        for i in 0..=chunks.len() {
+            let batch = match next.take() {
+                Some(reading) => {
+                    let (mails, done, bad) = reading.await.context("reading inbound mail files")?;
+                    next = chunks.get(i + 1).cloned().map(read);
+                    unreadable.extend(bad);
+                    if mails.is_empty() {
+                        continue;
+                    }
+                    pipeline.prefetch(&mails).await; // DNS before the transaction
+                    Some((mails, done, std::time::Instant::now()))
+                }
+                None => None,
+            };
+            if batch.is_none() && pending.is_none() {
+                break;
             }
             let p = pipeline.clone();
-            p.prefetch(&mails).await; // DNS before the transaction
-            let (report, _) = db.write(move |s| p.process(s, &mails)).await.context(
+            let before = pending.take();
+            let (begun, finished) = db
+                .write(move |s| {
+                    let (before, before_files) = match before {
+                        Some((b, done, at)) => (Some(b), Some((done, at))),
+                        None => (None, None),
+                    };
+                    Ok(match batch {
+                        Some((mails, done, at)) => {
+                            let (begun, finished) = p.next_batch(s, mails, before);
+                            let finished = finished.zip(before_files).map(|(r, (d, t))| (r, d, t));
+                            (Some((begun, done, at)), finished)
+                        }
+                        None => {
+                            let finished = before
+                                .map(|b| p.finish_batch(s, b))
+                                .zip(before_files)
+                                .map(|(r, (d, t))| (r, d, t));
+                            (None, finished)
+                        }
+                    })
+                })
+                .await?;
+            pending = begun;
+            let Some((finished, done, read_at)) = finished else {
+                continue;
+            };
+            let (report, _) = finished.context(
                 "storing a batch of inbound mail (nothing from it was committed; it stays in the inbox)",
             )?;
             if let Some(t) = telemetry {

@@ -666,6 +666,38 @@ pub trait WriteTx {
     fn outage_tickets(&mut self, outage_id: i64) -> Result<Vec<i64>>;
 
     fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Starts the commit and returns before it is durable where the store can: on
+    /// PostgreSQL the writers' lock, the check, the buffered writes and the COMMIT of a batch
+    /// transaction run in the background while the caller prepares the next batch
+    /// ([`Store::write_batch_after`], ADR 0019). The handle says when (and whether) the
+    /// commit is durable; nothing may leave its source before [`Committing::wait`] said so.
+    /// The default commits here (SQLite: the writer thread does the commit's work itself).
+    fn commit_background(self: Box<Self>) -> Result<Box<dyn Committing>> {
+        self.commit()?;
+        Ok(Box::new(Committed))
+    }
+}
+
+/// A commit started by [`WriteTx::commit_background`].
+pub trait Committing: Send {
+    /// Waits until the commit is durable (`Ok`), or failed: then nothing of it was written.
+    /// The first failing call returns the commit's own error; later ones describe it.
+    fn wait(&self) -> Result<()>;
+    /// The store's own type behind the handle ([`Store::write_batch_after`]).
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A commit that was done before its handle was returned.
+pub struct Committed;
+
+impl Committing for Committed {
+    fn wait(&self) -> Result<()> {
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// A ticketgate database.
@@ -679,6 +711,16 @@ pub trait Store: Send {
     /// read. The default is [`Store::write`].
     fn write_batch(&mut self) -> Result<Box<dyn WriteTx + '_>> {
         self.write()
+    }
+
+    /// [`Store::write_batch`] for the batch after `before`, whose commit may still be
+    /// running. The new transaction reads as if `before` were committed, and its own commit
+    /// waits for `before`'s and fails, writing nothing, when that one failed: batches commit
+    /// in order, and a batch prepared on the effects of one that was not committed never is
+    /// (ADR 0019). The default waits for `before` first.
+    fn write_batch_after(&mut self, before: &dyn Committing) -> Result<Box<dyn WriteTx + '_>> {
+        before.wait()?;
+        self.write_batch()
     }
 
     fn tickets(&mut self, limit: usize) -> Result<Vec<TicketRow>>;

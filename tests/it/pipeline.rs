@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::{env, env_with, mail};
-use ticketgate::pipeline::Outcome;
+use ticketgate::pipeline::{Outcome, RawMail};
 
 fn created(o: &Outcome) -> String {
     match o {
@@ -929,4 +929,170 @@ fn an_unknown_stored_status_is_an_error_naming_the_row() {
         err.contains("outbox #1") && err.contains("lost_in_transit"),
         "{err}"
     );
+}
+
+fn raw(m: String) -> RawMail {
+    RawMail {
+        source: "stdin".into(),
+        bytes: m.into_bytes(),
+    }
+}
+
+/// Batches handed over as a stream (`Pipeline::next_batch`): on PostgreSQL each one is
+/// parsed and applied while the one before commits in the background (ADR 0019). It must
+/// still see everything that one wrote: its tickets (a follow-up by `In-Reply-To` and by
+/// subject tag), its dedup keys (the same mail again) and its automatic mail (the cap);
+/// ticket numbers follow the mail; no batch needs doing again.
+#[test]
+fn a_batch_prepared_while_the_one_before_commits_sees_its_tickets_duplicates_and_capped_mail() {
+    let mut e = env_with("[loops]\nauto_reply_limit = 3\nauto_reply_window = \"1h\"\n");
+    let request = mail("jane@acme.example", "Disk full", "ACME-0000-0000-0001")
+        .id("req1@acme.example")
+        .build();
+    let robot = || raw(mail("loop@robot.example", "hi", "no key").build());
+    let b1 = vec![raw(request.clone()), robot(), robot()];
+    let b2 = vec![
+        raw(mail("jane@acme.example", "Re: Disk full", "Still full.")
+            .id("f1@acme.example")
+            .header("In-Reply-To: <req1@acme.example>")
+            .build()),
+        raw(request.clone()),
+        robot(),
+        robot(),
+        raw(mail("jane@acme.example", "Printer", "ACME-0000-0000-0001").build()),
+    ];
+    let b3 = vec![
+        raw(mail(
+            "jane@acme.example",
+            "Re: [TKT-000001] Disk full",
+            "Now empty.",
+        )
+        .build()),
+        raw(mail("jane@acme.example", "Scanner", "ACME-0000-0000-0001").build()),
+    ];
+    let p = e.app.pipeline.clone();
+    let mut store = e.app.store().unwrap();
+    let (p1, none) = p.next_batch(&mut *store, b1, None);
+    assert!(none.is_none());
+    let (p2, r1) = p.next_batch(&mut *store, b2, Some(p1));
+    let (p3, r2) = p.next_batch(&mut *store, b3, Some(p2));
+    let r3 = p.finish_batch(&mut *store, p3).unwrap();
+    drop(store);
+    let (r1, o1) = r1.unwrap().unwrap();
+    let (r2, o2) = r2.unwrap().unwrap();
+    assert_eq!((r1.created, r1.quarantined), (1, 2));
+    assert_eq!(created(&o1[0]), "TKT-000001");
+    let t1 = || Outcome::Appended {
+        ticket: "TKT-000001".into(),
+    };
+    assert_eq!(o2[0], t1());
+    assert_eq!(o2[1], Outcome::Duplicate);
+    assert_eq!(created(&o2[4]), "TKT-000002");
+    assert_eq!((r2.appended, r2.duplicates, r2.quarantined), (1, 1, 2));
+    assert_eq!(r3.0.appended, 1);
+    assert_eq!(r3.1[0], t1());
+    assert_eq!(created(&r3.1[1]), "TKT-000003");
+    assert_eq!(p.batches_done_again(), 0, "no batch was done again");
+
+    let (_, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
+    let bodies: Vec<&str> = articles.iter().map(|a| a.body.trim()).collect();
+    assert_eq!(bodies[1..], ["Still full.", "Now empty."]);
+    // The cap (3 an hour) counted the first batch's answers while it was committing.
+    let robot_states: Vec<String> = e
+        .outbox()
+        .into_iter()
+        .filter(|o| o.recipient == "loop@robot.example")
+        .map(|o| o.state.to_string())
+        .collect();
+    assert_eq!(
+        robot_states,
+        ["pending", "pending", "pending", "suppressed"]
+    );
+}
+
+/// Ticket 1 with severity 1, written by a transaction that holds the writers' lock until
+/// it is committed.
+fn agent_change(s: &mut dyn ticketgate::store::Store) -> Box<dyn ticketgate::store::WriteTx + '_> {
+    let mut tx = s.write().unwrap();
+    let mut t = tx.ticket(1).unwrap().unwrap();
+    t.severity = 1;
+    tx.save_ticket(&t).unwrap();
+    tx
+}
+
+/// A batch whose background commit fails (another writer changed a ticket it changes while
+/// it waited for the writers' lock) is done again at its finish, and the batch prepared on
+/// its effects is done again after it, in order: nothing is lost, nothing written twice.
+#[test]
+fn when_a_background_commit_conflicts_it_and_the_batch_after_it_are_done_again_in_order() {
+    let mut e = env();
+    created(
+        &e.ingest(
+            &mail("jane@acme.example", "Disk full", "ACME-0000-0000-0001")
+                .id("req1@acme.example")
+                .build(),
+        ),
+    );
+    let follow_up = |id: &str, body: &str| {
+        raw(mail("jane@acme.example", "Re: Disk full", body)
+            .id(id)
+            .header("In-Reply-To: <req1@acme.example>")
+            .build())
+    };
+    let b1 = vec![follow_up("f1@acme.example", "One.")];
+    let b2 = vec![
+        follow_up("f2@acme.example", "Two."),
+        raw(mail("jane@acme.example", "Printer", "ACME-0000-0000-0001").build()),
+    ];
+    let p = e.app.pipeline.clone();
+    let mut store = e.app.store().unwrap();
+    let mut other = e.app.store().unwrap();
+    // Another writer holds the writers' lock and changes ticket 1 meanwhile (on SQLite,
+    // where a batch commits before `next_batch` returns, it does so first).
+    let pg = common::on_postgres();
+    let p1 = if pg {
+        let tx = agent_change(&mut *other);
+        let (p1, _) = p.next_batch(&mut *store, b1, None);
+        tx.commit().unwrap();
+        p1
+    } else {
+        agent_change(&mut *other).commit().unwrap();
+        p.next_batch(&mut *store, b1, None).0
+    };
+    let (p2, r1) = p.next_batch(&mut *store, b2, Some(p1));
+    let (r1, o1) = r1.unwrap().unwrap();
+    let (r2, o2) = p.finish_batch(&mut *store, p2).unwrap();
+    drop((store, other));
+    let t1 = Outcome::Appended {
+        ticket: "TKT-000001".into(),
+    };
+    assert_eq!((r1.appended, o1), (1, vec![t1.clone()]));
+    assert_eq!(o2[0], t1);
+    // A new number (on PostgreSQL the one the first attempt took is left unused: a gap).
+    assert_ne!(created(&o2[1]), "TKT-000001");
+    assert_eq!(r2.created, 1);
+    if pg {
+        assert_eq!(
+            p.batches_done_again(),
+            2,
+            "the conflict and the batch after it"
+        );
+    }
+    // The other writer's change is kept, and each follow-up is on the ticket once, in order.
+    let (t, articles) = e
+        .app
+        .store()
+        .unwrap()
+        .ticket_with_articles(1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.severity, 1);
+    let bodies: Vec<&str> = articles.iter().map(|a| a.body.trim()).collect();
+    assert_eq!(bodies[1..], ["One.", "Two."]);
 }

@@ -282,15 +282,130 @@ pub(super) struct Checks {
     pub limit: Option<u32>,
     /// The ids of the outages open when intake read them.
     pub open_outages: Option<Vec<i64>>,
+    /// Outbox rows of the batch before this one (committing while this one read), left out
+    /// of the counts read and checked: this transaction counts them from memory.
+    pub exclude_outbox: Vec<i64>,
 }
 
+/// The row version recorded for a ticket this transaction took from the batch before it
+/// ([`Carry`]): that batch's transaction id, known once it committed ([`Checks::resolve`]).
+pub(super) const CARRIED: i64 = -1;
+
 impl Checks {
+    /// Tickets taken from the batch before are checked against the version its commit gave
+    /// them (`xid`, its transaction id: the `xmin` of every row it wrote).
+    pub fn resolve(&mut self, xid: i64) {
+        for v in self.tickets.values_mut() {
+            if *v == CARRIED {
+                *v = xid;
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.absent_keys.is_empty()
             && self.links.is_empty()
             && self.tickets.is_empty()
             && self.counts.is_empty()
             && self.open_outages.is_none()
+    }
+}
+
+/// What a batch transaction whose commit is still running tells the next batch's
+/// transaction (ADR 0019): the rows it wrote that the next one's reads could ask for.
+pub(super) struct Carry {
+    /// Its new and changed tickets, as it wrote them.
+    pub tickets: Vec<TicketRow>,
+    /// Its inbound mail's dedup keys, with the first ticket each names.
+    pub inbound_keys: HashMap<String, Option<i64>>,
+    /// The Message-IDs it linked to tickets (those the table did not have already).
+    pub links: HashMap<String, i64>,
+    /// Its automatic mail that counts against the cap: recipient, time, outbox id.
+    pub auto: Vec<(String, DateTime<Utc>, i64)>,
+}
+
+impl Carry {
+    pub fn of(buf: &Buffer, cache: &Cache) -> Carry {
+        let tickets = buf
+            .new_tickets
+            .iter()
+            .chain(&buf.changed_tickets)
+            .filter_map(|id| cache.tickets.get(id).cloned())
+            .collect();
+        let links = buf
+            .link_of
+            .iter()
+            .filter(|(m, _)| !matches!(cache.links.get(*m), Some(Some(_))))
+            .map(|(m, t)| (m.clone(), *t))
+            .collect();
+        let auto = buf
+            .outbox
+            .iter()
+            .filter(|m| m.automatic && m.state != "suppressed")
+            .map(|m| (m.recipient.clone(), m.now, m.id))
+            .collect();
+        Carry {
+            tickets,
+            inbound_keys: buf.inbound_keys.clone(),
+            links,
+            auto,
+        }
+    }
+}
+
+/// The outcome of a commit running in the background: its transaction id, or why it failed.
+pub(super) type Outcome = std::result::Result<i64, String>;
+
+/// A batch's commit running on the background runtime ([`WriteTx::commit_background`]).
+pub(super) struct InFlight {
+    pub done: tokio::sync::watch::Receiver<Option<Outcome>>,
+    /// The commit's own error, for the first caller that waits.
+    pub error: std::sync::Mutex<Option<StoreError>>,
+    /// `None`: the transaction wrote before its commit (it took the writers' lock early), so
+    /// the next batch reads only after this commit.
+    pub carry: Option<Carry>,
+    /// The batch before this one, while its commit may still run.
+    pub after: Option<std::sync::Weak<InFlight>>,
+}
+
+/// Waits for the outcome a commit's watch channel carries.
+async fn outcome_of(mut rx: tokio::sync::watch::Receiver<Option<Outcome>>) -> Outcome {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or_else(|| Err("no outcome".into())),
+        Err(_) => Err("the commit stopped without an outcome".into()),
+    }
+}
+
+impl InFlight {
+    pub async fn outcome(&self) -> Outcome {
+        outcome_of(self.done.clone()).await
+    }
+
+    /// Waits (from a plain thread) for the commit; its transaction id when it committed.
+    pub fn wait(&self) -> Result<i64> {
+        let outcome = run(outcome_of(self.done.clone()))?;
+        outcome.map_err(|msg| {
+            self.error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .unwrap_or(StoreError::Other(msg))
+        })
+    }
+}
+
+/// The handle [`WriteTx::commit_background`] returns on PostgreSQL.
+pub(super) struct PgCommitting {
+    pub state: std::sync::Arc<InFlight>,
+}
+
+impl Committing for PgCommitting {
+    fn wait(&self) -> Result<()> {
+        self.state.wait().map(|_| ())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -433,6 +548,7 @@ pub(super) async fn auto_counts(
     c: &mut PgConnection,
     recipients: &[String],
     since: DateTime<Utc>,
+    exclude: &[i64],
 ) -> Result<Vec<(String, i64)>> {
     if recipients.is_empty() {
         return Ok(Vec::new());
@@ -440,11 +556,14 @@ pub(super) async fn auto_counts(
     let hashes: Vec<i64> = recipients.iter().map(|r| fnv64(r)).collect();
     let rows = sqlx::query(
         "SELECT recipient, count(*) FROM outbox WHERE recipient_hash = ANY($1) AND created_at >= $2 \
-         AND automatic AND state <> 'suppressed' AND recipient = ANY($3) GROUP BY recipient",
+         AND automatic AND state <> 'suppressed' AND recipient = ANY($3) AND NOT (id >= (SELECT COALESCE(min(x), 9223372036854775807) FROM unnest($4::bigint[]) x) \
+         AND id = ANY($4)) \
+         GROUP BY recipient",
     )
     .bind(hashes)
     .bind(since)
     .bind(recipients)
+    .bind(exclude)
     .fetch_all(&mut *c)
     .await?;
     rows.iter()
@@ -476,7 +595,9 @@ pub(super) async fn check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
          (SELECT min(u.r) FROM UNNEST($7::text[], $8::timestamptz[], $9::bigint[], $10::bigint[], $11::bigint[]) \
           AS u(r, s, h, n, b), \
           LATERAL (SELECT count(*) AS now FROM outbox WHERE recipient_hash = u.h AND created_at >= u.s \
-                   AND automatic AND state <> 'suppressed' AND recipient = u.r) AS x \
+                   AND automatic AND state <> 'suppressed' AND recipient = u.r \
+                   AND NOT (id >= (SELECT COALESCE(min(e), 9223372036854775807) FROM unnest($14::bigint[]) e) \
+                   AND id = ANY($14))) AS x \
           WHERE x.now < u.n OR ($12::bigint IS NULL AND x.now <> u.n) \
              OR (u.b IS NOT NULL AND u.b + (x.now - u.n) >= $12::bigint)), \
          CASE WHEN $13 THEN COALESCE((SELECT array_agg(id ORDER BY id) FROM announcements \
@@ -495,6 +616,7 @@ pub(super) async fn check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
     .bind(below)
     .bind(limit)
     .bind(checks.open_outages.is_some())
+    .bind(&checks.exclude_outbox)
     .fetch_one(&mut *c)
     .await?;
     let outages_now: Option<Vec<i64>> = row.try_get(4)?;
@@ -533,6 +655,7 @@ pub(super) async fn prefetch_sets(
     recipients: &[String],
     since: Option<DateTime<Utc>>,
     reserve: [usize; 4],
+    exclude: &[i64],
 ) -> Result<Prefetched> {
     let key_hashes: Vec<i64> = keys.iter().map(|k| fnv64(k)).collect();
     let recipient_hashes: Vec<i64> = recipients.iter().map(|r| fnv64(r)).collect();
@@ -544,7 +667,8 @@ pub(super) async fn prefetch_sets(
               l AS (SELECT message_id, ticket_id FROM message_ids WHERE message_id = ANY($3)), \
               c AS (SELECT recipient, count(*) AS n FROM outbox WHERE recipient_hash = ANY($4) \
                     AND created_at >= $5 AND automatic AND state <> 'suppressed' AND recipient = ANY($6) \
-                    GROUP BY recipient) \
+                    AND NOT (id >= (SELECT COALESCE(min(x), 9223372036854775807) FROM unnest($11::bigint[]) x) \
+                    AND id = ANY($11)) GROUP BY recipient) \
          SELECT (SELECT array_agg(dedup_key ORDER BY dedup_key) FROM k), \
                 (SELECT array_agg(t ORDER BY dedup_key) FROM k), \
                 (SELECT array_agg(message_id ORDER BY message_id) FROM l), \
@@ -566,6 +690,7 @@ pub(super) async fn prefetch_sets(
     .bind(n[1])
     .bind(n[2])
     .bind(n[3])
+    .bind(exclude)
     .fetch_one(&mut *c)
     .await?;
     let list = |i: usize| -> Result<Vec<String>> {
@@ -605,6 +730,10 @@ pub(super) struct Flush {
 }
 
 impl Flush {
+    pub fn is_empty(&self) -> bool {
+        self.new_tickets.is_empty() && self.changed_tickets.is_empty() && self.buf.is_empty()
+    }
+
     pub fn take(buf: &mut Buffer, cache: &Cache) -> Result<Flush> {
         let buf = std::mem::take(buf);
         let row = |id: &i64| {
@@ -753,7 +882,8 @@ const FLUSH_SQL: &str = concat!(
      || $97::bigint[] || $111::bigint[]) EXCEPT SELECT unnest($1::bigint[])) AS d(r) \
      WHERE r IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets x WHERE x.id = d.r)) \
      + (SELECT count(*) FROM (SELECT unnest($72::bigint[] || $85::bigint[]) EXCEPT SELECT unnest($47::bigint[])) AS d(r) \
-     WHERE r IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inbound x WHERE x.id = d.r))"
+     WHERE r IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inbound x WHERE x.id = d.r)), \
+     pg_current_xact_id()::text::bigint % 4294967296"
 );
 
 /// Binds a ticket's columns (all of them: `full`; or those an update writes).
@@ -814,7 +944,12 @@ fn bind_tickets<'q>(
 }
 
 /// Writes `f` in one statement ([`FLUSH_SQL`]): one round trip, whatever the batch holds.
-pub(super) async fn flush(c: &mut PgConnection, f: Flush) -> Result<()> {
+/// Returns the transaction's id as `xmin` shows it; an empty flush sends nothing and
+/// returns 0.
+pub(super) async fn flush(c: &mut PgConnection, f: Flush) -> Result<i64> {
+    if f.is_empty() {
+        return Ok(0);
+    }
     let Flush {
         new_tickets,
         changed_tickets,
@@ -1064,14 +1199,16 @@ pub(super) async fn flush(c: &mut PgConnection, f: Flush) -> Result<()> {
     // as constants (~40 ms of 1,024 mails' raw bytes copied and planned, ADR 0016). For
     // this statement only: the setting is put back before the transaction goes on.
     set_plan_cache_mode(c, "force_generic_plan").await?;
-    let dangling: i64 = q.fetch_one(&mut *c).await?.try_get(0)?;
+    let row = q.fetch_one(&mut *c).await?;
+    let dangling: i64 = row.try_get(0)?;
+    let xid: i64 = row.try_get(1)?;
     set_plan_cache_mode(c, "auto").await?;
     if dangling > 0 {
         return Err(StoreError::Other(format!(
             "foreign key check failed: {dangling} rows of this batch refer to a ticket or an inbound mail that does not exist"
         )));
     }
-    Ok(())
+    Ok(xid)
 }
 
 async fn set_plan_cache_mode(c: &mut PgConnection, mode: &str) -> Result<()> {

@@ -36,6 +36,33 @@ impl Store for PgStore {
         Ok(Box::new(PgTx::new(tx, self.shared.clone(), true)))
     }
 
+    fn write_batch_after(&mut self, before: &dyn Committing) -> Result<Box<dyn WriteTx + '_>> {
+        let Some(b) = before.as_any().downcast_ref::<batch::PgCommitting>() else {
+            before.wait()?;
+            return self.write_batch();
+        };
+        let state = b.state.clone();
+        // Only one commit runs ahead: the one before `before` is done (its rows are in the
+        // tables this batch reads), and so is `before` itself when it wrote ahead of its
+        // commit (then it hands nothing on).
+        if let Some(earlier) = state.after.as_ref().and_then(std::sync::Weak::upgrade) {
+            earlier.wait()?;
+        }
+        if state.carry.is_none() {
+            state.wait()?;
+        }
+        let shared = self.shared.clone();
+        let tx = run(async move {
+            shared.pool.begin().await.map_err(|e| match e {
+                sqlx::Error::Database(_) => StoreError::Postgres(e),
+                e => shared.unreachable(e),
+            })
+        })??;
+        let mut tx = PgTx::new(tx, self.shared.clone(), true);
+        tx.follow(state);
+        Ok(Box::new(tx))
+    }
+
     fn tickets(&mut self, limit: usize) -> Result<Vec<TicketRow>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |c| {

@@ -31,6 +31,15 @@ pub(super) struct PgTx {
     pub(super) tickets_made: usize,
     /// The automatic-reply cap, when a prefetch said it.
     pub(super) limit: Option<u32>,
+    /// The batch before this one, whose commit may still run ([`Store::write_batch_after`]):
+    /// waited for before this transaction takes the writers' lock.
+    pub(super) before: Option<Arc<InFlight>>,
+    /// That batch's automatic mail (its times by recipient), counted from memory against
+    /// the cap.
+    pub(super) carried_auto: HashMap<String, Vec<DateTime<Utc>>>,
+    /// Their outbox ids, left out of the counts read from the table until that commit is
+    /// known done.
+    pub(super) exclude_outbox: Vec<i64>,
 }
 
 impl PgTx {
@@ -53,7 +62,52 @@ impl PgTx {
             checks: Checks::default(),
             tickets_made: 0,
             limit: None,
+            before: None,
+            carried_auto: HashMap::new(),
+            exclude_outbox: Vec::new(),
         }
+    }
+
+    /// Makes this (new) transaction follow `before`: it reads what that batch wrote as if
+    /// it were committed (tickets checked against the version its commit gives them, the
+    /// automatic mail counted from memory and left out of the counts read), and waits for
+    /// its commit before taking the writers' lock (ADR 0019).
+    pub(super) fn follow(&mut self, before: Arc<InFlight>) {
+        if let Some(c) = &before.carry {
+            for t in &c.tickets {
+                self.cache.no_ticket.remove(&t.id);
+                self.cache.tickets.insert(t.id, t.clone());
+                self.checks.tickets.insert(t.id, CARRIED);
+            }
+            for (k, t) in &c.inbound_keys {
+                self.cache.inbound.insert(k.clone(), Some(*t));
+            }
+            for (m, t) in &c.links {
+                self.cache.links.insert(m.clone(), Some(*t));
+            }
+            for (r, at, _) in &c.auto {
+                self.carried_auto.entry(r.clone()).or_default().push(*at);
+            }
+            self.exclude_outbox = c.auto.iter().map(|(_, _, id)| *id).collect();
+        }
+        self.before = Some(before);
+    }
+
+    /// Waits for the batch before this one to commit (its failure fails this transaction:
+    /// it was prepared on that batch's effects).
+    fn wait_before(&mut self) -> Result<()> {
+        if let Some(b) = self.before.take() {
+            match b.wait() {
+                Ok(xid) => self.checks.resolve(xid),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(StoreError::Other(format!(
+                        "the batch before this one was not committed ({e}), so this one, prepared on its effects, is not either"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on the transaction's connection, on the background runtime.
@@ -94,6 +148,7 @@ impl PgTx {
         if self.locked {
             return Ok(());
         }
+        self.wait_before()?;
         let checks = self.take_checks();
         self.call(move |c| Box::pin(async move { lock_and_check(c, &checks).await }))?;
         self.locked = true;
@@ -109,7 +164,8 @@ impl PgTx {
         }
         let f = Flush::take(&mut self.buf, &self.cache)?;
         self.cache = Cache::default();
-        self.call(move |c| Box::pin(async move { flush(c, f).await }))
+        self.call(move |c| Box::pin(async move { flush(c, f).await }))?;
+        Ok(())
     }
 
     /// After a buffered write: written at once in direct mode, or when the buffer is large
@@ -186,14 +242,21 @@ impl PgTx {
     }
 
     /// The buffered automatic mails to `recipient` since `since` (not suppressed).
+    /// With the batch before this one's, when its commit was still running.
     fn buffered_auto(&self, recipient: &str, since: DateTime<Utc>) -> u32 {
-        self.buf
+        let own = self
+            .buf
             .outbox
             .iter()
             .filter(|m| {
                 m.automatic && m.state != "suppressed" && m.recipient == recipient && m.now >= since
             })
-            .count() as u32
+            .count();
+        let carried = self
+            .carried_auto
+            .get(recipient)
+            .map_or(0, |v| v.iter().filter(|at| **at >= since).count());
+        (own + carried) as u32
     }
 
     fn learn_counts(&mut self, asked: &[String], since: DateTime<Utc>, found: Vec<(String, i64)>) {
@@ -238,7 +301,9 @@ impl PgTx {
             }
         }
         let q = asked.clone();
-        let found = self.call(move |c| Box::pin(async move { auto_counts(c, &q, since).await }))?;
+        let exclude = self.exclude_outbox.clone();
+        let found =
+            self.call(move |c| Box::pin(async move { auto_counts(c, &q, since, &exclude).await }))?;
         self.learn_counts(&asked, since, found);
         Ok(self
             .cache
@@ -262,6 +327,9 @@ impl PgTx {
             .tickets
             .retain(|id, _| buf.changed_ticket_ids.contains(id) || buf.new_ticket_ids.contains(id));
         checks.limit = self.limit;
+        checks.exclude_outbox = std::mem::take(&mut self.exclude_outbox);
+        // Under the lock the batch before is committed: the table counts its mail.
+        self.carried_auto.clear();
         checks
     }
 }
@@ -367,10 +435,11 @@ impl WriteTx for PgTx {
         let reserve = self.shared.pool().missing([opening, n, n, 2 * n]);
         let (qk, qm, qr) = (keys.clone(), mids.clone(), recipients.clone());
         let qa = addresses.clone();
+        let exclude = self.exclude_outbox.clone();
         let (sets, tickets, ticket_asked, suppressed) = self.call(move |c| {
             Box::pin(async move {
                 let qr = if since.is_some() { qr } else { Vec::new() };
-                let sets = prefetch_sets(c, &qk, &qm, &qr, since, reserve).await?;
+                let sets = prefetch_sets(c, &qk, &qm, &qr, since, reserve, &exclude).await?;
                 // The tickets the threads lead to, with those named by number.
                 let mut ids = ticket_ids;
                 ids.extend(sets.links.iter().map(|(_, t)| *t));
@@ -1188,6 +1257,8 @@ impl WriteTx for PgTx {
                     .into(),
             ));
         }
+        // The batch before this one first: this one commits only after it did.
+        self.wait_before()?;
         // The lock (and the check of what was read without it), the buffered writes and
         // the COMMIT, in one call.
         let checks = (!self.locked).then(|| self.take_checks());
@@ -1206,6 +1277,74 @@ impl WriteTx for PgTx {
             Ok::<_, StoreError>(())
         })??;
         Ok(())
+    }
+
+    fn commit_background(mut self: Box<Self>) -> Result<Box<dyn Committing>> {
+        if self.failed {
+            return Err(StoreError::Other(
+                "a statement of this transaction failed, so it was rolled back instead of committed"
+                    .into(),
+            ));
+        }
+        // What the next batch may take as written: only when nothing was written yet (a
+        // transaction that took the lock early wrote rows the next batch could not see).
+        let carry = (!self.locked).then(|| Carry::of(&self.buf, &self.cache));
+        let before = self.before.take();
+        let mut checks = (!self.locked).then(|| self.take_checks());
+        let f = Flush::take(&mut self.buf, &self.cache)?;
+        let Some(mut tx) = self.tx.take() else {
+            return Err(StoreError::Other(
+                "this transaction was rolled back after a call timed out".into(),
+            ));
+        };
+        let (done, outcome) = tokio::sync::watch::channel(None);
+        let state = Arc::new(InFlight {
+            done: outcome,
+            error: std::sync::Mutex::new(None),
+            carry,
+            after: before.as_ref().map(Arc::downgrade),
+        });
+        let mine = state.clone();
+        runtime()?.spawn(async move {
+            let work = async move {
+                if let Some(b) = before {
+                    let xid = b.outcome().await.map_err(|e| {
+                        StoreError::Other(format!(
+                            "the batch before this one was not committed ({e}), so this one, prepared on its effects, is not either"
+                        ))
+                    })?;
+                    if let Some(c) = checks.as_mut() {
+                        c.resolve(xid);
+                    }
+                }
+                if let Some(checks) = checks {
+                    lock_and_check(&mut tx, &checks).await?;
+                }
+                let xid = flush(&mut tx, f).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(xid)
+            };
+            let r = match tokio::time::timeout(CALL_TIMEOUT, work).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Other(format!(
+                    "PostgreSQL did not answer within {} s; the commit was given up",
+                    CALL_TIMEOUT.as_secs()
+                ))),
+            };
+            let outcome = match r {
+                Ok(xid) => Ok(xid),
+                Err(e) => {
+                    let msg = e.to_string();
+                    *mine
+                        .error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                    Err(msg)
+                }
+            };
+            let _ = done.send(Some(outcome));
+        });
+        Ok(Box::new(PgCommitting { state }))
     }
 }
 
