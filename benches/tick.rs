@@ -210,6 +210,11 @@ struct Figures {
     mails: usize,
     /// Database pages a tick's commit wrote to the WAL (median).
     wal_pages: i64,
+    /// PostgreSQL: the WAL the server wrote during a tick, in kB (median).
+    pg_wal_kb: i64,
+    /// PostgreSQL on this machine: the CPU time of all its processes during a tick, in ms
+    /// (median; others' queries count too on a shared server).
+    server_cpu_ms: i64,
     /// The largest of each measure over the ticks.
     mem: MemUse,
     /// The slowest of the second ticks (each fires nothing).
@@ -236,6 +241,8 @@ impl Figures {
         println!("tick_fired{s} {}", self.fired);
         println!("tick_mails{s} {}", self.mails);
         println!("tick_wal_pages{s} {}", self.wal_pages);
+        println!("tick_pg_wal_kb{s} {}", self.pg_wal_kb);
+        println!("tick_pg_server_cpu_ms{s} {}", self.server_cpu_ms);
         let m = &self.mem;
         println!("tick_rss_before_kb{s} {}", m.rss_before_kb);
         println!("tick_rss_growth_kb{s} {}", m.rss_growth_kb);
@@ -306,16 +313,23 @@ fn run(open: usize, due: usize, explain: bool) -> Figures {
     let mut ticks = Vec::new();
     let mut cpus = Vec::new();
     let mut wal = Vec::new();
+    let mut pg_wal = Vec::new();
+    let mut server_cpu = Vec::new();
     let mut mems = Vec::new();
     let mut second = StdDuration::ZERO;
     let mut second_fired = 0;
     for k in 0..TICKS {
         let now = batch_instant(t0, k);
+        let lsn0 = pg.as_ref().map(|p| pg_wal_lsn(&p.url));
+        let server0 = pg.as_ref().map(|_| server_cpu_ms());
         let mem = MemStart::now();
         let cpu0 = cpu_ns();
         let t = Instant::now();
         let fired = timers::tick(&app.pipeline, &mut *app.store().unwrap(), now, false).unwrap();
         ticks.push(t.elapsed());
+        if let Some(s0) = server0 {
+            server_cpu.push(server_cpu_ms() - s0);
+        }
         cpus.push(StdDuration::from_nanos(cpu_ns().saturating_sub(cpu0)));
         check(&fired, due);
         drop(fired);
@@ -327,6 +341,13 @@ fn run(open: usize, due: usize, explain: bool) -> Figures {
         } else {
             0
         });
+        if let (Some(p), Some(lsn0)) = (&pg, lsn0) {
+            // The server's WAL written while the tick ran (the whole cluster's: on a shared
+            // server others' writes count too). The positions, for `pg_waldump`.
+            let lsn1 = pg_wal_lsn(&p.url);
+            eprintln!("tick_pg_lsn {k} {lsn0} {lsn1}");
+            pg_wal.push(lsn1.bytes - lsn0.bytes);
+        }
 
         let t = Instant::now();
         let again = timers::tick(&app.pipeline, &mut *app.store().unwrap(), now, false).unwrap();
@@ -362,6 +383,16 @@ fn run(open: usize, due: usize, explain: bool) -> Figures {
         fired: due,
         mails: mails / TICKS,
         wal_pages: median(&wal),
+        pg_wal_kb: if pg_wal.is_empty() {
+            0
+        } else {
+            median(&pg_wal) / 1024
+        },
+        server_cpu_ms: if server_cpu.is_empty() {
+            0
+        } else {
+            median(&server_cpu)
+        },
         mem: MemUse::max(&mems),
         second,
         second_fired,
@@ -383,6 +414,58 @@ fn settle_postgres(url: &str) -> &'static str {
         (false, true) => "checkpoint_only",
         (false, false) => "neither",
     }
+}
+
+/// A WAL position of the server (`pg_current_wal_lsn()`), as text and in bytes.
+struct Lsn {
+    text: String,
+    bytes: i64,
+}
+
+impl std::fmt::Display for Lsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn pg_wal_lsn(url: &str) -> Lsn {
+    let out = std::process::Command::new("psql")
+        .args(["-qtA", "-F", " ", url, "-c"])
+        .arg("SELECT pg_current_wal_lsn(), pg_current_wal_lsn() - '0/0'")
+        .output()
+        .expect("run psql");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    Lsn {
+        text: it.next().unwrap_or_default().to_string(),
+        bytes: it.next().and_then(|b| b.parse().ok()).unwrap_or(0),
+    }
+}
+
+/// The CPU time (user and system) of every `postgres` process on this machine, in ms: the
+/// server's own work when it runs here (0 when it does not).
+fn server_cpu_ms() -> i64 {
+    let tick = 100; // USER_HZ: clock ticks per second of /proc/PID/stat
+    let mut total = 0i64;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ... utime(14) stime(15): after the closing parenthesis.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        total += n(11) + n(12);
+    }
+    total * 1000 / tick
 }
 
 fn median<T: Ord + Copy>(v: &[T]) -> T {

@@ -734,6 +734,59 @@ fn timers_survive_a_restart_and_a_dry_run_changes_nothing() {
     assert_eq!(e.sent("reminder").len(), 1);
 }
 
+/// Two instances on one database tick at the same instant: each due reminder is sent once
+/// and its timer re-armed once (PostgreSQL reads the due timers without row locks, under the
+/// writers' lock: ADR 0020).
+#[test]
+fn two_instances_ticking_at_once_fire_each_ticket_timer_once() {
+    let mut e = env();
+    const N: usize = 6;
+    for i in 1..=N {
+        e.ingest(
+            &mail(
+                &format!("user{i}@exo.example"),
+                "one",
+                "EXOC-0000-0000-0001",
+            )
+            .build(),
+        );
+        agent(
+            &mut e,
+            &format!("TKT-00000{i}"),
+            "#status suspended\nLogs please.",
+        );
+    }
+    let reminders = e.sent("reminder").len();
+    let other =
+        ticketgate::app::App::open((*e.app.cfg).clone(), std::sync::Arc::new(e.clock.clone()))
+            .unwrap();
+    let when = e.clock.now() + Duration::days(3);
+    let fired: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = [&e.app, &other]
+            .into_iter()
+            .map(|app| {
+                s.spawn(move || {
+                    ticketgate::timers::tick(&app.pipeline, &mut *app.store().unwrap(), when, false)
+                        .unwrap()
+                        .len()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(fired.iter().sum::<usize>(), N, "{fired:?}");
+    assert_eq!(e.sent("reminder").len(), reminders + N);
+    for i in 1..=N as i64 {
+        let timers = e.app.store().unwrap().timers(i).unwrap();
+        assert_eq!(timers.len(), 1, "ticket {i}: {timers:?}");
+        assert!(
+            timers[0].due_at > when,
+            "re-armed after the tick: {timers:?}"
+        );
+        assert_eq!(e.ticket(i).followup_stage, 1);
+    }
+}
+
 #[test]
 fn a_timer_that_fails_is_put_off_alone_and_the_others_fire() {
     let mut e = env_registry(REGISTRY, "[templates]\ndir = \"tpl\"\n");

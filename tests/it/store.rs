@@ -1411,7 +1411,7 @@ fn a_row_that_refers_to_a_missing_ticket_or_inbound_mail_is_refused() {
         .unwrap();
     tx.commit().unwrap();
     type Write = fn(&mut dyn store::WriteTx, i64, i64) -> store::Result<()>;
-    let writes: [(&str, Write); 6] = [
+    let writes: [(&str, Write); 7] = [
         ("article of a missing ticket", |tx, _, m| {
             article(tx, 4242, Some(m)).map(drop)
         }),
@@ -1437,6 +1437,9 @@ fn a_row_that_refers_to_a_missing_ticket_or_inbound_mail_is_refused() {
         }),
         ("Message-ID of a missing ticket", |tx, _, _| {
             tx.link_message_id("dangling@tg.example.test", 4247)
+        }),
+        ("escalation of a missing ticket", |tx, _, _| {
+            tx.insert_escalation(4248, now(), 2, now(), 3600)
         }),
     ];
     for (what, write) in writes {
@@ -1469,7 +1472,11 @@ fn a_row_that_refers_to_a_missing_ticket_or_inbound_mail_is_refused() {
     article(tx.as_mut(), new, Some(mail)).unwrap();
     tx.set_timer(ticket, "sla", now()).unwrap();
     tx.link_message_id("new@tg.example.test", new).unwrap();
+    tx.insert_escalation(new, now(), 2, now(), 3600).unwrap();
+    tx.insert_escalation(ticket, now(), 2, now(), 3600).unwrap();
     tx.commit().unwrap();
+    assert_eq!(s.escalations(new).unwrap().len(), 1);
+    assert_eq!(s.escalations(ticket).unwrap().len(), 1);
     let (_, articles) = s.ticket_with_articles(new).unwrap().unwrap();
     assert_eq!(articles.len(), 2);
     let (_, articles) = s.ticket_with_articles(ticket).unwrap().unwrap();

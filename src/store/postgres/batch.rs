@@ -825,8 +825,8 @@ impl TicketArrays {
 /// and inbound mail before the rows that refer to them). A part whose arrays are empty
 /// writes nothing. It answers how many of the tickets and inbound mails its rows refer to
 /// exist neither in the table nor among its own new rows: the check of the references the
-/// foreign keys of migration 0011 no longer make row by row (ADR 0016); only this
-/// statement writes those columns.
+/// foreign keys of migrations 0011 and 0014 no longer make row by row (ADRs 0016, 0020);
+/// only this statement writes those columns.
 const FLUSH_SQL: &str = concat!(
     "WITH t AS (INSERT INTO tickets (id, ",
     ticket_columns!(),
@@ -879,7 +879,7 @@ const FLUSH_SQL: &str = concat!(
      ol AS (INSERT INTO ticket_outages (ticket_id, announcement_id, linked_at) \
      SELECT * FROM UNNEST($114::bigint[], $115::bigint[], $116::timestamptz[]) ON CONFLICT DO NOTHING) \
      SELECT (SELECT count(*) FROM (SELECT unnest($60::bigint[] || $71::bigint[] || $84::bigint[] \
-     || $97::bigint[] || $111::bigint[]) EXCEPT SELECT unnest($1::bigint[])) AS d(r) \
+     || $97::bigint[] || $104::bigint[] || $111::bigint[]) EXCEPT SELECT unnest($1::bigint[])) AS d(r) \
      WHERE r IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets x WHERE x.id = d.r)) \
      + (SELECT count(*) FROM (SELECT unnest($72::bigint[] || $85::bigint[]) EXCEPT SELECT unnest($47::bigint[])) AS d(r) \
      WHERE r IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inbound x WHERE x.id = d.r)), \

@@ -109,6 +109,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/postgres/0012_tickets_fillfactor.sql"),
     ),
+    (
+        14,
+        include_str!("../../../migrations/postgres/0014_escalations_set_check.sql"),
+    ),
 ];
 
 /// Advisory lock key taken by every write transaction ("tgwriter").
