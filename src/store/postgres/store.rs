@@ -4,6 +4,19 @@
 use super::tx::PgTx;
 use super::*;
 
+impl PgStore {
+    /// A transaction on a pooled connection, without the writers' lock.
+    fn begin_unlocked(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        let shared = self.shared.clone();
+        run(async move {
+            shared.pool.begin().await.map_err(|e| match e {
+                sqlx::Error::Database(_) => StoreError::Postgres(e),
+                e => shared.unreachable(e),
+            })
+        })?
+    }
+}
+
 impl Store for PgStore {
     fn write(&mut self) -> Result<Box<dyn WriteTx + '_>> {
         let shared = self.shared.clone();
@@ -25,14 +38,8 @@ impl Store for PgStore {
     }
 
     fn write_batch(&mut self) -> Result<Box<dyn WriteTx + '_>> {
-        let shared = self.shared.clone();
-        let tx = run(async move {
-            // No lock yet: the batch reads first, and takes it to write (ADR 0009).
-            shared.pool.begin().await.map_err(|e| match e {
-                sqlx::Error::Database(_) => StoreError::Postgres(e),
-                e => shared.unreachable(e),
-            })
-        })??;
+        // No lock yet: the batch reads first, and takes it to write (ADR 0009).
+        let tx = self.begin_unlocked()?;
         Ok(Box::new(PgTx::new(tx, self.shared.clone(), true)))
     }
 
@@ -51,13 +58,7 @@ impl Store for PgStore {
         if state.carry.is_none() {
             state.wait()?;
         }
-        let shared = self.shared.clone();
-        let tx = run(async move {
-            shared.pool.begin().await.map_err(|e| match e {
-                sqlx::Error::Database(_) => StoreError::Postgres(e),
-                e => shared.unreachable(e),
-            })
-        })??;
+        let tx = self.begin_unlocked()?;
         let mut tx = PgTx::new(tx, self.shared.clone(), true);
         tx.follow(state);
         Ok(Box::new(tx))
