@@ -158,13 +158,7 @@ fn exo_an_agents_patch_reaches_the_customer_byte_for_byte_even_after_a_restart()
     // Nothing was left out, so the agent is told nothing.
     assert!(e.sent("attachments_omitted").is_empty());
     // The files are kept on the agent's article.
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     let agent = articles.iter().find(|a| a.kind == "agent").unwrap();
     let names: Vec<_> = agent
         .attachments
@@ -221,13 +215,7 @@ fn an_attachment_over_the_limit_is_left_out_and_the_agent_told() {
         "{text}"
     );
     // And the ticket says so, for whoever reads it.
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     assert!(
         articles
             .iter()
@@ -255,13 +243,7 @@ fn files_with_a_command_and_no_text_are_relayed_and_kept() {
             .iter()
             .any(|f| f.0 == "fix-export.patch" && f.2 == patch)
     );
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     let agent = articles.iter().find(|a| a.kind == "agent").unwrap();
     assert!(
         agent

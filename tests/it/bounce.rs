@@ -126,13 +126,7 @@ fn a_hard_bounce_suppresses_the_address_and_the_next_automatic_mail_is_not_sent(
     assert_eq!(new[0].kind, "bounce_alert");
     assert_eq!(new[0].recipient, "agents@support.example.test");
     assert!(e.text(&new[0]).contains("bob@globex.example"));
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     assert!(
         articles
             .iter()

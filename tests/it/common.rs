@@ -288,6 +288,17 @@ impl Env {
             .0
     }
 
+    /// The ticket's articles, oldest first.
+    pub fn articles(&mut self, id: i64) -> Vec<ticketgate::store::ArticleRow> {
+        self.app
+            .store()
+            .unwrap()
+            .ticket_with_articles(id)
+            .unwrap()
+            .unwrap()
+            .1
+    }
+
     /// Outbound mail of one kind, in order.
     pub fn sent(&mut self, kind: &str) -> Vec<OutboxRow> {
         self.outbox()

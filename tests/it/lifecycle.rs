@@ -681,13 +681,7 @@ fn an_agent_note_stays_internal_and_a_severity_change_moves_the_due_time() {
     assert_eq!(t.sla.due_at, Some(e.clock.now() + Duration::hours(4)));
     assert!(t.sla.responded_at.is_none(), "a note is not a response");
     assert!(e.sent("agent_reply").is_empty() && e.sent("status_change").is_empty());
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     assert_eq!(articles.last().unwrap().kind, "note");
 }
 
@@ -847,13 +841,7 @@ fn an_out_of_office_reply_changes_nothing_on_the_ticket() {
     e.ingest(&agent_auto);
     assert_eq!(e.ticket(1).status, "resolved");
     assert!(e.sent("closure").is_empty() && e.sent("agent_reply").is_empty());
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     assert_eq!(articles.last().unwrap().kind, "note");
 }
 

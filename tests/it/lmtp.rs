@@ -246,13 +246,7 @@ async fn pipelined_transaction_one_reply_per_recipient_after_the_commit() {
     assert_eq!(env.sent("acknowledgement").len(), 1);
     let t = env.ticket(1);
     assert_eq!(t.subject, "Export broken");
-    let (_, articles) = env
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = env.articles(1);
     assert!(
         articles[0].body.contains("\n.leading dot stays"),
         "dot-stuffing undone: {:?}",

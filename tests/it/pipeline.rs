@@ -146,13 +146,7 @@ fn a_reply_to_our_acknowledgement_lands_on_the_ticket_and_headers_win_over_the_s
             ticket: "TKT-000001".into()
         }
     );
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     assert_eq!(articles.len(), 2);
     assert_eq!(articles[1].body, "more details");
 }
@@ -198,13 +192,7 @@ fn a_colleague_from_an_allowed_domain_may_add_to_a_ticket_but_a_stranger_may_not
     );
     assert_eq!(code, "not_allowed_on_ticket");
     assert_eq!(e.outbox().len(), before, "nothing is sent to a stranger");
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     assert!(articles.iter().all(|a| a.author != "eve@evil.example"));
 }
 
@@ -546,13 +534,7 @@ fn attachments_are_stored_and_those_over_the_limit_are_recorded_but_not_kept() {
          --B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{big}\r\n--B--\r\n"
     );
     created(&e.ingest(&raw));
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     let a = &articles[0].attachments;
     assert_eq!(a.len(), 2);
     assert_eq!(
@@ -751,13 +733,7 @@ fn a_ticket_number_pasted_from_another_customer_does_not_block_a_new_request() {
     )
     .build();
     assert_eq!(created(&e.ingest(&m)), "TKT-000002");
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     assert_eq!(
         articles.len(),
         1,
@@ -994,13 +970,7 @@ fn a_batch_prepared_while_the_one_before_commits_sees_its_tickets_duplicates_and
     assert_eq!(created(&r3.1[1]), "TKT-000003");
     assert_eq!(p.batches_done_again(), 0, "no batch was done again");
 
-    let (_, articles) = e
-        .app
-        .store()
-        .unwrap()
-        .ticket_with_articles(1)
-        .unwrap()
-        .unwrap();
+    let articles = e.articles(1);
     let bodies: Vec<&str> = articles.iter().map(|a| a.body.trim()).collect();
     assert_eq!(bodies[1..], ["Still full.", "Now empty."]);
     // The cap (3 an hour) counted the first batch's answers while it was committing.
