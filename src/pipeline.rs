@@ -89,7 +89,7 @@ enum PendingState {
         report: Report,
         outcomes: Vec<Outcome>,
     },
-    /// Not committed: done again, one savepoint per mail, at its finish.
+    /// Not committed: done again at its finish (whole, then one savepoint per mail).
     Again,
 }
 
@@ -140,8 +140,10 @@ pub struct Pipeline {
     clock: SharedClock,
     /// Sender authenticity: verdicts, and the DNS cache `prefetch` fills.
     auth: Arc<Authenticator>,
-    /// Batches done again one savepoint per mail ([`Pipeline::batches_done_again`]).
+    /// Batches done again ([`Pipeline::batches_done_again`]).
     done_again: std::sync::atomic::AtomicUsize,
+    /// Of those, the ones done one savepoint per mail ([`Pipeline::batches_done_mail_by_mail`]).
+    mail_by_mail: std::sync::atomic::AtomicUsize,
 }
 
 impl Pipeline {
@@ -166,6 +168,7 @@ impl Pipeline {
             templates,
             clock,
             done_again: std::sync::atomic::AtomicUsize::new(0),
+            mail_by_mail: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -173,6 +176,12 @@ impl Pipeline {
     /// savepoint per mail (a mail that failed, a write conflict, a batch before that failed).
     pub fn batches_done_again(&self) -> usize {
         self.done_again.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Batches done again one savepoint per mail, under the writers' lock: a mail of the
+    /// batch failed, or the batch failed again when done whole.
+    pub fn batches_done_mail_by_mail(&self) -> usize {
+        self.mail_by_mail.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The sender-authenticity checker (tests pre-fill its DNS cache).
@@ -296,11 +305,37 @@ impl Pipeline {
         };
         let registry = self.registry.current();
         let now = self.clock.now();
-        let (parsed, fast) = self.prepare(store, mails, &size, None, &registry, now, finish, false);
+        let (_, fast) = self.prepare(store, mails, &size, None, &registry, now, finish, false);
         if let Some((report, outcomes, _)) = fast? {
             return Ok((report, outcomes));
         }
-        self.process_again(store, mails, parsed, &size, &registry, now, finish)
+        self.redo(store, mails, &size, &registry, now, finish)
+    }
+
+    /// A batch that could not be committed as it was first prepared (a conflict with
+    /// another instance, a batch before it that failed, a mail that failed), done again:
+    /// first whole, in one transaction, since a conflict seldom repeats; only when that
+    /// fails too, one savepoint per mail under the writers' lock from the start (which
+    /// holds the lock for the whole batch's round trips: 1,024 mails took 15 s, ADR 0022).
+    #[allow(clippy::too_many_arguments)]
+    fn redo(
+        &self,
+        store: &mut dyn Store,
+        mails: &[RawMail],
+        size: &(dyn Fn(usize) -> usize + Sync),
+        registry: &Registry,
+        now: DateTime<Utc>,
+        finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
+    ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
+        self.done_again
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (parsed, fast) = self.prepare(store, mails, size, None, registry, now, finish, false);
+        match fast {
+            Ok(Some((report, outcomes, _))) => return Ok((report, outcomes)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "batch not done again whole"),
+        }
+        self.process_again(store, mails, parsed, size, registry, now, finish)
     }
 
     /// The next batch of a stream of batches (a Maildir drain): parses and applies `mails`
@@ -310,7 +345,8 @@ impl Pipeline {
     /// new batch. The last batch is finished with [`Pipeline::finish_batch`]. Nothing may
     /// leave its source before its batch is finished. A batch that could not be done in one
     /// transaction (a mail that fails, a conflict with another instance, a batch before it
-    /// that failed) is done again at its finish, one savepoint per mail (ADR 0019).
+    /// that failed) is done again at its finish: whole, and if that fails too, one savepoint
+    /// per mail (ADRs 0019, 0022).
     #[allow(clippy::type_complexity)]
     pub fn next_batch(
         &self,
@@ -384,7 +420,7 @@ impl Pipeline {
             },
             Ok(_) => PendingState::Again,
             Err(e) => {
-                tracing::warn!(error = %e, "batch not started; doing it again mail by mail at its turn");
+                tracing::warn!(error = %e, "batch not started; doing it again at its turn");
                 PendingState::Again
             }
         };
@@ -392,7 +428,8 @@ impl Pipeline {
     }
 
     /// Waits until a batch [`Pipeline::next_batch`] began is durable, or does it again
-    /// one savepoint per mail when its transaction could not commit. On `Err` nothing of
+    /// ([`Pipeline::redo`]: whole, then one savepoint per mail) when its transaction could
+    /// not commit. On `Err` nothing of
     /// the batch was committed and its mails must stay where they are.
     pub fn finish_batch(
         &self,
@@ -409,28 +446,13 @@ impl Pipeline {
             match commit.wait() {
                 Ok(()) => return Ok((report, outcomes)),
                 Err(e) => {
-                    tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
+                    tracing::warn!(error = %e, "batch not committed; doing it again");
                 }
             }
         }
-        let limits = Limits {
-            max_attachment_bytes: self.cfg.inbound.max_attachment_bytes,
-        };
-        let parsed = mails
-            .iter()
-            .map(|m| self.parse_one(m, m.bytes.len(), limits))
-            .collect();
         let registry = self.registry.current();
         let size = |i: usize| mails[i].bytes.len();
-        self.process_again(
-            store,
-            &mails,
-            parsed,
-            &size,
-            &registry,
-            now,
-            &mut |_| Ok(()),
-        )
+        self.redo(store, &mails, &size, &registry, now, &mut |_| Ok(()))
     }
 
     /// The batch in one transaction without savepoints, the next chunk parsed on the other
@@ -545,8 +567,6 @@ impl Pipeline {
                 }
                 // The source's own write takes the writers' lock on PostgreSQL: a write
                 // conflict can show here too.
-                // The source's own write takes the writers' lock on PostgreSQL: a write
-                // conflict can show here too.
                 let committed = finish(tx.as_mut()).and_then(|()| {
                     if background {
                         tx.commit_background().map(Some)
@@ -558,9 +578,8 @@ impl Pipeline {
                     Ok(c) => c,
                     Err(e) => {
                         // Nothing was written (a write conflict with another instance, a row
-                        // the server refused): done again, one savepoint per mail, under
-                        // the writers' lock from the start.
-                        tracing::warn!(error = %e, "batch not committed; doing it again mail by mail");
+                        // the server refused): done again (`redo`).
+                        tracing::warn!(error = %e, "batch not committed; doing it again");
                         return Ok(None);
                     }
                 };
@@ -583,10 +602,11 @@ impl Pipeline {
         now: DateTime<Utc>,
         finish: &mut dyn FnMut(&mut dyn store::WriteTx) -> store::Result<()>,
     ) -> Result<(Report, Vec<Outcome>), store::StoreError> {
-        // Some mail failed: the batch is done again, one savepoint per mail, so that mail is
-        // quarantined alone and the rest commits.
-        self.done_again
+        // Some mail failed, or the whole batch failed twice: one savepoint per mail, so a
+        // mail that fails is quarantined alone and the rest commits.
+        self.mail_by_mail
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(mails = mails.len(), "doing the batch mail by mail");
         let mut report = Report::default();
         let mut outcomes = Vec::with_capacity(mails.len());
         let mut tx = store.write()?;

@@ -12,17 +12,18 @@ use lettre::Address;
 use lettre::address::Envelope;
 use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
+mod file;
 mod smtp;
 
+pub use file::{FileOutbox, write_durably};
+
 pub enum Transport {
-    File {
-        dir: PathBuf,
-    },
+    /// `.eml` files in a folder (the embedded default).
+    File(FileOutbox),
     Smtp {
         client: Box<smtp::SmtpClient>,
         envelope_from: Address,
@@ -60,7 +61,7 @@ impl Transport {
     /// The longest one delivery attempt can take.
     pub fn attempt_limit(&self) -> Duration {
         match self {
-            Transport::File { .. } => Duration::from_secs(30),
+            Transport::File(_) => Duration::from_secs(30),
             Transport::Smtp { client, .. } => client.attempt_limit(),
         }
     }
@@ -70,7 +71,7 @@ impl Transport {
             TransportConfig::File { dir } => {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create outbound folder {}: {e}", dir.display()))?;
-                Ok(Transport::File { dir: dir.clone() })
+                Ok(Transport::File(FileOutbox::new(dir.clone())))
             }
             TransportConfig::Smtp(s) => {
                 let client = Box::new(smtp::SmtpClient::new(s)?);
@@ -91,19 +92,13 @@ impl Transport {
 
     pub async fn send(&self, mail: &OutboxMail) -> Result<(), SendError> {
         match self {
-            Transport::File { dir } => {
+            Transport::File(out) => {
                 let name = format!("{:08}-{}.eml", mail.id, mail.kind);
-                let path = dir.join(&name);
-                // Counts as sent only once durable; the fsyncs block, so off the runtime.
-                let (dir, body) = (dir.clone(), mail.body.clone());
-                tokio::task::spawn_blocking(move || write_durably(&dir, &name, &body))
-                    .await
-                    .map_err(|e| {
-                        SendError::Transient(format!("writing {} stopped: {e}", path.display()))
-                    })?
-                    .map_err(|e| {
-                        SendError::Transient(format!("cannot write {}: {e}", path.display()))
-                    })
+                let path = out.dir().join(&name);
+                // Counts as sent only once durable (the file, then its name).
+                out.write(name, mail.body.clone()).await.map_err(|e| {
+                    SendError::Transient(format!("cannot write {}: {e}", path.display()))
+                })
             }
             Transport::Smtp {
                 client,
@@ -132,38 +127,6 @@ impl Transport {
             }
         }
     }
-}
-
-/// Writes `bytes` to `dir/name` so that, once this returns `Ok`, the whole file is on disk
-/// under its name: written under a temporary name and fsynced, renamed, then the folder
-/// fsynced (only that makes the rename itself survive a power loss). A reader never sees a
-/// partial file; on error the temporary file is removed. Blocking: run it off the runtime.
-pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, dir.join(name))
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp); // may not exist: nothing else to do
-        return Err(e);
-    }
-    sync_dir(dir)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Elsewhere a folder cannot be opened for fsync; the rename is as durable as it gets.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// The wait before attempt `attempt + 1`: base × 2^(attempt−1), capped, with ±20 % jitter.
@@ -544,63 +507,12 @@ fn log_outcome(mail: &OutboxMail, o: &Outcome, recorded: bool, report: &mut Deli
 mod tests {
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn a_durable_write_leaves_the_whole_file_under_its_name_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let body = vec![b'x'; 300_000];
-        write_durably(dir.path(), "00000001-ack.eml", &body).unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("00000001-ack.eml")).unwrap(),
-            body
-        );
-        // Written again (a repeated attempt): replaced whole.
-        write_durably(dir.path(), "00000001-ack.eml", b"second").unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("00000001-ack.eml")).unwrap(),
-            b"second"
-        );
-        assert_eq!(
-            names(dir.path()),
-            ["00000001-ack.eml"],
-            "no temporary file left"
-        );
-    }
-
-    #[test]
-    fn a_failed_durable_write_leaves_no_temporary_file() {
-        let dir = tempfile::tempdir().unwrap();
-        // The final name is taken by a folder that is not empty: the rename fails.
-        std::fs::create_dir(dir.path().join("00000002-ack.eml")).unwrap();
-        std::fs::write(dir.path().join("00000002-ack.eml/keep"), b"k").unwrap();
-        assert!(write_durably(dir.path(), "00000002-ack.eml", b"body").is_err());
-        assert_eq!(
-            names(dir.path()),
-            ["00000002-ack.eml"],
-            "temporary file left behind"
-        );
-        // A folder that does not exist: an error, nothing created.
-        let gone = dir.path().join("gone");
-        assert!(write_durably(&gone, "x.eml", b"body").is_err());
-        assert!(!gone.exists());
-    }
-
     /// The file transport writes off the runtime thread and still works on the daemon's
     /// current-thread runtime.
     #[tokio::test]
     async fn the_file_transport_delivers_on_a_current_thread_runtime() {
         let dir = tempfile::tempdir().unwrap();
-        let t = Transport::File {
-            dir: dir.path().to_path_buf(),
-        };
+        let t = Transport::File(FileOutbox::new(dir.path().to_path_buf()));
         let mail = OutboxMail {
             id: 7,
             kind: "acknowledgement".into(),

@@ -1053,6 +1053,11 @@ fn when_a_background_commit_conflicts_it_and_the_batch_after_it_are_done_again_i
             2,
             "the conflict and the batch after it"
         );
+        assert_eq!(
+            p.batches_done_mail_by_mail(),
+            0,
+            "both done again whole, without one savepoint per mail under the lock"
+        );
     }
     // The other writer's change is kept, and each follow-up is on the ticket once, in order.
     let (t, articles) = e
