@@ -38,10 +38,10 @@ impl FileOutbox {
     }
 
     /// Writes `bytes` as `name`; once this returns `Ok`, the whole file is on disk under its
-    /// name (as [`write_durably`]). The file's own write and fsync run off the runtime; the
-    /// folder fsync is shared: the first send to find none running starts one covering every
-    /// rename so far, and a send whose rename an fsync started after already covers returns
-    /// without one.
+    /// name ([`write_file`], then the folder's fsync). The file's own write and fsync run off
+    /// the runtime; the folder fsync is shared: the first send to find none running starts
+    /// one covering every rename so far, and a send whose rename an fsync started after
+    /// already covers returns without one.
     pub async fn write(&self, name: String, bytes: Vec<u8>) -> io::Result<()> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || write_file(&dir, &name, &bytes))
@@ -76,17 +76,11 @@ impl FileOutbox {
     }
 }
 
-/// Writes `bytes` to `dir/name` so that, once this returns `Ok`, the whole file is on disk
-/// under its name: written under a temporary name and fsynced, renamed, then the folder
-/// fsynced (only that makes the rename itself survive a power loss). A reader never sees a
-/// partial file; on error the temporary file is removed. Blocking: run it off the runtime.
-pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    write_file(dir, name, bytes)?;
-    sync_dir(dir)
-}
-
-/// [`write_durably`] without the folder fsync: the file's content is on disk before it
-/// appears under its name, but the rename itself may not survive a power loss yet.
+/// Writes `bytes` to `dir/name` so that the file's whole content is on disk before it
+/// appears under its name: written under a temporary name, fsynced, then renamed. A reader
+/// never sees a partial file; on error the temporary file is removed. The rename survives a
+/// power loss only once the folder is fsynced ([`FileOutbox::write`] does that).
+/// Blocking: run it off the runtime.
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -130,16 +124,16 @@ mod tests {
     }
 
     #[test]
-    fn a_durable_write_leaves_the_whole_file_under_its_name_and_nothing_else() {
+    fn a_written_file_is_whole_under_its_name_and_nothing_else_is_left() {
         let dir = tempfile::tempdir().unwrap();
         let body = vec![b'x'; 300_000];
-        write_durably(dir.path(), "00000001-ack.eml", &body).unwrap();
+        write_file(dir.path(), "00000001-ack.eml", &body).unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("00000001-ack.eml")).unwrap(),
             body
         );
         // Written again (a repeated attempt): replaced whole.
-        write_durably(dir.path(), "00000001-ack.eml", b"second").unwrap();
+        write_file(dir.path(), "00000001-ack.eml", b"second").unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("00000001-ack.eml")).unwrap(),
             b"second"
@@ -152,12 +146,12 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_durable_write_leaves_no_temporary_file() {
+    fn a_failed_write_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         // The final name is taken by a folder that is not empty: the rename fails.
         std::fs::create_dir(dir.path().join("00000002-ack.eml")).unwrap();
         std::fs::write(dir.path().join("00000002-ack.eml/keep"), b"k").unwrap();
-        assert!(write_durably(dir.path(), "00000002-ack.eml", b"body").is_err());
+        assert!(write_file(dir.path(), "00000002-ack.eml", b"body").is_err());
         assert_eq!(
             names(dir.path()),
             ["00000002-ack.eml"],
@@ -165,7 +159,7 @@ mod tests {
         );
         // A folder that does not exist: an error, nothing created.
         let gone = dir.path().join("gone");
-        assert!(write_durably(&gone, "x.eml", b"body").is_err());
+        assert!(write_file(&gone, "x.eml", b"body").is_err());
         assert!(!gone.exists());
     }
 

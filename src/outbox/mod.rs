@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 mod file;
 mod smtp;
 
-pub use file::{FileOutbox, write_durably};
+pub use file::FileOutbox;
 
 pub enum Transport {
     /// `.eml` files in a folder (the embedded default).
