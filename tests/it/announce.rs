@@ -817,23 +817,8 @@ fn two_instances_ticking_at_once_send_each_outage_update_once() {
         },
     ))
     .unwrap();
-    let other =
-        ticketgate::app::App::open((*e.app.cfg).clone(), std::sync::Arc::new(e.clock.clone()))
-            .unwrap();
     let when = at("11:00");
-    let fired: Vec<usize> = std::thread::scope(|s| {
-        let handles: Vec<_> = [&e.app, &other]
-            .into_iter()
-            .map(|app| {
-                s.spawn(move || {
-                    ticketgate::timers::tick(&app.pipeline, &mut *app.store().unwrap(), when, false)
-                        .unwrap()
-                        .len()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let fired = e.tick_from_two_instances(when);
     assert_eq!(fired.iter().sum::<usize>(), 1, "{fired:?}");
     assert_eq!(e.sent("outage_update").len(), 1);
     let v = rt

@@ -279,27 +279,53 @@ impl Env {
     }
 
     pub fn ticket(&mut self, id: i64) -> ticketgate::store::TicketRow {
-        self.app
-            .store()
-            .unwrap()
-            .ticket_with_articles(id)
-            .unwrap()
-            .unwrap()
-            .0
+        self.ticket_with_articles(id).0
     }
 
     /// The ticket's articles, oldest first.
     pub fn articles(&mut self, id: i64) -> Vec<ticketgate::store::ArticleRow> {
+        self.ticket_with_articles(id).1
+    }
+
+    fn ticket_with_articles(
+        &mut self,
+        id: i64,
+    ) -> (
+        ticketgate::store::TicketRow,
+        Vec<ticketgate::store::ArticleRow>,
+    ) {
         self.app
             .store()
             .unwrap()
             .ticket_with_articles(id)
             .unwrap()
             .unwrap()
-            .1
     }
 
-    /// Outbound mail of one kind, in order.
+    /// Ticks at `when` from this app and from a second instance opened on the same
+    /// configuration and clock, at once (two threads); what each fired.
+    pub fn tick_from_two_instances(&self, when: DateTime<Utc>) -> Vec<usize> {
+        let other = App::open((*self.app.cfg).clone(), Arc::new(self.clock.clone())).unwrap();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = [&self.app, &other]
+                .into_iter()
+                .map(|app| {
+                    s.spawn(move || {
+                        ticketgate::timers::tick(
+                            &app.pipeline,
+                            &mut *app.store().unwrap(),
+                            when,
+                            false,
+                        )
+                        .unwrap()
+                        .len()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
     pub fn sent(&mut self, kind: &str) -> Vec<OutboxRow> {
         self.outbox()
             .into_iter()

@@ -751,23 +751,8 @@ fn two_instances_ticking_at_once_fire_each_ticket_timer_once() {
         );
     }
     let reminders = e.sent("reminder").len();
-    let other =
-        ticketgate::app::App::open((*e.app.cfg).clone(), std::sync::Arc::new(e.clock.clone()))
-            .unwrap();
     let when = e.clock.now() + Duration::days(3);
-    let fired: Vec<usize> = std::thread::scope(|s| {
-        let handles: Vec<_> = [&e.app, &other]
-            .into_iter()
-            .map(|app| {
-                s.spawn(move || {
-                    ticketgate::timers::tick(&app.pipeline, &mut *app.store().unwrap(), when, false)
-                        .unwrap()
-                        .len()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let fired = e.tick_from_two_instances(when);
     assert_eq!(fired.iter().sum::<usize>(), N, "{fired:?}");
     assert_eq!(e.sent("reminder").len(), reminders + N);
     for i in 1..=N as i64 {
