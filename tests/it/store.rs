@@ -1398,6 +1398,150 @@ fn a_batch_commits_nothing_when_another_writer_changed_what_it_read_postgres_onl
     }
 }
 
+/// A batch on its own store, in a thread: reads `ticket`, sets its reason to `reason`, records a
+/// mail `key`, commits; the outcome comes on the channel.
+fn batch_in_thread(
+    url: &str,
+    ticket: i64,
+    reason: &str,
+    key: &str,
+) -> mpsc::Receiver<store::Result<()>> {
+    let (url, reason, key) = (url.to_string(), reason.to_string(), key.to_string());
+    let (done_tx, done_rx) = mpsc::channel();
+    let (read_tx, read_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = store::open(&url).unwrap();
+        let r = (|| {
+            let mut tx = s.write_batch()?;
+            let mut t = tx.ticket(ticket)?.expect("the ticket exists");
+            assert!(!tx.inbound_exists(&key)?);
+            let _ = read_tx.send(());
+            t.reason = Some(reason);
+            tx.save_ticket(&t)?;
+            tx.insert_inbound(&inbound(&key, "appended"))?;
+            tx.commit()
+        })();
+        let _ = done_tx.send(r);
+    });
+    // Its reads are made before this returns.
+    read_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the batch read its ticket");
+    done_rx
+}
+
+/// Batches lock what they write, not the whole store (ADR 0023): while one batch's commit
+/// is held up, a batch that writes another ticket commits; one that writes the same ticket
+/// waits for it, then finds the change and writes nothing; a plain writer waits for it.
+#[test]
+fn a_batch_waits_only_for_batches_that_write_what_it_writes_postgres_only() {
+    let d = db();
+    if d.pg.is_none() {
+        return;
+    }
+    let mut s = d.open();
+    let mut w = s.write().unwrap();
+    let one = w.insert_ticket(&a_ticket("one")).unwrap();
+    let two = w.insert_ticket(&a_ticket("two")).unwrap();
+    w.commit().unwrap();
+    let wait = std::time::Duration::from_secs(20);
+    let a_while = std::time::Duration::from_millis(700);
+
+    // Another session holds ticket one's row, so batch A stops in its flush, after it took
+    // its locks.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut holder = rt.block_on(common::plumbing_connection(&d.url));
+    rt.block_on(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "BEGIN; SELECT id FROM tickets WHERE id = {one} FOR UPDATE"
+        )))
+        .execute(&mut holder),
+    )
+    .unwrap();
+    let a = batch_in_thread(&d.url, one, "one, by A", "mid:a@x");
+    let shared_writers = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                          AND mode = 'ShareLock' AND granted";
+    let held_since = Instant::now();
+    while pg_scalar(&d.url, shared_writers) == 0 {
+        assert!(held_since.elapsed() < wait, "batch A never took its locks");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // B writes ticket two: it commits while A is held.
+    let b = batch_in_thread(&d.url, two, "two, by B", "mid:b@x");
+    b.recv_timeout(wait)
+        .expect("batch B committed beside A")
+        .unwrap();
+    assert!(a.try_recv().is_err(), "A is still held");
+
+    // C writes ticket one, which A is writing; a plain writer takes the writers' lock.
+    let c = batch_in_thread(&d.url, one, "one, by C", "mid:c@x");
+    let url = d.url.clone();
+    let (plain_tx, plain_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = store::open(&url).unwrap();
+        let r = (|| {
+            let mut w = s.write()?;
+            w.insert_inbound(&inbound("mid:plain@x", "created"))?;
+            w.commit()
+        })();
+        let _ = plain_tx.send(r);
+    });
+    assert!(c.recv_timeout(a_while).is_err(), "C waits for A");
+    assert!(
+        plain_rx.recv_timeout(a_while).is_err(),
+        "the plain writer waits for A"
+    );
+
+    rt.block_on(sqlx::raw_sql("ROLLBACK").execute(&mut holder))
+        .unwrap();
+    a.recv_timeout(wait).expect("A committed").unwrap();
+    let err = c
+        .recv_timeout(wait)
+        .expect("C ended")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("write conflict: ticket #{one}")),
+        "{err}"
+    );
+    plain_rx
+        .recv_timeout(wait)
+        .expect("the plain writer committed")
+        .unwrap();
+
+    assert_eq!(
+        s.ticket_with_articles(one)
+            .unwrap()
+            .unwrap()
+            .0
+            .reason
+            .as_deref(),
+        Some("one, by A")
+    );
+    assert_eq!(
+        s.ticket_with_articles(two)
+            .unwrap()
+            .unwrap()
+            .0
+            .reason
+            .as_deref(),
+        Some("two, by B")
+    );
+    let mut r = s.write().unwrap();
+    for (key, written) in [
+        ("mid:a@x", true),
+        ("mid:b@x", true),
+        ("mid:c@x", false),
+        ("mid:plain@x", true),
+    ] {
+        assert_eq!(r.inbound_exists(key).unwrap(), written, "{key}");
+    }
+}
+
 #[test]
 fn a_row_that_refers_to_a_missing_ticket_or_inbound_mail_is_refused() {
     // SQLite: its foreign keys; PostgreSQL: the flush's own check of the references

@@ -6,8 +6,8 @@
 //! their ids from the tables' identity sequences ahead of the write ([`IdPool`]), so the
 //! references between the buffered rows hold.
 //!
-//! A batch's reads may run before the writers' advisory lock is taken (`Store::write_batch`):
-//! each read made so is recorded in [`Checks`], and checked again under the lock before
+//! A batch's reads may run before its locks are taken (`Store::write_batch`, `locks.rs`):
+//! each read made so is recorded in [`Checks`], and checked again under the locks before
 //! anything is written; a difference is a conflict (another instance wrote what this batch
 //! decided on) and the transaction fails without writing anything.
 

@@ -16,11 +16,12 @@
 //! caller's thread does no I/O in `Drop`). A pooled connection is checked before each use,
 //! so one that died while idle is replaced at once.
 //!
-//! Writers are serialized across instances like SQLite's `BEGIN IMMEDIATE`: a write
-//! transaction takes a transaction-level advisory lock first. A batch of mail
-//! (`Store::write_batch`) reads before it and takes the lock only to write, after checking
-//! its reads again (ADR 0009, `batch.rs`); its writes are buffered and written one statement
-//! per table. Outbox claims do not take the lock: they use `FOR UPDATE SKIP LOCKED`, so
+//! Writers that write the same things are serialized across instances: a write transaction
+//! takes the writers' transaction-level advisory lock exclusive first, like SQLite's `BEGIN
+//! IMMEDIATE`. A batch of mail (`Store::write_batch`) reads without any lock and, to write,
+//! takes that lock shared plus a lock per ticket, dedup key and capped recipient it writes
+//! (`locks.rs`, ADR 0023), after which it checks its reads again (ADR 0009, `batch.rs`); its
+//! writes are buffered and written one statement per table. Outbox claims do not take the lock: they use `FOR UPDATE SKIP LOCKED`, so
 //! several senders never claim the same row.
 //!
 //! Claims and leases are measured on the database's clock (`clock_timestamp()`), not on the
@@ -55,6 +56,7 @@ macro_rules! ticket_columns {
 
 mod announce;
 mod batch;
+mod locks;
 mod outage_links;
 mod rows;
 mod store;

@@ -5,11 +5,14 @@
 //! answered from what the transaction read before and wrote itself, or from the server.
 //! A transaction from [`Store::write`] holds the writers' lock from its start and writes
 //! each row at once (its errors show where they happen: agent actions, replays); one from
-//! [`Store::write_batch`] (a batch of mail, a tick) buffers its writes and takes the lock
-//! only when it must write (at commit, at a savepoint, for a write that is not buffered, or
-//! to read what it buffered), after checking again everything it read without it.
+//! [`Store::write_batch`] (a batch of mail, a tick) buffers its writes and takes its locks
+//! only when it must write, then checks again everything it read without them: at commit,
+//! the writers' lock shared and a lock per item it writes (`locks.rs`, ADR 0023); before its
+//! commit (at a savepoint, for a write that is not buffered, to read what it buffered: more
+//! may follow) the writers' lock exclusive.
 
 use super::batch::*;
+use super::locks::{self, Guard, lock_and_check};
 use super::*;
 
 pub(super) struct PgTx {
@@ -19,7 +22,7 @@ pub(super) struct PgTx {
     /// transaction, and a COMMIT would silently roll it back.
     pub(super) failed: bool,
     pub(super) shared: Arc<Shared>,
-    /// The writers' advisory lock is held: reads need no check.
+    /// The writers' advisory lock is held exclusive: reads need no check.
     pub(super) locked: bool,
     /// Since a savepoint: every write goes to the server at once (a savepoint must cover
     /// exactly what was written before it).
@@ -150,7 +153,10 @@ impl PgTx {
         }
         self.wait_before()?;
         let checks = self.take_checks();
-        self.call(move |c| Box::pin(async move { lock_and_check(c, &checks).await }))?;
+        // More may follow, written row by row and read back without checks: exclusive.
+        self.call(move |c| {
+            Box::pin(async move { lock_and_check(c, &Guard::Exclusive, &checks).await })
+        })?;
         self.locked = true;
         Ok(())
     }
@@ -332,18 +338,6 @@ impl PgTx {
         self.carried_auto.clear();
         checks
     }
-}
-
-/// The writers' lock, then the check of what was read before it.
-async fn lock_and_check(c: &mut PgConnection, checks: &Checks) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(WRITE_LOCK)
-        .execute(&mut *c)
-        .await?;
-    if !checks.is_empty() {
-        check(c, checks).await?;
-    }
-    Ok(())
 }
 
 impl Drop for PgTx {
@@ -669,8 +663,8 @@ impl WriteTx for PgTx {
         // are suppressed, in one call: the tick then reads from memory (the mail a timer
         // writes asks for both; one round trip each per mail was most of a tick).
         //
-        // No row locks: `sync` took the writers' lock, which every writer of `timers` takes
-        // first, so no other transaction can fire or change these timers before this one
+        // No row locks: `sync` took the writers' lock exclusive, and every writer of
+        // `timers` takes it (a batch shared) first, so no other transaction can fire or change these timers before this one
         // commits (and READ COMMITTED shows this statement all the previous holder wrote).
         // `FOR UPDATE` wrote a lock record, and on a page not yet written since the last
         // checkpoint a full-page image, for each due timer (ADR 0020).
@@ -1286,6 +1280,7 @@ impl WriteTx for PgTx {
         // The lock (and the check of what was read without it), the buffered writes and
         // the COMMIT, in one call.
         let checks = (!self.locked).then(|| self.take_checks());
+        let guard = checks.as_ref().map(|c| locks::for_batch(&self.buf, c));
         let f = Flush::take(&mut self.buf, &self.cache)?;
         let Some(mut tx) = self.tx.take() else {
             return Err(StoreError::Other(
@@ -1293,8 +1288,8 @@ impl WriteTx for PgTx {
             ));
         };
         run(async move {
-            if let Some(checks) = checks {
-                lock_and_check(&mut tx, &checks).await?;
+            if let (Some(checks), Some(guard)) = (checks, guard) {
+                lock_and_check(&mut tx, &guard, &checks).await?;
             }
             flush(&mut tx, f).await?;
             tx.commit().await?;
@@ -1315,6 +1310,7 @@ impl WriteTx for PgTx {
         let carry = (!self.locked).then(|| Carry::of(&self.buf, &self.cache));
         let before = self.before.take();
         let mut checks = (!self.locked).then(|| self.take_checks());
+        let guard = checks.as_ref().map(|c| locks::for_batch(&self.buf, c));
         let f = Flush::take(&mut self.buf, &self.cache)?;
         let Some(mut tx) = self.tx.take() else {
             return Err(StoreError::Other(
@@ -1341,8 +1337,8 @@ impl WriteTx for PgTx {
                         c.resolve(xid);
                     }
                 }
-                if let Some(checks) = checks {
-                    lock_and_check(&mut tx, &checks).await?;
+                if let (Some(checks), Some(guard)) = (checks, guard) {
+                    lock_and_check(&mut tx, &guard, &checks).await?;
                 }
                 let xid = flush(&mut tx, f).await?;
                 tx.commit().await?;
