@@ -12,7 +12,10 @@
 //! - each dedup key it inserts (`inbound.dedup_key` is not unique: each mail once rests on
 //!   the check under this lock);
 //! - each inbound row whose outcome it changes;
-//! - each recipient whose automatic-mail count it read or adds to (the cap).
+//! - each recipient it sends automatic mail to, and each whose count it found below the cap
+//!   (the cap: another batch's mail could make that answer wrong). A recipient already at
+//!   the cap needs none: other batches only add to the count, and the answer stands;
+//!   automatic mail held back by the cap (`suppressed`) counts for nobody.
 //!
 //! Two batches that share none of these write at the same time; one that shares any waits
 //! for the other's commit, then checks its reads again (`batch::check`) as before. New
@@ -28,7 +31,9 @@ use super::batch::{Buffer, Checks};
 use super::*;
 
 /// The most per-item locks one batch takes; beyond, it takes the writers' lock exclusive.
-/// A batch of 1,024 new requests needs about 2,100 (a dedup key and a recipient a mail).
+/// A batch of 1,024 mails needs a dedup key a mail, one for each sender below the cap and
+/// one for each existing ticket it changes: at most 3,072, fewer when senders write more than
+/// once or mostly open new tickets.
 pub(super) const MAX_KEYS: usize = 3_000;
 
 /// How a transaction keeps the other writers out while it writes.
@@ -91,12 +96,19 @@ pub(super) fn for_batch(buf: &Buffer, checks: &Checks) -> Guard {
             .map(|m| Item::DedupKey(&m.dedup_key).key()),
     );
     keys.extend(buf.outcomes.iter().map(|o| Item::Inbound(o.0).key()));
+    // Without a known cap every change of a count read is a conflict: all are locked.
     let recipients = buf
         .outbox
         .iter()
-        .filter(|m| m.automatic)
+        .filter(|m| m.automatic && m.state != "suppressed")
         .map(|m| m.recipient.as_str())
-        .chain(checks.counts.keys().map(|(r, _)| r.as_str()));
+        .chain(
+            checks
+                .counts
+                .iter()
+                .filter(|(_, (_, below))| checks.limit.is_none() || below.is_some())
+                .map(|((r, _), _)| r.as_str()),
+        );
     keys.extend(recipients.map(|r| Item::Recipient(r).key()));
     keys.sort_unstable();
     keys.dedup();
@@ -194,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_locks_the_tickets_it_changes_the_keys_it_inserts_and_the_recipients_it_mails() {
+    fn a_batch_locks_the_tickets_it_changes_the_keys_it_inserts_and_the_recipients_below_the_cap() {
         let mut buf = Buffer::default();
         buf.new_tickets.push(7);
         buf.new_ticket_ids.insert(7);
@@ -213,7 +225,21 @@ mod tests {
         });
         buf.outbox.push(outbox("jane@acme.example", true));
         buf.outbox.push(outbox("list@acme.example", false));
-        let checks = Checks::default();
+        buf.outbox.push(OutboxIns {
+            state: "suppressed",
+            ..outbox("loop@robot.example", true)
+        });
+        let mut checks = Checks {
+            limit: Some(3),
+            ..Checks::default()
+        };
+        let since = DateTime::UNIX_EPOCH;
+        checks
+            .counts
+            .insert(("below@acme.example".into(), since), (1, Some(1)));
+        checks
+            .counts
+            .insert(("loop@robot.example".into(), since), (3, None));
         let got = keys(for_batch(&buf, &checks));
         let mut want = vec![
             Item::Ticket(3).key(),
@@ -221,11 +247,18 @@ mod tests {
             Item::DedupKey("mid:a@x").key(),
             Item::DedupKey("mid:b@x").key(),
             Item::Recipient("jane@acme.example").key(),
+            Item::Recipient("below@acme.example").key(),
         ];
         want.sort_unstable();
         assert_eq!(got, want, "ascending, once each; not the new ticket 7");
         assert!(!got.contains(&Item::Ticket(7).key()));
         assert!(!got.contains(&Item::Recipient("list@acme.example").key()));
+        // At the cap: more mail from others changes nothing this batch decided.
+        assert!(!got.contains(&Item::Recipient("loop@robot.example").key()));
+        // Without a known cap, every count read is locked.
+        checks.limit = None;
+        let got = keys(for_batch(&buf, &checks));
+        assert!(got.contains(&Item::Recipient("loop@robot.example").key()));
         // The kind keeps equal values apart.
         assert_ne!(Item::Ticket(3).key(), Item::Inbound(3).key());
         assert!(!got.contains(&WRITE_LOCK));

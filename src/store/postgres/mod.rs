@@ -19,7 +19,7 @@
 //! Writers that write the same things are serialized across instances: a write transaction
 //! takes the writers' transaction-level advisory lock exclusive first, like SQLite's `BEGIN
 //! IMMEDIATE`. A batch of mail (`Store::write_batch`) reads without any lock and, to write,
-//! takes that lock shared plus a lock per ticket, dedup key and capped recipient it writes
+//! takes that lock shared plus a lock per ticket, dedup key and recipient below the cap it writes
 //! (`locks.rs`, ADR 0023), after which it checks its reads again (ADR 0009, `batch.rs`); its
 //! writes are buffered and written one statement per table. Outbox claims do not take the lock: they use `FOR UPDATE SKIP LOCKED`, so
 //! several senders never claim the same row.
