@@ -183,7 +183,8 @@ pub(super) struct EscalationIns {
     pub target_secs: i64,
 }
 
-/// What a transaction wrote and has not sent to the server yet.
+/// What a transaction wrote and has not sent to the server yet. A batch commit locks the
+/// items of these rows (`locks::for_batch`): a new kind of row adds its items there.
 #[derive(Default)]
 pub(super) struct Buffer {
     /// New tickets and tickets changed, by id: their rows are in [`Cache::tickets`].
