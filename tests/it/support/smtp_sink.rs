@@ -157,6 +157,20 @@ impl SmtpSink {
             .collect()
     }
 
+    /// Whether no message was accepted. smtp-sink opens a transaction's dump file at `MAIL
+    /// FROM` and removes it when the transaction ends without `DATA`, which it may do a
+    /// moment after the client has its answer: a file that stays (a bounded wait) is a message.
+    pub fn accepted_none(&self) -> bool {
+        let deadline = Instant::now() + STARTUP;
+        while self.count() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// The messages once there are at least `n` (or a failure after a bounded wait).
     pub fn wait_for(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + STARTUP;
