@@ -76,10 +76,10 @@ impl Item<'_> {
 pub(super) fn for_batch(buf: &Buffer, checks: &Checks) -> Guard {
     let mut keys: Vec<i64> = Vec::new();
     let existing = |id: &i64| !buf.new_ticket_ids.contains(id);
+    // The tickets checked are those changed (`PgTx::take_checks`).
     let tickets = buf
         .changed_tickets
         .iter()
-        .chain(checks.tickets.keys())
         .chain(buf.articles.iter().map(|a| &a.ticket_id))
         .chain(buf.history.iter().map(|h| &h.ticket_id))
         .chain(buf.escalations.iter().map(|e| &e.ticket_id))
