@@ -231,6 +231,13 @@ fn soak_under_faults() {
         if tickets >= delivered && waiting == 0 {
             break waited;
         }
+        if waited >= drain_limit {
+            // The whole daemon log outlives the test's temporary folder, for the diagnosis.
+            let kept =
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak-failed-daemon.log");
+            let _ = std::fs::write(&kept, daemon.log());
+            eprintln!("the daemon's whole log: {}", kept.display());
+        }
         assert!(
             waited < drain_limit,
             "not drained after {waited:?}: {tickets} tickets of {delivered}, {waiting} outbound \
